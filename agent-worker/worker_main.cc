@@ -1,0 +1,34 @@
+// SCAFFOLD: flag handling only; the agent comes with the agent issue.
+#include "agent-worker/worker_main.h"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/args.h"
+#include "common/exit_codes.h"
+
+namespace vigo::worker {
+
+int WorkerMain(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  ArgSpec spec{"vigo-worker (started by vigo only)", "The Vigo apply worker.",
+               {{"version", false, "print the version"}}, 0, 1};
+  auto parsed = ParseArgs(spec, args);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "vigo-worker: %s\n", std::string(parsed.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (parsed->help()) {
+    std::fputs(HelpText(spec).c_str(), stdout);
+    return kExitOk;
+  }
+  if (parsed->Has("version")) {
+    std::printf("vigo-worker %s\n", kVigoVersion);
+    return kExitOk;
+  }
+  std::fprintf(stderr, "vigo-worker: not built yet\n");
+  return kExitError;
+}
+
+}  // namespace vigo::worker

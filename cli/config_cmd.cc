@@ -1,0 +1,9 @@
+// SCAFFOLD: replaced by the owning issue's implementation.
+#include <cstdio>
+#include "cli/cli.h"
+#include "common/exit_codes.h"
+namespace vigo::cli {
+int RunConfig(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
+int RunBundle(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
+int RunWhoNeeds(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
+}  // namespace vigo::cli

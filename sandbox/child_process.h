@@ -1,0 +1,77 @@
+// ChildProcess: owner of a child started with fork+exec. The destructor kills
+// (SIGKILL) and reaps a child that is still running, so no child outlives its
+// owner by accident.
+//
+//   SpawnOptions opts;
+//   opts.argv = {"/usr/bin/true"};
+//   VIGO_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(opts));
+//   VIGO_ASSIGN_OR_RETURN(ExitInfo exit, child.Wait());
+#ifndef VIGO_SANDBOX_CHILD_PROCESS_H_
+#define VIGO_SANDBOX_CHILD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sandbox/unique_fd.h"
+
+namespace vigo::sandbox {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;   // argv[0] is the executable path (no PATH search)
+  std::vector<std::string> env;    // the complete environment ("K=V"); empty = none
+  std::optional<std::string> cwd;
+  // fds the child receives: {child_fd, parent_fd}. Everything else is closed
+  // in the child before exec. stdin/stdout/stderr default to /dev/null unless
+  // mapped here.
+  std::vector<std::pair<int, int>> fd_map;
+  // SIGKILL the child when the parent thread that spawned it dies.
+  bool die_with_parent = true;
+  // Start the child in its own process group (so timeouts kill the tree).
+  bool new_process_group = true;
+};
+
+struct ExitInfo {
+  bool exited = false;     // normal exit
+  int exit_code = -1;      // valid when exited
+  bool signaled = false;
+  int signal = 0;          // valid when signaled
+  bool timed_out = false;  // killed by WaitFor's timeout
+};
+
+class ChildProcess {
+ public:
+  static absl::StatusOr<ChildProcess> Spawn(const SpawnOptions& options);
+
+  ChildProcess() = default;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ChildProcess(ChildProcess&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+  ChildProcess& operator=(ChildProcess&& o) noexcept;
+  ~ChildProcess();
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+
+  // Blocks until the child exits.
+  absl::StatusOr<ExitInfo> Wait();
+  // Waits at most `timeout`; then kills the process group and reaps.
+  absl::StatusOr<ExitInfo> WaitFor(std::chrono::milliseconds timeout);
+  // Sends `sig` to the child (or its group when it has one).
+  void Kill(int sig);
+  // Adopts an already-forked child (e.g. one a test forked itself).
+  static ChildProcess AdoptForTest(pid_t pid);
+
+ private:
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_ = -1;
+};
+
+}  // namespace vigo::sandbox
+
+#endif  // VIGO_SANDBOX_CHILD_PROCESS_H_

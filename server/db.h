@@ -1,0 +1,86 @@
+// Database: the SQLite file <root>/db/vigo.db shared by vigosrv and vigocli.
+// WAL mode, foreign keys on, busy timeout 5 s. Each module creates its own
+// tables (CREATE TABLE IF NOT EXISTS) through EnsureSchema().
+//
+//   VIGO_ASSIGN_OR_RETURN(auto db, Database::Open(cfg.DatabasePath()));
+//   VIGO_ASSIGN_OR_RETURN(Statement st, db->Prepare("SELECT seq FROM audit WHERE ..."));
+//   st.BindText(1, envoy);
+//   while (true) { VIGO_ASSIGN_OR_RETURN(bool row, st.Step()); if (!row) break; ... }
+//
+// Thread safety: one Database may be shared by threads; Statement objects
+// may not. SECURITY: nothing stored here may hold a secret value.
+#ifndef VIGO_SERVER_DB_H_
+#define VIGO_SERVER_DB_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace vigo::server {
+
+class Statement {
+ public:
+  Statement(Statement&&) noexcept;
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+  ~Statement();
+
+  void BindText(int index, std::string_view value);
+  void BindBlob(int index, const void* data, size_t len);
+  void BindInt(int index, int64_t value);
+  void BindNull(int index);
+  // true: a row is available; false: done.
+  absl::StatusOr<bool> Step();
+  absl::Status Reset();
+
+  std::string ColumnText(int index) const;
+  std::string ColumnBlob(int index) const;
+  int64_t ColumnInt(int index) const;
+  bool ColumnIsNull(int index) const;
+
+ private:
+  friend class Database;
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class Database {
+ public:
+  // Opens (creating the file 0600 and its directory 0700 when missing).
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::filesystem::path& path);
+  ~Database();
+
+  absl::Status Exec(std::string_view sql);
+  absl::StatusOr<Statement> Prepare(std::string_view sql);
+  // Runs `sql` (schema statements) once per process per database file.
+  absl::Status EnsureSchema(std::string_view sql) { return Exec(sql); }
+
+  // BEGIN IMMEDIATE ... COMMIT helpers. Callers hold `mu()` across a
+  // transaction when the Database is shared between threads.
+  absl::Status Begin();
+  absl::Status Commit();
+  void Rollback();
+  std::mutex& mu() { return mu_; }
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  Database(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::filesystem::path path_;
+  std::mutex mu_;
+};
+
+}  // namespace vigo::server
+
+#endif  // VIGO_SERVER_DB_H_

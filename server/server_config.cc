@@ -1,0 +1,190 @@
+#include "server/server_config.h"
+
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "common/strings.h"
+#include "yaml-cpp/yaml.h"
+
+namespace vigo::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Durations in server.yaml: "90s", "5m", "2h", or a bare number of seconds.
+absl::StatusOr<std::chrono::seconds> ParseDuration(const std::string& text) {
+  if (text.empty()) return absl::InvalidArgumentError("empty duration");
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  if (digits == 0 || digits > 9) {
+    return absl::InvalidArgumentError(StrCat("bad duration '", text, "' (use e.g. 30s, 5m, 1h)"));
+  }
+  long n = std::stol(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  long mult = 0;
+  if (unit.empty() || unit == "s") mult = 1;
+  if (unit == "m") mult = 60;
+  if (unit == "h") mult = 3600;
+  if (mult == 0 || n <= 0) {
+    return absl::InvalidArgumentError(StrCat("bad duration '", text, "' (use e.g. 30s, 5m, 1h)"));
+  }
+  return std::chrono::seconds(n * mult);
+}
+
+struct Section {
+  const char* name;
+  std::set<std::string> keys;
+};
+
+}  // namespace
+
+fs::path ServerConfig::Resolve(const std::string& p) const {
+  fs::path path(p);
+  return path.is_absolute() ? path : root / path;
+}
+
+fs::path ResolveRoot(const std::string& flag_value) {
+  std::string r = flag_value;
+  if (r.empty()) {
+    const char* env = std::getenv("VIGO_ROOT");
+    r = (env && *env) ? env : "/srv/vigo";
+  }
+  std::error_code ec;
+  fs::path abs = fs::absolute(r, ec);
+  return ec ? fs::path(r) : abs.lexically_normal();
+}
+
+std::string DefaultServerYaml(const std::string& hostname) {
+  return StrCat(
+      "# Vigo server configuration. Unknown keys are errors.\n"
+      "server:\n"
+      "  grpc_listen: \"127.0.0.1:1530\"\n"
+      "  hostname: \"", hostname, "\"\n"
+      "secrets:\n"
+      "  backend: local            # local | isopass\n"
+      "  secrets_dir: secrets      # local\n"
+      "  # url: https://isopass.example:8443   (isopass)\n"
+      "  # token_file: isopass-token           (isopass; bearer token, mode 0600)\n"
+      "  # ca_file: tls/isopass-ca.pem          (isopass; optional)\n"
+      "  # poll_interval: 60s                   (isopass)\n"
+      "database:\n"
+      "  driver: sqlite\n"
+      "  path: db/vigo.db\n"
+      "checkin:\n"
+      "  interval: 5m\n"
+      "  # require_hardening: strict           (refuse agents whose sandbox is weakened)\n"
+      "log:\n"
+      "  level: info               # trace | debug | info | warn | error\n"
+      "  json: false\n");
+}
+
+absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_missing) {
+  ServerConfig cfg;
+  cfg.root = root;
+  fs::path file = root / "server.yaml";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) {
+    if (allow_missing) return cfg;
+    return absl::NotFoundError(
+        StrCat(file.string(), ": not found (run 'vigosrv init --root ", root.string(), "')"));
+  }
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(file.string());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        StrCat(file.string(), ":", e.mark.line + 1, ": malformed YAML: ", e.msg));
+  }
+  if (doc.IsNull()) return cfg;
+  if (!doc.IsMap()) {
+    return absl::InvalidArgumentError(StrCat(file.string(), ": top level must be a mapping"));
+  }
+  static const std::map<std::string, std::set<std::string>> kKnown = {
+      {"server", {"grpc_listen", "hostname"}},
+      {"secrets", {"backend", "secrets_dir", "url", "token_file", "ca_file", "poll_interval"}},
+      {"database", {"driver", "path"}},
+      {"checkin", {"interval", "require_hardening"}},
+      {"log", {"level", "json"}},
+  };
+  auto where = [&](const YAML::Node& n) {
+    return StrCat(file.string(), ":", n.Mark().line + 1);
+  };
+  try {
+    for (const auto& sec : doc) {
+      std::string sname = sec.first.as<std::string>();
+      auto known = kKnown.find(sname);
+      if (known == kKnown.end()) {
+        return absl::InvalidArgumentError(
+            StrCat(where(sec.first), ": unknown key '", sname, "'"));
+      }
+      if (sec.second.IsNull()) continue;
+      if (!sec.second.IsMap()) {
+        return absl::InvalidArgumentError(
+            StrCat(where(sec.first), ": '", sname, "' must be a mapping"));
+      }
+      for (const auto& kv : sec.second) {
+        std::string key = kv.first.as<std::string>();
+        if (known->second.count(key) == 0) {
+          return absl::InvalidArgumentError(
+              StrCat(where(kv.first), ": unknown key '", sname, ".", key, "'"));
+        }
+        if (!kv.second.IsScalar()) {
+          return absl::InvalidArgumentError(
+              StrCat(where(kv.first), ": '", sname, ".", key, "' must be a scalar"));
+        }
+        std::string v = kv.second.as<std::string>();
+        std::string full = StrCat(sname, ".", key);
+        auto duration = [&](std::chrono::seconds* out) -> absl::Status {
+          auto d = ParseDuration(v);
+          if (!d.ok()) {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": '", full, "': ", std::string(d.status().message())));
+          }
+          *out = *d;
+          return absl::OkStatus();
+        };
+        absl::Status st;
+        if (full == "server.grpc_listen") cfg.grpc_listen = v;
+        if (full == "server.hostname") cfg.hostname = v;
+        if (full == "secrets.backend") {
+          if (v != "local" && v != "isopass") {
+            return absl::InvalidArgumentError(StrCat(where(kv.first), ": 'secrets.backend' is '", v,
+                                                     "'; expected local or isopass"));
+          }
+          cfg.secrets_backend = v;
+        }
+        if (full == "secrets.secrets_dir") cfg.secrets_dir = v;
+        if (full == "secrets.url") cfg.isopass_url = v;
+        if (full == "secrets.token_file") cfg.isopass_token_file = v;
+        if (full == "secrets.ca_file") cfg.isopass_ca_file = v;
+        if (full == "secrets.poll_interval") st = duration(&cfg.isopass_poll_interval);
+        if (full == "database.driver") {
+          if (v != "sqlite") {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": 'database.driver' is '", v, "'; only sqlite is supported"));
+          }
+          cfg.database_driver = v;
+        }
+        if (full == "database.path") cfg.database_path = v;
+        if (full == "checkin.interval") st = duration(&cfg.checkin_interval);
+        if (full == "checkin.require_hardening") {
+          if (v != "none" && v != "strict") {
+            return absl::InvalidArgumentError(StrCat(
+                where(kv.first), ": 'checkin.require_hardening' is '", v, "'; expected none or strict"));
+          }
+          cfg.require_hardening = v;
+        }
+        if (full == "log.level") cfg.log_level = v;
+        if (full == "log.json") cfg.log_json = (v == "true");
+        if (!st.ok()) return st;
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        StrCat(file.string(), ":", e.mark.line + 1, ": ", e.msg));
+  }
+  return cfg;
+}
+
+}  // namespace vigo::server

@@ -1,0 +1,63 @@
+// server.yaml (CONTRACT §2). Unknown keys are errors naming the key and file.
+//
+//   VIGO_ASSIGN_OR_RETURN(ServerConfig cfg, LoadServerConfig("/srv/vigo"));
+//   cfg.SecretsDir()  // absolute: <root>/secrets
+#ifndef VIGO_SERVER_SERVER_CONFIG_H_
+#define VIGO_SERVER_SERVER_CONFIG_H_
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace vigo::server {
+
+struct ServerConfig {
+  std::filesystem::path root;            // absolute data root
+
+  std::string grpc_listen = "127.0.0.1:1530";
+  std::string hostname = "localhost";
+
+  std::string secrets_backend = "local";  // local | isopass
+  std::string secrets_dir = "secrets";    // local, relative to root
+  std::string isopass_url;                // isopass
+  std::string isopass_token_file;         // isopass, relative to root
+  std::string isopass_ca_file;            // isopass, optional
+  std::chrono::seconds isopass_poll_interval{60};
+
+  std::string database_driver = "sqlite";
+  std::string database_path = "db/vigo.db";
+
+  std::chrono::seconds checkin_interval{300};
+  // none | strict: strict refuses CheckIn from agents whose attestation
+  // report shows a skipped hardening step.
+  std::string require_hardening = "none";
+
+  std::string log_level = "info";
+  bool log_json = false;
+
+  // Resolves a path from server.yaml against root.
+  std::filesystem::path Resolve(const std::string& p) const;
+  std::filesystem::path SecretsDir() const { return Resolve(secrets_dir); }
+  std::filesystem::path DatabasePath() const { return Resolve(database_path); }
+  std::filesystem::path StacksDir() const { return root / "stacks"; }
+  std::filesystem::path TlsDir() const { return root / "tls"; }
+  std::filesystem::path AdminSocket() const { return root / "run" / "admin.sock"; }
+  std::filesystem::path UnlockSentinel() const { return root / ".secrets-unlocked"; }
+};
+
+// Reads <root>/server.yaml. A missing file yields the defaults only when
+// `allow_missing` is true. Errors name the file, line and key.
+absl::StatusOr<ServerConfig> LoadServerConfig(const std::filesystem::path& root,
+                                              bool allow_missing = false);
+
+// The data root from --root, else $VIGO_ROOT, else /srv/vigo; made absolute.
+std::filesystem::path ResolveRoot(const std::string& flag_value);
+
+// The default server.yaml text written by `vigosrv init`.
+std::string DefaultServerYaml(const std::string& hostname);
+
+}  // namespace vigo::server
+
+#endif  // VIGO_SERVER_SERVER_CONFIG_H_
