@@ -7,6 +7,15 @@
 //
 // Path grammar (CONTRACT §3): 1–256 bytes; segments separated by '/', each
 // [A-Za-z0-9_.-]+, none equal to "." or ".."; no leading or trailing '/'.
+// One addition to the contract: a path may not contain "__" (two
+// underscores). The marker delimiters are made of '_' and letters, so with
+// "__" allowed a path like "a__END__b" would give a marker that decodes to a
+// different path ("a"). Without it every marker decodes to exactly one path.
+//
+// Markers: FindMarkers reports every occurrence of "__VIGO_SECRET__"; each
+// must be followed by a valid path and "__END__", and no occurrence may start
+// inside the previous marker (overlapping readings are an error, never a
+// guess).
 //
 // Embedded references (file `content`): "secret:" starts a reference when it is
 // at the start of the string or follows a character that cannot be part of a

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "absl/strings/string_view.h"
+
 namespace vigo {
 namespace strings_internal {
 
@@ -17,6 +19,10 @@ inline void Append(std::string* out, std::string_view s) { out->append(s); }
 inline void Append(std::string* out, const char* s) { out->append(s ? s : ""); }
 inline void Append(std::string* out, const std::string& s) { out->append(s); }
 inline void Append(std::string* out, char c) { out->push_back(c); }
+#if !defined(ABSL_USES_STD_STRING_VIEW)
+// absl::Status::message() returns absl::string_view in Debian's build.
+inline void Append(std::string* out, absl::string_view s) { out->append(s.data(), s.size()); }
+#endif
 template <typename T, typename = std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, char> &&
                                                   !std::is_same_v<T, bool>>>
 inline void Append(std::string* out, T v) {

@@ -22,6 +22,15 @@
 
 namespace vigo::sandbox {
 
+// Errors: INVALID_ARGUMENT for an empty argv, a NUL byte in an argument or an
+// environment entry without '='; the errno of the failing step (named in the
+// message: "execve /bin/x", "chdir DIR", "dup2") when the child could not
+// start; the child is reaped in that case.
+//
+// Thread safety: Spawn may be called from any thread (the child only runs
+// async-signal-safe code between fork and exec). A ChildProcess object is not
+// synchronized. Every fd not in fd_map is closed in the child, so secrets held
+// in fds never leak into it; the locked arena is not inherited (MADV_DONTFORK).
 struct SpawnOptions {
   std::vector<std::string> argv;   // argv[0] is the executable path (no PATH search)
   std::vector<std::string> env;    // the complete environment ("K=V"); empty = none
@@ -51,25 +60,30 @@ class ChildProcess {
   ChildProcess() = default;
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
-  ChildProcess(ChildProcess&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+  ChildProcess(ChildProcess&& o) noexcept
+      : pid_(std::exchange(o.pid_, -1)), own_group_(std::exchange(o.own_group_, false)) {}
   ChildProcess& operator=(ChildProcess&& o) noexcept;
   ~ChildProcess();
 
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
 
-  // Blocks until the child exits.
+  // Blocks until the child exits and reaps it; afterwards running() is false.
+  // FAILED_PRECONDITION when there is no child.
   absl::StatusOr<ExitInfo> Wait();
-  // Waits at most `timeout`; then kills the process group and reaps.
+  // Waits at most `timeout`; then kills the process group (SIGKILL), reaps,
+  // and returns an ExitInfo with timed_out = true.
   absl::StatusOr<ExitInfo> WaitFor(std::chrono::milliseconds timeout);
-  // Sends `sig` to the child (or its group when it has one).
+  // Sends `sig` to the child (or its group when it has one). No-op when no
+  // child is owned.
   void Kill(int sig);
   // Adopts an already-forked child (e.g. one a test forked itself).
   static ChildProcess AdoptForTest(pid_t pid);
 
  private:
-  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  ChildProcess(pid_t pid, bool own_group) : pid_(pid), own_group_(own_group) {}
   pid_t pid_ = -1;
+  bool own_group_ = false;  // the child leads its own process group
 };
 
 }  // namespace vigo::sandbox

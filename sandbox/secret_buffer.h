@@ -64,6 +64,9 @@ struct ArenaInfo {
   bool dontdump = false;      // MADV_DONTDUMP applied (or memfd_secret)
   uintptr_t base = 0;         // first usable byte (for /proc/self/smaps checks)
   size_t length = 0;          // usable bytes, excluding guard pages
+  // Why memfd_secret was not used when it was preferred (e.g. "memfd_secret:
+  // Function not implemented"); empty when it was used or not tried.
+  std::string memfd_secret_error;
 };
 ArenaInfo GetArenaInfo();
 
@@ -126,9 +129,7 @@ class SecretBuffer {
 };
 
 // googletest printer: values never reach test logs.
-inline void PrintTo(const SecretBuffer& b, std::ostream* os) {
-  *os << "<redacted " << b.size() << " bytes>";
-}
+inline void PrintTo(const SecretBuffer&, std::ostream* os) { *os << "<redacted>"; }
 std::ostream& operator<<(std::ostream&, const SecretBuffer&) = delete;
 
 }  // namespace vigo::sandbox
