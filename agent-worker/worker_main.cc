@@ -1,19 +1,29 @@
-// SCAFFOLD: flag handling only; the agent comes with the agent issue.
 #include "agent-worker/worker_main.h"
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "agent-worker/worker_lockdown.h"
+#include "agent-worker/worker_session.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
+#include "common/ipc/agent_ipc.h"
+#include "common/log.h"
 
 namespace vigo::worker {
 
 int WorkerMain(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  ArgSpec spec{"vigo-worker (started by vigo only)", "The Vigo apply worker.",
-               {{"version", false, "print the version"}}, 0, 1};
+  ArgSpec spec{"vigo-worker [flags] (started by vigo only)",
+               "The Vigo apply worker. Talks to the broker on fd 3 only.",
+               {{"version", false, "print the version"},
+                {"apply-root", true, "prefix for every target_path, creates and cwd"},
+                {"worker-user", true, "user to apply as (lockdown)"},
+                {"secret-file-dir", true, "directory for exec secret_file temp files"},
+                {"log-level", true, "trace|debug|info|warn|error"},
+                {"insecure-allow-unlocked-memory", false, "run without locked memory"}},
+               0, 0};
   auto parsed = ParseArgs(spec, args);
   if (!parsed.ok()) {
     std::fprintf(stderr, "vigo-worker: %s\n", std::string(parsed.status().message()).c_str());
@@ -27,8 +37,43 @@ int WorkerMain(int argc, char** argv) {
     std::printf("vigo-worker %s\n", kVigoVersion);
     return kExitOk;
   }
-  std::fprintf(stderr, "vigo-worker: not built yet\n");
-  return kExitError;
+  if (auto lvl = parsed->Get("log-level")) {
+    auto level = ParseLogLevel(*lvl);
+    if (!level.ok()) {
+      std::fprintf(stderr, "vigo-worker: --log-level: %s\n",
+                   std::string(level.status().message()).c_str());
+      return kExitUsage;
+    }
+    SetLogLevel(*level);
+  }
+  if (absl::Status s = ipc::CheckSeqPacketSocket(ipc::kWorkerSocketFd); !s.ok()) {
+    std::fprintf(stderr, "vigo-worker: must be started by vigo (%s)\n",
+                 std::string(s.message()).c_str());
+    return kExitUsage;
+  }
+  WorkerLockdownOptions lo;
+  lo.socket_fd = ipc::kWorkerSocketFd;
+  lo.run_as_user = parsed->Get("worker-user").value_or("");
+  lo.apply_root = parsed->Get("apply-root").value_or("");
+  lo.insecure_allow_unlocked_memory = parsed->Has("insecure-allow-unlocked-memory");
+  auto attestation = LockDownWorkerProcess(lo);
+  if (!attestation.ok()) {
+    Log(LogLevel::kError, "worker lockdown failed", {{"error", attestation.status()}});
+    return kExitError;
+  }
+  std::string hello;
+  attestation->SerializeToString(&hello);
+
+  ApplyOptions opts;
+  opts.apply_root = lo.apply_root;
+  opts.secret_file_dir = parsed->Get("secret-file-dir").value_or("");
+  WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), opts);
+  absl::Status s = session.Run(hello);
+  if (!s.ok()) {
+    Log(LogLevel::kError, "worker session ended", {{"error", s}});
+    return kExitError;
+  }
+  return kExitOk;
 }
 
 }  // namespace vigo::worker

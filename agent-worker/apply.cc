@@ -1,0 +1,431 @@
+#include "agent-worker/apply.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "agent-worker/exec_runner.h"
+#include "agent-worker/fs_ops.h"
+#include "agent-worker/scrub.h"
+#include "common/log.h"
+#include "common/secret_ref.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace vigo::worker {
+namespace {
+
+using sandbox::SecretBuffer;
+
+constexpr std::string_view kSecretFilePlaceholder = "{{ .SecretFile }}";
+constexpr size_t kMaxExistingFileBytes = size_t{16} << 20;
+constexpr size_t kMessageOutputBytes = 1024;
+
+v1::ResourceResult MakeResult(const v1::Resource& r, std::string_view status,
+                              std::string_view action, std::string message) {
+  v1::ResourceResult res;
+  res.set_name(r.name());
+  res.set_type(r.type());
+  res.set_status(std::string(status));
+  res.set_action(std::string(action));
+  res.set_message(std::move(message));
+  return res;
+}
+
+v1::ResourceResult Failed(const v1::Resource& r, const absl::Status& s) {
+  return MakeResult(r, "failed", "none", std::string(s.message()));
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kDigits[p[i] >> 4]);
+    out.push_back(kDigits[p[i] & 15]);
+  }
+  return out;
+}
+
+std::string OctalMode(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(m));
+  return buf;
+}
+
+// A private 0700 directory holding one 0600 file; wiped and removed on scope exit.
+class SecretFile {
+ public:
+  ~SecretFile() {
+    if (!path_.empty()) {
+      int fd = ::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) {
+        struct stat st;
+        if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+          std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
+          (void)!::write(fd, zeros.data(), zeros.size());
+          ::fsync(fd);
+        }
+        ::close(fd);
+      }
+      ::unlink(path_.c_str());
+    }
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  absl::Status Create(const std::string& base_dir, std::span<const uint8_t> value, uid_t uid,
+                      gid_t gid) {
+    std::string tmpl = StrCat(base_dir, "/vigo-secret.XXXXXX");
+    std::vector<char> t(tmpl.begin(), tmpl.end());
+    t.push_back('\0');
+    if (::mkdtemp(t.data()) == nullptr) {
+      return absl::InternalError(StrCat("cannot create a secret_file directory in ", base_dir));
+    }
+    dir_ = t.data();
+    path_ = StrCat(dir_, "/secret");
+    if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1))) {
+      (void)!::chown(dir_.c_str(), uid, gid);
+    }
+    return WriteFileAtomic(path_, value, 0600, uid, gid);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_;
+  std::string path_;
+};
+
+}  // namespace
+
+absl::Status MapValueSource::Put(std::string path, std::span<const uint8_t> value) {
+  VIGO_ASSIGN_OR_RETURN(SecretBuffer b, SecretBuffer::CopyFrom(value));
+  values_[std::move(path)] = std::move(b);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const SecretBuffer*> MapValueSource::Get(std::string_view path) {
+  auto it = values_.find(path);
+  if (it == values_.end()) return absl::NotFoundError(StrCat("no value for secret ", path));
+  return &it->second;
+}
+
+std::vector<const SecretBuffer*> MapValueSource::Resolved() const {
+  std::vector<const SecretBuffer*> out;
+  for (const auto& [k, v] : values_) out.push_back(&v);
+  return out;
+}
+
+ApplyEngine::ApplyEngine(ApplyOptions options) : options_(std::move(options)) {
+  while (!options_.apply_root.empty() && options_.apply_root.back() == '/') {
+    options_.apply_root.pop_back();
+  }
+  auto key = SecretBuffer::Create(32);
+  if (key.ok()) {
+    fingerprint_key_ = std::move(*key);
+    if (RAND_bytes(fingerprint_key_.RevealMutable().data(), 32) != 1) fingerprint_key_.Clear();
+  }
+}
+
+std::string ApplyEngine::Fingerprint(std::span<const uint8_t> bytes) const {
+  if (fingerprint_key_.empty()) return "unavailable";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (HMAC(EVP_sha256(), fingerprint_key_.Reveal().data(),
+           static_cast<int>(fingerprint_key_.size()), bytes.data(), bytes.size(), md,
+           &md_len) == nullptr) {
+    return "unavailable";
+  }
+  return Hex(md, 8);
+}
+
+absl::StatusOr<std::string> ApplyEngine::Rooted(std::string_view path, std::string_view what) const {
+  if (path.empty() || path[0] != '/') {
+    return absl::InvalidArgumentError(StrCat(what, " '", path, "' is not an absolute path"));
+  }
+  if (path.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError(StrCat(what, " contains a NUL byte"));
+  }
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view seg = path.substr(i, j - i);
+    if (seg == "..") {
+      return absl::InvalidArgumentError(StrCat(what, " '", path, "' contains '..'"));
+    }
+    i = j + 1;
+  }
+  std::string p(path);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return StrCat(options_.apply_root, p);
+}
+
+std::string ApplyEngine::Outcome(const std::vector<v1::ResourceResult>& results) {
+  bool changed = false;
+  for (const auto& r : results) {
+    if (r.status() == "failed") return "failed";
+    if (r.status() == "changed") changed = true;
+  }
+  return changed ? "changed" : "ok";
+}
+
+std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundle,
+                                                   ValueSource& values) {
+  std::vector<v1::ResourceResult> results;
+  std::set<std::string, std::less<>> not_converged;  // failed or blocked
+  for (const v1::Resource& r : bundle.resources()) {
+    std::string blocker;
+    for (const std::string& dep : r.depends_on()) {
+      if (not_converged.count(dep) > 0) {
+        blocker = dep;
+        break;
+      }
+    }
+    v1::ResourceResult res;
+    if (!blocker.empty()) {
+      res = MakeResult(r, "failed", "blocked", StrCat("dependency '", blocker, "' did not converge"));
+    } else {
+      res = ApplyOne(r, values);
+    }
+    if (res.status() == "failed") not_converged.insert(r.name());
+    Log(res.status() == "failed" ? LogLevel::kWarn : LogLevel::kDebug, "resource applied",
+        {{"name", r.name()}, {"type", r.type()}, {"status", res.status()},
+         {"action", res.action()}, {"detail", res.message()}});
+    results.push_back(std::move(res));
+  }
+  return results;
+}
+
+v1::ResourceResult ApplyEngine::ApplyOne(const v1::Resource& r, ValueSource& values) {
+  if (r.type() == "file") return ApplyFile(r, values);
+  if (r.type() == "directory") return ApplyDirectory(r);
+  if (r.type() == "exec") return ApplyExec(r, values);
+  return MakeResult(r, "failed", "none", StrCat("unknown resource type '", r.type(), "'"));
+}
+
+v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& values) {
+  auto path = Rooted(r.target_path(), "target_path");
+  if (!path.ok()) return Failed(r, path.status());
+  auto st = Inspect(*path);
+  if (!st.ok()) return Failed(r, st.status());
+
+  if (r.state() == "absent") {
+    if (!st->exists) return MakeResult(r, "ok", "none", "absent");
+    if (st->is_directory) {
+      return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is a directory"));
+    }
+    if (absl::Status s = RemoveFile(*path); !s.ok()) return Failed(r, s);
+    return MakeResult(r, "changed", "deleted", "removed");
+  }
+  if (!r.state().empty() && r.state() != "present") {
+    return MakeResult(r, "failed", "none", StrCat("unknown state '", r.state(), "'"));
+  }
+
+  auto markers = FindMarkers(r.content());
+  if (!markers.ok()) return Failed(r, markers.status());
+  const bool secret_bearing = !markers->empty();
+  mode_t mode = secret_bearing ? 0600 : 0644;
+  if (!r.mode().empty()) {
+    auto m = ParseMode(r.mode());
+    if (!m.ok()) return Failed(r, m.status());
+    mode = *m;
+  }
+  auto uid = LookupUser(r.owner());
+  if (!uid.ok()) return Failed(r, uid.status());
+  auto gid = LookupGroup(r.group());
+  if (!gid.ok()) return Failed(r, gid.status());
+
+  // Values are substituted only now, into locked memory.
+  auto rendered = SubstituteMarkers(
+      r.content(), [&](std::string_view p) { return values.Get(p); });
+  if (!rendered.ok()) return Failed(r, rendered.status());
+  const std::string new_fp = Fingerprint(rendered->Reveal());
+
+  if (st->is_directory) {
+    return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is a directory"));
+  }
+  std::string old_fp;
+  if (st->is_regular) {
+    bool same = false;
+    if (st->size == rendered->size()) {
+      auto existing = ReadFileSecret(*path, kMaxExistingFileBytes);
+      if (!existing.ok()) return Failed(r, existing.status());
+      same = existing->ConstantTimeEquals(*rendered);
+      if (!same) old_fp = Fingerprint(existing->Reveal());
+    } else if (st->size <= kMaxExistingFileBytes) {
+      auto existing = ReadFileSecret(*path, kMaxExistingFileBytes);
+      if (existing.ok()) old_fp = Fingerprint(existing->Reveal());
+    }
+    if (same) {
+      bool mode_ok = st->mode == mode;
+      bool uid_ok = *uid == static_cast<uid_t>(-1) || st->uid == *uid;
+      bool gid_ok = *gid == static_cast<gid_t>(-1) || st->gid == *gid;
+      if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
+      if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+      return MakeResult(r, "changed", "updated",
+                        StrCat("owner/mode fixed (mode ", OctalMode(st->mode), " -> ",
+                               OctalMode(mode), ")"));
+    }
+  }
+  std::string parent = path->substr(0, path->rfind('/'));
+  if (!parent.empty()) {
+    if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return Failed(r, s);
+  }
+  if (absl::Status s = WriteFileAtomic(*path, rendered->Reveal(), mode, *uid, *gid); !s.ok()) {
+    return Failed(r, s);
+  }
+  if (!st->exists) {
+    return MakeResult(r, "changed", "created", StrCat("created (fingerprint ", new_fp, ")"));
+  }
+  return MakeResult(r, "changed", "updated",
+                    StrCat("content changed (fingerprint ", old_fp.empty() ? "?" : old_fp, " -> ",
+                           new_fp, ")"));
+}
+
+v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
+  auto path = Rooted(r.target_path(), "target_path");
+  if (!path.ok()) return Failed(r, path.status());
+  auto st = Inspect(*path);
+  if (!st.ok()) return Failed(r, st.status());
+  if (r.state() == "absent") {
+    if (!st->exists) return MakeResult(r, "ok", "none", "absent");
+    if (!st->is_directory) {
+      return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is not a directory"));
+    }
+    if (::rmdir(path->c_str()) != 0) {
+      return MakeResult(r, "failed", "none", StrCat("cannot remove ", r.target_path(), ": ",
+                                                    std::strerror(errno)));
+    }
+    return MakeResult(r, "changed", "deleted", "removed");
+  }
+  mode_t mode = 0755;
+  if (!r.mode().empty()) {
+    auto m = ParseMode(r.mode());
+    if (!m.ok()) return Failed(r, m.status());
+    mode = *m;
+  }
+  auto uid = LookupUser(r.owner());
+  if (!uid.ok()) return Failed(r, uid.status());
+  auto gid = LookupGroup(r.group());
+  if (!gid.ok()) return Failed(r, gid.status());
+  if (st->exists && !st->is_directory) {
+    return MakeResult(r, "failed", "none", StrCat(r.target_path(), " exists and is not a directory"));
+  }
+  if (!st->exists) {
+    if (absl::Status s = MakeDirs(*path, 0700); !s.ok()) return Failed(r, s);
+    if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+    return MakeResult(r, "changed", "created", StrCat("created (mode ", OctalMode(mode), ")"));
+  }
+  bool mode_ok = st->mode == mode;
+  bool uid_ok = *uid == static_cast<uid_t>(-1) || st->uid == *uid;
+  bool gid_ok = *gid == static_cast<gid_t>(-1) || st->gid == *gid;
+  if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
+  if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+  return MakeResult(r, "changed", "updated", "owner/mode fixed");
+}
+
+v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& values) {
+  if (r.command().empty()) return MakeResult(r, "failed", "none", "exec has no command");
+  if (!r.creates().empty()) {
+    auto creates = Rooted(r.creates(), "creates");
+    if (!creates.ok()) return Failed(r, creates.status());
+    auto st = Inspect(*creates);
+    if (!st.ok()) return Failed(r, st.status());
+    if (st->exists) return MakeResult(r, "ok", "skipped", StrCat(r.creates(), " exists"));
+  }
+  // Values never reach argv or the environment (the server refuses this
+  // too; the worker re-checks what it is about to execute).
+  for (const std::string& arg : r.command()) {
+    if (ContainsMarkerText(arg)) {
+      return MakeResult(r, "failed", "none", "exec command contains a secret marker (refused)");
+    }
+  }
+  ExecSpec spec;
+  spec.env.push_back(kExecPath);
+  for (const v1::EnvVar& e : r.environment()) {
+    if (ContainsMarkerText(e.name()) || ContainsMarkerText(e.value())) {
+      return MakeResult(r, "failed", "none", "exec environment contains a secret marker (refused)");
+    }
+    if (e.name().empty() || e.name().find('=') != std::string::npos || e.name() == "PATH") {
+      if (e.name() == "PATH") {
+        spec.env[0] = StrCat("PATH=", e.value());
+        continue;
+      }
+      return MakeResult(r, "failed", "none", StrCat("bad environment variable name '", e.name(), "'"));
+    }
+    spec.env.push_back(StrCat(e.name(), "=", e.value()));
+  }
+
+  auto lookup = [&](std::string_view p) { return values.Get(p); };
+  SecretFile secret_file;
+  std::optional<SecretBuffer> stdin_buf;
+  if (!r.secret_file().empty()) {
+    auto v = SubstituteMarkers(r.secret_file(), lookup);
+    if (!v.ok()) return Failed(r, v.status());
+    std::string base = options_.secret_file_dir;
+    if (base.empty()) {
+      std::string root_tmp = StrCat(options_.apply_root, "/tmp");
+      base = (!options_.apply_root.empty() && ::access(root_tmp.c_str(), W_OK) == 0) ? root_tmp
+                                                                                     : "/tmp";
+    }
+    auto uid = LookupUser(r.owner());
+    auto gid = LookupGroup(r.group());
+    if (absl::Status s = secret_file.Create(base, v->Reveal(), uid.ok() ? *uid : -1,
+                                            gid.ok() ? *gid : -1);
+        !s.ok()) {
+      return Failed(r, s);
+    }
+  }
+  for (const std::string& arg : r.command()) {
+    std::string a = arg;
+    size_t pos = a.find(kSecretFilePlaceholder);
+    while (pos != std::string::npos) {
+      if (secret_file.path().empty()) {
+        return MakeResult(r, "failed", "none", "{{ .SecretFile }} used without secret_file");
+      }
+      a.replace(pos, kSecretFilePlaceholder.size(), secret_file.path());
+      pos = a.find(kSecretFilePlaceholder, pos + secret_file.path().size());
+    }
+    spec.argv.push_back(std::move(a));
+  }
+  if (!r.stdin().empty()) {
+    auto v = SubstituteMarkers(r.stdin(), lookup);
+    if (!v.ok()) return Failed(r, v.status());
+    stdin_buf = std::move(*v);
+  }
+  if (!r.cwd().empty()) {
+    auto cwd = Rooted(r.cwd(), "cwd");
+    if (!cwd.ok()) return Failed(r, cwd.status());
+    spec.cwd = *cwd;
+  }
+  uint32_t timeout = r.timeout_seconds() > 0 ? r.timeout_seconds() : options_.default_timeout_seconds;
+  spec.timeout = std::chrono::seconds(timeout);
+  spec.max_output_bytes = options_.max_output_bytes;
+
+  auto out = RunCommand(spec, stdin_buf ? &*stdin_buf : nullptr);
+  if (stdin_buf) stdin_buf->Clear();
+  if (!out.ok()) return Failed(r, out.status());
+  std::string scrubbed = ScrubOutput(out->output.Reveal(), values.Resolved());
+  out->output.Clear();
+  if (scrubbed.size() > kMessageOutputBytes) {
+    scrubbed = StrCat("...", scrubbed.substr(scrubbed.size() - kMessageOutputBytes));
+  }
+  std::string tail = scrubbed.empty() ? "" : StrCat("; output: ", scrubbed);
+  if (out->timed_out) {
+    return MakeResult(r, "failed", "none", StrCat("timed out after ", timeout, " s", tail));
+  }
+  if (!out->exited) {
+    return MakeResult(r, "failed", "none", StrCat("killed by signal ", out->signal, tail));
+  }
+  if (out->exit_code != 0) {
+    return MakeResult(r, "failed", "none", StrCat("exit code ", out->exit_code, tail));
+  }
+  return MakeResult(r, "changed", r.creates().empty() ? "updated" : "created",
+                    StrCat("ran (exit 0)", tail));
+}
+
+}  // namespace vigo::worker

@@ -1,0 +1,103 @@
+// The worker's apply engine: converges one PolicyBundle on this machine.
+//
+//   MapValueSource values;                          // or the IPC-backed source
+//   ApplyOptions opts{.apply_root = "/tmp/stage"};
+//   ApplyEngine engine(opts);
+//   std::vector<v1::ResourceResult> results = engine.Apply(bundle, values);
+//   values.Clear();                                 // wipe before reporting
+//
+// Resource semantics (CONTRACT §4, §7):
+//  - file: content markers are substituted at write time into a SecretBuffer.
+//    A changed file is written to an anonymous O_TMPFILE inode (fallback: a
+//    0600 temp file in the target directory), chowned and chmodded before any
+//    byte of content is written, fsynced, linked/renamed over the target and
+//    the directory fsynced: the target never exists with a wrong mode or
+//    partial content. Unchanged content (byte comparison in locked memory)
+//    means no write; only owner/mode are fixed then.
+//  - directory: created (parents 0755) and owner/mode converged.
+//  - exec: argv without a shell, clean environment (PATH plus the declared
+//    variables), stdin from a literal or a secret, secret_file as a 0600 file
+//    substituted for {{ .SecretFile }} and removed afterwards, `creates`,
+//    timeout killing the process group. Output is scrubbed of every value
+//    (raw, hex, base64, URL-encoded) before it reaches a result message.
+//  - depends_on: a dependent of a failed or blocked resource is "blocked".
+//  - `apply_root` prefixes target_path, creates and cwd.
+//
+// Results hold no values: secret-bearing content changes are described by
+// keyed fingerprints (HMAC-SHA256 under a per-engine random key).
+//
+// Thread safety: one Apply at a time per engine.
+#ifndef VIGO_AGENT_WORKER_APPLY_H_
+#define VIGO_AGENT_WORKER_APPLY_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sandbox/secret_buffer.h"
+#include "vigo/v1/agent.pb.h"
+#include "vigo/v1/bundle.pb.h"
+
+namespace vigo::worker {
+
+// Where values come from during an apply. Get returns a buffer borrowed until
+// Clear(); implementations cache per run.
+class ValueSource {
+ public:
+  virtual ~ValueSource() = default;
+  virtual absl::StatusOr<const sandbox::SecretBuffer*> Get(std::string_view path) = 0;
+  // Every value handed out so far (for scrubbing exec output).
+  virtual std::vector<const sandbox::SecretBuffer*> Resolved() const = 0;
+  // Zeroes and forgets every value.
+  virtual void Clear() = 0;
+};
+
+// A ValueSource over an in-memory map (tests, benchmarks).
+class MapValueSource : public ValueSource {
+ public:
+  absl::Status Put(std::string path, std::span<const uint8_t> value);
+  absl::StatusOr<const sandbox::SecretBuffer*> Get(std::string_view path) override;
+  std::vector<const sandbox::SecretBuffer*> Resolved() const override;
+  void Clear() override { values_.clear(); }
+
+ private:
+  std::map<std::string, sandbox::SecretBuffer, std::less<>> values_;
+};
+
+struct ApplyOptions {
+  std::string apply_root;  // "" = real paths
+  uint32_t default_timeout_seconds = 300;
+  // Directory for exec secret_file temp files ("" = <apply_root>/tmp if it
+  // exists, else /tmp).
+  std::string secret_file_dir;
+  // Bytes of exec output kept (tail) for failure messages.
+  size_t max_output_bytes = 64 * 1024;
+};
+
+class ApplyEngine {
+ public:
+  explicit ApplyEngine(ApplyOptions options);
+
+  std::vector<v1::ResourceResult> Apply(const v1::PolicyBundle& bundle, ValueSource& values);
+
+  // "ok" | "changed" | "failed" for a list of results.
+  static std::string Outcome(const std::vector<v1::ResourceResult>& results);
+
+ private:
+  v1::ResourceResult ApplyOne(const v1::Resource& r, ValueSource& values);
+  v1::ResourceResult ApplyFile(const v1::Resource& r, ValueSource& values);
+  v1::ResourceResult ApplyDirectory(const v1::Resource& r);
+  v1::ResourceResult ApplyExec(const v1::Resource& r, ValueSource& values);
+  absl::StatusOr<std::string> Rooted(std::string_view path, std::string_view what) const;
+  std::string Fingerprint(std::span<const uint8_t> bytes) const;
+
+  ApplyOptions options_;
+  sandbox::SecretBuffer fingerprint_key_;
+};
+
+}  // namespace vigo::worker
+
+#endif  // VIGO_AGENT_WORKER_APPLY_H_

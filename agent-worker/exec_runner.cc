@@ -1,0 +1,165 @@
+#include "agent-worker/exec_runner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/child_process.h"
+#include "sandbox/syscall_status.h"
+#include "sandbox/unique_fd.h"
+
+namespace vigo::worker {
+namespace {
+
+using sandbox::ErrnoStatus;
+using sandbox::SecretBuffer;
+using sandbox::UniqueFd;
+
+absl::StatusOr<std::string> FindExecutable(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("exec command is empty");
+  if (name.find('/') != std::string::npos) {
+    if (::access(name.c_str(), X_OK) != 0) return ErrnoStatus(errno, "exec", name);
+    return name;
+  }
+  for (const char* dir : {"/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
+    std::string p = StrCat(dir, "/", name);
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return absl::NotFoundError(StrCat("command '", name, "' not found in PATH"));
+}
+
+absl::Status MakePipe(UniqueFd* read_end, UniqueFd* write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2");
+  *read_end = UniqueFd(fds[0]);
+  *write_end = UniqueFd(fds[1]);
+  return absl::OkStatus();
+}
+
+// write() to a pipe whose reader is gone raises SIGPIPE; block it for the
+// call and swallow a pending one, so the disposition children inherit stays
+// the default.
+ssize_t WriteNoSigpipe(int fd, const uint8_t* data, size_t len) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t n = ::write(fd, data, len);
+  int err = errno;
+  if (n < 0 && err == EPIPE) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, nullptr, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer* stdin_data) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("exec command is empty");
+  VIGO_ASSIGN_OR_RETURN(std::string exe, FindExecutable(spec.argv[0]));
+
+  UniqueFd in_r, in_w, out_r, out_w;
+  VIGO_RETURN_IF_ERROR(MakePipe(&in_r, &in_w));
+  VIGO_RETURN_IF_ERROR(MakePipe(&out_r, &out_w));
+
+  sandbox::SpawnOptions so;
+  so.argv = spec.argv;
+  so.argv[0] = exe;
+  so.env = spec.env;
+  so.cwd = spec.cwd;
+  so.fd_map = {{0, in_r.get()}, {1, out_w.get()}, {2, out_w.get()}};
+  so.die_with_parent = true;
+  so.new_process_group = true;
+  VIGO_ASSIGN_OR_RETURN(sandbox::ChildProcess child, sandbox::ChildProcess::Spawn(so));
+  in_r.reset();
+  out_w.reset();
+
+  ExecOutcome outcome;
+  // Output tail: read straight into locked memory; keep the last max bytes.
+  const size_t cap = std::max<size_t>(spec.max_output_bytes, 1);
+  VIGO_ASSIGN_OR_RETURN(SecretBuffer buf, SecretBuffer::Create(cap * 2));
+  size_t used = 0;
+
+  std::span<const uint8_t> in_bytes;
+  if (stdin_data != nullptr) in_bytes = stdin_data->Reveal();
+  size_t in_off = 0;
+  if (in_bytes.empty()) in_w.reset();
+  if (in_w) ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+
+  const auto deadline = std::chrono::steady_clock::now() + spec.timeout;
+  bool out_open = true;
+  while (out_open) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      outcome.timed_out = true;
+      break;
+    }
+    int wait_ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) + 1;
+    struct pollfd pfd[2];
+    int n = 0;
+    pfd[n++] = {out_r.get(), POLLIN, 0};
+    if (in_w) pfd[n++] = {in_w.get(), POLLOUT, 0};
+    int rc = ::poll(pfd, static_cast<nfds_t>(n), wait_ms);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "poll");
+    }
+    if (n == 2 && (pfd[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
+      ssize_t w = WriteNoSigpipe(in_w.get(), in_bytes.data() + in_off, in_bytes.size() - in_off);
+      if (w > 0) in_off += static_cast<size_t>(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == in_bytes.size()) {
+        in_w.reset();  // EOF for the child (or it stopped reading)
+      }
+    }
+    if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      std::span<uint8_t> b = buf.RevealMutable();
+      if (used == b.size()) {
+        std::memmove(b.data(), b.data() + cap, cap);
+        sandbox::SecureZero(b.data() + cap, cap);
+        used = cap;
+      }
+      ssize_t r = ::read(out_r.get(), b.data() + used, b.size() - used);
+      if (r > 0) {
+        used += static_cast<size_t>(r);
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        out_open = false;
+      }
+    }
+  }
+  in_w.reset();
+  out_r.reset();
+
+  absl::StatusOr<sandbox::ExitInfo> exit;
+  if (outcome.timed_out) {
+    child.Kill(SIGKILL);
+    exit = child.Wait();
+  } else {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    exit = child.WaitFor(std::max(left, std::chrono::milliseconds(1)));
+  }
+  if (!exit.ok()) return exit.status();
+  outcome.exited = exit->exited;
+  outcome.exit_code = exit->exit_code;
+  outcome.signal = exit->signal;
+  outcome.timed_out = outcome.timed_out || exit->timed_out;
+
+  // Linearize the tail into a right-sized buffer.
+  size_t keep = std::min(used, cap);
+  VIGO_ASSIGN_OR_RETURN(outcome.output, SecretBuffer::Create(keep));
+  std::span<const uint8_t> b = buf.Reveal();
+  if (keep > 0) std::memcpy(outcome.output.RevealMutable().data(), b.data() + used - keep, keep);
+  return outcome;
+}
+
+}  // namespace vigo::worker

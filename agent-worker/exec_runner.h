@@ -1,0 +1,47 @@
+// Runs one exec resource's command: no shell, a clean environment, optional
+// stdin bytes from a SecretBuffer, output captured into a SecretBuffer (it may
+// echo a value; the caller scrubs it), timeout killing the process group.
+//
+//   ExecSpec spec{.argv = {"/usr/bin/tee", "/dev/null"}, .env = {"PATH=..."}};
+//   VIGO_ASSIGN_OR_RETURN(ExecOutcome out, RunCommand(spec, &stdin_buf));
+//
+// The child gets fds 0/1/2 only (stdin pipe, output pipe twice); every other
+// fd — in particular the broker socketpair — is closed before exec.
+#ifndef VIGO_AGENT_WORKER_EXEC_RUNNER_H_
+#define VIGO_AGENT_WORKER_EXEC_RUNNER_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sandbox/secret_buffer.h"
+
+namespace vigo::worker {
+
+inline constexpr const char* kExecPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct ExecSpec {
+  std::vector<std::string> argv;   // argv[0]: absolute path, or a name looked up in kExecPath
+  std::vector<std::string> env;    // complete environment
+  std::optional<std::string> cwd;
+  std::chrono::milliseconds timeout{300000};
+  size_t max_output_bytes = 64 * 1024;  // tail kept
+};
+
+struct ExecOutcome {
+  bool exited = false;
+  int exit_code = -1;
+  int signal = 0;
+  bool timed_out = false;
+  sandbox::SecretBuffer output;  // stdout+stderr tail; may contain values
+};
+
+// NOT_FOUND when argv[0] cannot be found; other errors when the child cannot
+// be started. A non-zero exit is not an error (see ExecOutcome).
+absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const sandbox::SecretBuffer* stdin_data);
+
+}  // namespace vigo::worker
+
+#endif  // VIGO_AGENT_WORKER_EXEC_RUNNER_H_

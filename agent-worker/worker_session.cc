@@ -1,0 +1,94 @@
+#include "agent-worker/worker_session.h"
+
+#include <chrono>
+
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "vigo/v1/agent.pb.h"
+
+namespace vigo::worker {
+namespace {
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+absl::StatusOr<const sandbox::SecretBuffer*> IpcValueSource::Get(std::string_view path) {
+  auto it = cache_.find(path);
+  if (it != cache_.end()) return &it->second;
+  if (!broken_.ok()) return broken_;
+  if (allowed_.count(std::string(path)) == 0) {
+    return absl::PermissionDeniedError(StrCat("secret ", path, " is not in this bundle"));
+  }
+  auto fail = [&](absl::Status s) {
+    broken_ = s;
+    return s;
+  };
+  if (absl::Status s = phases_.Observe(ipc::Direction::kToBroker, ipc::MsgType::kResolve); !s.ok()) {
+    return fail(s);
+  }
+  if (absl::Status s = channel_.Send(ipc::MsgType::kResolve, path); !s.ok()) return fail(s);
+  auto m = channel_.Receive(ipc::Direction::kToWorker);
+  if (!m.ok()) return fail(m.status());
+  if (absl::Status s = phases_.Observe(ipc::Direction::kToWorker, m->type); !s.ok()) return fail(s);
+  auto [pos, inserted] = cache_.emplace(std::string(path), std::move(m->value));
+  return &pos->second;
+}
+
+std::vector<const sandbox::SecretBuffer*> IpcValueSource::Resolved() const {
+  std::vector<const sandbox::SecretBuffer*> out;
+  for (const auto& [k, v] : cache_) out.push_back(&v);
+  return out;
+}
+
+absl::Status WorkerSession::Run(const std::string& hello) {
+  VIGO_RETURN_IF_ERROR(phases_.Observe(ipc::Direction::kToBroker, ipc::MsgType::kHello));
+  VIGO_RETURN_IF_ERROR(channel_.Send(ipc::MsgType::kHello, hello));
+  for (;;) {
+    auto m = channel_.Receive(ipc::Direction::kToWorker);
+    if (!m.ok()) {
+      if (absl::IsUnavailable(m.status())) return absl::OkStatus();  // broker hung up
+      return m.status();
+    }
+    VIGO_RETURN_IF_ERROR(phases_.Observe(ipc::Direction::kToWorker, m->type));
+    // The phase table allows only kBundle here.
+    VIGO_RETURN_IF_ERROR(RunOne(m->payload));
+    auto done = channel_.Receive(ipc::Direction::kToWorker);
+    if (!done.ok()) return done.status();
+    VIGO_RETURN_IF_ERROR(phases_.Observe(ipc::Direction::kToWorker, done->type));
+  }
+}
+
+absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
+  v1::PolicyBundle bundle;
+  if (!bundle.ParseFromArray(bundle_bytes.data(), static_cast<int>(bundle_bytes.size()))) {
+    return absl::InvalidArgumentError("ipc: bundle message does not parse");
+  }
+  std::set<std::string> allowed(bundle.secret_refs().begin(), bundle.secret_refs().end());
+  IpcValueSource values(channel_, phases_, std::move(allowed));
+  v1::ReportResultRequest report;
+  report.set_started_unix_ms(NowUnixMs());
+  Log(LogLevel::kInfo, "apply start",
+      {{"resources", bundle.resources_size()}, {"digest", bundle.digest()}});
+  std::vector<v1::ResourceResult> results = engine_.Apply(bundle, values);
+  // Every value is zeroed before the result leaves this process.
+  values.Clear();
+  VIGO_RETURN_IF_ERROR(values.broken());
+  report.set_finished_unix_ms(NowUnixMs());
+  report.set_bundle_digest(bundle.digest());
+  report.set_secrets_epoch(bundle.secrets_epoch());
+  report.set_outcome(ApplyEngine::Outcome(results));
+  for (auto& r : results) *report.add_results() = std::move(r);
+  Log(LogLevel::kInfo, "apply done", {{"outcome", report.outcome()}});
+  std::string bytes;
+  if (!report.SerializeToString(&bytes)) return absl::InternalError("cannot serialize report");
+  VIGO_RETURN_IF_ERROR(phases_.Observe(ipc::Direction::kToBroker, ipc::MsgType::kReport));
+  return channel_.Send(ipc::MsgType::kReport, bytes);
+}
+
+}  // namespace vigo::worker

@@ -1,0 +1,65 @@
+// The worker's side of the broker protocol (common/ipc/agent_ipc.h): say
+// hello, then for every bundle the broker sends: apply it, resolving values
+// one by one over the socketpair, wipe every value, report, wait for done.
+//
+//   ipc::Channel ch(sandbox::UniqueFd(ipc::kWorkerSocketFd));
+//   WorkerSession session(std::move(ch), ApplyOptions{.apply_root = root});
+//   absl::Status s = session.Run(hello_report);   // returns when the broker hangs up
+//
+// SECURITY: the worker asks only for refs in the current bundle's secret_refs
+// (the broker re-checks anyway). Every value buffer is zeroed before the
+// report is sent. Any protocol error from the broker ends the session.
+#ifndef VIGO_AGENT_WORKER_WORKER_SESSION_H_
+#define VIGO_AGENT_WORKER_WORKER_SESSION_H_
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/status/status.h"
+#include "agent-worker/apply.h"
+#include "common/ipc/agent_ipc.h"
+#include "vigo/v1/bundle.pb.h"
+
+namespace vigo::worker {
+
+// A ValueSource that asks the broker (one kResolve → one kValue per ref) and
+// caches the answers for the current run only.
+class IpcValueSource : public ValueSource {
+ public:
+  IpcValueSource(ipc::Channel& channel, ipc::PhaseTable& phases, std::set<std::string> allowed)
+      : channel_(channel), phases_(phases), allowed_(std::move(allowed)) {}
+  absl::StatusOr<const sandbox::SecretBuffer*> Get(std::string_view path) override;
+  std::vector<const sandbox::SecretBuffer*> Resolved() const override;
+  void Clear() override { cache_.clear(); }
+  // The first channel/protocol failure, if any (the session then ends).
+  const absl::Status& broken() const { return broken_; }
+
+ private:
+  ipc::Channel& channel_;
+  ipc::PhaseTable& phases_;
+  std::set<std::string> allowed_;
+  std::map<std::string, sandbox::SecretBuffer, std::less<>> cache_;
+  absl::Status broken_;
+};
+
+class WorkerSession {
+ public:
+  WorkerSession(ipc::Channel channel, ApplyOptions options)
+      : channel_(std::move(channel)), engine_(options) {}
+
+  // Sends kHello with `hello` (serialized AttestationReport), then serves runs
+  // until the broker closes the socket (OK) or a protocol/channel error.
+  absl::Status Run(const std::string& hello);
+
+ private:
+  absl::Status RunOne(const std::vector<uint8_t>& bundle_bytes);
+
+  ipc::Channel channel_;
+  ipc::PhaseTable phases_;
+  ApplyEngine engine_;
+};
+
+}  // namespace vigo::worker
+
+#endif  // VIGO_AGENT_WORKER_WORKER_SESSION_H_

@@ -1,0 +1,302 @@
+#include "common/ipc/agent_ipc.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/secret_ref.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/syscall_status.h"
+
+namespace vigo::ipc {
+namespace {
+
+bool KnownType(uint8_t t) { return t >= 1 && t <= 6; }
+
+absl::Status SendPacket(int fd, const struct iovec* iov, int iovcnt) {
+  struct msghdr msg = {};
+  msg.msg_iov = const_cast<struct iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return absl::OkStatus();
+    if (errno == EINTR) continue;
+    if (errno == EPIPE || errno == ECONNRESET) {
+      return absl::UnavailableError("ipc: peer closed");
+    }
+    return sandbox::ErrnoStatus(errno, "ipc sendmsg");
+  }
+}
+
+// Receives one packet into `iov`; the packet must be exactly `expected` bytes.
+absl::Status RecvPacket(int fd, struct iovec* iov, int iovcnt, size_t expected) {
+  struct msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
+  for (;;) {
+    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) return absl::UnavailableError("ipc: peer closed");
+      return sandbox::ErrnoStatus(errno, "ipc recvmsg");
+    }
+    if (n == 0) return absl::UnavailableError("ipc: peer closed");
+    if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+      return absl::InvalidArgumentError("ipc: packet larger than announced");
+    }
+    if (static_cast<size_t>(n) != expected) {
+      return absl::InvalidArgumentError(StrCat("ipc: packet of ", static_cast<uint64_t>(n),
+                                               " bytes, expected ", static_cast<uint64_t>(expected)));
+    }
+    return absl::OkStatus();
+  }
+}
+
+}  // namespace
+
+std::string_view MsgTypeName(MsgType type) {
+  switch (type) {
+    case MsgType::kHello: return "hello";
+    case MsgType::kBundle: return "bundle";
+    case MsgType::kResolve: return "resolve";
+    case MsgType::kValue: return "value";
+    case MsgType::kReport: return "report";
+    case MsgType::kDone: return "done";
+  }
+  return "unknown";
+}
+
+size_t MaxPayload(Direction dir, MsgType type) {
+  if (dir == Direction::kToBroker) {
+    switch (type) {
+      case MsgType::kHello: return kMaxHelloBytes;
+      case MsgType::kResolve: return kMaxResolveBytes;
+      case MsgType::kReport: return kMaxReportBytes;
+      default: return 0;
+    }
+  }
+  switch (type) {
+    case MsgType::kBundle: return kMaxBundleBytes;
+    case MsgType::kValue: return kMaxValueBytes;
+    case MsgType::kDone: return 0;
+    default: return 0;
+  }
+}
+
+namespace {
+bool Allowed(Direction dir, MsgType type) {
+  if (dir == Direction::kToBroker) {
+    return type == MsgType::kHello || type == MsgType::kResolve || type == MsgType::kReport;
+  }
+  return type == MsgType::kBundle || type == MsgType::kValue || type == MsgType::kDone;
+}
+}  // namespace
+
+absl::StatusOr<Header> DecodeHeader(std::span<const uint8_t> bytes, Direction dir) {
+  if (bytes.size() < kHeaderSize) {
+    return absl::InvalidArgumentError(
+        StrCat("ipc: header of ", static_cast<uint64_t>(bytes.size()), " bytes, need 8"));
+  }
+  if (bytes[0] != kMagic) return absl::InvalidArgumentError("ipc: bad magic");
+  if (!KnownType(bytes[1])) {
+    return absl::InvalidArgumentError(StrCat("ipc: unknown message type ", int{bytes[1]}));
+  }
+  if (bytes[2] != 0 || bytes[3] != 0) {
+    return absl::InvalidArgumentError("ipc: reserved header bytes are not zero");
+  }
+  Header h;
+  h.type = static_cast<MsgType>(bytes[1]);
+  if (!Allowed(dir, h.type)) {
+    return absl::InvalidArgumentError(
+        StrCat("ipc: message '", MsgTypeName(h.type), "' may not travel in this direction"));
+  }
+  h.length = static_cast<uint32_t>(bytes[4]) | (static_cast<uint32_t>(bytes[5]) << 8) |
+             (static_cast<uint32_t>(bytes[6]) << 16) | (static_cast<uint32_t>(bytes[7]) << 24);
+  if (h.length > MaxPayload(dir, h.type)) {
+    return absl::InvalidArgumentError(StrCat("ipc: message '", MsgTypeName(h.type), "' of ",
+                                             uint64_t{h.length}, " bytes exceeds the cap of ",
+                                             static_cast<uint64_t>(MaxPayload(dir, h.type))));
+  }
+  return h;
+}
+
+void EncodeHeader(const Header& h, uint8_t out[kHeaderSize]) {
+  out[0] = kMagic;
+  out[1] = static_cast<uint8_t>(h.type);
+  out[2] = 0;
+  out[3] = 0;
+  out[4] = static_cast<uint8_t>(h.length);
+  out[5] = static_cast<uint8_t>(h.length >> 8);
+  out[6] = static_cast<uint8_t>(h.length >> 16);
+  out[7] = static_cast<uint8_t>(h.length >> 24);
+}
+
+absl::StatusOr<std::string> DecodeResolve(std::span<const uint8_t> payload) {
+  if (payload.size() > kMaxResolveBytes) {
+    return absl::InvalidArgumentError("ipc: resolve request too long");
+  }
+  std::string path(payload.begin(), payload.end());
+  absl::Status s = ValidateSecretPath(path);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(StrCat("ipc: resolve request: ", std::string(s.message())));
+  }
+  return path;
+}
+
+absl::Status PhaseTable::Observe(Direction dir, MsgType type) {
+  auto refuse = [&]() {
+    static constexpr const char* kNames[] = {"await-hello", "idle", "applying", "reported"};
+    return absl::FailedPreconditionError(StrCat("ipc: message '", MsgTypeName(type),
+                                                "' not allowed in phase ",
+                                                kNames[static_cast<int>(phase_)]));
+  };
+  if (!Allowed(dir, type)) return refuse();
+  switch (phase_) {
+    case Phase::kAwaitHello:
+      if (type != MsgType::kHello) return refuse();
+      phase_ = Phase::kIdle;
+      return absl::OkStatus();
+    case Phase::kIdle:
+      if (type != MsgType::kBundle) return refuse();
+      phase_ = Phase::kApplying;
+      resolve_outstanding_ = false;
+      return absl::OkStatus();
+    case Phase::kApplying:
+      if (type == MsgType::kResolve && !resolve_outstanding_) {
+        resolve_outstanding_ = true;
+        return absl::OkStatus();
+      }
+      if (type == MsgType::kValue && resolve_outstanding_) {
+        resolve_outstanding_ = false;
+        return absl::OkStatus();
+      }
+      if (type == MsgType::kReport && !resolve_outstanding_) {
+        phase_ = Phase::kReported;
+        return absl::OkStatus();
+      }
+      return refuse();
+    case Phase::kReported:
+      if (type != MsgType::kDone) return refuse();
+      phase_ = Phase::kIdle;
+      return absl::OkStatus();
+  }
+  return refuse();
+}
+
+absl::Status Channel::Send(MsgType type, std::string_view payload) {
+  return Send(type, std::span<const uint8_t>(
+                        reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
+}
+
+absl::Status Channel::Send(MsgType type, std::span<const uint8_t> payload) {
+  if (!fd_) return absl::FailedPreconditionError("ipc: channel closed");
+  if (payload.size() > UINT32_MAX) return absl::InvalidArgumentError("ipc: message too large");
+  uint8_t hdr[kHeaderSize];
+  EncodeHeader(Header{type, static_cast<uint32_t>(payload.size())}, hdr);
+  size_t first = std::min(payload.size(), kPacketPayload);
+  struct iovec iov[2];
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = kHeaderSize;
+  iov[1].iov_base = const_cast<uint8_t*>(payload.data());
+  iov[1].iov_len = first;
+  VIGO_RETURN_IF_ERROR(SendPacket(fd_.get(), iov, first > 0 ? 2 : 1));
+  size_t off = first;
+  while (off < payload.size()) {
+    size_t n = std::min(payload.size() - off, kPacketPayload);
+    struct iovec c;
+    c.iov_base = const_cast<uint8_t*>(payload.data() + off);
+    c.iov_len = n;
+    VIGO_RETURN_IF_ERROR(SendPacket(fd_.get(), &c, 1));
+    off += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Channel::ReceiveInto(const Header& h, std::span<uint8_t> dest) {
+  uint8_t hdr[kHeaderSize];
+  size_t first = std::min<size_t>(h.length, kPacketPayload);
+  struct iovec iov[2];
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = kHeaderSize;
+  iov[1].iov_base = dest.data();
+  iov[1].iov_len = first;
+  VIGO_RETURN_IF_ERROR(RecvPacket(fd_.get(), iov, first > 0 ? 2 : 1, kHeaderSize + first));
+  // The peeked header must be the one we consumed.
+  if (hdr[1] != static_cast<uint8_t>(h.type)) {
+    return absl::InvalidArgumentError("ipc: header changed between peek and read");
+  }
+  size_t off = first;
+  while (off < h.length) {
+    size_t n = std::min<size_t>(h.length - off, kPacketPayload);
+    struct iovec c;
+    c.iov_base = dest.data() + off;
+    c.iov_len = n;
+    VIGO_RETURN_IF_ERROR(RecvPacket(fd_.get(), &c, 1, n));
+    off += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Message> Channel::Receive(Direction dir) {
+  if (!fd_) return absl::FailedPreconditionError("ipc: channel closed");
+  uint8_t peek[kHeaderSize];
+  ssize_t n;
+  do {
+    n = ::recv(fd_.get(), peek, sizeof(peek), MSG_PEEK);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == ECONNRESET) return absl::UnavailableError("ipc: peer closed");
+    return sandbox::ErrnoStatus(errno, "ipc recv");
+  }
+  if (n == 0) return absl::UnavailableError("ipc: peer closed");
+  VIGO_ASSIGN_OR_RETURN(Header h,
+                        DecodeHeader(std::span<const uint8_t>(peek, static_cast<size_t>(n)), dir));
+  Message m;
+  m.type = h.type;
+  if (h.type == MsgType::kValue) {
+    VIGO_ASSIGN_OR_RETURN(m.value, sandbox::SecretBuffer::Create(h.length));
+    absl::Status s = ReceiveInto(h, m.value.RevealMutable());
+    if (!s.ok()) {
+      m.value.Clear();
+      return s;
+    }
+    return m;
+  }
+  m.payload.resize(h.length);
+  VIGO_RETURN_IF_ERROR(ReceiveInto(h, std::span<uint8_t>(m.payload.data(), m.payload.size())));
+  return m;
+}
+
+absl::StatusOr<SocketPair> CreateSocketPair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+    return sandbox::ErrnoStatus(errno, "socketpair");
+  }
+  SocketPair sp;
+  sp.broker = sandbox::UniqueFd(fds[0]);
+  sp.worker = sandbox::UniqueFd(fds[1]);
+  return sp;
+}
+
+absl::Status CheckSeqPacketSocket(int fd) {
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return sandbox::ErrnoStatus(errno, "getsockopt SO_TYPE", StrCat("fd ", fd));
+  }
+  if (type != SOCK_SEQPACKET) {
+    return absl::FailedPreconditionError(StrCat("fd ", fd, " is not a SOCK_SEQPACKET socket"));
+  }
+  int domain = 0;
+  len = sizeof(domain);
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX) {
+    return absl::FailedPreconditionError(StrCat("fd ", fd, " is not an AF_UNIX socket"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vigo::ipc

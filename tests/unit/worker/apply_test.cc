@@ -1,0 +1,309 @@
+// The worker's apply engine on a temp apply-root.
+#include "agent-worker/apply.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "agent-worker/fs_ops.h"
+#include "common/secret_ref.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_env.h"
+
+namespace vigo::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using vigo::testing::ReadFileOrEmpty;
+using vigo::testing::TempDir;
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+mode_t ModeOf(const fs::path& p) {
+  struct stat st;
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+class ApplyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(values_.Put("app/db_pw", Bytes("canary-db-Zq81x")).ok());
+    ASSERT_TRUE(values_.Put("app/api_key", Bytes("canary-api-Pp03k")).ok());
+    opts_.apply_root = root_.path().string();
+    opts_.secret_file_dir = root_.path().string();
+  }
+
+  v1::Resource* AddFile(v1::PolicyBundle* b, std::string name, std::string path,
+                        std::string content, std::string mode = "0640") {
+    v1::Resource* r = b->add_resources();
+    r->set_name(std::move(name));
+    r->set_type("file");
+    r->set_target_path(std::move(path));
+    r->set_state("present");
+    r->set_mode(std::move(mode));
+    r->set_content(std::move(content));
+    return r;
+  }
+
+  v1::Resource* AddExec(v1::PolicyBundle* b, std::string name, std::vector<std::string> argv) {
+    v1::Resource* r = b->add_resources();
+    r->set_name(std::move(name));
+    r->set_type("exec");
+    for (auto& a : argv) r->add_command(a);
+    return r;
+  }
+
+  std::vector<v1::ResourceResult> Apply(const v1::PolicyBundle& b) {
+    ApplyEngine engine(opts_);
+    return engine.Apply(b, values_);
+  }
+
+  TempDir root_;
+  ApplyOptions opts_;
+  MapValueSource values_;
+};
+
+TEST_F(ApplyTest, FileCreateUnchangedUpdateDelete) {
+  v1::PolicyBundle b;
+  AddFile(&b, "cfg", "/etc/app/config.yaml",
+          "user: app\npassword: " + MarkerFor("app/db_pw") + "\n");
+  auto r1 = Apply(b);
+  ASSERT_EQ(r1.size(), 1u);
+  EXPECT_EQ(r1[0].status(), "changed") << r1[0].message();
+  EXPECT_EQ(r1[0].action(), "created");
+  fs::path p = root_.path() / "etc/app/config.yaml";
+  EXPECT_EQ(ReadFileOrEmpty(p), "user: app\npassword: canary-db-Zq81x\n");
+  EXPECT_EQ(ModeOf(p), 0640u);
+  EXPECT_EQ(r1[0].message().find("canary"), std::string::npos);
+
+  // Unchanged: no write (inode stays the same), action none.
+  struct stat before;
+  ASSERT_EQ(::stat(p.c_str(), &before), 0);
+  auto r2 = Apply(b);
+  EXPECT_EQ(r2[0].status(), "ok");
+  EXPECT_EQ(r2[0].action(), "none");
+  struct stat after;
+  ASSERT_EQ(::stat(p.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+
+  // Mode drift only: fixed in place.
+  ASSERT_EQ(::chmod(p.c_str(), 0666), 0);
+  auto r3 = Apply(b);
+  EXPECT_EQ(r3[0].status(), "changed");
+  EXPECT_EQ(r3[0].action(), "updated");
+  EXPECT_EQ(ModeOf(p), 0640u);
+
+  // New value: updated, message carries fingerprints, not content.
+  ASSERT_TRUE(values_.Put("app/db_pw", Bytes("canary-db-NEW77")).ok());
+  auto r4 = Apply(b);
+  EXPECT_EQ(r4[0].action(), "updated");
+  EXPECT_NE(r4[0].message().find("fingerprint"), std::string::npos);
+  EXPECT_TRUE(vigo::testing::FindCanariesIn(r4[0].message(), "msg",
+                                            {"canary-db-Zq81x", "canary-db-NEW77"})
+                  .empty());
+  EXPECT_EQ(ReadFileOrEmpty(p), "user: app\npassword: canary-db-NEW77\n");
+  EXPECT_FALSE(fs::exists(TempNameFor(p.string())));
+
+  // Absent: deleted, then none.
+  b.mutable_resources(0)->set_state("absent");
+  auto r5 = Apply(b);
+  EXPECT_EQ(r5[0].action(), "deleted");
+  EXPECT_FALSE(fs::exists(p));
+  auto r6 = Apply(b);
+  EXPECT_EQ(r6[0].action(), "none");
+  EXPECT_EQ(r6[0].status(), "ok");
+}
+
+TEST_F(ApplyTest, SecretBearingFileDefaultsTo0600) {
+  v1::PolicyBundle b;
+  AddFile(&b, "k", "/k.txt", MarkerFor("app/api_key"), "");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "changed");
+  EXPECT_EQ(ModeOf(root_.path() / "k.txt"), 0600u);
+}
+
+TEST_F(ApplyTest, OwnerAndGroupAreApplied) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  v1::PolicyBundle b;
+  v1::Resource* r = AddFile(&b, "f", "/owned.txt", "x", "0600");
+  r->set_owner("nobody");
+  r->set_group("nogroup");
+  auto res = Apply(b);
+  ASSERT_EQ(res[0].status(), "changed") << res[0].message();
+  struct stat st;
+  ASSERT_EQ(::stat((root_.path() / "owned.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+  // Ownership drift is converged.
+  ASSERT_EQ(::chown((root_.path() / "owned.txt").c_str(), 0, 0), 0);
+  EXPECT_EQ(Apply(b)[0].action(), "updated");
+  ASSERT_EQ(::stat((root_.path() / "owned.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+}
+
+TEST_F(ApplyTest, UnknownOwnerFails) {
+  v1::PolicyBundle b;
+  AddFile(&b, "f", "/x.txt", "x")->set_owner("no-such-user-vigo");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_NE(r[0].message().find("no-such-user-vigo"), std::string::npos);
+  EXPECT_FALSE(fs::exists(root_.path() / "x.txt"));
+}
+
+TEST_F(ApplyTest, MissingValueFailsWithoutWriting) {
+  v1::PolicyBundle b;
+  AddFile(&b, "f", "/x.txt", MarkerFor("app/missing"));
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_FALSE(fs::exists(root_.path() / "x.txt"));
+}
+
+TEST_F(ApplyTest, PathTraversalRefused) {
+  v1::PolicyBundle b;
+  AddFile(&b, "f", "/../escape.txt", "x");
+  AddFile(&b, "g", "relative.txt", "x");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_EQ(r[1].status(), "failed");
+  EXPECT_FALSE(fs::exists(root_.path().parent_path() / "escape.txt"));
+}
+
+TEST_F(ApplyTest, Directory) {
+  v1::PolicyBundle b;
+  v1::Resource* d = b.add_resources();
+  d->set_name("data");
+  d->set_type("directory");
+  d->set_target_path("/var/lib/app");
+  d->set_mode("0750");
+  auto r1 = Apply(b);
+  EXPECT_EQ(r1[0].action(), "created") << r1[0].message();
+  EXPECT_TRUE(fs::is_directory(root_.path() / "var/lib/app"));
+  EXPECT_EQ(ModeOf(root_.path() / "var/lib/app"), 0750u);
+  EXPECT_EQ(Apply(b)[0].action(), "none");
+  ASSERT_EQ(::chmod((root_.path() / "var/lib/app").c_str(), 0777), 0);
+  EXPECT_EQ(Apply(b)[0].action(), "updated");
+  EXPECT_EQ(ModeOf(root_.path() / "var/lib/app"), 0750u);
+  d->set_state("absent");
+  EXPECT_EQ(Apply(b)[0].action(), "deleted");
+  EXPECT_FALSE(fs::exists(root_.path() / "var/lib/app"));
+}
+
+TEST_F(ApplyTest, ExecStdinSecretAndCreates) {
+  v1::PolicyBundle b;
+  v1::Resource* e = AddExec(&b, "tee", {"/usr/bin/tee", root_.path().string() + "/got"});
+  e->set_stdin(MarkerFor("app/db_pw"));
+  e->set_creates("/got");
+  auto r1 = Apply(b);
+  ASSERT_EQ(r1[0].status(), "changed") << r1[0].message();
+  EXPECT_EQ(ReadFileOrEmpty(root_.path() / "got"), "canary-db-Zq81x");
+  // tee echoed the value to stdout: the result carries it scrubbed.
+  EXPECT_NE(r1[0].message().find("[REDACTED]"), std::string::npos) << r1[0].message();
+  EXPECT_EQ(r1[0].message().find("canary"), std::string::npos);
+  // creates exists now: skipped, not run again.
+  auto r2 = Apply(b);
+  EXPECT_EQ(r2[0].status(), "ok");
+  EXPECT_EQ(r2[0].action(), "skipped");
+}
+
+TEST_F(ApplyTest, ExecSecretFileIsSubstitutedAndRemoved) {
+  v1::PolicyBundle b;
+  // cp the secret file somewhere we can inspect, and record its mode.
+  v1::Resource* e = AddExec(&b, "cp", {"/bin/cp", "--preserve=mode", "{{ .SecretFile }}",
+                                       root_.path().string() + "/copy"});
+  e->set_secret_file(MarkerFor("app/api_key"));
+  auto r = Apply(b);
+  ASSERT_EQ(r[0].status(), "changed") << r[0].message();
+  EXPECT_EQ(ReadFileOrEmpty(root_.path() / "copy"), "canary-api-Pp03k");
+  EXPECT_EQ(ModeOf(root_.path() / "copy"), 0600u);
+  // Nothing named vigo-secret.* is left in the secret_file dir.
+  for (const auto& ent : fs::directory_iterator(root_.path())) {
+    EXPECT_EQ(ent.path().filename().string().find("vigo-secret"), std::string::npos)
+        << ent.path();
+  }
+}
+
+TEST_F(ApplyTest, ExecFailureOutputIsScrubbed) {
+  v1::PolicyBundle b;
+  // Echo stdin (the secret) in several encodings, then fail.
+  v1::Resource* e = AddExec(
+      &b, "leak",
+      {"/bin/sh", "-c", "v=$(cat); echo \"raw=$v\"; printf %s \"$v\" | base64; "
+                        "printf %s \"$v\" | od -An -tx1 | tr -d ' \\n'; echo; exit 3"});
+  e->set_stdin(MarkerFor("app/db_pw"));
+  auto r = Apply(b);
+  ASSERT_EQ(r[0].status(), "failed");
+  EXPECT_NE(r[0].message().find("exit code 3"), std::string::npos) << r[0].message();
+  EXPECT_NE(r[0].message().find("raw=[REDACTED]"), std::string::npos) << r[0].message();
+  EXPECT_TRUE(vigo::testing::FindCanariesIn(r[0].message(), "msg", {"canary-db-Zq81x"}).empty())
+      << r[0].message();
+}
+
+TEST_F(ApplyTest, ExecEnvironmentIsClean) {
+  ::setenv("VIGO_TEST_LEAK", "should-not-pass", 1);
+  v1::PolicyBundle b;
+  v1::Resource* e = AddExec(&b, "env", {"/usr/bin/env"});
+  v1::EnvVar* v = e->add_environment();
+  v->set_name("APP_MODE");
+  v->set_value("prod");
+  auto r = Apply(b);
+  ASSERT_EQ(r[0].status(), "changed") << r[0].message();
+  EXPECT_NE(r[0].message().find("APP_MODE=prod"), std::string::npos);
+  EXPECT_NE(r[0].message().find("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), std::string::npos);
+  EXPECT_EQ(r[0].message().find("VIGO_TEST_LEAK"), std::string::npos);
+}
+
+TEST_F(ApplyTest, ExecTimeoutKillsProcessGroup) {
+  v1::PolicyBundle b;
+  v1::Resource* e = AddExec(&b, "sleep", {"/bin/sh", "-c", "sleep 30 & sleep 30"});
+  e->set_timeout_seconds(1);
+  auto start = std::chrono::steady_clock::now();
+  auto r = Apply(b);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_NE(r[0].message().find("timed out"), std::string::npos) << r[0].message();
+  EXPECT_LT(took, std::chrono::seconds(10));
+}
+
+TEST_F(ApplyTest, MarkerInArgvRefused) {
+  v1::PolicyBundle b;
+  AddExec(&b, "bad", {"/bin/echo", MarkerFor("app/db_pw")});
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_NE(r[0].message().find("refused"), std::string::npos);
+}
+
+TEST_F(ApplyTest, FailedDependencyBlocksDependents) {
+  v1::PolicyBundle b;
+  AddExec(&b, "fails", {"/bin/false"});
+  AddFile(&b, "after", "/after.txt", "x")->add_depends_on("fails");
+  AddFile(&b, "after2", "/after2.txt", "x")->add_depends_on("after");
+  AddFile(&b, "free", "/free.txt", "x");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].status(), "failed");
+  EXPECT_EQ(r[1].action(), "blocked");
+  EXPECT_EQ(r[2].action(), "blocked");
+  EXPECT_EQ(r[3].status(), "changed");
+  EXPECT_FALSE(fs::exists(root_.path() / "after.txt"));
+  EXPECT_EQ(ApplyEngine::Outcome(r), "failed");
+}
+
+TEST_F(ApplyTest, StaleTempFileFromCrashIsRemoved) {
+  v1::PolicyBundle b;
+  AddFile(&b, "f", "/t.txt", "v1");
+  Apply(b);
+  std::string tmp = TempNameFor((root_.path() / "t.txt").string());
+  vigo::testing::WriteFileOrDie(tmp, "partial");
+  b.mutable_resources(0)->set_content("v2");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].action(), "updated");
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_EQ(ReadFileOrEmpty(root_.path() / "t.txt"), "v2");
+}
+
+}  // namespace
+}  // namespace vigo::worker
