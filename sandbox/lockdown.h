@@ -1,0 +1,129 @@
+// One linear lockdown function per process.
+//
+// Broker (agent-broker), once the worker is started and BEFORE any thread
+// (gRPC creates threads: create channels after this call):
+//
+//   BrokerLockdownSpec spec;
+//   spec.keep_fds = {0, 1, 2, worker_socket.get(), ca_fd.get()};
+//   spec.worker_pid = worker.pid();         // the only pid kill() may target
+//   VIGO_ASSIGN_OR_RETURN(LockdownResult r, LockDownBroker(spec));
+//   for (const std::string& s : r.skipped_steps) Log(kWarning, "insecure: skipped", {{"step", s}});
+//   VIGO_ASSIGN_OR_RETURN(AttestationReport report, CollectAttestation());  // attestation.h
+//
+// Worker (agent-worker), first thing in main after reading its flags:
+//
+//   WorkerLockdownSpec spec;
+//   spec.keep_fds = {0, 1, 2, kBrokerSocketFd};
+//   spec.hidden_paths = {credential_dir, broker_state_dir};
+//   spec.run_as = UserSwitch{...};           // optional: --worker-user
+//   VIGO_ASSIGN_OR_RETURN(LockdownResult r, LockDownWorker(spec));
+//
+// Running a command from the worker (fork → exec):
+//
+//   VIGO_ASSIGN_OR_RETURN(ExecChildSeal seal, PrepareExecChildSeal());  // before fork
+//   pid_t pid = fork();
+//   if (pid == 0) {
+//     // ... dup2 the stdio pipes ...
+//     if (LockDownExecChildAsyncSignalSafe(seal) != 0) _exit(127);
+//     execve(...);
+//   }
+//
+// The order, fixed here and nowhere else:
+//   1. close_fds        everything not in keep_fds (nothing inherited leaks in)
+//   2. mount_namespace  worker: own mount ns, credential/state dirs covered
+//                       (needs CAP_SYS_ADMIN, so before the capability drop)
+//   3. rlimits          RLIMIT_CORE = 0 (no core file with secrets)
+//   4. dumpable         PR_SET_DUMPABLE 0 (no ptrace/proc-mem by same uid)
+//   5. arena            InitArena(): lock the secret arena while CAP_IPC_LOCK
+//                       and root's memlock limit still apply
+//   6. capabilities     optional uid switch (keep-caps), then drop to the keep
+//                       set (broker: none; worker: kWorkerFileCapabilities),
+//                       bounding and ambient included; dumpable re-asserted
+//                       (a uid change resets it)
+//   7. no_new_privs     execve can never gain privileges again
+//   8. seccomp          last: every step above needs syscalls the filters kill
+//
+// Failure: every step is checked (most read the state back); the first
+// failure returns an error naming the step, and the caller must exit. The
+// process is then in a partial state and must not continue.
+//
+// Opt-out: `insecure_skip` names steps (the names above) to skip on hosts
+// that lack a feature. Each skip is written to stderr immediately, returned
+// in LockdownResult::skipped_steps for the caller to log and audit, and
+// recorded for CollectAttestation(), which reports it; CheckStrict() fails.
+// Unknown step names are INVALID_ARGUMENT (a typo must not silently weaken).
+//
+// Thread safety: must run while the process has exactly one thread
+// (capabilities and no_new_privs are per-thread); returns FAILED_PRECONDITION
+// otherwise. Lockdown may run once per process.
+#ifndef VIGO_SANDBOX_LOCKDOWN_H_
+#define VIGO_SANDBOX_LOCKDOWN_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sandbox/capabilities.h"
+#include "sandbox/seccomp_policy.h"
+
+namespace vigo::sandbox {
+
+// Step names, as used in insecure_skip, skipped_steps and attestation.
+inline constexpr char kStepCloseFds[] = "close_fds";
+inline constexpr char kStepMountNamespace[] = "mount_namespace";
+inline constexpr char kStepRlimits[] = "rlimits";
+inline constexpr char kStepDumpable[] = "dumpable";
+inline constexpr char kStepArena[] = "arena";
+inline constexpr char kStepCapabilities[] = "capabilities";
+inline constexpr char kStepNoNewPrivs[] = "no_new_privs";
+inline constexpr char kStepSeccomp[] = "seccomp";
+
+struct LockdownResult {
+  std::string process;                     // "broker" | "worker"
+  std::vector<std::string> skipped_steps;  // in lockdown order
+};
+
+struct BrokerLockdownSpec {
+  std::vector<int> keep_fds = {0, 1, 2};
+  pid_t worker_pid = 0;  // 0: kill() is not allowed at all
+  // WARNING: each name weakens the broker; see "Opt-out" above.
+  std::set<std::string> insecure_skip;
+};
+
+struct WorkerLockdownSpec {
+  std::vector<int> keep_fds = {0, 1, 2};
+  // Directories (or files) covered in the worker's mount namespace: the
+  // agent's credential dir (client key, certs) and the broker's state dir.
+  std::vector<std::string> hidden_paths;
+  // Apply as this user, keeping kWorkerFileCapabilities. Unset: stay uid 0.
+  std::optional<UserSwitch> run_as;
+  // WARNING: each name weakens the worker.
+  std::set<std::string> insecure_skip;
+};
+
+absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec);
+absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec);
+
+// Exec children: the filter is compiled before fork (allocation is not
+// async-signal-safe), loaded in the child by the function below.
+struct ExecChildSeal {
+  BpfProgram bpf;
+};
+absl::StatusOr<ExecChildSeal> PrepareExecChildSeal();
+// In the child between fork and execve: RLIMIT_CORE 0, no_new_privs, and the
+// exec-child filter stacked on the inherited worker filter. Async-signal-safe
+// (raw syscalls only). Returns 0 or the errno of the failing step; the child
+// must _exit without exec on failure.
+int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal);
+
+// What the last lockdown in this process did (for attestation). Empty
+// `process` when no lockdown ran.
+LockdownResult LastLockdown();
+
+}  // namespace vigo::sandbox
+
+#endif  // VIGO_SANDBOX_LOCKDOWN_H_
