@@ -1,0 +1,323 @@
+// Compiling a loaded Model into one envoy's PolicyBundle, and the one
+// function (EntitlementOf) that derives an envoy's entitlement from the
+// bundle it will receive.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/message.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+
+#include "common/log.h"
+#include "common/secret_ref.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "server/stacks.h"
+#include "server/stacks/model.h"
+
+namespace vigo::server {
+
+namespace si = stacks_internal;
+
+namespace {
+
+bool ValidMode(std::string_view mode) {
+  if (mode.size() < 3 || mode.size() > 4) return false;
+  return std::all_of(mode.begin(), mode.end(), [](char c) { return c >= '0' && c <= '7'; });
+}
+
+std::string LocString(const si::Loc& loc) {
+  return loc.line > 0 ? StrCat(loc.file, ":", loc.line) : loc.file;
+}
+
+// Scans every string field of `msg` (recursively) for markers. At the top
+// level the bundle's own outputs (secret_refs, digest) are skipped.
+absl::Status CollectMarkers(const google::protobuf::Message& msg, bool top,
+                            std::set<std::string>* out) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor* d = msg.GetDescriptor();
+  const google::protobuf::Reflection* r = msg.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (top && (f->name() == "secret_refs" || f->name() == "digest")) continue;
+    auto scan = [&](const std::string& s) -> absl::Status {
+      auto markers = FindMarkers(s);
+      if (!markers.ok()) {
+        return absl::InternalError(
+            StrCat("bundle field '", f->name(), "' holds a malformed marker"));
+      }
+      for (const MarkerMatch& m : *markers) out->insert(m.path);
+      return absl::OkStatus();
+    };
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(msg, f); ++j) {
+          VIGO_RETURN_IF_ERROR(scan(r->GetRepeatedString(msg, f, j)));
+        }
+      } else {
+        VIGO_RETURN_IF_ERROR(scan(r->GetString(msg, f)));
+      }
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(msg, f); ++j) {
+          VIGO_RETURN_IF_ERROR(CollectMarkers(r->GetRepeatedMessage(msg, f, j), false, out));
+        }
+      } else if (r->HasField(msg, f)) {
+        VIGO_RETURN_IF_ERROR(CollectMarkers(r->GetMessage(msg, f), false, out));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DigestOfSerialized(const v1::PolicyBundle& bundle) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream sos(&bytes);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    bundle.SerializeToCodedStream(&cos);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &md_len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(md_len * 2);
+  for (unsigned int i = 0; i < md_len; ++i) {
+    hex.push_back(kHex[md[i] >> 4]);
+    hex.push_back(kHex[md[i] & 0xf]);
+  }
+  return hex;
+}
+
+const si::Rule* FindRule(const si::Model& model, std::string_view name) {
+  size_t best = model.rules.size();
+  auto it = model.exact_rules.find(std::string(name));
+  if (it != model.exact_rules.end()) best = it->second;
+  for (size_t g : model.glob_rules) {
+    if (g >= best) break;
+    if (EnvoyGlobMatch(model.rules[g].match, name)) {
+      best = g;
+      break;
+    }
+  }
+  return best < model.rules.size() ? &model.rules[best] : nullptr;
+}
+
+}  // namespace
+
+namespace stacks_internal {
+
+bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
+                 ErrorSink* sink, v1::PolicyBundle* out) {
+  out->set_envoy_name(std::string(envoy_name));
+  std::set<std::string> used;
+  bool ok = true;
+  auto render = [&](const Text& t, std::string* dst) {
+    dst->clear();
+    for (const Piece& p : t.pieces) {
+      switch (p.kind) {
+        case PieceKind::kLiteral:
+          dst->append(p.text);
+          break;
+        case PieceKind::kEnvoyName:
+          dst->append(envoy_name);
+          break;
+        case PieceKind::kSecretFile:
+          dst->append(kSecretFilePlaceholder);
+          break;
+        case PieceKind::kVar: {
+          auto it = rule.scope.find(p.text);
+          if (it == rule.scope.end()) {
+            sink->Add(t.loc, t.key,
+                      StrCat("unknown template name '.Vars.", p.text, "': no var '", p.text,
+                             "' in the environment, the rule or the configcrate defaults"));
+            ok = false;
+            break;
+          }
+          if (it->second.has_ref && t.placement == RefPlacement::kRefuse) {
+            sink->Add(t.loc, t.key,
+                      StrCat("var '", p.text, "' holds a secret reference (set at ",
+                             LocString(it->second.loc), ") and cannot be used in '", t.key,
+                             "'"));
+            ok = false;
+            break;
+          }
+          used.insert(p.text);
+          dst->append(it->second.value);
+          break;
+        }
+      }
+    }
+  };
+  for (size_t idx : rule.order) {
+    const ResourceSpec& r = model.resources[idx];
+    v1::Resource* pr = out->add_resources();
+    pr->set_name(r.name);
+    pr->set_type(r.type);
+    pr->set_configcrate(r.crate);
+    pr->set_state(r.state);
+    if (r.target_path.present) render(r.target_path, pr->mutable_target_path());
+    if (r.mode.present) {
+      render(r.mode, pr->mutable_mode());
+      if (!ValidMode(pr->mode())) {
+        sink->Add(r.mode.loc, "mode", "mode must be an octal string of 3 or 4 digits, e.g. \"0640\"");
+        ok = false;
+      }
+    }
+    if (r.owner.present) render(r.owner, pr->mutable_owner());
+    if (r.group.present) render(r.group, pr->mutable_group());
+    if (r.content.present) render(r.content, pr->mutable_content());
+    for (const Text& arg : r.command) render(arg, pr->add_command());
+    for (const auto& [name, value] : r.environment) {
+      v1::EnvVar* e = pr->add_environment();
+      e->set_name(name);
+      render(value, e->mutable_value());
+    }
+    if (r.stdin_text.present) render(r.stdin_text, pr->mutable_stdin());
+    if (r.secret_file.present) {
+      render(r.secret_file, pr->mutable_secret_file());
+      auto markers = FindMarkers(pr->secret_file());
+      if (!markers.ok() || markers->size() != 1 || (*markers)[0].offset != 0 ||
+          (*markers)[0].length != pr->secret_file().size()) {
+        sink->Add(r.secret_file.loc, "secret_file",
+                  "secret_file must be exactly one reference: \"secret:<path>\" or a var that "
+                  "holds one");
+        ok = false;
+      }
+    }
+    if (r.creates.present) render(r.creates, pr->mutable_creates());
+    if (r.cwd.present) render(r.cwd, pr->mutable_cwd());
+    pr->set_timeout_seconds(r.timeout_seconds);
+    for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);
+  }
+  // Only the vars the resources use go into the bundle: a var holding a
+  // reference that no resource uses must not entitle the envoy.
+  for (const std::string& name : used) {
+    v1::Var* v = out->add_vars();
+    v->set_name(name);
+    v->set_value(rule.scope.at(name).value);
+  }
+  return ok;
+}
+
+absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle) {
+  VIGO_ASSIGN_OR_RETURN(std::set<std::string> refs, EntitlementOf(*bundle));
+  bundle->clear_secret_refs();
+  for (const std::string& p : refs) bundle->add_secret_refs(p);
+  bundle->clear_digest();
+  bundle->set_digest(DigestOfSerialized(*bundle));
+  return refs;
+}
+
+}  // namespace stacks_internal
+
+absl::StatusOr<std::set<std::string>> EntitlementOf(const v1::PolicyBundle& bundle) {
+  std::set<std::string> out;
+  VIGO_RETURN_IF_ERROR(CollectMarkers(bundle, true, &out));
+  return out;
+}
+
+std::string BundleDigest(const v1::PolicyBundle& bundle) {
+  if (bundle.digest().empty()) return DigestOfSerialized(bundle);
+  v1::PolicyBundle copy = bundle;
+  copy.clear_digest();
+  return DigestOfSerialized(copy);
+}
+
+bool EnvoyGlobMatch(std::string_view pattern, std::string_view name) {
+  size_t p = 0, n = 0;
+  size_t star = std::string_view::npos, resume = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
+      ++p;
+      ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+absl::Status ValidateEnvoyName(std::string_view name) {
+  if (name.empty() || name.size() > 253) {
+    return absl::InvalidArgumentError("envoy name must be 1-253 characters");
+  }
+  auto alnum = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(name[0])) {
+    return absl::InvalidArgumentError("envoy name must start with a letter or digit");
+  }
+  for (char c : name) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError("envoy name may only hold [A-Za-z0-9._-]");
+    }
+  }
+  if (ContainsMarkerText(name)) {
+    return absl::InvalidArgumentError("envoy name holds marker text");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
+                                               uint64_t secrets_epoch) const {
+  VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
+  const si::Rule* rule = FindRule(*model_, envoy_name);
+  if (rule == nullptr) {
+    return absl::NotFoundError(
+        StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));
+  }
+  CompiledBundle out;
+  si::ErrorSink sink;
+  if (!si::BuildBundle(*model_, *rule, envoy_name, &sink, &out.bundle)) {
+    // Load ran the same checks for this rule; reaching here is a bug.
+    std::vector<LoadError> errors = sink.Take();
+    return absl::InternalError(StrCat("compiling the bundle of envoy '", envoy_name, "': ",
+                                      errors.empty() ? "" : errors.front().ToString()));
+  }
+  out.bundle.set_secrets_epoch(secrets_epoch);
+  out.bundle.set_policy_version(model_->policy_version);
+  VIGO_ASSIGN_OR_RETURN(out.entitlement, si::FinalizeBundle(&out.bundle));
+  // The envoy name is the one input the trial compile at load did not see.
+  // It cannot legitimately add or remove a marker; if it did (text glued to
+  // literal config text), refuse rather than entitle.
+  if (out.entitlement != rule->references) {
+    return absl::InvalidArgumentError(
+        StrCat("envoy name '", envoy_name, "' changes the markers of its bundle; refused"));
+  }
+  Log(LogLevel::kTrace, "stacks.compiled",
+      {{"envoy", std::string(envoy_name)},
+       {"resources", out.bundle.resources_size()},
+       {"refs", out.entitlement.size()},
+       {"digest", out.bundle.digest()}});
+  return out;
+}
+
+absl::StatusOr<EnvoyRuleInfo> Stacks::RuleFor(std::string_view envoy_name) const {
+  VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
+  const si::Rule* rule = FindRule(*model_, envoy_name);
+  if (rule == nullptr) {
+    return absl::NotFoundError(StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));
+  }
+  return model_->rule_infos[static_cast<size_t>(rule - model_->rules.data())];
+}
+
+const std::vector<EnvoyRuleInfo>& Stacks::Rules() const { return model_->rule_infos; }
+
+const std::set<std::string>& Stacks::AllReferences() const { return model_->all_references; }
+
+uint64_t Stacks::policy_version() const { return model_->policy_version; }
+
+}  // namespace vigo::server

@@ -1,0 +1,167 @@
+// Internal model of a loaded .vgo tree (server/stacks.h). Not a public API:
+// only server/stacks/*.cc include it.
+//
+// Every string that came from input has already been through the reference
+// pass: references are markers, literal marker text was refused. Template
+// expressions are pre-parsed into pieces. Nothing here ever holds a value.
+#ifndef VIGO_SERVER_STACKS_MODEL_H_
+#define VIGO_SERVER_STACKS_MODEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/stacks.h"
+
+namespace vigo::server::stacks_internal {
+
+struct Loc {
+  std::string file;  // relative to the stacks dir
+  int line = 0;
+};
+
+enum class PieceKind { kLiteral, kVar, kEnvoyName, kSecretFile };
+
+struct Piece {
+  PieceKind kind = PieceKind::kLiteral;
+  std::string text;  // literal text (markers included) or var name
+};
+
+// Where a field's value may hold a reference (CONTRACT §3).
+enum class RefPlacement {
+  kRefuse,    // command, environment, paths, owner, group, mode, names
+  kWhole,     // stdin, secret_file, vars: the whole value is one reference
+  kEmbedded,  // file content: references anywhere in the text
+};
+
+// A string field after the reference pass and template parsing.
+struct Text {
+  bool present = false;
+  std::string key;  // YAML key for error messages ("content", "command[1]")
+  Loc loc;
+  RefPlacement placement = RefPlacement::kRefuse;
+  std::vector<Piece> pieces;
+};
+
+struct VarDef {
+  std::string value;  // markers for references; never a value
+  bool has_ref = false;
+  Loc loc;
+};
+
+struct ResourceSpec {
+  std::string name;
+  std::string type;  // file | directory | exec
+  std::string crate;
+  Loc loc;
+  std::string state = "present";
+  Text target_path, mode, owner, group, content, stdin_text, secret_file, creates, cwd;
+  std::vector<Text> command;
+  std::vector<std::pair<std::string, Text>> environment;
+  uint32_t timeout_seconds = 0;
+  std::vector<std::pair<std::string, Loc>> depends_on;
+};
+
+struct NameRef {
+  std::string name;
+  Loc loc;
+};
+
+struct Crate {
+  std::string name;
+  Loc loc;
+  std::map<std::string, VarDef> defaults;
+  std::vector<size_t> resources;  // indexes into Model::resources, file order
+};
+
+struct Role {
+  std::string name;
+  Loc loc;
+  std::vector<NameRef> crates;
+};
+
+struct Environment {
+  std::string name;
+  Loc loc;
+  std::map<std::string, VarDef> vars;
+};
+
+struct Rule {
+  std::string match;
+  Loc loc;
+  bool has_glob = false;
+  NameRef environment;  // name empty = none
+  std::vector<NameRef> roles;
+  std::vector<NameRef> crates;
+  std::map<std::string, VarDef> vars;
+
+  // Resolved after parsing.
+  std::vector<std::string> crate_order;  // deduplicated, roles' crates first
+  std::map<std::string, VarDef> scope;   // merged vars (precedence applied)
+  std::vector<size_t> order;             // resource indexes in apply order
+  std::set<std::string> references;      // from the trial compile
+};
+
+struct Model {
+  std::vector<ResourceSpec> resources;
+  std::map<std::string, size_t> resource_by_name;
+  std::map<std::string, Crate> crates;
+  std::map<std::string, Role> roles;
+  std::map<std::string, Environment> environments;
+  std::vector<Rule> rules;
+  std::unordered_map<std::string, size_t> exact_rules;  // first rule with that literal name
+  std::vector<size_t> glob_rules;                       // rules with '*' or '?', in order
+  std::set<std::string> all_references;
+  std::vector<EnvoyRuleInfo> rule_infos;
+  uint64_t policy_version = 0;
+};
+
+// Collects load errors; caps the count so hostile input cannot make the
+// error list itself the problem.
+class ErrorSink {
+ public:
+  static constexpr size_t kMaxErrors = 1000;
+  void Add(const Loc& loc, std::string_view key, std::string message);
+  bool empty() const { return errors_.empty(); }
+  size_t size() const { return errors_.size(); }
+  std::vector<LoadError> Take();
+
+ private:
+  std::vector<LoadError> errors_;
+  bool truncated_ = false;
+};
+
+// Template parsing: `{{ .Vars.NAME }}`, `{{ .Envoy.Name }}`, `{{ .SecretFile }}`
+// with optional spaces inside the braces. `{{` followed (after spaces) by
+// anything but '.' or '-' is literal text, so files that carry other template
+// languages pass through. Errors are returned as messages (no value text).
+struct TemplateOptions {
+  bool allow_secret_file = false;  // exec command only
+  bool allow_envoy_name = true;
+};
+absl::Status ParseTemplate(std::string_view text, const TemplateOptions& opts,
+                           std::vector<Piece>* pieces);
+// True when `text` holds something ParseTemplate would treat as an expression.
+bool HasTemplateExpression(std::string_view text);
+
+inline constexpr std::string_view kSecretFilePlaceholder = "{{ .SecretFile }}";
+
+// Builds the bundle of `rule` for `envoy_name` (resources, vars; no
+// secret_refs/digest). Placement and unknown-var problems go to `sink`
+// (attributed to the field's file:line). Returns false when any was found.
+bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
+                 ErrorSink* sink, v1::PolicyBundle* out);
+
+// Fills secret_refs and digest from the built bundle; returns the entitlement.
+absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);
+
+}  // namespace vigo::server::stacks_internal
+
+#endif  // VIGO_SERVER_STACKS_MODEL_H_
