@@ -1,19 +1,229 @@
-// SCAFFOLD: flag handling only; the agent comes with the agent issue.
 #include "agent-broker/broker_main.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "agent-broker/agent.h"
+#include "agent-broker/agent_client.h"
+#include "agent-broker/broker_lockdown.h"
+#include "agent-broker/state_dir.h"
+#include "agent-broker/worker_link.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/secret_buffer.h"
 
 namespace vigo::broker {
+namespace {
+
+constexpr const char* kDefaultStateDir = "/var/lib/vigo";
+std::atomic<bool> g_stop{false};
+
+void OnStopSignal(int) { g_stop.store(true); }
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* flag) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(StrCat("--", flag, " ", path, ": ", std::strerror(errno)));
+  }
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) break;
+  }
+  ::close(fd);
+  return out;
+}
+
+ArgSpec Spec() {
+  return ArgSpec{
+      "vigo run --once|daemon|status [flags]",
+      "The Vigo agent (broker): checks in with vigosrv over mTLS, resolves the secrets its\n"
+      "bundle needs into locked memory and lets vigo-worker apply the bundle.",
+      {{"once", false, "run: one check-in/apply/report cycle, then exit"},
+       {"server", true, "HOST:PORT of vigosrv"},
+       {"ca-file", true, "CA certificate (PEM) that signed the server certificate"},
+       {"cert-file", true, "this envoy's client certificate (PEM)"},
+       {"key-file", true, "this envoy's private key (PEM)"},
+       {"server-name", true, "TLS name of the server when it differs from HOST"},
+       {"state-dir", true, "state directory (default /var/lib/vigo)"},
+       {"apply-root", true, "prefix for every target_path, creates and cwd"},
+       {"worker-user", true, "user vigo-worker applies as"},
+       {"interval", true, "daemon: seconds between check-ins (default 300)"},
+       {"retry-for", true, "seconds to keep retrying an unreachable server (default 60)"},
+       {"log-level", true, "trace|debug|info|warn|error (default info)"},
+       {"log-json", false, "log JSON lines"},
+       {"insecure-allow-unlocked-memory", false,
+        "run even when secret memory cannot be locked (reported in attestation)"},
+       {"version", false, "print the version"}},
+      0,
+      1};
+}
+
+int Status(const ParsedArgs& args) {
+  StateDir state(args.Get("state-dir").value_or(kDefaultStateDir));
+  auto bundle = state.LoadBundle();
+  auto last = state.LoadLastRunJson();
+  auto att = state.LoadAttestationJson();
+  if (!bundle.ok() && !last.ok()) {
+    std::fprintf(stderr, "vigo: no agent state in %s\n", state.path().c_str());
+    return kExitNotFound;
+  }
+  std::printf("state dir: %s\n", state.path().c_str());
+  if (bundle.ok()) {
+    std::printf("bundle: envoy=%s digest=%s secrets_epoch=%llu policy_version=%llu\n",
+                bundle->envoy_name().c_str(), bundle->digest().c_str(),
+                static_cast<unsigned long long>(bundle->secrets_epoch()),
+                static_cast<unsigned long long>(bundle->policy_version()));
+    for (const auto& r : bundle->resources()) {
+      std::string where = r.type() == "exec" ? (r.command().empty() ? "" : r.command(0)) : r.target_path();
+      std::printf("  resource %s (%s) %s\n", r.name().c_str(), r.type().c_str(), where.c_str());
+    }
+    for (const auto& ref : bundle->secret_refs()) std::printf("  secret %s\n", ref.c_str());
+    std::printf("bundle (markers only): %s\n", ToJson(*bundle).c_str());
+  } else {
+    std::printf("bundle: none\n");
+  }
+  std::printf("last run: %s", last.ok() ? last->c_str() : "none\n");
+  std::printf("attestation:\n%s", att.ok() ? att->c_str() : "none\n");
+  return kExitOk;
+}
+
+int Run(const ParsedArgs& args, bool daemon) {
+  for (const char* f : {"server", "ca-file", "cert-file", "key-file"}) {
+    if (!args.Has(f)) {
+      std::fprintf(stderr, "vigo: --%s is required\n", f);
+      return kExitUsage;
+    }
+  }
+  AgentOptions ao;
+  for (auto [flag, target] : {std::pair{"interval", &ao.interval}, std::pair{"retry-for", &ao.retry_for}}) {
+    if (auto v = args.Get(flag)) {
+      char* end = nullptr;
+      long n = std::strtol(v->c_str(), &end, 10);
+      if (v->empty() || *end != '\0' || n < 0 || n > 86400 * 7) {
+        std::fprintf(stderr, "vigo: --%s: '%s' is not a number of seconds\n", flag, v->c_str());
+        return kExitUsage;
+      }
+      *target = std::chrono::seconds(n);
+    }
+  }
+  if (daemon && !args.Has("retry-for")) ao.retry_for = std::max(ao.interval, std::chrono::seconds(60));
+
+  const bool insecure_mem = args.Has("insecure-allow-unlocked-memory");
+  sandbox::ArenaOptions arena;
+  arena.insecure_allow_unlocked = insecure_mem;
+  if (absl::Status s = sandbox::ConfigureArena(arena); !s.ok()) {
+    Log(LogLevel::kError, "arena", {{"error", s}});
+    return kExitError;
+  }
+
+  // Certificates are public; the key is only checked for readability until
+  // the worker has been started.
+  ClientOptions co;
+  co.server = *args.Get("server");
+  co.server_name_override = args.Get("server-name").value_or("");
+  {
+    auto ca = ReadSmallFile(*args.Get("ca-file"), "ca-file");
+    auto cert = ReadSmallFile(*args.Get("cert-file"), "cert-file");
+    for (const auto* r : {&ca, &cert}) {
+      if (!r->ok()) {
+        std::fprintf(stderr, "vigo: %s\n", std::string(r->status().message()).c_str());
+        return kExitError;
+      }
+    }
+    co.ca_pem = std::move(*ca);
+    co.cert_pem = std::move(*cert);
+    if (::access(args.Get("key-file")->c_str(), R_OK) != 0) {
+      std::fprintf(stderr, "vigo: --key-file %s: %s\n", args.Get("key-file")->c_str(),
+                   std::strerror(errno));
+      return kExitError;
+    }
+  }
+  StateDir state(args.Get("state-dir").value_or(kDefaultStateDir));
+  if (absl::Status s = state.Ensure(); !s.ok()) {
+    std::fprintf(stderr, "vigo: --state-dir: %s\n", std::string(s.message()).c_str());
+    return kExitError;
+  }
+
+  // 1. The worker starts before any secret (key or value) is in this process.
+  WorkerStartOptions wo;
+  wo.apply_root = args.Get("apply-root").value_or("");
+  wo.worker_user = args.Get("worker-user").value_or("");
+  wo.log_level = args.Get("log-level").value_or("");
+  wo.insecure_allow_unlocked_memory = insecure_mem;
+  auto worker = WorkerLink::Start(wo);
+  if (!worker.ok()) {
+    Log(LogLevel::kError, "cannot start vigo-worker", {{"error", worker.status()}});
+    return kExitError;
+  }
+  // 2. Lock down the broker.
+  BrokerLockdownOptions lo;
+  lo.worker_pid = worker->pid();
+  lo.worker_fd = worker->fd();
+  lo.state_dir = state.path();
+  lo.insecure_allow_unlocked_memory = insecure_mem;
+  auto broker_att = LockDownBrokerProcess(lo);
+  if (!broker_att.ok()) {
+    Log(LogLevel::kError, "broker lockdown failed", {{"error", broker_att.status()}});
+    return kExitError;
+  }
+  // 3. The worker locks itself down, then says hello.
+  if (absl::Status s = worker->AwaitHello(); !s.ok()) {
+    Log(LogLevel::kError, "vigo-worker did not start", {{"error", s}});
+    return kExitError;
+  }
+  if (absl::Status s = state.SaveAttestation({*broker_att, worker->attestation()}); !s.ok()) {
+    Log(LogLevel::kWarn, "cannot save attestation", {{"error", s}});
+  }
+  // 4. Credentials → mTLS channel; the key's bytes are wiped by Create.
+  auto key = ReadSmallFile(*args.Get("key-file"), "key-file");
+  if (!key.ok()) {
+    std::fprintf(stderr, "vigo: %s\n", std::string(key.status().message()).c_str());
+    return kExitError;
+  }
+  co.key_pem = std::move(*key);
+  sandbox::SecureZero(key->data(), key->size());
+  auto client = AgentClient::Create(std::move(co));
+  if (!client.ok()) {
+    Log(LogLevel::kError, "cannot create the gRPC client", {{"error", client.status()}});
+    return kExitError;
+  }
+
+  Agent agent(ao, std::move(*client), std::move(*worker), state, *broker_att);
+  if (daemon) {
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    int rc = agent.Daemon(g_stop);
+    agent.WipeCache();
+    return rc;
+  }
+  auto outcome = agent.RunOnce();
+  agent.WipeCache();
+  if (!outcome.ok()) return ExitCodeFor(outcome.status()) == kExitOk ? kExitError : ExitCodeFor(outcome.status());
+  return *outcome == "failed" ? kExitError : kExitOk;
+}
+
+}  // namespace
 
 int BrokerMain(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  ArgSpec spec{"vigo run --once|daemon|status [flags]", "The Vigo agent (broker).",
-               {{"version", false, "print the version"}}, 0, 1};
+  ArgSpec spec = Spec();
   auto parsed = ParseArgs(spec, args);
   if (!parsed.ok()) {
     std::fprintf(stderr, "vigo: %s\n", std::string(parsed.status().message()).c_str());
@@ -27,8 +237,31 @@ int BrokerMain(int argc, char** argv) {
     std::printf("vigo %s\n", kVigoVersion);
     return kExitOk;
   }
-  std::fprintf(stderr, "vigo: not built yet\n");
-  return kExitError;
+  if (auto lvl = parsed->Get("log-level")) {
+    auto level = ParseLogLevel(*lvl);
+    if (!level.ok()) {
+      std::fprintf(stderr, "vigo: --log-level: %s\n", std::string(level.status().message()).c_str());
+      return kExitUsage;
+    }
+    SetLogLevel(*level);
+  }
+  if (parsed->Has("log-json")) SetLogJson(true);
+  if (parsed->positional().empty()) {
+    std::fprintf(stderr, "vigo: missing command; usage: %s\n", spec.usage.c_str());
+    return kExitUsage;
+  }
+  const std::string& cmd = parsed->positional()[0];
+  if (cmd == "status") return Status(*parsed);
+  if (cmd == "run") {
+    if (!parsed->Has("once")) {
+      std::fprintf(stderr, "vigo: run needs --once (use `vigo daemon` to keep running)\n");
+      return kExitUsage;
+    }
+    return Run(*parsed, /*daemon=*/false);
+  }
+  if (cmd == "daemon") return Run(*parsed, /*daemon=*/true);
+  std::fprintf(stderr, "vigo: unknown command '%s'; usage: %s\n", cmd.c_str(), spec.usage.c_str());
+  return kExitUsage;
 }
 
 }  // namespace vigo::broker

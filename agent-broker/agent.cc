@@ -1,0 +1,217 @@
+#include "agent-broker/agent.h"
+
+#include <openssl/rand.h>
+#include <poll.h>
+
+#include <random>
+#include <thread>
+
+#include "common/args.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace vigo::broker {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+}
+
+std::mt19937_64& Rng() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return rng;
+}
+
+}  // namespace
+
+std::string NewRunId() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof(b)) != 1) {
+    for (auto& c : b) c = static_cast<unsigned char>(Rng()());
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : b) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+Agent::Agent(AgentOptions options, std::unique_ptr<AgentClient> client, WorkerLink worker,
+             StateDir state, v1::AttestationReport broker_attestation)
+    : options_(options),
+      client_(std::move(client)),
+      worker_(std::move(worker)),
+      state_(std::move(state)),
+      broker_attestation_(std::move(broker_attestation)) {
+  auto cached = state_.LoadBundle();
+  if (cached.ok()) bundle_ = std::move(*cached);
+}
+
+Agent::~Agent() { cache_.Clear(); }
+
+absl::Status Agent::Retry(const char* what, const std::function<absl::Status()>& fn) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  std::chrono::milliseconds backoff(500);
+  for (int attempt = 1;; ++attempt) {
+    absl::Status s = fn();
+    if (s.ok() || !Retryable(s)) return s;
+    // Full jitter: sleep uniformly in [0, backoff].
+    std::uniform_int_distribution<int64_t> dist(0, backoff.count());
+    std::chrono::milliseconds sleep(dist(Rng()));
+    if (std::chrono::steady_clock::now() + sleep >= deadline) return s;
+    Log(LogLevel::kWarn, "server unreachable; retrying",
+        {{"rpc", what}, {"attempt", attempt}, {"sleep_ms", static_cast<int64_t>(sleep.count())},
+         {"error", s}});
+    std::this_thread::sleep_for(sleep);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+  }
+}
+
+absl::StatusOr<v1::PolicyBundle> Agent::CheckIn(bool force_bundle) {
+  v1::CheckInRequest req;
+  req.set_known_digest(force_bundle || !bundle_ ? "" : bundle_->digest());
+  req.set_agent_version(kVigoVersion);
+  *req.add_attestation() = broker_attestation_;
+  *req.add_attestation() = worker_.attestation();
+  v1::CheckInResponse resp;
+  VIGO_RETURN_IF_ERROR(Retry("CheckIn", [&]() -> absl::Status {
+    VIGO_ASSIGN_OR_RETURN(resp, client_->CheckIn(req));
+    return absl::OkStatus();
+  }));
+  if (resp.has_bundle()) {
+    bundle_ = resp.bundle();
+    if (absl::Status s = state_.SaveBundle(*bundle_); !s.ok()) {
+      Log(LogLevel::kWarn, "cannot save bundle", {{"error", s}});
+    }
+    Log(LogLevel::kInfo, "new bundle", {{"digest", bundle_->digest()},
+                                        {"epoch", bundle_->secrets_epoch()},
+                                        {"resources", bundle_->resources_size()}});
+    return *bundle_;
+  }
+  if (!resp.has_no_change() || !bundle_ || resp.no_change().digest() != bundle_->digest()) {
+    if (force_bundle) return absl::DataLossError("CheckIn: no bundle in the answer");
+    return CheckIn(/*force_bundle=*/true);
+  }
+  Log(LogLevel::kDebug, "bundle unchanged", {{"digest", bundle_->digest()}});
+  return *bundle_;
+}
+
+absl::Status Agent::ResolveAll(v1::PolicyBundle* bundle) {
+  for (int round = 0;; ++round) {
+    cache_.Reset(bundle->secrets_epoch());  // zeroes values of an older epoch
+    std::vector<std::string> missing = cache_.Missing(bundle->secrets_epoch(), bundle->secret_refs());
+    if (missing.empty()) return absl::OkStatus();
+    absl::Status s = Retry("ResolveSecrets", [&] { return client_->ResolveInto(*bundle, missing, &cache_); });
+    if (s.ok()) return s;
+    if (!absl::IsFailedPrecondition(s) || round > 0) return s;
+    // Stale epoch: forget everything, check in again, retry once.
+    Log(LogLevel::kInfo, "secrets epoch moved; checking in again", {{"error", s}});
+    cache_.Clear();
+    VIGO_ASSIGN_OR_RETURN(*bundle, CheckIn(/*force_bundle=*/true));
+  }
+}
+
+absl::Status Agent::Report(v1::ReportResultRequest* report) {
+  absl::Status s = Retry("ReportResult", [&]() -> absl::Status {
+    VIGO_ASSIGN_OR_RETURN(v1::ReportResultResponse r, client_->ReportResult(*report));
+    (void)r;
+    return absl::OkStatus();
+  });
+  if (absl::Status w = state_.SaveLastRun(*report); !w.ok()) {
+    Log(LogLevel::kWarn, "cannot save last run", {{"error", w}});
+  }
+  return s;
+}
+
+void Agent::ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms, const std::string& why) {
+  v1::ReportResultRequest report;
+  report.set_run_id(NewRunId());
+  if (bundle != nullptr) {
+    report.set_bundle_digest(bundle->digest());
+    report.set_secrets_epoch(bundle->secrets_epoch());
+  }
+  report.set_started_unix_ms(started_ms);
+  report.set_finished_unix_ms(NowMs());
+  report.set_outcome("failed");
+  v1::ResourceResult* r = report.add_results();
+  r->set_name("vigo-agent");
+  r->set_type("agent");
+  r->set_status("failed");
+  r->set_action("none");
+  r->set_message(why);
+  if (absl::Status s = Report(&report); !s.ok()) {
+    Log(LogLevel::kWarn, "cannot report the failed run", {{"error", s}});
+  }
+}
+
+absl::StatusOr<std::string> Agent::RunOnce() {
+  const int64_t started = NowMs();
+  auto bundle = CheckIn(/*force_bundle=*/false);
+  if (!bundle.ok()) {
+    Log(LogLevel::kError, "check-in failed", {{"error", bundle.status()}});
+    return bundle.status();
+  }
+  if (absl::Status s = ResolveAll(&*bundle); !s.ok()) {
+    Log(LogLevel::kError, "resolving secrets failed", {{"error", s}});
+    ReportFailure(&*bundle, started, StrCat("resolving secrets failed: ", std::string(s.message())));
+    return s;
+  }
+  auto report = worker_.ServeRun(*bundle, cache_);
+  if (!report.ok()) {
+    worker_dead_ = absl::IsUnavailable(report.status());
+    Log(LogLevel::kError, "run failed", {{"error", report.status()}});
+    ReportFailure(&*bundle, started, std::string(report.status().message()));
+    return report.status();
+  }
+  report->set_run_id(NewRunId());
+  report->set_bundle_digest(bundle->digest());
+  report->set_secrets_epoch(bundle->secrets_epoch());
+  if (report->started_unix_ms() == 0) report->set_started_unix_ms(started);
+  std::string outcome = report->outcome();
+  if (absl::Status s = Report(&*report); !s.ok()) {
+    Log(LogLevel::kError, "cannot report the run", {{"error", s}});
+  }
+  Log(LogLevel::kInfo, "run finished", {{"run_id", report->run_id()}, {"outcome", outcome},
+                                        {"epoch", bundle->secrets_epoch()}});
+  return outcome;
+}
+
+int Agent::Daemon(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    auto outcome = RunOnce();
+    if (worker_dead_) {
+      Log(LogLevel::kError, "vigo-worker is gone; exiting for the service manager to restart");
+      return 1;
+    }
+    // Sleep interval ± 10 %, watching the worker socket so a dead worker is
+    // noticed at once, and the stop flag.
+    int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.interval).count();
+    std::uniform_int_distribution<int64_t> jitter(-ms / 10, ms / 10);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms + jitter(Rng()));
+    while (!stop.load() && std::chrono::steady_clock::now() < until) {
+      struct pollfd p = {worker_.fd(), POLLIN, 0};
+      int rc = ::poll(&p, 1, 200);
+      if (rc > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
+        Log(LogLevel::kError, "vigo-worker is gone; exiting for the service manager to restart");
+        return 1;
+      }
+      if (rc > 0 && (p.revents & POLLIN) != 0) {
+        // The worker may not speak while idle.
+        FatalProtocolViolation("idle", absl::FailedPreconditionError("message while idle"));
+      }
+    }
+  }
+  Log(LogLevel::kInfo, "stopping");
+  return 0;
+}
+
+}  // namespace vigo::broker

@@ -1,0 +1,74 @@
+// One agent: check in, resolve, let the worker apply, report. `vigo run
+// --once` calls RunOnce; `vigo daemon` calls Daemon.
+//
+//   Agent agent(opts, std::move(client), std::move(worker), StateDir(dir), broker_report);
+//   absl::StatusOr<std::string> outcome = agent.RunOnce();   // "ok" | "changed" | "failed"
+//
+// Server errors UNAVAILABLE / DEADLINE_EXCEEDED are retried with exponential
+// backoff and full jitter (0.5 s doubling to 30 s) within `retry_for`.
+// FAILED_PRECONDITION from ResolveSecrets (stale epoch) zeroes the cache,
+// checks in again and retries once. A worker that dies makes RunOnce return
+// UNAVAILABLE (the run is reported failed); the caller exits non-zero.
+#ifndef VIGO_AGENT_BROKER_AGENT_H_
+#define VIGO_AGENT_BROKER_AGENT_H_
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "agent-broker/agent_client.h"
+#include "agent-broker/secret_cache.h"
+#include "agent-broker/state_dir.h"
+#include "agent-broker/worker_link.h"
+
+namespace vigo::broker {
+
+struct AgentOptions {
+  std::chrono::seconds interval{300};
+  std::chrono::seconds retry_for{60};
+};
+
+class Agent {
+ public:
+  Agent(AgentOptions options, std::unique_ptr<AgentClient> client, WorkerLink worker,
+        StateDir state, v1::AttestationReport broker_attestation);
+  ~Agent();
+
+  // One cycle. The outcome of the apply, or an error when no apply happened
+  // (server unreachable past retry_for, denied) or the worker died (UNAVAILABLE
+  // with "vigo-worker" in the message).
+  absl::StatusOr<std::string> RunOnce();
+
+  // Runs until `stop` becomes true or the worker dies; the exit code.
+  int Daemon(const std::atomic<bool>& stop);
+
+  // Zeroes every cached value.
+  void WipeCache() { cache_.Clear(); }
+
+ private:
+  absl::Status Retry(const char* what, const std::function<absl::Status()>& fn);
+  absl::StatusOr<v1::PolicyBundle> CheckIn(bool force_bundle);
+  absl::Status ResolveAll(v1::PolicyBundle* bundle);
+  void ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms, const std::string& why);
+  absl::Status Report(v1::ReportResultRequest* report);
+
+  AgentOptions options_;
+  std::unique_ptr<AgentClient> client_;
+  WorkerLink worker_;
+  StateDir state_;
+  v1::AttestationReport broker_attestation_;
+  std::optional<v1::PolicyBundle> bundle_;
+  SecretCache cache_;
+  bool worker_dead_ = false;
+};
+
+// A random run id (hex).
+std::string NewRunId();
+
+}  // namespace vigo::broker
+
+#endif  // VIGO_AGENT_BROKER_AGENT_H_

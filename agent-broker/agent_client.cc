@@ -1,0 +1,107 @@
+#include "agent-broker/agent_client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+
+#include <map>
+
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/secret_buffer.h"
+
+namespace vigo::broker {
+
+absl::Status FromGrpc(const grpc::Status& s, std::string_view rpc) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      StrCat(rpc, ": ", s.error_message()));
+}
+
+absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(ClientOptions options) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.ca_pem;
+  ssl.pem_cert_chain = options.cert_pem;
+  ssl.pem_private_key = options.key_pem;
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(ssl);
+  // Our copies of the private key are no longer needed.
+  sandbox::SecureZero(options.key_pem.data(), options.key_pem.size());
+  sandbox::SecureZero(ssl.pem_private_key.data(), ssl.pem_private_key.size());
+  if (!creds) return absl::InternalError("cannot build TLS credentials");
+  grpc::ChannelArguments args;
+  if (!options.server_name_override.empty()) {
+    args.SetSslTargetNameOverride(options.server_name_override);
+  }
+  // Our own backoff drives reconnects; keep gRPC's short so a returning
+  // server is seen quickly.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  auto channel = grpc::CreateCustomChannel(options.server, creds, args);
+  std::unique_ptr<AgentClient> c(new AgentClient());
+  c->stub_ = v1::VigoAgent::NewStub(channel);
+  c->rpc_timeout_ = options.rpc_timeout;
+  return c;
+}
+
+std::unique_ptr<grpc::ClientContext> AgentClient::Context() const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + rpc_timeout_);
+  return ctx;
+}
+
+absl::StatusOr<v1::CheckInResponse> AgentClient::CheckIn(const v1::CheckInRequest& request) {
+  v1::CheckInResponse response;
+  auto ctx = Context();
+  VIGO_RETURN_IF_ERROR(FromGrpc(stub_->CheckIn(ctx.get(), request, &response), "CheckIn"));
+  return response;
+}
+
+absl::StatusOr<v1::ReportResultResponse> AgentClient::ReportResult(
+    const v1::ReportResultRequest& request) {
+  v1::ReportResultResponse response;
+  auto ctx = Context();
+  VIGO_RETURN_IF_ERROR(FromGrpc(stub_->ReportResult(ctx.get(), request, &response), "ReportResult"));
+  return response;
+}
+
+absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
+                                      const std::vector<std::string>& refs, SecretCache* cache) {
+  if (refs.empty()) return absl::OkStatus();
+  // A fresh key per call: a recorded response is useless later.
+  VIGO_ASSIGN_OR_RETURN(RecipientKey key, RecipientKey::Generate());
+  v1::ResolveSecretsRequest request;
+  for (const std::string& r : refs) request.add_refs(r);
+  request.set_secrets_epoch(bundle.secrets_epoch());
+  request.set_recipient_key(key.public_key());
+  v1::ResolveSecretsResponse response;
+  auto ctx = Context();
+  VIGO_RETURN_IF_ERROR(
+      FromGrpc(stub_->ResolveSecrets(ctx.get(), request, &response), "ResolveSecrets"));
+  if (response.secrets_epoch() != bundle.secrets_epoch()) {
+    return absl::FailedPreconditionError("ResolveSecrets: answer for another epoch");
+  }
+  if (static_cast<size_t>(response.values_size()) != refs.size()) {
+    return absl::DataLossError("ResolveSecrets: answer does not cover the request");
+  }
+  std::map<std::string, sandbox::SecretBuffer, std::less<>> opened;
+  for (const v1::SealedValue& sv : response.values()) {
+    bool asked = false;
+    for (const std::string& r : refs) asked |= (r == sv.ref());
+    if (!asked || opened.count(sv.ref()) > 0) {
+      return absl::DataLossError(StrCat("ResolveSecrets: unexpected value for ", sv.ref()));
+    }
+    SealContext ctx_seal{bundle.envoy_name(), response.secrets_epoch(), sv.ref(), response.call_id()};
+    SealedBox box{sv.nonce(), sv.ciphertext()};
+    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, key.Open(response.server_key(), ctx_seal, box));
+    opened.emplace(sv.ref(), std::move(v));
+  }
+  for (auto& [ref, v] : opened) cache->Put(response.secrets_epoch(), ref, std::move(v));
+  Log(LogLevel::kDebug, "resolved", {{"count", static_cast<int64_t>(refs.size())},
+                                     {"epoch", response.secrets_epoch()},
+                                     {"call_id", response.call_id()}});
+  return absl::OkStatus();
+}
+
+}  // namespace vigo::broker

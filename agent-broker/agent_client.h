@@ -1,0 +1,59 @@
+// The broker's mTLS gRPC client for vigo.v1.VigoAgent.
+//
+//   VIGO_ASSIGN_OR_RETURN(auto client, AgentClient::Create(opts));
+//   VIGO_ASSIGN_OR_RETURN(v1::CheckInResponse r, client->CheckIn(req));
+//   VIGO_RETURN_IF_ERROR(client->ResolveInto(bundle, missing_refs, &cache));
+//
+// ResolveInto makes ONE ResolveSecrets call for all `refs` with a fresh
+// X25519 key (common/seal.h), checks the answer covers exactly those refs at
+// the requested epoch, and opens every value straight into a SecretBuffer in
+// `cache`. Nothing is cached when any value fails to open.
+//
+// Errors keep the gRPC code (UNAVAILABLE, FAILED_PRECONDITION, PERMISSION_DENIED...)
+// so callers can retry or re-check-in. Not thread-safe.
+#ifndef VIGO_AGENT_BROKER_AGENT_CLIENT_H_
+#define VIGO_AGENT_BROKER_AGENT_CLIENT_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent-broker/secret_cache.h"
+#include "vigo/v1/agent.grpc.pb.h"
+
+namespace vigo::broker {
+
+struct ClientOptions {
+  std::string server;     // HOST:PORT
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;    // wiped by Create after the credentials are built
+  std::string server_name_override;  // TLS name when it differs from HOST
+  std::chrono::seconds rpc_timeout{30};
+};
+
+class AgentClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<AgentClient>> Create(ClientOptions options);
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request);
+  absl::Status ResolveInto(const v1::PolicyBundle& bundle, const std::vector<std::string>& refs,
+                           SecretCache* cache);
+  absl::StatusOr<v1::ReportResultResponse> ReportResult(const v1::ReportResultRequest& request);
+
+ private:
+  AgentClient() = default;
+  std::unique_ptr<grpc::ClientContext> Context() const;
+  std::unique_ptr<v1::VigoAgent::Stub> stub_;
+  std::chrono::seconds rpc_timeout_{30};
+};
+
+// grpc::Status → absl::Status (same code, the message is the server's, which
+// never holds a value).
+absl::Status FromGrpc(const grpc::Status& s, std::string_view rpc);
+
+}  // namespace vigo::broker
+
+#endif  // VIGO_AGENT_BROKER_AGENT_CLIENT_H_

@@ -1,0 +1,117 @@
+#include "agent-broker/state_dir.h"
+
+#include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/syscall_status.h"
+#include "sandbox/unique_fd.h"
+
+namespace vigo::broker {
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+absl::Status StateDir::Ensure() const {
+  struct stat st;
+  if (::stat(dir_.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(StrCat(dir_, " is not a directory"));
+    return absl::OkStatus();
+  }
+  // Parents as needed (0755), the state dir itself 0700.
+  std::string cur;
+  size_t pos = 0;
+  while ((pos = dir_.find('/', pos + 1)) != std::string::npos) {
+    cur = dir_.substr(0, pos);
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) return sandbox::ErrnoStatus(errno, "mkdir", cur);
+  }
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return sandbox::ErrnoStatus(errno, "mkdir", dir_);
+  return absl::OkStatus();
+}
+
+absl::Status StateDir::WriteAtomic(const std::string& name, const std::string& data) const {
+  std::string path = StrCat(dir_, "/", name);
+  std::string tmp = StrCat(path, ".tmp");
+  ::unlink(tmp.c_str());
+  sandbox::UniqueFd fd(::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return sandbox::ErrnoStatus(errno, "create", tmp);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return sandbox::ErrnoStatus(err, "write", tmp);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return sandbox::ErrnoStatus(err, "write", path);
+  }
+  sandbox::UniqueFd d(::open(dir_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+  if (d) ::fsync(d.get());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StateDir::Read(const std::string& name) const {
+  std::string path = StrCat(dir_, "/", name);
+  sandbox::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return sandbox::ErrnoStatus(errno, "open", path);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sandbox::ErrnoStatus(errno, "read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (size_t{64} << 20)) return absl::FailedPreconditionError(StrCat(path, " is too large"));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::PolicyBundle> StateDir::LoadBundle() const {
+  VIGO_ASSIGN_OR_RETURN(std::string bytes, Read("bundle.pb"));
+  v1::PolicyBundle b;
+  if (!b.ParseFromString(bytes)) {
+    return absl::DataLossError(StrCat(dir_, "/bundle.pb does not parse"));
+  }
+  return b;
+}
+
+absl::Status StateDir::SaveBundle(const v1::PolicyBundle& bundle) const {
+  std::string bytes;
+  if (!bundle.SerializeToString(&bytes)) return absl::InternalError("cannot serialize bundle");
+  return WriteAtomic("bundle.pb", bytes);
+}
+
+absl::Status StateDir::SaveLastRun(const v1::ReportResultRequest& run) const {
+  return WriteAtomic("last_run.json", ToJson(run) + "\n");
+}
+
+absl::StatusOr<std::string> StateDir::LoadLastRunJson() const { return Read("last_run.json"); }
+
+absl::Status StateDir::SaveAttestation(const std::vector<v1::AttestationReport>& reports) const {
+  std::string out;
+  for (const auto& r : reports) StrAppend(&out, ToJson(r), "\n");
+  return WriteAtomic("attestation.json", out);
+}
+
+absl::StatusOr<std::string> StateDir::LoadAttestationJson() const { return Read("attestation.json"); }
+
+}  // namespace vigo::broker

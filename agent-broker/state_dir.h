@@ -1,0 +1,49 @@
+// The agent's state directory (default /var/lib/vigo, mode 0700). It never
+// holds a value:
+//   bundle.pb         the last bundle (serialized PolicyBundle: markers only)
+//   last_run.json     the last run: ids, digest, epoch, outcome, per-resource results
+//   attestation.json  the broker's and worker's attestation reports
+// Files are written 0600 via temp file + rename + fsync.
+#ifndef VIGO_AGENT_BROKER_STATE_DIR_H_
+#define VIGO_AGENT_BROKER_STATE_DIR_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "vigo/v1/agent.pb.h"
+#include "vigo/v1/bundle.pb.h"
+
+namespace vigo::broker {
+
+class StateDir {
+ public:
+  explicit StateDir(std::string dir) : dir_(std::move(dir)) {}
+  const std::string& path() const { return dir_; }
+
+  // Creates the directory (0700) when missing.
+  absl::Status Ensure() const;
+
+  // NOT_FOUND when there is no cached bundle.
+  absl::StatusOr<v1::PolicyBundle> LoadBundle() const;
+  absl::Status SaveBundle(const v1::PolicyBundle& bundle) const;
+
+  absl::Status SaveLastRun(const v1::ReportResultRequest& run) const;
+  absl::StatusOr<std::string> LoadLastRunJson() const;
+
+  absl::Status SaveAttestation(const std::vector<v1::AttestationReport>& reports) const;
+  absl::StatusOr<std::string> LoadAttestationJson() const;
+
+ private:
+  absl::Status WriteAtomic(const std::string& name, const std::string& data) const;
+  absl::StatusOr<std::string> Read(const std::string& name) const;
+  std::string dir_;
+};
+
+// Message → one-line JSON (protobuf's JSON mapping).
+std::string ToJson(const google::protobuf::Message& m);
+
+}  // namespace vigo::broker
+
+#endif  // VIGO_AGENT_BROKER_STATE_DIR_H_

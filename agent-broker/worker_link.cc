@@ -1,0 +1,180 @@
+#include "agent-broker/worker_link.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <set>
+
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace vigo::broker {
+namespace {
+
+constexpr size_t kMaxResultMessage = 4096;
+constexpr int kMaxResults = 100000;
+
+bool OneOf(const std::string& v, std::initializer_list<const char*> set) {
+  for (const char* s : set) {
+    if (v == s) return true;
+  }
+  return false;
+}
+
+// The worker's report is untrusted input: check every field we forward.
+absl::Status ValidateReport(const v1::ReportResultRequest& r, const v1::PolicyBundle& bundle) {
+  if (!OneOf(r.outcome(), {"ok", "changed", "failed"})) {
+    return absl::InvalidArgumentError("report: bad outcome");
+  }
+  if (r.results_size() > kMaxResults || r.results_size() > bundle.resources_size()) {
+    return absl::InvalidArgumentError("report: more results than resources");
+  }
+  for (const v1::ResourceResult& res : r.results()) {
+    if (!OneOf(res.status(), {"ok", "changed", "failed"})) {
+      return absl::InvalidArgumentError("report: bad status");
+    }
+    if (!OneOf(res.action(), {"none", "created", "updated", "deleted", "skipped", "blocked"})) {
+      return absl::InvalidArgumentError("report: bad action");
+    }
+    if (res.message().size() > kMaxResultMessage || res.name().size() > 1024 ||
+        res.type().size() > 64) {
+      return absl::InvalidArgumentError("report: field too long");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void FatalProtocolViolation(std::string_view what, const absl::Status& status) {
+  Log(LogLevel::kError, "protocol violation from the worker; ending the broker",
+      {{"what", what}, {"error", status}});
+  ::_exit(kProtocolViolationExit);
+}
+
+absl::StatusOr<std::string> DefaultWorkerPath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return absl::InternalError("cannot read /proc/self/exe");
+  std::string self(buf, static_cast<size_t>(n));
+  size_t slash = self.rfind('/');
+  return StrCat(self.substr(0, slash), "/vigo-worker");
+}
+
+absl::StatusOr<v1::AttestationReport> ReceiveHello(ipc::Channel& channel, ipc::PhaseTable& phases) {
+  auto m = channel.Receive(ipc::Direction::kToBroker);
+  if (!m.ok()) {
+    if (absl::IsUnavailable(m.status())) {
+      return absl::UnavailableError("vigo-worker exited before saying hello");
+    }
+    FatalProtocolViolation("hello", m.status());
+  }
+  if (absl::Status s = phases.Observe(ipc::Direction::kToBroker, m->type); !s.ok()) {
+    FatalProtocolViolation("hello", s);
+  }
+  v1::AttestationReport report;
+  if (!report.ParseFromArray(m->payload.data(), static_cast<int>(m->payload.size())) ||
+      report.process() != "worker") {
+    FatalProtocolViolation("hello", absl::InvalidArgumentError("bad attestation report"));
+  }
+  return report;
+}
+
+absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::PhaseTable& phases,
+                                                 const v1::PolicyBundle& bundle,
+                                                 const SecretCache& cache) {
+  std::string bytes;
+  if (!bundle.SerializeToString(&bytes)) return absl::InternalError("cannot serialize bundle");
+  VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kBundle));
+  VIGO_RETURN_IF_ERROR(channel.Send(ipc::MsgType::kBundle, bytes));
+  // Entitlement of this run: exactly the bundle's secret_refs.
+  const std::set<std::string, std::less<>> allowed(bundle.secret_refs().begin(),
+                                                   bundle.secret_refs().end());
+  const uint64_t epoch = bundle.secrets_epoch();
+  size_t served = 0;
+  for (;;) {
+    auto m = channel.Receive(ipc::Direction::kToBroker);
+    if (!m.ok()) {
+      if (absl::IsUnavailable(m.status())) {
+        return absl::UnavailableError("vigo-worker exited during the run");
+      }
+      FatalProtocolViolation("receive", m.status());
+    }
+    if (absl::Status s = phases.Observe(ipc::Direction::kToBroker, m->type); !s.ok()) {
+      FatalProtocolViolation("phase", s);
+    }
+    if (m->type == ipc::MsgType::kResolve) {
+      auto ref = ipc::DecodeResolve(m->payload);
+      if (!ref.ok()) FatalProtocolViolation("resolve", ref.status());
+      // Re-checked here whatever the worker checked.
+      if (allowed.count(*ref) == 0) {
+        FatalProtocolViolation("resolve", absl::PermissionDeniedError(
+                                              StrCat("ref ", *ref, " is not in the current bundle")));
+      }
+      const sandbox::SecretBuffer* v = cache.Find(epoch, *ref);
+      if (v == nullptr) {
+        // Broker bug (every ref is resolved before the bundle is sent).
+        return absl::InternalError(StrCat("no cached value for ", *ref));
+      }
+      VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kValue));
+      absl::Status s = channel.Send(ipc::MsgType::kValue, v->Reveal());
+      if (!s.ok()) {
+        if (absl::IsUnavailable(s)) return absl::UnavailableError("vigo-worker exited during the run");
+        return s;
+      }
+      ++served;
+      Log(LogLevel::kTrace, "served value", {{"ref", *ref}});
+      continue;
+    }
+    // The phase table admits only kReport here.
+    v1::ReportResultRequest report;
+    if (!report.ParseFromArray(m->payload.data(), static_cast<int>(m->payload.size()))) {
+      FatalProtocolViolation("report", absl::InvalidArgumentError("report does not parse"));
+    }
+    if (absl::Status s = ValidateReport(report, bundle); !s.ok()) FatalProtocolViolation("report", s);
+    VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kDone));
+    absl::Status s = channel.Send(ipc::MsgType::kDone, std::string_view());
+    if (!s.ok() && !absl::IsUnavailable(s)) return s;
+    Log(LogLevel::kDebug, "worker reported", {{"outcome", report.outcome()}, {"values_served", served}});
+    return report;
+  }
+}
+
+absl::StatusOr<WorkerLink> WorkerLink::Start(const WorkerStartOptions& options) {
+  std::string path = options.worker_path;
+  if (path.empty()) {
+    VIGO_ASSIGN_OR_RETURN(path, DefaultWorkerPath());
+  }
+  if (::access(path.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(StrCat("vigo-worker not found at ", path));
+  }
+  VIGO_ASSIGN_OR_RETURN(ipc::SocketPair sp, ipc::CreateSocketPair());
+  sandbox::SpawnOptions so;
+  so.argv = {path};
+  if (!options.apply_root.empty()) so.argv.push_back(StrCat("--apply-root=", options.apply_root));
+  if (!options.worker_user.empty()) so.argv.push_back(StrCat("--worker-user=", options.worker_user));
+  if (!options.log_level.empty()) so.argv.push_back(StrCat("--log-level=", options.log_level));
+  if (!options.secret_file_dir.empty()) {
+    so.argv.push_back(StrCat("--secret-file-dir=", options.secret_file_dir));
+  }
+  if (options.insecure_allow_unlocked_memory) so.argv.push_back("--insecure-allow-unlocked-memory");
+  so.env = {};  // clean: nothing of the broker's environment reaches the worker
+  so.fd_map = {{ipc::kWorkerSocketFd, sp.worker.get()}, {2, 2}};
+  so.die_with_parent = true;
+  so.new_process_group = true;
+  WorkerLink link;
+  VIGO_ASSIGN_OR_RETURN(link.child_, sandbox::ChildProcess::Spawn(so));
+  sp.worker.reset();  // only the worker holds its end: its death is our EOF
+  link.channel_ = ipc::Channel(std::move(sp.broker));
+  Log(LogLevel::kDebug, "worker started", {{"pid", static_cast<int64_t>(link.child_.pid())}});
+  return link;
+}
+
+absl::Status WorkerLink::AwaitHello() {
+  VIGO_ASSIGN_OR_RETURN(attestation_, ReceiveHello(channel_, phases_));
+  return absl::OkStatus();
+}
+
+}  // namespace vigo::broker

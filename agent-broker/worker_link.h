@@ -1,0 +1,82 @@
+// The broker's side of the broker ↔ worker protocol (common/ipc/agent_ipc.h).
+//
+//   VIGO_ASSIGN_OR_RETURN(WorkerLink w, WorkerLink::Start(opts));   // before any secret exists
+//   ... lock down, check in, resolve into `cache` ...
+//   absl::StatusOr<v1::ReportResultRequest> report = w.ServeRun(bundle, cache);
+//
+// SECURITY (OpenSSH monitor rule): the worker is untrusted. Any malformed,
+// oversized, unknown or out-of-phase message, and any kResolve for a ref not
+// in the current bundle's secret_refs, ends the broker immediately
+// (FatalProtocolViolation: one log line, then _exit). A worker that dies or
+// closes the socket makes ServeRun return UNAVAILABLE: the run is failed,
+// never hung.
+#ifndef VIGO_AGENT_BROKER_WORKER_LINK_H_
+#define VIGO_AGENT_BROKER_WORKER_LINK_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent-broker/secret_cache.h"
+#include "common/ipc/agent_ipc.h"
+#include "sandbox/child_process.h"
+#include "vigo/v1/agent.pb.h"
+#include "vigo/v1/bundle.pb.h"
+
+namespace vigo::broker {
+
+// Exit code after a protocol violation (CONTRACT §6: 1 = error).
+inline constexpr int kProtocolViolationExit = 1;
+
+// Logs `what` and ends the process with kProtocolViolationExit (no unwinding:
+// the worker is assumed hostile).
+[[noreturn]] void FatalProtocolViolation(std::string_view what, const absl::Status& status);
+
+struct WorkerStartOptions {
+  std::string worker_path;  // "" = vigo-worker next to /proc/self/exe
+  std::string apply_root;
+  std::string worker_user;
+  std::string log_level;
+  std::string secret_file_dir;
+  bool insecure_allow_unlocked_memory = false;
+};
+
+// dirname(/proc/self/exe) + "/vigo-worker".
+absl::StatusOr<std::string> DefaultWorkerPath();
+
+// Serves one run over `channel`: sends the bundle, answers every kResolve
+// from `cache` (epoch = bundle.secrets_epoch), returns the worker's report
+// after sending kDone. Validates the report (enums, sizes).
+absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::PhaseTable& phases,
+                                                 const v1::PolicyBundle& bundle,
+                                                 const SecretCache& cache);
+
+// Receives and validates the worker's kHello.
+absl::StatusOr<v1::AttestationReport> ReceiveHello(ipc::Channel& channel, ipc::PhaseTable& phases);
+
+class WorkerLink {
+ public:
+  // socketpair + fork/exec of vigo-worker with a clean environment and the
+  // socket on fd 3. Does not wait for the hello (see AwaitHello).
+  static absl::StatusOr<WorkerLink> Start(const WorkerStartOptions& options);
+
+  absl::Status AwaitHello();
+  absl::StatusOr<v1::ReportResultRequest> ServeRun(const v1::PolicyBundle& bundle,
+                                                   const SecretCache& cache) {
+    return broker::ServeRun(channel_, phases_, bundle, cache);
+  }
+  const v1::AttestationReport& attestation() const { return attestation_; }
+  pid_t pid() const { return child_.pid(); }
+  int fd() const { return channel_.fd(); }
+
+ private:
+  sandbox::ChildProcess child_;
+  ipc::Channel channel_;
+  ipc::PhaseTable phases_;
+  v1::AttestationReport attestation_;
+};
+
+}  // namespace vigo::broker
+
+#endif  // VIGO_AGENT_BROKER_WORKER_LINK_H_

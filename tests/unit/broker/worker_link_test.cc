@@ -1,0 +1,164 @@
+// The broker's side of the worker protocol: serving a run, and ending the
+// broker on any unknown, oversized, out-of-phase or unentitled request.
+#include "agent-broker/worker_link.h"
+
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "agent-broker/secret_cache.h"
+#include "gtest/gtest.h"
+
+namespace vigo::broker {
+namespace {
+
+using ipc::Channel;
+using ipc::Direction;
+using ipc::MsgType;
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+class WorkerLinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sp = ipc::CreateSocketPair();
+    ASSERT_TRUE(sp.ok());
+    broker_ = Channel(std::move(sp->broker));
+    worker_ = Channel(std::move(sp->worker));
+    bundle_.set_envoy_name("web-1");
+    bundle_.set_secrets_epoch(7);
+    bundle_.add_secret_refs("app/a");
+    bundle_.add_secret_refs("app/b");
+    bundle_.add_resources()->set_name("r1");
+    cache_.Reset(7);
+    cache_.Put(7, "app/a", *sandbox::SecretBuffer::CopyFrom(Bytes("value-a")));
+    cache_.Put(7, "app/b", *sandbox::SecretBuffer::CopyFrom(Bytes("value-b")));
+    // Both ends have seen the hello.
+    ASSERT_TRUE(phases_.Observe(Direction::kToBroker, MsgType::kHello).ok());
+  }
+
+  // Queues raw bytes from the "worker" (they wait in the socket buffer).
+  void QueueRaw(std::vector<uint8_t> pkt) {
+    ASSERT_EQ(::send(worker_.fd(), pkt.data(), pkt.size(), 0), static_cast<ssize_t>(pkt.size()));
+  }
+  void QueueHeader(uint8_t type, uint32_t len, std::string_view body = "") {
+    std::vector<uint8_t> pkt(ipc::kHeaderSize);
+    ipc::EncodeHeader(ipc::Header{static_cast<MsgType>(type), len}, pkt.data());
+    pkt[1] = type;
+    pkt.insert(pkt.end(), body.begin(), body.end());
+    QueueRaw(std::move(pkt));
+  }
+
+  Channel broker_, worker_;
+  ipc::PhaseTable phases_;
+  v1::PolicyBundle bundle_;
+  SecretCache cache_;
+};
+
+TEST_F(WorkerLinkTest, ServesEntitledRefsAndReturnsReport) {
+  std::thread fake_worker([&] {
+    auto b = worker_.Receive(Direction::kToWorker);
+    ASSERT_TRUE(b.ok());
+    ASSERT_EQ(b->type, MsgType::kBundle);
+    for (const char* ref : {"app/b", "app/a"}) {
+      ASSERT_TRUE(worker_.Send(MsgType::kResolve, std::string_view(ref)).ok());
+      auto v = worker_.Receive(Direction::kToWorker);
+      ASSERT_TRUE(v.ok());
+      ASSERT_EQ(v->type, MsgType::kValue);
+      std::string expect = std::string("value-") + ref[4];
+      EXPECT_TRUE(sandbox::ConstantTimeEquals(v->value.Reveal(), Bytes(expect)));
+    }
+    v1::ReportResultRequest r;
+    r.set_outcome("changed");
+    auto* res = r.add_results();
+    res->set_name("r1");
+    res->set_status("changed");
+    res->set_action("created");
+    ASSERT_TRUE(worker_.Send(MsgType::kReport, r.SerializeAsString()).ok());
+    auto done = worker_.Receive(Direction::kToWorker);
+    ASSERT_TRUE(done.ok());
+    EXPECT_EQ(done->type, MsgType::kDone);
+  });
+  auto report = ServeRun(broker_, phases_, bundle_, cache_);
+  fake_worker.join();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcome(), "changed");
+  EXPECT_EQ(phases_.phase(), ipc::PhaseTable::Phase::kIdle);
+}
+
+TEST_F(WorkerLinkTest, WorkerDeathIsAFailedRunNotAHang) {
+  std::thread fake_worker([&] {
+    auto b = worker_.Receive(Direction::kToWorker);
+    ASSERT_TRUE(b.ok());
+    worker_ = Channel();  // dies
+  });
+  auto report = ServeRun(broker_, phases_, bundle_, cache_);
+  fake_worker.join();
+  EXPECT_TRUE(absl::IsUnavailable(report.status())) << report.status();
+}
+
+TEST_F(WorkerLinkTest, UnentitledRefEndsTheBroker) {
+  QueueHeader(3, 9, "app/other");
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST_F(WorkerLinkTest, UnknownMessageEndsTheBroker) {
+  QueueHeader(42, 0);
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST_F(WorkerLinkTest, OversizedMessageEndsTheBroker) {
+  QueueHeader(3, ipc::kMaxResolveBytes + 1, "app/a");
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST_F(WorkerLinkTest, OutOfPhaseMessageEndsTheBroker) {
+  QueueHeader(1, 0);  // a second hello during a run
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST_F(WorkerLinkTest, MisdirectedMessageEndsTheBroker) {
+  QueueHeader(4, 3, "abc");  // a worker may not send a value
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST_F(WorkerLinkTest, MalformedReportEndsTheBroker) {
+  v1::ReportResultRequest r;
+  r.set_outcome("changed");
+  auto* res = r.add_results();
+  res->set_status("exfiltrated");
+  res->set_action("none");
+  std::string body = r.SerializeAsString();
+  QueueHeader(5, static_cast<uint32_t>(body.size()), body);
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
+TEST(SecretCacheTest, EpochChangeDropsEntries) {
+  SecretCache c;
+  c.Reset(1);
+  c.Put(1, "a", *sandbox::SecretBuffer::CopyFrom(Bytes("x")));
+  EXPECT_NE(c.Find(1, "a"), nullptr);
+  EXPECT_EQ(c.Find(2, "a"), nullptr);
+  c.Put(2, "b", *sandbox::SecretBuffer::CopyFrom(Bytes("y")));  // wrong epoch: ignored
+  EXPECT_EQ(c.size(), 1u);
+  c.Reset(1);
+  EXPECT_EQ(c.size(), 1u);
+  c.Reset(2);
+  EXPECT_EQ(c.size(), 0u);
+  std::vector<std::string> refs = {"a", "b", "a"};
+  c.Put(2, "b", *sandbox::SecretBuffer::CopyFrom(Bytes("y")));
+  EXPECT_EQ(c.Missing(2, refs), std::vector<std::string>{"a"});
+  c.Clear();
+  EXPECT_EQ(c.size(), 0u);
+}
+
+}  // namespace
+}  // namespace vigo::broker
