@@ -3,19 +3,30 @@
 //   Agent:  VIGO_ASSIGN_OR_RETURN(RecipientKey key, RecipientKey::Generate());
 //           request.set_recipient_key(key.public_key());
 //   Server: VIGO_ASSIGN_OR_RETURN(Sealer s, Sealer::Create(request.recipient_key()));
+//           SealContext ctx{.envoy = envoy, .epoch = epoch, .ref = ref, .call_id = s.call_id()};
 //           VIGO_ASSIGN_OR_RETURN(SealedBox box, s.Seal(ctx, value));  // per ref
 //           response.set_server_key(s.server_public_key()); response.set_call_id(s.call_id());
-//   Agent:  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v,
-//                                 key.Open(server_key, ctx, box));
+//   Agent:  SealContext ctx{envoy_from_own_cert, response.secrets_epoch(), ref, response.call_id()};
+//           VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v,
+//                                 key.Open(response.server_key(), ctx, box));
 //
 // Construction: X25519(server ephemeral, recipient) → shared secret;
 // HKDF-SHA256(ikm = shared, salt = call_id, info = "vigo-seal-v1" ||
 // recipient_pub || server_pub) → 32-byte key; AES-256-GCM with a random
-// 96-bit nonce per value; AAD = "vigo-seal-v1\0" envoy "\0" epoch "\0" ref
-// "\0" call_id. A box opened under any other envoy, epoch, ref or call id
-// fails. The server key is fresh per call and discarded after it.
-// SECURITY: plaintext is read from and written to SecretBuffers only; the
-// derived key lives in a SecretBuffer.
+// 96-bit nonce per value; AAD = "vigo-seal-v1\0" envoy "\0" epoch(decimal)
+// "\0" ref "\0" call_id. Envoy, ref and call id may not contain NUL, so the
+// AAD encoding is unambiguous. A box opened under any other envoy, epoch, ref,
+// call id or server key fails with DATA_LOSS. The server's X25519 private key
+// exists only inside Sealer::Create and is freed before it returns; the
+// derived AES key lives in a SecretBuffer for the Sealer's lifetime.
+//
+// SECURITY: plaintext is read from and written to SecretBuffers only (GCM
+// decrypts straight into the output buffer; on authentication failure the
+// buffer is wiped and dropped). Shared secrets and derived keys live in
+// SecretBuffers. Errors never contain key or value bytes.
+//
+// Thread safety: a Sealer / RecipientKey may be used from several threads for
+// const calls (each Seal/Open uses its own cipher context).
 #ifndef VIGO_COMMON_SEAL_H_
 #define VIGO_COMMON_SEAL_H_
 
@@ -27,6 +38,10 @@
 #include "sandbox/secret_buffer.h"
 
 namespace vigo {
+
+inline constexpr size_t kSealKeyLen = 32;     // X25519 public key bytes
+inline constexpr size_t kSealNonceLen = 12;
+inline constexpr size_t kSealTagLen = 16;
 
 struct SealContext {
   std::string envoy;
@@ -42,26 +57,35 @@ struct SealedBox {
 
 class RecipientKey {
  public:
+  // A fresh X25519 key pair; the private half lives in a SecretBuffer.
   static absl::StatusOr<RecipientKey> Generate();
   const std::string& public_key() const { return public_key_; }  // 32 bytes
-  // DATA_LOSS when the box does not authenticate.
+  // DATA_LOSS when the box does not authenticate (wrong context, wrong server
+  // key, tampered nonce or ciphertext); INVALID_ARGUMENT on malformed sizes.
   absl::StatusOr<sandbox::SecretBuffer> Open(std::string_view server_public_key,
                                              const SealContext& ctx, const SealedBox& box) const;
-  // (private key held in a SecretBuffer)
+
  private:
+  RecipientKey() = default;
   sandbox::SecretBuffer private_key_;
   std::string public_key_;
 };
 
 class Sealer {
  public:
-  // INVALID_ARGUMENT when the recipient key is not 32 bytes.
+  // INVALID_ARGUMENT when the recipient key is not 32 bytes or is a
+  // low-order point (the X25519 shared secret would be all zeros).
   static absl::StatusOr<Sealer> Create(std::string_view recipient_public_key);
   const std::string& server_public_key() const { return server_public_key_; }
+  // 32 lower-case hex characters from the CSPRNG.
   const std::string& call_id() const { return call_id_; }
+  // Seals `value` under ctx. ctx.call_id must be empty (then call_id() is
+  // used) or equal to call_id(); anything else is INVALID_ARGUMENT, so the
+  // AAD always binds the call id that the response carries.
   absl::StatusOr<SealedBox> Seal(const SealContext& ctx, const sandbox::SecretBuffer& value) const;
 
  private:
+  Sealer() = default;
   sandbox::SecretBuffer key_;  // HKDF output
   std::string recipient_public_key_;
   std::string server_public_key_;

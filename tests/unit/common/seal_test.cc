@@ -1,0 +1,172 @@
+#include "common/seal.h"
+
+#include <cstring>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace vigo {
+namespace {
+
+sandbox::SecretBuffer Value(std::string_view text) {
+  auto b = sandbox::SecretBuffer::Create(text.size());
+  EXPECT_TRUE(b.ok()) << b.status();
+  if (!text.empty()) std::memcpy(b->RevealMutable().data(), text.data(), text.size());
+  return std::move(*b);
+}
+
+bool Equals(const sandbox::SecretBuffer& b, std::string_view text) {
+  auto r = b.Reveal();
+  return r.size() == text.size() && (text.empty() || std::memcmp(r.data(), text.data(), r.size()) == 0);
+}
+
+struct Sealed {
+  RecipientKey key;
+  std::string server_key;
+  SealContext ctx;
+  SealedBox box;
+};
+
+Sealed SealOne(std::string_view text) {
+  auto key = RecipientKey::Generate();
+  EXPECT_TRUE(key.ok()) << key.status();
+  auto sealer = Sealer::Create(key->public_key());
+  EXPECT_TRUE(sealer.ok()) << sealer.status();
+  SealContext ctx{"web-1", 7, "webapp/db_pw", sealer->call_id()};
+  auto box = sealer->Seal(ctx, Value(text));
+  EXPECT_TRUE(box.ok()) << box.status();
+  return Sealed{std::move(*key), sealer->server_public_key(), ctx, *box};
+}
+
+TEST(SealTest, RoundTrip) {
+  Sealed s = SealOne("hunter2-canary");
+  ASSERT_EQ(s.key.public_key().size(), 32u);
+  ASSERT_EQ(s.server_key.size(), 32u);
+  ASSERT_EQ(s.box.nonce.size(), 12u);
+  ASSERT_EQ(s.box.ciphertext.size(), std::string("hunter2-canary").size() + 16);
+  EXPECT_EQ(s.box.ciphertext.find("hunter2"), std::string::npos);
+  auto v = s.key.Open(s.server_key, s.ctx, s.box);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(Equals(*v, "hunter2-canary"));
+}
+
+TEST(SealTest, EmptyValueRoundTrips) {
+  Sealed s = SealOne("");
+  auto v = s.key.Open(s.server_key, s.ctx, s.box);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->size(), 0u);
+}
+
+TEST(SealTest, ManyValuesOneCallDistinctNonces) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto sealer = Sealer::Create(key->public_key());
+  ASSERT_TRUE(sealer.ok());
+  SealContext a{"e", 1, "a", ""};
+  SealContext b{"e", 1, "b", ""};
+  auto ba = sealer->Seal(a, Value("same"));
+  auto bb = sealer->Seal(b, Value("same"));
+  ASSERT_TRUE(ba.ok() && bb.ok());
+  EXPECT_NE(ba->nonce, bb->nonce);
+  EXPECT_NE(ba->ciphertext, bb->ciphertext);
+  a.call_id = sealer->call_id();
+  b.call_id = sealer->call_id();
+  auto va = key->Open(sealer->server_public_key(), a, *ba);
+  ASSERT_TRUE(va.ok()) << va.status();
+  EXPECT_TRUE(Equals(*va, "same"));
+  // Swapping boxes between refs fails.
+  EXPECT_EQ(key->Open(sealer->server_public_key(), a, *bb).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(SealTest, FreshServerKeyAndCallIdPerCall) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto s1 = Sealer::Create(key->public_key());
+  auto s2 = Sealer::Create(key->public_key());
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  EXPECT_NE(s1->server_public_key(), s2->server_public_key());
+  EXPECT_NE(s1->call_id(), s2->call_id());
+  EXPECT_EQ(s1->call_id().size(), 32u);
+}
+
+TEST(SealTest, WrongContextFailsWithDataLoss) {
+  Sealed s = SealOne("v");
+  auto expect_loss = [&](SealContext ctx, const char* what) {
+    auto v = s.key.Open(s.server_key, ctx, s.box);
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kDataLoss) << what;
+  };
+  SealContext c = s.ctx;
+  c.envoy = "web-2";
+  expect_loss(c, "envoy");
+  c = s.ctx;
+  c.epoch = 8;
+  expect_loss(c, "epoch");
+  c = s.ctx;
+  c.ref = "webapp/other";
+  expect_loss(c, "ref");
+  c = s.ctx;
+  c.call_id[0] = c.call_id[0] == 'a' ? 'b' : 'a';
+  expect_loss(c, "call_id");
+}
+
+TEST(SealTest, WrongServerKeyFails) {
+  Sealed s = SealOne("v");
+  auto other = RecipientKey::Generate();
+  ASSERT_TRUE(other.ok());
+  auto v = s.key.Open(other->public_key(), s.ctx, s.box);
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SealTest, WrongRecipientFails) {
+  Sealed s = SealOne("v");
+  auto other = RecipientKey::Generate();
+  ASSERT_TRUE(other.ok());
+  auto v = other->Open(s.server_key, s.ctx, s.box);
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SealTest, TamperedCiphertextTagOrNonceFails) {
+  Sealed s = SealOne("some secret value");
+  for (size_t i : {size_t{0}, size_t{5}, s.box.ciphertext.size() - 1}) {
+    SealedBox b = s.box;
+    b.ciphertext[i] ^= 0x01;
+    EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(), absl::StatusCode::kDataLoss)
+        << "byte " << i;
+  }
+  SealedBox b = s.box;
+  b.nonce[3] ^= 0x80;
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(), absl::StatusCode::kDataLoss);
+  b = s.box;
+  b.ciphertext.pop_back();
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SealTest, MalformedInputsAreInvalidArgument) {
+  EXPECT_EQ(Sealer::Create("short").status().code(), absl::StatusCode::kInvalidArgument);
+  // All-zero public key is a low-order point: key agreement must refuse it.
+  EXPECT_FALSE(Sealer::Create(std::string(32, '\0')).ok());
+  Sealed s = SealOne("v");
+  SealedBox b = s.box;
+  b.nonce = "123";
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  b = s.box;
+  b.ciphertext = "x";
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SealTest, SealRefusesForeignCallId) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto sealer = Sealer::Create(key->public_key());
+  ASSERT_TRUE(sealer.ok());
+  SealContext ctx{"e", 1, "a", "not-the-call-id"};
+  EXPECT_EQ(sealer->Seal(ctx, Value("x")).status().code(), absl::StatusCode::kInvalidArgument);
+  SealContext nul{std::string("e\0f", 3), 1, "a", ""};
+  EXPECT_EQ(sealer->Seal(nul, Value("x")).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vigo
