@@ -217,6 +217,7 @@ bool Parser::ScanRawMarkers(const std::string& bytes) {
 
 void Parser::ParseFile(const std::string& rel, const std::string& bytes) {
   file_ = rel;
+  if (rel == "envoys.vgo") saw_envoys_ = true;
   file_has_raw_marker_ = ScanRawMarkers(bytes);
   Log(LogLevel::kTrace, "stacks.file", {{"file", rel}, {"bytes", bytes.size()}});
   std::vector<YAML::Node> docs;
@@ -234,7 +235,6 @@ void Parser::ParseFile(const std::string& rel, const std::string& bytes) {
   YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   try {
     if (rel == "envoys.vgo") {
-      saw_envoys_ = true;
       ParseEnvoys(root);
     } else if (rel == "roles.vgo") {
       ParseRoles(root);
