@@ -1,0 +1,194 @@
+#include "server/db.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/syscall_status.h"
+#include "sandbox/unique_fd.h"
+
+namespace vigo::server {
+namespace {
+
+absl::Status SqliteError(sqlite3* db, std::string_view what, const std::filesystem::path& path) {
+  const char* msg = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+  int code = db != nullptr ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
+  std::string text = StrCat("database ", path.string(), ": ", what, ": ", msg);
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(text);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(text);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(text);
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+    case SQLITE_READONLY:
+      return absl::PermissionDeniedError(text);
+    case SQLITE_CANTOPEN:
+      return absl::FailedPreconditionError(text);
+    default:
+      return absl::InternalError(text);
+  }
+}
+
+// Creates `dir` (and parents) with mode 0700 when missing. Existing
+// directories keep their mode: an operator may have chosen a stricter one.
+absl::Status EnsureDir(const std::filesystem::path& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(StrCat("database directory ", dir.string(),
+                                                  " exists and is not a directory"));
+    }
+    return absl::OkStatus();
+  }
+  VIGO_RETURN_IF_ERROR(EnsureDir(dir.parent_path()));
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return sandbox::ErrnoStatus(errno, "mkdir", dir.string());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Statement::Statement(Statement&& other) noexcept
+    : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+
+Statement::~Statement() {
+  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+}
+
+void Statement::BindText(int index, std::string_view value) {
+  sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+}
+
+void Statement::BindBlob(int index, const void* data, size_t len) {
+  sqlite3_bind_blob64(stmt_, index, data, len, SQLITE_TRANSIENT);
+}
+
+void Statement::BindInt(int index, int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+
+void Statement::BindNull(int index) { sqlite3_bind_null(stmt_, index); }
+
+absl::StatusOr<bool> Statement::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  const char* file = sqlite3_db_filename(db_, "main");
+  return SqliteError(db_, "step", file != nullptr ? file : "");
+}
+
+absl::Status Statement::Reset() {
+  int rc = sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  if (rc != SQLITE_OK) {
+    const char* file = sqlite3_db_filename(db_, "main");
+    return SqliteError(db_, "reset", file != nullptr ? file : "");
+  }
+  return absl::OkStatus();
+}
+
+std::string Statement::ColumnText(int index) const {
+  const unsigned char* p = sqlite3_column_text(stmt_, index);
+  int n = sqlite3_column_bytes(stmt_, index);
+  if (p == nullptr || n <= 0) return std::string();
+  std::string out(static_cast<size_t>(n), '\0');
+  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<char>(p[i]);
+  return out;
+}
+
+std::string Statement::ColumnBlob(int index) const {
+  const void* p = sqlite3_column_blob(stmt_, index);
+  int n = sqlite3_column_bytes(stmt_, index);
+  if (p == nullptr || n <= 0) return std::string();
+  const char* c = static_cast<const char*>(p);
+  return std::string(c, c + n);
+}
+
+int64_t Statement::ColumnInt(int index) const { return sqlite3_column_int64(stmt_, index); }
+
+bool Statement::ColumnIsNull(int index) const {
+  return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path) {
+  VIGO_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
+  // Create the file ourselves so it is 0600 from its first byte (sqlite would
+  // use 0644 & ~umask). O_NOFOLLOW: the database is never a symlink.
+  {
+    sandbox::UniqueFd fd(
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return sandbox::ErrnoStatus(errno, "open database", path.string());
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return sandbox::ErrnoStatus(errno, "stat", path.string());
+    if (!S_ISREG(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          StrCat("database ", path.string(), " is not a regular file"));
+    }
+    if ((st.st_mode & 077) != 0 && st.st_uid == ::geteuid()) {
+      // Tighten a database another tool created loosely; it holds the audit chain.
+      if (::fchmod(fd.get(), 0600) != 0) return sandbox::ErrnoStatus(errno, "chmod", path.string());
+    }
+  }
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status st = SqliteError(raw, "open", path);
+    sqlite3_close(raw);
+    return st;
+  }
+  std::unique_ptr<Database> db(new Database(raw, path));
+  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_extended_result_codes(raw, 1);
+  VIGO_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL"));
+  VIGO_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
+  VIGO_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous=FULL"));
+  return db;
+}
+
+Database::~Database() {
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+absl::Status Database::Exec(std::string_view sql) {
+  std::string s(sql);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  if (err != nullptr) sqlite3_free(err);
+  if (rc != SQLITE_OK) return SqliteError(db_, "exec", path_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    if (stmt != nullptr) sqlite3_finalize(stmt);
+    return SqliteError(db_, "prepare", path_);
+  }
+  return Statement(db_, stmt);
+}
+
+absl::Status Database::Begin() { return Exec("BEGIN IMMEDIATE"); }
+
+absl::Status Database::Commit() { return Exec("COMMIT"); }
+
+void Database::Rollback() {
+  if (sqlite3_get_autocommit(db_) == 0) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+}
+
+}  // namespace vigo::server

@@ -1,0 +1,277 @@
+#include "server/vault/unlock_gate.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "server/vault/secure_fs.h"
+#include "server/vault/vault_crypto.h"
+
+namespace vigo::server::vault {
+
+struct UnlockGate::Verifier {
+  ScryptParams params;
+  std::vector<uint8_t> salt;
+  std::vector<uint8_t> verifier;
+  sandbox::SecretBuffer token_key;
+};
+
+namespace {
+
+constexpr size_t kSaltLen = 16;
+constexpr size_t kVerifierLen = 32;
+constexpr size_t kTokenKeyLen = 32;
+
+std::string_view AsView(std::span<const uint8_t> s) {
+  return std::string_view(static_cast<const char*>(static_cast<const void*>(s.data())), s.size());
+}
+
+std::string TokenMac(std::span<const uint8_t> key, int64_t uid, int64_t expires) {
+  std::string msg = StrCat("vigo-unlock-v1", std::string(1, '\0'), uid, std::string(1, '\0'),
+                           expires);
+  auto mac = HmacSha256(key, AsBytes(msg));
+  return HexEncode(mac);
+}
+
+bool ParseInt(std::string_view s, int64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool UnlockGate::Initialized() const {
+  auto dir = SecureDir::Open(secrets_dir_, false);
+  return dir.ok() && dir->Exists(kPassphraseFile);
+}
+
+absl::Status UnlockGate::SetPassphrase(const sandbox::SecretBuffer& passphrase,
+                                       const ScryptParams& params) {
+  if (passphrase.empty()) return absl::InvalidArgumentError("the passphrase is empty");
+  VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir_, true));
+  std::vector<uint8_t> salt(kSaltLen);
+  VIGO_RETURN_IF_ERROR(RandomBytes(salt));
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, Scrypt(passphrase.Reveal(), salt, params.n,
+                                                        params.r, params.p, kVerifierLen));
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer token_key, RandomSecret(kTokenKeyLen));
+  std::string text = StrCat("vigo-passphrase v1\nkdf scrypt ", params.n, " ", params.r, " ",
+                            params.p, "\nsalt ", HexEncode(salt), "\nverifier ",
+                            HexEncode(v.Reveal()), "\ntoken-key ",
+                            HexEncode(token_key.Reveal()), "\n");
+  absl::Status st = dir.CreateExclusive(kPassphraseFile, AsBytes(text));
+  sandbox::SecureZero(text.data(), text.size());
+  if (absl::IsAlreadyExists(st)) {
+    return absl::AlreadyExistsError(
+        StrCat("a passphrase is already set (", (secrets_dir_ / kPassphraseFile).string(), ")"));
+  }
+  return st;
+}
+
+absl::StatusOr<UnlockGate::Verifier> UnlockGate::LoadVerifier() const {
+  const std::string file = (secrets_dir_ / kPassphraseFile).string();
+  auto dir = SecureDir::Open(secrets_dir_, false);
+  if (!dir.ok() || !dir->Exists(kPassphraseFile)) {
+    return absl::FailedPreconditionError(
+        StrCat("the vault is not initialized (", file, " is missing); run `vigocli secrets init`"));
+  }
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer raw, dir->ReadPrivate(kPassphraseFile, 4096));
+  Verifier v;
+  bool have_kdf = false, have_salt = false, have_ver = false, have_key = false;
+  std::span<const uint8_t> rest = raw.Reveal();
+  int line_no = 0;
+  auto bad = [&](std::string_view why) {
+    return absl::FailedPreconditionError(StrCat(file, ":", line_no, ": ", why));
+  };
+  while (!rest.empty()) {
+    ++line_no;
+    auto nl = std::find(rest.begin(), rest.end(), uint8_t{'\n'});
+    std::span<const uint8_t> line = rest.first(static_cast<size_t>(nl - rest.begin()));
+    rest = nl == rest.end() ? std::span<const uint8_t>() : rest.subspan(line.size() + 1);
+    std::string_view l = AsView(line);
+    if (line_no == 1) {
+      if (l != "vigo-passphrase v1") return bad("not a Vigo passphrase file (version line)");
+      continue;
+    }
+    if (l.empty()) continue;
+    size_t sp = l.find(' ');
+    std::string_view key = l.substr(0, sp);
+    std::string_view val = sp == std::string_view::npos ? std::string_view() : l.substr(sp + 1);
+    if (key == "kdf") {
+      int64_t n = 0, r = 0, p = 0;
+      std::vector<std::string_view> parts;
+      size_t s = 0;
+      while (s <= val.size()) {
+        size_t e = val.find(' ', s);
+        parts.push_back(val.substr(s, e == std::string_view::npos ? std::string_view::npos : e - s));
+        if (e == std::string_view::npos) break;
+        s = e + 1;
+      }
+      if (parts.size() != 4 || parts[0] != "scrypt" || !ParseInt(parts[1], &n) ||
+          !ParseInt(parts[2], &r) || !ParseInt(parts[3], &p) || n < 2 || r < 1 || p < 1) {
+        return bad("bad kdf line");
+      }
+      v.params = {static_cast<uint64_t>(n), static_cast<uint64_t>(r), static_cast<uint64_t>(p)};
+      have_kdf = true;
+    } else if (key == "salt") {
+      if (!HexDecode(val, &v.salt) || v.salt.empty()) return bad("bad salt");
+      have_salt = true;
+    } else if (key == "verifier") {
+      if (!HexDecode(val, &v.verifier) || v.verifier.size() != kVerifierLen) {
+        return bad("bad verifier");
+      }
+      have_ver = true;
+    } else if (key == "token-key") {
+      auto k = HexDecodeSecret(line.subspan(sp + 1));
+      if (!k.ok() || k->size() != kTokenKeyLen) return bad("bad token key");
+      v.token_key = std::move(k).value();
+      have_key = true;
+    } else {
+      return bad("unknown entry");
+    }
+  }
+  if (!have_kdf || !have_salt || !have_ver || !have_key) {
+    return absl::FailedPreconditionError(StrCat(file, ": incomplete passphrase file"));
+  }
+  return v;
+}
+
+absl::Status UnlockGate::CheckPassphrase(const sandbox::SecretBuffer& passphrase) const {
+  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer got, Scrypt(passphrase.Reveal(), v.salt, v.params.n,
+                                                          v.params.r, v.params.p, kVerifierLen));
+  if (!sandbox::ConstantTimeEquals(got.Reveal(), v.verifier)) {
+    return absl::PermissionDeniedError("wrong passphrase");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UnlockGate::Unlock(int64_t now_unix) {
+  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+  int64_t uid = static_cast<int64_t>(::geteuid());
+  int64_t expires = now_unix + kUnlockWindowSeconds;
+  std::string token = StrCat("vigo-unlock v1 uid=", uid, " expires=", expires,
+                             " mac=", TokenMac(v.token_key.Reveal(), uid, expires), "\n");
+  VIGO_ASSIGN_OR_RETURN(SecureDir root, SecureDir::Open(root_, false));
+  return root.WriteAtomic(kUnlockTokenFile, AsBytes(token));
+}
+
+absl::Status UnlockGate::Lock() {
+  VIGO_ASSIGN_OR_RETURN(SecureDir root, SecureDir::Open(root_, false));
+  absl::Status st = root.Remove(kUnlockTokenFile);
+  if (absl::IsNotFound(st)) return absl::OkStatus();
+  return st;
+}
+
+absl::StatusOr<UnlockGate::State> UnlockGate::Check(int64_t now_unix) const {
+  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+  State s;
+  auto root = SecureDir::Open(root_, false);
+  if (!root.ok()) return root.status();
+  auto data = root->Read(kUnlockTokenFile, 512);
+  if (!data.ok()) {
+    s.reason = StrCat("unlock token unreadable: ", data.status().message());
+    return s;
+  }
+  if (!data->has_value()) {
+    s.reason = "not unlocked";
+    return s;
+  }
+  std::string_view t = AsView(**data);
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.remove_suffix(1);
+  // "vigo-unlock v1 uid=U expires=T mac=HEX"
+  constexpr std::string_view kHead = "vigo-unlock v1 uid=";
+  int64_t uid = -1, expires = 0;
+  std::string_view mac;
+  bool ok = t.substr(0, kHead.size()) == kHead;
+  if (ok) {
+    t.remove_prefix(kHead.size());
+    size_t a = t.find(" expires=");
+    size_t b = t.find(" mac=");
+    ok = a != std::string_view::npos && b != std::string_view::npos && a < b &&
+         ParseInt(t.substr(0, a), &uid) && ParseInt(t.substr(a + 9, b - a - 9), &expires);
+    if (ok) mac = t.substr(b + 5);
+  }
+  if (!ok) {
+    s.reason = "unlock token is malformed";
+    return s;
+  }
+  std::string want = TokenMac(v.token_key.Reveal(), uid, expires);
+  if (!sandbox::ConstantTimeEquals(AsBytes(want), AsBytes(mac))) {
+    s.reason = "unlock token is not valid (not issued by `vigocli secrets unlock`)";
+    return s;
+  }
+  if (uid != static_cast<int64_t>(::geteuid())) {
+    s.reason = StrCat("unlock token was issued to uid ", uid);
+    return s;
+  }
+  if (expires <= now_unix) {
+    s.reason = "unlock expired";
+    return s;
+  }
+  s.unlocked = true;
+  s.expires_unix = expires;
+  return s;
+}
+
+absl::StatusOr<UnlockGate::State> UnlockGate::CheckAndExtend(int64_t now_unix) {
+  VIGO_ASSIGN_OR_RETURN(State s, Check(now_unix));
+  if (!s.unlocked) return s;
+  VIGO_RETURN_IF_ERROR(Unlock(now_unix));
+  s.expires_unix = now_unix + kUnlockWindowSeconds;
+  return s;
+}
+
+int UnlockGate::RecentFailures(int64_t now_unix) const {
+  auto dir = SecureDir::Open(secrets_dir_, false);
+  if (!dir.ok()) return 0;
+  auto data = dir->Read(kUnlockFailuresFile, 128);
+  if (!data.ok() || !data->has_value()) return 0;
+  std::string_view t = AsView(**data);
+  size_t sp = t.find(' ');
+  int64_t count = 0, last = 0;
+  if (sp == std::string_view::npos || !ParseInt(t.substr(0, sp), &count)) return 0;
+  std::string_view rest = t.substr(sp + 1);
+  while (!rest.empty() && rest.back() == '\n') rest.remove_suffix(1);
+  if (!ParseInt(rest, &last)) return 0;
+  if (now_unix - last > kFailureWindowSeconds) return 0;
+  return static_cast<int>(std::min<int64_t>(count, 1000));
+}
+
+int UnlockGate::RecordFailure(int64_t now_unix) {
+  int count = RecentFailures(now_unix) + 1;
+  auto dir = SecureDir::Open(secrets_dir_, false);
+  if (dir.ok()) {
+    std::string text = StrCat(count, " ", now_unix, "\n");
+    (void)dir->WriteAtomic(kUnlockFailuresFile, AsBytes(text));
+  }
+  return count;
+}
+
+void UnlockGate::ResetFailures() {
+  auto dir = SecureDir::Open(secrets_dir_, false);
+  if (dir.ok()) (void)dir->Remove(kUnlockFailuresFile);
+}
+
+std::chrono::seconds UnlockGate::DelayFor(int failures) {
+  if (failures <= 0) return std::chrono::seconds(0);
+  int64_t d = int64_t{1} << std::min(failures - 1, 5);
+  return std::chrono::seconds(std::min<int64_t>(d, 30));
+}
+
+}  // namespace vigo::server::vault

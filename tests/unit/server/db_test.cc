@@ -1,0 +1,87 @@
+// Database basics: file modes, WAL, prepared statements, transactions.
+#include "server/db.h"
+
+#include <sys/stat.h>
+
+#include "gtest/gtest.h"
+#include "tests/support/test_env.h"
+
+namespace vigo::server {
+namespace {
+
+using vigo::testing::TempDir;
+
+TEST(DatabaseTest, CreatesPrivateFileAndDirectory) {
+  TempDir t;
+  auto path = t.path() / "nested" / "db" / "vigo.db";
+  auto db = Database::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(path.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto mode = (*db)->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(mode.ok());
+  ASSERT_TRUE(*mode->Step());
+  EXPECT_EQ(mode->ColumnText(0), "wal");
+  auto fk = (*db)->Prepare("PRAGMA foreign_keys");
+  ASSERT_TRUE(*fk->Step());
+  EXPECT_EQ(fk->ColumnInt(0), 1);
+}
+
+TEST(DatabaseTest, PreparedStatementsBindAndRead) {
+  TempDir t;
+  auto db = Database::Open(t.path() / "x.db");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d TEXT)").ok());
+  auto ins = (*db)->Prepare("INSERT INTO t VALUES (?, ?, ?, ?)");
+  ASSERT_TRUE(ins.ok());
+  ins->BindInt(1, -42);
+  ins->BindText(2, std::string("it's \"quoted\"\n", 14));
+  const char blob[] = {'\0', '\1', '\2'};
+  ins->BindBlob(3, blob, 3);
+  ins->BindNull(4);
+  ASSERT_FALSE(*ins->Step());
+  ASSERT_TRUE(ins->Reset().ok());
+  auto sel = (*db)->Prepare("SELECT a, b, c, d FROM t");
+  ASSERT_TRUE(*sel->Step());
+  EXPECT_EQ(sel->ColumnInt(0), -42);
+  EXPECT_EQ(sel->ColumnText(1), "it's \"quoted\"\n");
+  EXPECT_EQ(sel->ColumnBlob(2), std::string(blob, 3));
+  EXPECT_TRUE(sel->ColumnIsNull(3));
+  EXPECT_FALSE(*sel->Step());
+}
+
+TEST(DatabaseTest, ErrorsNameTheDatabase) {
+  TempDir t;
+  auto db = Database::Open(t.path() / "x.db");
+  ASSERT_TRUE(db.ok());
+  auto bad = (*db)->Prepare("SELEKT nonsense");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("x.db"), std::string::npos);
+}
+
+TEST(DatabaseTest, RollbackDiscards) {
+  TempDir t;
+  auto db = Database::Open(t.path() / "x.db");
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t (a INTEGER)").ok());
+  ASSERT_TRUE((*db)->Begin().ok());
+  ASSERT_TRUE((*db)->Exec("INSERT INTO t VALUES (1)").ok());
+  (*db)->Rollback();
+  ASSERT_TRUE((*db)->Begin().ok());
+  ASSERT_TRUE((*db)->Exec("INSERT INTO t VALUES (2)").ok());
+  ASSERT_TRUE((*db)->Commit().ok());
+  auto sel = (*db)->Prepare("SELECT group_concat(a) FROM t");
+  ASSERT_TRUE(*sel->Step());
+  EXPECT_EQ(sel->ColumnText(0), "2");
+}
+
+TEST(DatabaseTest, SymlinkedDatabaseIsRefused) {
+  TempDir t;
+  std::filesystem::create_symlink(t.path() / "elsewhere.db", t.path() / "x.db");
+  EXPECT_FALSE(Database::Open(t.path() / "x.db").ok());
+}
+
+}  // namespace
+}  // namespace vigo::server
