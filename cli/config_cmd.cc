@@ -1,9 +1,297 @@
-// SCAFFOLD: replaced by the owning issue's implementation.
+// vigocli config validate / bundle show / who-needs (CONTRACT §6): the
+// operator's view of the stacks compiler (server/stacks.h).
+//
+// All three load <root>/stacks against the configured backend exactly as
+// vigosrv does (Exists only, never a value), so what they print is what the
+// server would compile. Output holds markers and paths, never a value.
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "cli/cli.h"
+#include "common/args.h"
 #include "common/exit_codes.h"
+#include "common/secret_ref.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+#include "server/backend.h"
+#include "server/server_config.h"
+#include "server/stacks.h"
+
 namespace vigo::cli {
-int RunConfig(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
-int RunBundle(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
-int RunWhoNeeds(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
+namespace {
+
+std::string JsonString(std::string_view s) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+int Fail(std::string_view cmd, const absl::Status& st) {
+  std::fprintf(stderr, "vigocli %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
+               static_cast<int>(st.message().size()), st.message().data());
+  return ExitCodeFor(st);
+}
+
+int Usage(std::string_view cmd, const std::string& msg) {
+  std::fprintf(stderr, "vigocli %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
+               static_cast<int>(msg.size()), msg.data());
+  return kExitUsage;
+}
+
+// Config, backend and stacks, loaded the way vigosrv loads them. Prints the
+// load errors (every one, file:line) itself; returns null on failure with
+// *exit_code set.
+struct Loaded {
+  server::ServerConfig config;
+  std::unique_ptr<server::SecretBackend> backend;
+  std::shared_ptr<const server::Stacks> stacks;
+  server::LoadReport report;
+};
+
+std::unique_ptr<Loaded> LoadStacks(const CliContext& ctx, std::string_view cmd, bool json,
+                                   int* exit_code) {
+  auto loaded = std::make_unique<Loaded>();
+  auto config = server::LoadServerConfig(ctx.root);
+  if (!config.ok()) {
+    *exit_code = Fail(cmd, config.status());
+    return nullptr;
+  }
+  loaded->config = std::move(*config);
+  auto backend = server::OpenBackend(loaded->config);
+  if (!backend.ok()) {
+    *exit_code = Fail(cmd, backend.status());
+    return nullptr;
+  }
+  loaded->backend = std::move(*backend);
+  auto stacks = server::Stacks::Load(loaded->config.StacksDir(), *loaded->backend, &loaded->report);
+  if (!stacks.ok()) {
+    if (json) {
+      std::string out = "{\"ok\":false,\"errors\":[";
+      for (size_t i = 0; i < loaded->report.errors.size(); ++i) {
+        const server::LoadError& e = loaded->report.errors[i];
+        StrAppend(&out, i ? "," : "", "{\"file\":", JsonString(e.file), ",\"line\":", e.line,
+                  ",\"key\":", JsonString(e.key), ",\"message\":", JsonString(e.message),
+                  ",\"text\":", JsonString(e.ToString()), "}");
+      }
+      StrAppend(&out, "]}\n");
+      std::fputs(out.c_str(), stdout);
+    }
+    if (loaded->report.errors.empty()) {
+      *exit_code = Fail(cmd, stacks.status());
+      return nullptr;
+    }
+    for (const server::LoadError& e : loaded->report.errors) {
+      std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    }
+    std::fprintf(stderr, "vigocli %.*s: %zu error(s) in %s\n", static_cast<int>(cmd.size()),
+                 cmd.data(), loaded->report.errors.size(),
+                 loaded->config.StacksDir().string().c_str());
+    *exit_code = kExitError;
+    return nullptr;
+  }
+  loaded->stacks = std::move(*stacks);
+  return loaded;
+}
+
+const ArgSpec kConfigSpec{
+    "vigocli config validate",
+    "Load <root>/stacks against the configured secrets backend and print every error as "
+    "stacks/FILE:LINE: message.\nExit 0 when the stacks load, 1 on any error.",
+    {},
+    1,
+    1};
+
+const ArgSpec kBundleSpec{
+    "vigocli bundle show --envoy NAME [--epoch N] [--json]",
+    "Print the bundle envoy NAME would receive (markers only, never a value): resources in "
+    "apply order, the vars they use, and its entitlement (secret_refs).\nsecrets_epoch is 0 "
+    "unless --epoch is given (the live epoch is the running server's). Exit 4 when no rule "
+    "in envoys.vgo matches NAME.",
+    {{"envoy", true, "the envoy name (its certificate CN)"},
+     {"epoch", true, "secrets_epoch to compile with (default 0)"}},
+    1,
+    1};
+
+const ArgSpec kWhoNeedsSpec{
+    "vigocli who-needs PATH [--envoy NAME]... [--json]",
+    "Which envoys' bundles reference secret PATH: the blast radius of a rotation.\n"
+    "Lists the envoys.vgo rules whose bundles hold PATH's marker (every envoy matching such "
+    "a rule, unless an earlier rule catches it first), and, for each --envoy NAME given "
+    "(repeatable), whether that envoy's bundle references PATH.",
+    {{"envoy", true, "an envoy name to check (repeatable)"}},
+    1,
+    1};
+
+}  // namespace
+
+int RunConfig(const CliContext& ctx, const std::vector<std::string>& args) {
+  auto a = ParseArgs(kConfigSpec, args);
+  if (!a.ok()) {
+    return Usage("config", std::string(a.status().message()));
+  }
+  if (a->help()) {
+    std::fputs(HelpText(kConfigSpec).c_str(), stdout);
+    return kExitOk;
+  }
+  if (a->positional()[0] != "validate") {
+    return Usage("config", StrCat("unknown subcommand '", a->positional()[0], "' (validate)"));
+  }
+  int code = kExitOk;
+  auto loaded = LoadStacks(ctx, "config validate", ctx.json, &code);
+  if (!loaded) return code;
+  const server::LoadReport& r = loaded->report;
+  if (ctx.json) {
+    std::printf("{\"ok\":true,\"files\":%zu,\"envoy_rules\":%zu,\"configcrates\":%zu,"
+                "\"references\":%zu,\"backend\":%s}\n",
+                r.files, r.envoy_rules, r.configcrates, r.references,
+                JsonString(loaded->backend->Name()).c_str());
+  } else {
+    std::printf("stacks OK: %zu files, %zu envoy rules, %zu configcrates, %zu secret references "
+                "(all present in the %s backend)\n",
+                r.files, r.envoy_rules, r.configcrates, r.references,
+                std::string(loaded->backend->Name()).c_str());
+  }
+  return kExitOk;
+}
+
+int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
+  auto a = ParseArgs(kBundleSpec, args);
+  if (!a.ok()) return Usage("bundle", std::string(a.status().message()));
+  if (a->help()) {
+    std::fputs(HelpText(kBundleSpec).c_str(), stdout);
+    return kExitOk;
+  }
+  if (a->positional()[0] != "show") {
+    return Usage("bundle", StrCat("unknown subcommand '", a->positional()[0], "' (show)"));
+  }
+  if (!a->Has("envoy")) return Usage("bundle show", "--envoy NAME is required");
+  std::string envoy = *a->Get("envoy");
+  uint64_t epoch = 0;
+  if (a->Has("epoch")) {
+    std::string e = *a->Get("epoch");
+    if (e.empty() || e.size() > 19 || e.find_first_not_of("0123456789") != std::string::npos) {
+      return Usage("bundle show", "--epoch needs a non-negative integer");
+    }
+    epoch = std::stoull(e);
+  }
+  if (absl::Status st = server::ValidateEnvoyName(envoy); !st.ok()) {
+    return Usage("bundle show", StrCat("--envoy: ", st.message()));
+  }
+  int code = kExitOk;
+  auto loaded = LoadStacks(ctx, "bundle show", false, &code);
+  if (!loaded) return code;
+  auto compiled = loaded->stacks->Compile(envoy, epoch);
+  if (!compiled.ok()) return Fail("bundle show", compiled.status());
+  if (ctx.json) {
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.add_whitespace = true;
+    opts.preserve_proto_field_names = true;
+    std::string out;
+    auto st = google::protobuf::util::MessageToJsonString(compiled->bundle, &out, opts);
+    if (!st.ok()) return Fail("bundle show", absl::InternalError("cannot render the bundle as JSON"));
+    std::fputs(out.c_str(), stdout);
+    return kExitOk;
+  }
+  auto rule = loaded->stacks->RuleFor(envoy);
+  std::string text;
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetUseUtf8StringEscaping(true);
+  printer.PrintToString(compiled->bundle, &text);
+  if (rule.ok()) {
+    std::printf("# envoy %s matches rule '%s' (stacks/%s:%d)\n", envoy.c_str(), rule->match.c_str(),
+                rule->file.c_str(), rule->line);
+  }
+  std::printf("# markers only; the agent resolves the %zu secret_refs it is entitled to\n%s",
+              compiled->entitlement.size(), text.c_str());
+  return kExitOk;
+}
+
+int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
+  // --envoy is repeatable; common/args keeps one value per flag, so collect
+  // the repeats here and hand the rest to ParseArgs.
+  std::vector<std::string> envoys;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& s = args[i];
+    if (s == "--") {
+      rest.insert(rest.end(), args.begin() + static_cast<long>(i), args.end());
+      break;
+    }
+    if (s == "--envoy") {
+      if (i + 1 >= args.size()) return Usage("who-needs", "flag '--envoy' needs a value");
+      envoys.push_back(args[++i]);
+    } else if (s.rfind("--envoy=", 0) == 0) {
+      envoys.push_back(s.substr(8));
+    } else {
+      rest.push_back(s);
+    }
+  }
+  auto a = ParseArgs(kWhoNeedsSpec, rest);
+  if (!a.ok()) return Usage("who-needs", std::string(a.status().message()));
+  if (a->help()) {
+    std::fputs(HelpText(kWhoNeedsSpec).c_str(), stdout);
+    return kExitOk;
+  }
+  const std::string& path = a->positional()[0];
+  if (absl::Status st = ValidateSecretPath(path); !st.ok()) {
+    return Usage("who-needs", StrCat("PATH: ", st.message()));
+  }
+  for (const std::string& e : envoys) {
+    if (absl::Status st = server::ValidateEnvoyName(e); !st.ok()) {
+      return Usage("who-needs", StrCat("--envoy '", e, "': ", st.message()));
+    }
+  }
+  int code = kExitOk;
+  auto loaded = LoadStacks(ctx, "who-needs", false, &code);
+  if (!loaded) return code;
+
+  std::vector<std::string> lines;
+  std::vector<const server::EnvoyRuleInfo*> rules;
+  for (const server::EnvoyRuleInfo& r : loaded->stacks->Rules()) {
+    if (r.references.count(path)) rules.push_back(&r);
+  }
+  std::vector<std::string> needing;
+  for (const std::string& e : envoys) {
+    auto b = loaded->stacks->Compile(e, 0);
+    if (absl::IsNotFound(b.status())) continue;  // no rule: no bundle, no references
+    if (!b.ok()) return Fail("who-needs", b.status());
+    if (b->entitlement.count(path)) needing.push_back(e);
+  }
+  if (ctx.json) {
+    for (const std::string& e : needing) {
+      auto r = loaded->stacks->RuleFor(e);
+      std::printf("{\"kind\":\"envoy\",\"envoy\":%s,\"path\":%s,\"rule\":%s}\n",
+                  JsonString(e).c_str(), JsonString(path).c_str(),
+                  JsonString(r.ok() ? r->match : "").c_str());
+    }
+    for (const server::EnvoyRuleInfo* r : rules) {
+      std::printf("{\"kind\":\"rule\",\"match\":%s,\"file\":%s,\"line\":%d,\"path\":%s}\n",
+                  JsonString(r->match).c_str(), JsonString(r->file).c_str(), r->line,
+                  JsonString(path).c_str());
+    }
+    return kExitOk;
+  }
+  if (!envoys.empty()) {
+    std::printf("envoys whose bundle references %s:\n", path.c_str());
+    for (const std::string& e : needing) std::printf("  %s\n", e.c_str());
+    if (needing.empty()) std::printf("  (none of the %zu given)\n", envoys.size());
+  }
+  std::printf("rules whose envoys' bundles reference %s:\n", path.c_str());
+  for (const server::EnvoyRuleInfo* r : rules) {
+    std::printf("  %-24s stacks/%s:%d\n", r->match.c_str(), r->file.c_str(), r->line);
+  }
+  if (rules.empty()) std::printf("  (none: no rule's bundle references it)\n");
+  return kExitOk;
+}
+
 }  // namespace vigo::cli
