@@ -150,6 +150,7 @@ class Parser {
   struct RefUse {
     std::string path;
     Loc loc;
+    std::string key;
   };
 
   Loc At(const YAML::Node& n) const {
@@ -369,12 +370,12 @@ bool Parser::RefPass(const std::string& in, RefPlacement placement, std::string_
                      "' (only file content may embed references in longer text)"));
         return false;
       }
-      refs_.push_back(RefUse{m.path, loc});
+      refs_.push_back(RefUse{m.path, loc, std::string(key)});
       *out = MarkerFor(m.path);
       return true;
     }
     case RefPlacement::kEmbedded: {
-      for (const RefMatch& m : *refs) refs_.push_back(RefUse{m.path, loc});
+      for (const RefMatch& m : *refs) refs_.push_back(RefUse{m.path, loc, std::string(key)});
       auto replaced = ReplaceReferencesWithMarkers(in, RefScan::kEmbedded);
       if (!replaced.ok()) {
         Error(loc, key, StrCat("malformed secret reference: ", replaced.status().message()));
@@ -912,14 +913,14 @@ void Parser::ResolveRule(si::Rule* rule) {
 }
 
 void Parser::CheckReferences(SecretBackend& backend) {
-  std::map<std::string, std::vector<Loc>> by_path;
-  for (const RefUse& u : refs_) by_path[u.path].push_back(u.loc);
+  std::map<std::string, std::vector<const RefUse*>> by_path;
+  for (const RefUse& u : refs_) by_path[u.path].push_back(&u);
   for (const auto& [path, locs] : by_path) {
     model_->all_references.insert(path);
     Log(LogLevel::kTrace, "stacks.reference", {{"path", path}, {"uses", locs.size()}});
     absl::StatusOr<bool> exists = backend.Exists(path);
     if (!exists.ok()) {
-      Error(locs.front(), "",
+      Error(locs.front()->loc, locs.front()->key,
             StrCat("cannot check secret '", path, "' in the ", backend.Name(),
                    " backend: ", exists.status().message()));
       if (absl::IsUnavailable(exists.status())) {
@@ -929,8 +930,8 @@ void Parser::CheckReferences(SecretBackend& backend) {
       continue;
     }
     if (!*exists) {
-      for (const Loc& loc : locs) {
-        Error(loc, "", StrCat("secret '", path, "' does not exist in the ", backend.Name(),
+      for (const RefUse* u : locs) {
+        Error(u->loc, u->key, StrCat("secret '", path, "' does not exist in the ", backend.Name(),
                               " backend"));
       }
     }
