@@ -1,9 +1,436 @@
-// SCAFFOLD: replaced by the owning issue's implementation.
+// vigocli envoy issue|list|revoke, runs list|show, server reload.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
 #include "cli/cli.h"
+#include "common/args.h"
 #include "common/exit_codes.h"
+#include "common/strings.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+#include "server/admin_client.h"
+#include "server/audit.h"
+#include "server/db.h"
+#include "server/server_config.h"
+#include "server/service/store.h"
+#include "server/tls/pki.h"
+
 namespace vigo::cli {
-int RunEnvoy(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
-int RunRuns(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
-int RunServer(const CliContext&, const std::vector<std::string>&) { std::fprintf(stderr, "vigocli: command not built yet\n"); return kExitError; }
+namespace {
+
+namespace fs = std::filesystem;
+using server::service::EnvoyCertRecord;
+using server::service::RunRecord;
+using server::service::ServerStore;
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+int Error(const std::string& msg, int code = kExitError) {
+  std::fprintf(stderr, "vigocli: %s\n", msg.c_str());
+  return code;
+}
+int ErrorStatus(const absl::Status& st) { return Error(std::string(st.message()), ExitCodeFor(st)); }
+
+std::string Actor() { return StrCat("uid:", static_cast<int64_t>(::getuid())); }
+
+std::string IsoTime(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void Key(JsonWriter& w, const char* k) { w.Key(k); }
+void Str(JsonWriter& w, const char* k, const std::string& v) {
+  w.Key(k);
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+
+// The parsed spec, or an exit code (help printed / usage error).
+struct Parsed {
+  std::optional<ParsedArgs> args;
+  int exit_code = kExitOk;
+};
+Parsed Parse(const ArgSpec& spec, const std::vector<std::string>& args) {
+  Parsed p;
+  auto a = ParseArgs(spec, args);
+  if (!a.ok()) {
+    std::fprintf(stderr, "vigocli: %s\n%s", std::string(a.status().message()).c_str(),
+                 HelpText(spec).c_str());
+    p.exit_code = kExitUsage;
+    return p;
+  }
+  if (a->help()) {
+    std::fputs(HelpText(spec).c_str(), stdout);
+    p.exit_code = kExitOk;
+    return p;
+  }
+  p.args = std::move(*a);
+  return p;
+}
+
+struct Opened {
+  server::ServerConfig cfg;
+  std::unique_ptr<server::Database> db;
+  std::unique_ptr<ServerStore> store;
+};
+
+absl::StatusOr<Opened> Open(const CliContext& ctx) {
+  Opened o;
+  auto cfg = server::LoadServerConfig(ctx.root);
+  if (!cfg.ok()) return cfg.status();
+  o.cfg = *cfg;
+  auto db = server::Database::Open(o.cfg.DatabasePath());
+  if (!db.ok()) return db.status();
+  o.db = std::move(*db);
+  o.store = std::make_unique<ServerStore>(o.db.get());
+  absl::Status st = o.store->Init();
+  if (!st.ok()) return st;
+  return o;
+}
+
+absl::Status CopyCaIfMissing(const fs::path& from, const fs::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat(from.string(), ": cannot read"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::error_code ec;
+  if (fs::exists(to, ec)) {
+    std::ifstream old(to, std::ios::binary);
+    std::ostringstream os;
+    os << old.rdbuf();
+    if (os.str() == ss.str()) return absl::OkStatus();
+    return absl::AlreadyExistsError(
+        StrCat(to.string(), ": exists and is a different CA; not overwriting"));
+  }
+  std::ofstream out(to, std::ios::binary);
+  out << ss.str();
+  if (!out) return absl::InternalError(StrCat(to.string(), ": write failed"));
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+
+int EnvoyIssue(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli envoy issue NAME --out DIR [--days N]",
+               "Issue a client certificate for envoy NAME (CN = NAME) signed by the server CA; "
+               "writes DIR/ca.pem, DIR/cert.pem and DIR/key.pem (0600) and records it.",
+               {{"out", true, "output directory (created 0700)"},
+                {"days", true, "validity in days (default 365)"}},
+               1, 1};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  const std::string name = p.args->positional()[0];
+  absl::Status valid = server::tls::ValidateEnvoyName(name);
+  if (!valid.ok()) return Error(StrCat("envoy name: ", std::string(valid.message())), kExitUsage);
+  if (!p.args->Has("out")) return Error("envoy issue needs --out DIR", kExitUsage);
+  int64_t days = 365;
+  if (p.args->Has("days")) {
+    const std::string d = *p.args->Get("days");
+    if (d.empty() || d.size() > 5 || d.find_first_not_of("0123456789") != std::string::npos ||
+        std::stol(d) < 1) {
+      return Error("--days must be a positive number of days", kExitUsage);
+    }
+    days = std::stol(d);
+  }
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  fs::path out = fs::absolute(*p.args->Get("out"));
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) return Error(StrCat(out.string(), ": cannot create directory"));
+  ::chmod(out.c_str(), 0700);
+  server::tls::CaFiles ca{o->cfg.TlsDir() / "ca.pem", o->cfg.TlsDir() / "ca.key"};
+  auto info = server::tls::IssueClientCert(ca, out / "cert.pem", out / "key.pem", name,
+                                           std::chrono::hours(24 * days));
+  if (!info.ok()) return ErrorStatus(info.status());
+  absl::Status st = CopyCaIfMissing(ca.cert, out / "ca.pem");
+  if (!st.ok()) return ErrorStatus(st);
+  st = o->store->RecordEnvoyCert(name, *info);
+  if (!st.ok()) return ErrorStatus(st);
+  server::AuditLog audit(o->db.get());
+  st = audit.Append({.event = "envoy.issue",
+                     .actor = Actor(),
+                     .envoy = name,
+                     .paths = {},
+                     .outcome = "ok",
+                     .detail = StrCat("serial=", info->serial_hex, " sha256=",
+                                      info->fingerprint_sha256)});
+  if (!st.ok()) return Error(StrCat("certificate issued but audit failed: ", std::string(st.message())));
+  if (ctx.json) {
+    rapidjson::StringBuffer sb;
+    JsonWriter w(sb);
+    w.StartObject();
+    Str(w, "name", name);
+    Str(w, "serial", info->serial_hex);
+    Str(w, "fingerprint", info->fingerprint_sha256);
+    Str(w, "not_after", IsoTime(info->not_after_unix * 1000));
+    Str(w, "cert", (out / "cert.pem").string());
+    Str(w, "key", (out / "key.pem").string());
+    Str(w, "ca", (out / "ca.pem").string());
+    w.EndObject();
+    std::printf("%s\n", sb.GetString());
+  } else {
+    std::printf("issued envoy %s: %s (serial %s, expires %s)\n", name.c_str(),
+                (out / "cert.pem").c_str(), info->serial_hex.c_str(),
+                IsoTime(info->not_after_unix * 1000).c_str());
+  }
+  return kExitOk;
+}
+
+int EnvoyList(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli envoy list", "Issued envoy certificates, with revocation and last seen.",
+               {}, 0, 0};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  auto list = o->store->ListEnvoyCerts();
+  if (!list.ok()) return ErrorStatus(list.status());
+  if (!ctx.json) {
+    std::printf("%-24s %-8s %-20s %-20s %-20s %s\n", "NAME", "STATE", "ISSUED", "LAST_SEEN",
+                "NOT_AFTER", "SERIAL");
+  }
+  for (const EnvoyCertRecord& r : *list) {
+    const char* state = r.revoked_at_ms ? "revoked" : "active";
+    if (ctx.json) {
+      rapidjson::StringBuffer sb;
+      JsonWriter w(sb);
+      w.StartObject();
+      Str(w, "name", r.name);
+      Str(w, "state", state);
+      Str(w, "serial", r.serial);
+      Str(w, "fingerprint", r.fingerprint);
+      Str(w, "issued_at", IsoTime(r.issued_at_ms));
+      Str(w, "not_after", IsoTime(r.not_after_unix * 1000));
+      Str(w, "revoked_at", r.revoked_at_ms ? IsoTime(*r.revoked_at_ms) : "");
+      Str(w, "last_seen", r.last_seen_ms ? IsoTime(*r.last_seen_ms) : "");
+      w.EndObject();
+      std::printf("%s\n", sb.GetString());
+    } else {
+      std::printf("%-24s %-8s %-20s %-20s %-20s %s\n", r.name.c_str(), state,
+                  IsoTime(r.issued_at_ms).c_str(),
+                  r.last_seen_ms ? IsoTime(*r.last_seen_ms).c_str() : "-",
+                  IsoTime(r.not_after_unix * 1000).c_str(), r.serial.c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int EnvoyRevoke(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli envoy revoke NAME",
+               "Revoke every active certificate of envoy NAME; the server refuses them on the "
+               "next call (checked per call).",
+               {}, 1, 1};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  const std::string name = p.args->positional()[0];
+  absl::Status valid = server::tls::ValidateEnvoyName(name);
+  if (!valid.ok()) return Error(StrCat("envoy name: ", std::string(valid.message())), kExitUsage);
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  auto n = o->store->RevokeEnvoy(name);
+  if (!n.ok()) return ErrorStatus(n.status());
+  server::AuditLog audit(o->db.get());
+  absl::Status st = audit.Append({.event = "envoy.revoke",
+                                  .actor = Actor(),
+                                  .envoy = name,
+                                  .paths = {},
+                                  .outcome = "ok",
+                                  .detail = StrCat("certificates=", *n)});
+  if (!st.ok()) return Error(StrCat("revoked but audit failed: ", std::string(st.message())));
+  if (ctx.json) {
+    std::printf("{\"name\":\"%s\",\"revoked\":%d}\n", name.c_str(), *n);
+  } else {
+    std::printf("revoked envoy %s (%d certificate%s)\n", name.c_str(), *n, *n == 1 ? "" : "s");
+  }
+  return kExitOk;
+}
+
+void RunJson(JsonWriter& w, const RunRecord& r, bool with_results) {
+  w.StartObject();
+  Str(w, "id", r.id);
+  Str(w, "envoy", r.envoy);
+  Str(w, "outcome", r.outcome);
+  Str(w, "bundle_digest", r.bundle_digest);
+  Key(w, "secrets_epoch");
+  w.Uint64(r.secrets_epoch);
+  Str(w, "started", IsoTime(r.started_ms));
+  Str(w, "finished", IsoTime(r.finished_ms));
+  Str(w, "received", IsoTime(r.received_ms));
+  Key(w, "redacted");
+  w.Bool(r.redacted);
+  Key(w, "results_count");
+  w.Int64(r.result_count);
+  if (with_results) {
+    Key(w, "results");
+    w.StartArray();
+    for (const auto& res : r.results) {
+      w.StartObject();
+      Str(w, "name", res.name);
+      Str(w, "type", res.type);
+      Str(w, "status", res.status);
+      Str(w, "action", res.action);
+      Str(w, "message", res.message);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
+int RunsList(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli runs list [--envoy NAME] [--limit N]", "Stored run results, newest first.",
+               {{"envoy", true, "only this envoy"}, {"limit", true, "at most N runs (default 100)"}},
+               0, 0};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  int64_t limit = 100;
+  if (p.args->Has("limit")) {
+    const std::string l = *p.args->Get("limit");
+    if (l.empty() || l.size() > 9 || l.find_first_not_of("0123456789") != std::string::npos) {
+      return Error("--limit must be a number", kExitUsage);
+    }
+    limit = std::stol(l);
+  }
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  auto runs = o->store->ListRuns(p.args->Get("envoy").value_or(""), limit);
+  if (!runs.ok()) return ErrorStatus(runs.status());
+  if (!ctx.json) {
+    std::printf("%-34s %-20s %-8s %-7s %-20s %s\n", "ID", "ENVOY", "OUTCOME", "EPOCH", "FINISHED",
+                "RESULTS");
+  }
+  for (const RunRecord& r : *runs) {
+    if (ctx.json) {
+      rapidjson::StringBuffer sb;
+      JsonWriter w(sb);
+      RunJson(w, r, false);
+      std::printf("%s\n", sb.GetString());
+    } else {
+      std::printf("%-34s %-20s %-8s %-7llu %-20s %lld%s\n", r.id.c_str(), r.envoy.c_str(),
+                  r.outcome.c_str(), static_cast<unsigned long long>(r.secrets_epoch),
+                  IsoTime(r.finished_ms).c_str(), static_cast<long long>(r.result_count),
+                  r.redacted ? " (redacted: the agent leaked a value)" : "");
+    }
+  }
+  return kExitOk;
+}
+
+int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli runs show ID", "One stored run with its per-resource results.", {}, 1, 1};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  auto run = o->store->GetRun(p.args->positional()[0]);
+  if (!run.ok()) return ErrorStatus(run.status());
+  if (ctx.json) {
+    rapidjson::StringBuffer sb;
+    JsonWriter w(sb);
+    RunJson(w, *run, true);
+    std::printf("%s\n", sb.GetString());
+    return kExitOk;
+  }
+  std::printf("run       %s\nenvoy     %s\noutcome   %s\nepoch     %llu\nbundle    %s\n"
+              "started   %s\nfinished  %s\nreceived  %s\n",
+              run->id.c_str(), run->envoy.c_str(), run->outcome.c_str(),
+              static_cast<unsigned long long>(run->secrets_epoch), run->bundle_digest.c_str(),
+              IsoTime(run->started_ms).c_str(), IsoTime(run->finished_ms).c_str(),
+              IsoTime(run->received_ms).c_str());
+  if (run->redacted) std::printf("note      the agent leaked a secret value; stored redacted\n");
+  std::printf("\n%-24s %-10s %-8s %-8s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION", "MESSAGE");
+  for (const auto& r : run->results) {
+    std::printf("%-24s %-10s %-8s %-8s %s\n", r.name.c_str(), r.type.c_str(), r.status.c_str(),
+                r.action.c_str(), r.message.c_str());
+  }
+  return kExitOk;
+}
+
+int ServerReload(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli server reload",
+               "Tell the running server to reload the stacks now (admin socket, root only). "
+               "Exit 1 with the errors when the reload fails; the server keeps its last good "
+               "config.",
+               {}, 0, 0};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  auto cfg = server::LoadServerConfig(ctx.root, /*allow_missing=*/true);
+  if (!cfg.ok()) return ErrorStatus(cfg.status());
+  server::ReloadNotice n = server::NotifyReload(cfg->AdminSocket(), "operator");
+  switch (n.status) {
+    case server::ReloadNotice::kReloaded:
+      if (ctx.json) {
+        std::printf("{\"ok\":true,\"secrets_epoch\":%llu}\n",
+                    static_cast<unsigned long long>(n.secrets_epoch));
+      } else {
+        std::printf("reloaded: secrets_epoch %llu\n",
+                    static_cast<unsigned long long>(n.secrets_epoch));
+      }
+      return kExitOk;
+    case server::ReloadNotice::kNoServer:
+      return Error(n.message);
+    case server::ReloadNotice::kFailed:
+      return Error(StrCat("reload failed (the server keeps its last good config): ", n.message));
+  }
+  return kExitError;
+}
+
+struct Sub {
+  const char* name;
+  int (*run)(const CliContext&, const std::vector<std::string>&);
+  const char* summary;
+};
+
+int Dispatch(const char* group, const std::vector<Sub>& subs, const CliContext& ctx,
+             const std::vector<std::string>& args) {
+  auto usage = [&](std::FILE* f) {
+    std::fprintf(f, "usage: vigocli %s COMMAND ...\n\ncommands:\n", group);
+    for (const Sub& s : subs) std::fprintf(f, "  %-8s %s\n", s.name, s.summary);
+  };
+  if (args.empty()) {
+    usage(stderr);
+    return kExitUsage;
+  }
+  if (args[0] == "--help" || args[0] == "-h") {
+    usage(stdout);
+    return kExitOk;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  for (const Sub& s : subs) {
+    if (args[0] == s.name) return s.run(ctx, rest);
+  }
+  std::fprintf(stderr, "vigocli: unknown command '%s %s'\n", group, args[0].c_str());
+  usage(stderr);
+  return kExitUsage;
+}
+
+}  // namespace
+
+int RunEnvoy(const CliContext& ctx, const std::vector<std::string>& args) {
+  return Dispatch("envoy",
+                  {{"issue", EnvoyIssue, "issue NAME --out DIR: a client certificate"},
+                   {"list", EnvoyList, "issued certificates"},
+                   {"revoke", EnvoyRevoke, "revoke NAME: refuse its certificates"}},
+                  ctx, args);
+}
+
+int RunRuns(const CliContext& ctx, const std::vector<std::string>& args) {
+  return Dispatch("runs",
+                  {{"list", RunsList, "list [--envoy NAME]: stored runs"},
+                   {"show", RunsShow, "show ID: one run with its results"}},
+                  ctx, args);
+}
+
+int RunServer(const CliContext& ctx, const std::vector<std::string>& args) {
+  return Dispatch("server", {{"reload", ServerReload, "reload the stacks now"}}, ctx, args);
+}
+
 }  // namespace vigo::cli

@@ -1,0 +1,123 @@
+// ServerStore: the server's own tables in <root>/db/vigo.db: issued envoy
+// certificates (revocation, last seen), the persisted secrets_epoch, and
+// stored run results. Shared by vigosrv and vigocli.
+//
+//   VIGO_ASSIGN_OR_RETURN(auto db, Database::Open(cfg.DatabasePath()));
+//   ServerStore store(db.get());
+//   VIGO_RETURN_IF_ERROR(store.Init());
+//   VIGO_RETURN_IF_ERROR(store.RecordEnvoyCert("web-1", cert_info));
+//   VIGO_ASSIGN_OR_RETURN(CertLookup c, store.LookupCert(fingerprint));  // every call
+//   VIGO_ASSIGN_OR_RETURN(uint64_t epoch, store.BumpEpoch());
+//
+// Tables:
+//   envoy_certs(id, name, serial, fingerprint UNIQUE, issued_at_ms,
+//               not_after_unix, revoked_at_ms NULL, last_seen_ms NULL)
+//   server_state(key PRIMARY KEY, value INTEGER)     -- 'secrets_epoch'
+//   runs(id PRIMARY KEY, envoy, bundle_digest, secrets_epoch, started_ms,
+//        finished_ms, received_ms, outcome, redacted)
+//   run_results(run_id, idx, name, type, status, action, message)
+//
+// Thread safety: all methods are safe to call concurrently (one internal
+// mutex per store; SQLite serializes across processes with its busy timeout).
+// SECURITY: nothing here holds a secret value; run messages are stored only
+// after the caller redacted them (see leak_scan.h).
+#ifndef VIGO_SERVER_SERVICE_STORE_H_
+#define VIGO_SERVER_SERVICE_STORE_H_
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/db.h"
+#include "server/tls/pki.h"
+
+namespace vigo::server::service {
+
+// CREATE TABLE IF NOT EXISTS for every table above, and the initial epoch.
+absl::Status EnsureServerSchema(Database& db);
+
+int64_t NowUnixMs();
+
+struct EnvoyCertRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string serial;
+  std::string fingerprint;
+  int64_t issued_at_ms = 0;
+  int64_t not_after_unix = 0;
+  std::optional<int64_t> revoked_at_ms;
+  std::optional<int64_t> last_seen_ms;
+};
+
+enum class CertState { kActive, kRevoked, kUnknown };
+struct CertLookup {
+  CertState state = CertState::kUnknown;
+  std::string name;  // recorded envoy name (empty when unknown)
+};
+
+struct ResultRecord {
+  std::string name, type, status, action, message;
+};
+
+struct RunRecord {
+  std::string id;
+  std::string envoy;
+  std::string bundle_digest;
+  uint64_t secrets_epoch = 0;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  int64_t received_ms = 0;
+  std::string outcome;
+  bool redacted = false;  // the server removed leaked values before storing
+  std::vector<ResultRecord> results;  // filled by GetRun only
+  int64_t result_count = 0;
+};
+
+class ServerStore {
+ public:
+  // Borrows `db`, which must outlive the store.
+  explicit ServerStore(Database* db) : db_(db) {}
+
+  absl::Status Init();
+
+  // Envoy certificates.
+  // ALREADY_EXISTS when the fingerprint is already recorded.
+  absl::Status RecordEnvoyCert(std::string_view name, const tls::CertInfo& cert);
+  absl::StatusOr<std::vector<EnvoyCertRecord>> ListEnvoyCerts();
+  // Revokes every active certificate of `name`; returns how many. NOT_FOUND
+  // when the name has no active certificate.
+  absl::StatusOr<int> RevokeEnvoy(std::string_view name);
+  absl::StatusOr<CertLookup> LookupCert(std::string_view fingerprint);
+  absl::Status TouchLastSeen(std::string_view fingerprint);
+
+  // secrets_epoch: starts at 1, only ever increases.
+  absl::StatusOr<uint64_t> LoadEpoch();
+  absl::StatusOr<uint64_t> BumpEpoch();
+
+  // Runs. ALREADY_EXISTS when `run.id` exists for another envoy; storing the
+  // same id again for the same envoy replaces nothing and returns OK
+  // (agents retry).
+  absl::Status StoreRun(const RunRecord& run, const std::vector<ResultRecord>& results);
+  // Newest first; `envoy` empty = all; limit <= 0 = all.
+  absl::StatusOr<std::vector<RunRecord>> ListRuns(std::string_view envoy, int64_t limit);
+  // NOT_FOUND naming the id.
+  absl::StatusOr<RunRecord> GetRun(std::string_view id);
+
+ private:
+  Database* db_;
+  std::mutex mu_;
+};
+
+// Run ids from agents: 1–64 bytes of [A-Za-z0-9_.-].
+absl::Status ValidateRunId(std::string_view id);
+// 32 random lower-case hex characters.
+std::string NewRunId();
+
+}  // namespace vigo::server::service
+
+#endif  // VIGO_SERVER_SERVICE_STORE_H_

@@ -1,0 +1,793 @@
+#include "server/service/vigo_server.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/secret_ref.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "sandbox/unique_fd.h"
+#include "server/service/leak_scan.h"
+#include "server/tls/pki.h"
+#include "vigo/v1/admin.grpc.pb.h"
+#include "vigo/v1/agent.grpc.pb.h"
+
+namespace vigo::server::service {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kMaxRefsPerCall = 256;
+constexpr int kMaxResults = 10000;
+constexpr size_t kMaxFieldBytes = 64 * 1024;
+constexpr int kMaxMessageBytes = 4 * 1024 * 1024;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(static_cast<unsigned char*>(static_cast<void*>(raw.data())),
+             static_cast<int>(bytes));
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (char c : raw) {
+    auto b = static_cast<unsigned char>(c);
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat(p.string(), ": cannot read"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string JoinPaths(const std::vector<std::string>& paths, size_t limit = 20) {
+  std::string out;
+  for (size_t i = 0; i < paths.size() && i < limit; ++i) {
+    if (i) out.push_back(',');
+    out += paths[i];
+  }
+  if (paths.size() > limit) StrAppend(&out, ",...(", paths.size(), " total)");
+  return out;
+}
+
+// A ref from a request as it may be recorded: valid paths as-is, anything
+// else replaced (it is attacker-chosen text, maybe a value pasted by
+// mistake, and must not reach the audit log or server log verbatim).
+std::string RecordableRef(const std::string& ref) {
+  if (ValidateSecretPath(ref).ok()) return ref;
+  return StrCat("<invalid path, ", ref.size(), " bytes>");
+}
+
+struct Identity {
+  std::string envoy;
+  std::string fingerprint;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// VigoAgent
+
+class AgentServiceImpl final : public v1::VigoAgent::Service {
+ public:
+  explicit AgentServiceImpl(VigoServer* server) : server_(server) {}
+
+  grpc::Status CheckIn(grpc::ServerContext* ctx, const v1::CheckInRequest* req,
+                       v1::CheckInResponse* resp) override {
+    const std::string rid = NewRequestId(ctx);
+    auto id = Authenticate(ctx, rid, "CheckIn");
+    if (!id.ok()) return ToGrpc(id.status());
+    if (server_->config().require_hardening == "strict") {
+      absl::Status hs = CheckHardening(*req);
+      if (!hs.ok()) {
+        Log(LogLevel::kWarn, "checkin refused: hardening",
+            {{"req", rid}, {"envoy", id->envoy}, {"why", std::string(hs.message())}});
+        return ToGrpc(hs);
+      }
+    }
+    auto state = server_->state();
+    auto bundle = server_->BundleFor(state, id->envoy);
+    if (!bundle.ok()) {
+      Log(LogLevel::kWarn, "checkin: no bundle",
+          {{"req", rid}, {"envoy", id->envoy}, {"status", bundle.status()}});
+      return ToGrpc(bundle.status());
+    }
+    absl::Status touch = server_->store().TouchLastSeen(id->fingerprint);
+    if (!touch.ok()) Log(LogLevel::kWarn, "last_seen update failed", {{"status", touch}});
+    const v1::PolicyBundle& b = (*bundle)->bundle;
+    bool same = !req->known_digest().empty() && req->known_digest() == b.digest();
+    if (same) {
+      resp->mutable_no_change()->set_secrets_epoch(b.secrets_epoch());
+      resp->mutable_no_change()->set_digest(b.digest());
+    } else {
+      *resp->mutable_bundle() = b;
+    }
+    Log(LogLevel::kInfo, "checkin",
+        {{"req", rid},
+         {"envoy", id->envoy},
+         {"epoch", b.secrets_epoch()},
+         {"digest", b.digest()},
+         {"result", same ? "no_change" : "bundle"},
+         {"refs", b.secret_refs_size()}});
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ResolveSecrets(grpc::ServerContext* ctx, const v1::ResolveSecretsRequest* req,
+                              v1::ResolveSecretsResponse* resp) override {
+    const std::string rid = NewRequestId(ctx);
+    auto id = Authenticate(ctx, rid, "ResolveSecrets");
+    if (!id.ok()) return ToGrpc(id.status());
+    auto state = server_->state();
+
+    // 1. Entitlement, before anything else. A path that does not exist and a
+    //    path that is not in this envoy's bundle get the same answer.
+    std::set<std::string> entitled;
+    auto bundle = server_->BundleFor(state, id->envoy);
+    if (bundle.ok()) entitled = (*bundle)->entitlement;
+    std::vector<std::string> denied;
+    std::vector<std::string> asked;
+    for (const std::string& ref : req->refs()) {
+      asked.push_back(RecordableRef(ref));
+      if (entitled.count(ref) == 0) denied.push_back(RecordableRef(ref));
+    }
+    if (req->refs_size() > kMaxRefsPerCall && denied.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          StrCat("at most ", kMaxRefsPerCall, " refs per call"));
+    }
+    if (!denied.empty()) {
+      absl::Status a = server_->Audit({.event = "secret.resolve.denied",
+                                       .actor = StrCat("envoy:", id->envoy),
+                                       .envoy = id->envoy,
+                                       .paths = denied,
+                                       .outcome = "denied",
+                                       .detail = StrCat("req=", rid, " asked=", asked.size())});
+      Log(LogLevel::kWarn, "resolve denied",
+          {{"req", rid}, {"envoy", id->envoy}, {"refs", JoinPaths(denied)}, {"audit", a}});
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "one or more refs are not in this envoy's bundle");
+    }
+    // 2. Epoch.
+    if (req->secrets_epoch() != state->epoch) {
+      Log(LogLevel::kInfo, "resolve stale epoch",
+          {{"req", rid},
+           {"envoy", id->envoy},
+           {"asked_epoch", req->secrets_epoch()},
+           {"epoch", state->epoch}});
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          StrCat("secrets_epoch ", req->secrets_epoch(), " is stale (current ",
+                                 state->epoch, "); check in again"));
+    }
+    // 3. Seal each value to the request's fresh key.
+    auto sealer = Sealer::Create(req->recipient_key());
+    if (!sealer.ok()) return ToGrpc(sealer.status());
+    for (const std::string& ref : req->refs()) {
+      auto value = server_->backend().Get(ref);
+      if (!value.ok()) {
+        Log(LogLevel::kError, "resolve: backend read failed",
+            {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"status", value.status()}});
+        if (absl::IsUnavailable(value.status())) {
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "secret backend unavailable");
+        }
+        if (absl::IsNotFound(value.status())) {
+          return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                              "a secret changed since the last check-in; check in again");
+        }
+        return grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error");
+      }
+      SealContext sctx{id->envoy, state->epoch, ref, sealer->call_id()};
+      auto box = sealer->Seal(sctx, *value);
+      if (!box.ok()) return ToGrpc(box.status());
+      v1::SealedValue* sv = resp->add_values();
+      sv->set_ref(ref);
+      sv->set_nonce(std::move(box->nonce));
+      sv->set_ciphertext(std::move(box->ciphertext));
+    }
+    // The audit record is written before any sealed value leaves.
+    absl::Status a = server_->Audit(
+        {.event = "secret.resolve",
+         .actor = StrCat("envoy:", id->envoy),
+         .envoy = id->envoy,
+         .paths = asked,
+         .outcome = "ok",
+         .detail = StrCat("epoch=", state->epoch, " call=", sealer->call_id(), " req=", rid)});
+    if (!a.ok()) {
+      resp->Clear();
+      Log(LogLevel::kError, "resolve: audit append failed", {{"req", rid}, {"status", a}});
+      return grpc::Status(grpc::StatusCode::INTERNAL, "audit log unavailable");
+    }
+    resp->set_server_key(sealer->server_public_key());
+    resp->set_call_id(sealer->call_id());
+    resp->set_secrets_epoch(state->epoch);
+    Log(LogLevel::kInfo, "resolve",
+        {{"req", rid},
+         {"envoy", id->envoy},
+         {"epoch", state->epoch},
+         {"call", sealer->call_id()},
+         {"refs", JoinPaths(asked)}});
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReportResult(grpc::ServerContext* ctx, const v1::ReportResultRequest* req,
+                            v1::ReportResultResponse* resp) override {
+    const std::string rid = NewRequestId(ctx);
+    auto id = Authenticate(ctx, rid, "ReportResult");
+    if (!id.ok()) return ToGrpc(id.status());
+    if (req->results_size() > kMaxResults) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          StrCat("at most ", kMaxResults, " results per report"));
+    }
+    // Defence in depth: look for the values this envoy may hold.
+    LeakScanner scanner;
+    auto state = server_->state();
+    auto bundle = server_->BundleFor(state, id->envoy);
+    if (bundle.ok()) {
+      for (const std::string& path : (*bundle)->entitlement) {
+        auto value = server_->backend().Get(path);
+        if (!value.ok()) {
+          Log(LogLevel::kWarn, "report: cannot read value for leak scan",
+              {{"req", rid}, {"path", path}, {"status", value.status()}});
+          continue;
+        }
+        absl::Status as = scanner.Add(path, *value);
+        if (!as.ok()) return ToGrpc(as);
+      }
+    }
+    std::set<std::string> leaked;
+    auto clean = [&](const std::string& s) {
+      std::string out = scanner.Redact(s, &leaked);
+      if (out.size() > kMaxFieldBytes) {
+        out.resize(kMaxFieldBytes);
+        out += "...[truncated]";
+      }
+      return out;
+    };
+    RunRecord run;
+    run.id = clean(req->run_id());
+    if (run.id.empty() || !ValidateRunId(run.id).ok()) run.id = NewRunId();
+    run.envoy = id->envoy;
+    run.bundle_digest = clean(req->bundle_digest());
+    run.secrets_epoch = req->secrets_epoch();
+    run.started_ms = req->started_unix_ms();
+    run.finished_ms = req->finished_unix_ms();
+    run.received_ms = NowUnixMs();
+    run.outcome = clean(req->outcome());
+    std::vector<ResultRecord> results;
+    results.reserve(static_cast<size_t>(req->results_size()));
+    for (const v1::ResourceResult& r : req->results()) {
+      results.push_back({clean(r.name()), clean(r.type()), clean(r.status()), clean(r.action()),
+                         clean(r.message())});
+    }
+    run.redacted = !leaked.empty();
+    absl::Status st = server_->store().StoreRun(run, results);
+    if (!leaked.empty()) {
+      std::vector<std::string> paths(leaked.begin(), leaked.end());
+      absl::Status a = server_->Audit({.event = "secret.leak.detected",
+                                       .actor = StrCat("envoy:", id->envoy),
+                                       .envoy = id->envoy,
+                                       .paths = paths,
+                                       .outcome = "redacted",
+                                       .detail = StrCat("run=", run.id, " req=", rid)});
+      Log(LogLevel::kError, "report: agent leaked secret values; stored redacted",
+          {{"req", rid}, {"envoy", id->envoy}, {"run", run.id}, {"refs", JoinPaths(paths)},
+           {"audit", a}});
+    }
+    if (!st.ok()) {
+      Log(LogLevel::kWarn, "report: store failed", {{"req", rid}, {"status", st}});
+      return ToGrpc(st);
+    }
+    resp->set_run_id(run.id);
+    Log(LogLevel::kInfo, "report",
+        {{"req", rid},
+         {"envoy", id->envoy},
+         {"run", run.id},
+         {"outcome", run.outcome},
+         {"results", results.size()}});
+    return grpc::Status::OK;
+  }
+
+ private:
+  static std::string NewRequestId(grpc::ServerContext* ctx) {
+    std::string rid = RandomHex(8);
+    ctx->AddInitialMetadata("vigo-request-id", rid);
+    return rid;
+  }
+
+  // Envoy identity from the verified client certificate only; then the
+  // certificate must be recorded and not revoked (checked on every call).
+  absl::StatusOr<Identity> Authenticate(grpc::ServerContext* ctx, const std::string& rid,
+                                        const char* method) {
+    auto auth = ctx->auth_context();
+    if (!auth || !auth->IsPeerAuthenticated()) {
+      Log(LogLevel::kWarn, "unauthenticated call", {{"req", rid}, {"method", method}});
+      return absl::UnauthenticatedError("client certificate required");
+    }
+    auto cns = auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);
+    auto pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (cns.size() != 1 || pems.size() != 1) {
+      return absl::UnauthenticatedError("client certificate must carry exactly one CN");
+    }
+    Identity id;
+    id.envoy.assign(cns[0].data(), cns[0].size());
+    if (!tls::ValidateEnvoyName(id.envoy).ok()) {
+      Log(LogLevel::kWarn, "bad envoy name in certificate", {{"req", rid}, {"method", method}});
+      return absl::UnauthenticatedError("client certificate CN is not a valid envoy name");
+    }
+    std::string pem(pems[0].data(), pems[0].size());
+    auto fp = Fingerprint(pem);
+    if (!fp.ok()) return absl::UnauthenticatedError("client certificate unreadable");
+    id.fingerprint = *fp;
+    auto lookup = server_->store().LookupCert(id.fingerprint);
+    if (!lookup.ok()) {
+      Log(LogLevel::kError, "certificate lookup failed", {{"req", rid}, {"status", lookup.status()}});
+      return absl::UnavailableError("server database unavailable");
+    }
+    if (lookup->state != CertState::kActive || lookup->name != id.envoy) {
+      const char* why = lookup->state == CertState::kRevoked ? "revoked" : "unknown";
+      Log(LogLevel::kWarn, "certificate refused",
+          {{"req", rid}, {"method", method}, {"envoy", id.envoy}, {"why", why},
+           {"fingerprint", id.fingerprint}});
+      return absl::UnauthenticatedError(
+          StrCat("client certificate is ", why, " (issue a new one with 'vigocli envoy issue')"));
+    }
+    Log(LogLevel::kTrace, "call", {{"req", rid}, {"method", method}, {"envoy", id.envoy}});
+    return id;
+  }
+
+  absl::StatusOr<std::string> Fingerprint(const std::string& pem) {
+    {
+      std::lock_guard<std::mutex> lock(fp_mu_);
+      auto it = fp_cache_.find(pem);
+      if (it != fp_cache_.end()) return it->second;
+    }
+    VIGO_ASSIGN_OR_RETURN(tls::CertInfo info, tls::CertInfoFromPem(pem));
+    std::lock_guard<std::mutex> lock(fp_mu_);
+    if (fp_cache_.size() > 4096) fp_cache_.clear();
+    fp_cache_[pem] = info.fingerprint_sha256;
+    return info.fingerprint_sha256;
+  }
+
+  static absl::Status CheckHardening(const v1::CheckInRequest& req) {
+    bool have_broker = false, have_worker = false;
+    for (const v1::AttestationReport& r : req.attestation()) {
+      if (r.process() == "broker") have_broker = true;
+      if (r.process() == "worker") have_worker = true;
+      std::string p = r.process();
+      if (r.seccomp_mode() != 2 || r.seccomp_filters() < 1) {
+        return absl::FailedPreconditionError(StrCat(p, ": seccomp filter not active"));
+      }
+      if (!r.no_new_privs()) return absl::FailedPreconditionError(StrCat(p, ": no_new_privs off"));
+      if (r.dumpable()) return absl::FailedPreconditionError(StrCat(p, ": process is dumpable"));
+      if (!r.arena_locked() || !r.arena_dontdump()) {
+        return absl::FailedPreconditionError(StrCat(p, ": secret arena not locked/dontdump"));
+      }
+      if (r.skipped_steps_size() > 0) {
+        return absl::FailedPreconditionError(
+            StrCat(p, ": skipped hardening step '", r.skipped_steps(0), "'"));
+      }
+    }
+    if (!have_broker || !have_worker) {
+      return absl::FailedPreconditionError(
+          "checkin.require_hardening is strict: broker and worker attestation required");
+    }
+    return absl::OkStatus();
+  }
+
+  VigoServer* server_;
+  std::mutex fp_mu_;
+  std::unordered_map<std::string, std::string> fp_cache_;
+};
+
+// ---------------------------------------------------------------------------
+// VigoAdmin (unix socket, 0600 in a 0700 dir)
+
+class AdminServiceImpl final : public v1::VigoAdmin::Service {
+ public:
+  explicit AdminServiceImpl(VigoServer* server) : server_(server) {}
+
+  grpc::Status Reload(grpc::ServerContext*, const v1::ReloadRequest* req,
+                      v1::ReloadResponse* resp) override {
+    std::string reason = req->reason().empty() ? "admin" : req->reason().substr(0, 64);
+    auto epoch = server_->Reload(reason);
+    if (epoch.ok()) {
+      resp->set_ok(true);
+      resp->set_secrets_epoch(*epoch);
+    } else {
+      resp->set_ok(false);
+      resp->set_secrets_epoch(server_->epoch());
+      resp->set_error(std::string(epoch.status().message()));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*,
+                      v1::StatusResponse* resp) override {
+    auto state = server_->state();
+    resp->set_secrets_epoch(state->epoch);
+    resp->set_policy_version(state->stacks ? state->stacks->policy_version() : 0);
+    resp->set_backend(std::string(server_->backend().Name()));
+    resp->set_started_unix_ms(server_->started_unix_ms());
+    return grpc::Status::OK;
+  }
+
+ private:
+  VigoServer* server_;
+};
+
+// ---------------------------------------------------------------------------
+// VigoServer
+
+VigoServer::VigoServer(ServerConfig cfg, ServerOptions options)
+    : cfg_(std::move(cfg)), options_(options) {}
+
+VigoServer::~VigoServer() {
+  Shutdown();
+  if (watcher_.joinable()) watcher_.join();
+  for (int& fd : stop_pipe_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<VigoServer>> VigoServer::Create(
+    const ServerConfig& cfg, std::unique_ptr<SecretBackend> backend, const ServerOptions& options) {
+  std::unique_ptr<VigoServer> s(new VigoServer(cfg, options));
+  // TLS material first: cheap, and the most common operator mistake.
+  absl::Status tls_ok = tls::CheckServerTlsMaterial(cfg.TlsDir());
+  if (!tls_ok.ok()) {
+    return absl::Status(tls_ok.code(), StrCat("bad TLS material: ", tls_ok.message()));
+  }
+  if (backend == nullptr) {
+    auto opened = OpenBackend(cfg);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          StrCat("secret backend '", cfg.secrets_backend,
+                                 "' unusable: ", opened.status().message()));
+    }
+    backend = std::move(*opened);
+  } else {
+    absl::Status h = backend->CheckHealth();
+    if (!h.ok()) {
+      return absl::Status(h.code(), StrCat("secret backend '", backend->Name(),
+                                           "' unhealthy: ", h.message()));
+    }
+  }
+  s->backend_ = std::move(backend);
+  auto db1 = Database::Open(cfg.DatabasePath());
+  if (!db1.ok()) {
+    return absl::Status(db1.status().code(),
+                        StrCat("database: ", db1.status().message()));
+  }
+  s->store_db_ = std::move(*db1);
+  VIGO_ASSIGN_OR_RETURN(s->audit_db_, Database::Open(cfg.DatabasePath()));
+  s->store_ = std::make_unique<ServerStore>(s->store_db_.get());
+  VIGO_RETURN_IF_ERROR(s->store_->Init());
+  s->audit_ = std::make_unique<AuditLog>(s->audit_db_.get());
+
+  LoadReport report;
+  auto state = s->LoadState(&report);
+  if (!state.ok()) {
+    std::string first = report.errors.empty() ? std::string(state.status().message())
+                                              : report.errors.front().ToString();
+    std::string more =
+        report.errors.size() > 1 ? StrCat(" (and ", report.errors.size() - 1, " more)") : "";
+    return absl::Status(state.status().code(), StrCat("stacks: ", first, more));
+  }
+  {
+    std::lock_guard<std::mutex> lock(s->state_mu_);
+    s->state_ = *state;
+  }
+  (void)s->Audit({.event = "config.reload",
+                  .actor = "server",
+                  .envoy = "",
+                  .paths = {},
+                  .outcome = "ok",
+                  .detail = StrCat("reason=startup epoch=", (*state)->epoch)});
+  Log(LogLevel::kInfo, "stacks loaded",
+      {{"epoch", (*state)->epoch},
+       {"policy_version", (*state)->stacks->policy_version()},
+       {"files", report.files},
+       {"references", report.references}});
+  return s;
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> VigoServer::Versions(const Stacks& stacks) {
+  std::map<std::string, uint64_t> out;
+  for (const std::string& path : stacks.AllReferences()) {
+    auto v = backend_->Version(path);
+    if (!v.ok()) {
+      return absl::Status(v.status().code(),
+                          StrCat("secret '", path, "': ", v.status().message()));
+    }
+    out[path] = *v;
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const PolicyState>> VigoServer::LoadState(LoadReport* report) {
+  VIGO_ASSIGN_OR_RETURN(std::shared_ptr<const Stacks> stacks,
+                        Stacks::Load(cfg_.StacksDir(), *backend_, report));
+  VIGO_ASSIGN_OR_RETURN(auto versions, Versions(*stacks));
+  // Every successful load is a new epoch, persisted so restarts never go back.
+  VIGO_ASSIGN_OR_RETURN(uint64_t epoch, store_->BumpEpoch());
+  auto st = std::make_shared<PolicyState>();
+  st->stacks = std::move(stacks);
+  st->epoch = epoch;
+  st->versions = std::move(versions);
+  return std::shared_ptr<const PolicyState>(std::move(st));
+}
+
+absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  LoadReport report;
+  auto state = LoadState(&report);
+  if (!state.ok()) {
+    last_reload_failed_ = true;
+    std::string why;
+    if (report.errors.empty()) {
+      why = std::string(state.status().message());
+    } else {
+      for (size_t i = 0; i < report.errors.size() && i < 10; ++i) {
+        if (i) why += "; ";
+        why += report.errors[i].ToString();
+      }
+      if (report.errors.size() > 10) StrAppend(&why, "; ... (", report.errors.size(), " errors)");
+    }
+    Log(LogLevel::kError, "reload failed; keeping the last good config",
+        {{"reason", reason}, {"error", why}, {"epoch", epoch()}});
+    (void)Audit({.event = "config.reload",
+                 .actor = "server",
+                  .envoy = "",
+                  .paths = {},
+                 .outcome = "failed",
+                 .detail = StrCat("reason=", reason, " ", why.substr(0, 512))});
+    return absl::Status(state.status().code(), why);
+  }
+  uint64_t epoch = (*state)->epoch;
+  {
+    std::lock_guard<std::mutex> slock(state_mu_);
+    state_ = *state;
+    bundle_cache_.clear();
+    bundle_cache_state_ = nullptr;
+  }
+  last_reload_failed_ = false;
+  (void)Audit({.event = "config.reload",
+               .actor = "server",
+                  .envoy = "",
+                  .paths = {},
+               .outcome = "ok",
+               .detail = StrCat("reason=", reason, " epoch=", epoch)});
+  Log(LogLevel::kInfo, "reloaded",
+      {{"reason", reason},
+       {"epoch", epoch},
+       {"policy_version", (*state)->stacks->policy_version()},
+       {"references", report.references}});
+  return epoch;
+}
+
+uint64_t VigoServer::epoch() const { return state()->epoch; }
+
+std::shared_ptr<const PolicyState> VigoServer::state() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return state_;
+}
+
+absl::Status VigoServer::Audit(const AuditEvent& event) {
+  std::lock_guard<std::mutex> lock(audit_mu_);
+  absl::Status st = audit_->Append(event);
+  if (!st.ok()) Log(LogLevel::kError, "audit append failed", {{"event", event.event}, {"status", st}});
+  return st;
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledBundle>> VigoServer::BundleFor(
+    const std::shared_ptr<const PolicyState>& state, const std::string& envoy) {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (bundle_cache_state_ == state.get()) {
+      auto it = bundle_cache_.find(envoy);
+      if (it != bundle_cache_.end()) return it->second;
+    }
+  }
+  VIGO_ASSIGN_OR_RETURN(CompiledBundle b, state->stacks->Compile(envoy, state->epoch));
+  auto shared = std::make_shared<const CompiledBundle>(std::move(b));
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (state_.get() == state.get()) {
+    if (bundle_cache_state_ != state.get()) {
+      bundle_cache_.clear();
+      bundle_cache_state_ = state.get();
+    }
+    if (bundle_cache_.size() < 100000) bundle_cache_[envoy] = shared;
+  }
+  return shared;
+}
+
+absl::Status VigoServer::Start(const std::string& listen) {
+  started_ms_ = NowUnixMs();
+  const std::string addr = listen.empty() ? cfg_.grpc_listen : listen;
+  // The TLS key goes to gRPC (which wants a string) and our copy is wiped.
+  VIGO_ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(cfg_.TlsDir() / "ca.pem"));
+  VIGO_ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(cfg_.TlsDir() / "server.pem"));
+  VIGO_ASSIGN_OR_RETURN(std::string key_pem, ReadFile(cfg_.TlsDir() / "server.key"));
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = ca_pem;
+  ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
+  OPENSSL_cleanse(key_pem.data(), key_pem.size());
+  auto creds = grpc::SslServerCredentials(ssl);
+  OPENSSL_cleanse(ssl.pem_key_cert_pairs[0].private_key.data(),
+                  ssl.pem_key_cert_pairs[0].private_key.size());
+
+  agent_service_ = std::make_unique<AgentServiceImpl>(this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(addr, creds, &port_);
+  builder.RegisterService(agent_service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  agent_server_ = builder.BuildAndStart();
+  if (!agent_server_ || port_ == 0) {
+    agent_server_.reset();
+    return absl::UnavailableError(StrCat("cannot listen on ", addr));
+  }
+  std::string host = addr.substr(0, addr.rfind(':'));
+  listen_address_ = StrCat(host, ":", port_);
+
+  fs::path run_dir = cfg_.root / "run";
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  ::chmod(run_dir.c_str(), 0700);
+  if (options_.enable_admin) {
+    fs::path sock = cfg_.AdminSocket();
+    struct stat st {};
+    if (::lstat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(sock.c_str());
+    admin_service_ = std::make_unique<AdminServiceImpl>(this);
+    grpc::ServerBuilder ab;
+    ab.AddListeningPort(StrCat("unix:", sock.string()), grpc::InsecureServerCredentials());
+    ab.RegisterService(admin_service_.get());
+    mode_t old = ::umask(0077);
+    admin_server_ = ab.BuildAndStart();
+    ::umask(old);
+    if (!admin_server_) {
+      return absl::UnavailableError(StrCat("cannot listen on ", sock.string()));
+    }
+    ::chmod(sock.c_str(), 0600);
+  }
+  {
+    std::ofstream f(run_dir / "vigosrv.addr", std::ios::trunc);
+    f << listen_address_ << "\n";
+  }
+  if (options_.enable_watcher) {
+    if (::pipe2(stop_pipe_, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
+    watcher_ = std::thread([this] { WatchLoop(); });
+  }
+  Log(LogLevel::kInfo, "serving",
+      {{"listen", listen_address_},
+       {"admin", options_.enable_admin ? cfg_.AdminSocket().string() : std::string("off")},
+       {"backend", std::string(backend_->Name())},
+       {"epoch", epoch()}});
+  return absl::OkStatus();
+}
+
+bool VigoServer::VersionsChanged() {
+  auto st = state();
+  for (const auto& [path, version] : st->versions) {
+    auto v = backend_->Version(path);
+    if (!v.ok() || *v != version) return true;
+  }
+  return false;
+}
+
+void VigoServer::WatchLoop() {
+  sandbox::UniqueFd ino;
+  std::vector<fs::path> watched;
+  auto add_watches = [&]() {
+    if (!ino) return;
+    std::error_code ec;
+    fs::path dir = cfg_.SecretsDir();
+    const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+                          IN_ATTRIB | IN_ONLYDIR;
+    ::inotify_add_watch(ino.get(), dir.c_str(), mask);
+    for (auto it = fs::recursive_directory_iterator(dir, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec)) ::inotify_add_watch(ino.get(), it->path().c_str(), mask);
+    }
+  };
+  if (backend_->Name() == "local") {
+    ino = sandbox::UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    add_watches();
+  }
+  auto next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
+  bool pending = false;
+  auto pending_at = std::chrono::steady_clock::now();
+  while (true) {
+    auto now = std::chrono::steady_clock::now();
+    auto deadline = pending ? std::min(pending_at, next_poll) : next_poll;
+    int timeout_ms = static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()));
+    struct pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {ino ? ino.get() : -1, POLLIN, 0}};
+    int n = ::poll(fds, 2, timeout_ms);
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP))) break;
+    if (n > 0 && (fds[1].revents & POLLIN)) {
+      char buf[4096];
+      while (::read(ino.get(), buf, sizeof(buf)) > 0) {
+      }
+      add_watches();  // new subdirectories
+      pending = true;
+      pending_at = std::chrono::steady_clock::now() + options_.debounce;
+      continue;
+    }
+    now = std::chrono::steady_clock::now();
+    bool check = false;
+    const char* why = "";
+    if (pending && now >= pending_at) {
+      pending = false;
+      check = true;
+      why = "secrets dir changed";
+    }
+    if (now >= next_poll) {
+      next_poll = now + options_.poll_interval;
+      check = true;
+      why = *why ? why : "version poll";
+    }
+    if (!check) continue;
+    // A failed previous reload is retried on any change: the operator may
+    // just have added the missing secret.
+    if (last_reload_failed_ ? std::string_view(why) != "version poll" : VersionsChanged()) {
+      Log(LogLevel::kInfo, "rotation detected", {{"why", why}});
+      (void)Reload(StrCat("watcher: ", why));
+    }
+  }
+}
+
+void VigoServer::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+  }
+  if (stop_pipe_[1] >= 0) {
+    char c = 'x';
+    (void)!::write(stop_pipe_[1], &c, 1);
+  }
+  auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  if (agent_server_) agent_server_->Shutdown(deadline);
+  if (admin_server_) {
+    admin_server_->Shutdown(deadline);
+    ::unlink(cfg_.AdminSocket().c_str());
+  }
+  if (watcher_.joinable() && watcher_.get_id() != std::this_thread::get_id()) watcher_.join();
+  if (agent_server_) Log(LogLevel::kInfo, "stopped");
+  done_cv_.notify_all();
+}
+
+void VigoServer::Wait() {
+  std::unique_lock<std::mutex> lock(done_mu_);
+  done_cv_.wait(lock, [this] { return shutdown_; });
+}
+
+}  // namespace vigo::server::service

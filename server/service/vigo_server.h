@@ -1,0 +1,148 @@
+// VigoServer: the running server. Owns the backend, the database, the loaded
+// stacks and the secrets_epoch; serves VigoAgent over mutual TLS and
+// VigoAdmin on <root>/run/admin.sock; reloads on request, on SIGHUP (via the
+// caller) and when the watcher sees a referenced secret change.
+//
+//   VIGO_ASSIGN_OR_RETURN(ServerConfig cfg, LoadServerConfig(root));
+//   VIGO_ASSIGN_OR_RETURN(auto srv, VigoServer::Create(cfg, /*backend=*/nullptr));
+//   VIGO_RETURN_IF_ERROR(srv->Start("127.0.0.1:0"));
+//   std::printf("vigosrv: listening on %s\n", srv->listen_address().c_str());
+//   srv->Wait();   // until Shutdown()
+//
+// Start-up is fail-fast: Create returns the first problem as one line naming
+// its cause (TLS material, backend health, stacks load errors including a
+// missing referenced secret, database). After start, a failed reload keeps
+// serving the last good stacks and logs/audits why.
+//
+// Identity: every agent call takes the envoy name from the CN of the verified
+// client certificate (gRPC AuthContext), then checks that certificate's
+// SHA-256 fingerprint against the envoy_certs table on *every call*: unknown
+// or revoked certificates get UNAUTHENTICATED. No request field names the
+// caller.
+//
+// Thread safety: all public methods are thread-safe.
+#ifndef VIGO_SERVER_SERVICE_VIGO_SERVER_H_
+#define VIGO_SERVER_SERVICE_VIGO_SERVER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/audit.h"
+#include "server/backend.h"
+#include "server/db.h"
+#include "server/server_config.h"
+#include "server/service/store.h"
+#include "server/stacks.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace vigo::server::service {
+
+// One loaded configuration generation.
+struct PolicyState {
+  std::shared_ptr<const Stacks> stacks;
+  uint64_t epoch = 0;
+  std::map<std::string, uint64_t> versions;  // referenced path → backend Version()
+};
+
+struct ServerOptions {
+  // Watch the secrets dir (local backend) and poll Version() periodically.
+  bool enable_watcher = true;
+  // Version poll period for rotation detection (any backend).
+  std::chrono::milliseconds poll_interval{30000};
+  // Debounce for inotify bursts.
+  std::chrono::milliseconds debounce{300};
+  // Serve the admin socket (tests that run several servers may turn it off).
+  bool enable_admin = true;
+};
+
+class VigoServer {
+ public:
+  // `backend` may be null: then OpenBackend(cfg) is used. Never serves.
+  static absl::StatusOr<std::unique_ptr<VigoServer>> Create(
+      const ServerConfig& cfg, std::unique_ptr<SecretBackend> backend,
+      const ServerOptions& options = {});
+  ~VigoServer();
+
+  // Binds the agent port (`listen` overrides cfg.grpc_listen when non-empty)
+  // and the admin socket, writes <root>/run/vigosrv.addr, starts the watcher.
+  absl::Status Start(const std::string& listen);
+  // "HOST:PORT" actually bound (port resolved when 0 was asked).
+  const std::string& listen_address() const { return listen_address_; }
+  int port() const { return port_; }
+
+  // Reloads the stacks against the backend; on success bumps and returns the
+  // new secrets_epoch and audits config.reload; on failure keeps the current
+  // state, audits the failure and returns the error (file:line, no values).
+  absl::StatusOr<uint64_t> Reload(const std::string& reason);
+
+  uint64_t epoch() const;
+  std::shared_ptr<const PolicyState> state() const;
+  const ServerConfig& config() const { return cfg_; }
+  SecretBackend& backend() { return *backend_; }
+  ServerStore& store() { return *store_; }
+  int64_t started_unix_ms() const { return started_ms_; }
+
+  // Appends an audit event; serialized (the AuditLog is not thread-safe).
+  absl::Status Audit(const AuditEvent& event);
+
+  // The compiled bundle for `envoy` under `state` (cached per state).
+  absl::StatusOr<std::shared_ptr<const CompiledBundle>> BundleFor(
+      const std::shared_ptr<const PolicyState>& state, const std::string& envoy);
+
+  // Stops serving (idempotent) and wakes Wait().
+  void Shutdown();
+  void Wait();
+
+ private:
+  VigoServer(ServerConfig cfg, ServerOptions options);
+  absl::StatusOr<std::shared_ptr<const PolicyState>> LoadState(LoadReport* report);
+  absl::StatusOr<std::map<std::string, uint64_t>> Versions(const Stacks& stacks);
+  void WatchLoop();
+  // True when a referenced secret's Version() differs (or fails).
+  bool VersionsChanged();
+
+  ServerConfig cfg_;
+  ServerOptions options_;
+  std::unique_ptr<SecretBackend> backend_;
+  std::unique_ptr<Database> store_db_;
+  std::unique_ptr<Database> audit_db_;
+  std::unique_ptr<ServerStore> store_;
+  std::unique_ptr<AuditLog> audit_;
+  std::mutex audit_mu_;
+
+  mutable std::mutex state_mu_;
+  std::shared_ptr<const PolicyState> state_;
+  std::map<std::string, std::shared_ptr<const CompiledBundle>> bundle_cache_;  // under state_mu_
+  const PolicyState* bundle_cache_state_ = nullptr;                            // under state_mu_
+  std::mutex reload_mu_;
+  std::atomic<bool> last_reload_failed_{false};
+
+  std::unique_ptr<grpc::Server> agent_server_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<class AgentServiceImpl> agent_service_;
+  std::unique_ptr<class AdminServiceImpl> admin_service_;
+  std::string listen_address_;
+  int port_ = 0;
+  int64_t started_ms_ = 0;
+
+  std::thread watcher_;
+  int stop_pipe_[2] = {-1, -1};
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool shutdown_ = false;  // under done_mu_
+};
+
+}  // namespace vigo::server::service
+
+#endif  // VIGO_SERVER_SERVICE_VIGO_SERVER_H_

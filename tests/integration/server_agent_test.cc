@@ -1,0 +1,414 @@
+// VigoAgent over real mTLS on 127.0.0.1:0 with a real local vault.
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "common/seal.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_fixture.h"
+
+namespace vigo::testing {
+namespace {
+
+constexpr char kDbCanary[] = "canary-db-8f3a1c29e0d74b55";
+constexpr char kTokenCanary[] = "canary-token-41d0c7aa93be";
+constexpr char kKeyCanary[] = "canary-key-6b2e90ff0c1d";
+
+ServerFixtureOptions Opts() {
+  ServerFixtureOptions o;
+  o.stacks = TwoEnvoyStacks();
+  o.secrets = {{"a/db", kDbCanary}, {"a/token", kTokenCanary}, {"b/key", kKeyCanary}};
+  o.server_options.enable_watcher = false;
+  return o;
+}
+
+v1::CheckInResponse CheckIn(v1::VigoAgent::Stub& stub, const std::string& known = "",
+                            grpc::Status* status = nullptr) {
+  grpc::ClientContext ctx;
+  v1::CheckInRequest req;
+  req.set_known_digest(known);
+  v1::CheckInResponse resp;
+  grpc::Status st = stub.CheckIn(&ctx, req, &resp);
+  if (status) *status = st;
+  else EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp;
+}
+
+struct Resolved {
+  grpc::Status status;
+  v1::ResolveSecretsResponse resp;
+};
+
+Resolved Resolve(v1::VigoAgent::Stub& stub, const std::vector<std::string>& refs, uint64_t epoch,
+                 const RecipientKey& key) {
+  grpc::ClientContext ctx;
+  v1::ResolveSecretsRequest req;
+  for (const auto& r : refs) req.add_refs(r);
+  req.set_secrets_epoch(epoch);
+  req.set_recipient_key(key.public_key());
+  Resolved out;
+  out.status = stub.ResolveSecrets(&ctx, req, &out.resp);
+  return out;
+}
+
+absl::StatusOr<sandbox::SecretBuffer> Open(const RecipientKey& key, const std::string& envoy,
+                                           const v1::ResolveSecretsResponse& resp,
+                                           const v1::SealedValue& v) {
+  SealContext ctx{envoy, resp.secrets_epoch(), v.ref(), resp.call_id()};
+  return key.Open(resp.server_key(), ctx, SealedBox{v.nonce(), v.ciphertext()});
+}
+
+class ServerAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fx_ = std::make_unique<ServerFixture>(Opts());
+    ASSERT_TRUE(fx_->ok()) << fx_->error();
+    a_ = fx_->IssueEnvoy("web-a");
+    b_ = fx_->IssueEnvoy("web-b");
+    ASSERT_TRUE(fx_->ok()) << fx_->error();
+  }
+  std::unique_ptr<ServerFixture> fx_;
+  EnvoyCreds a_, b_;
+};
+
+TEST_F(ServerAgentTest, EnvoyGetsOwnBundleAndUnsealsOwnRefs) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  ASSERT_TRUE(ci.has_bundle());
+  const v1::PolicyBundle& b = ci.bundle();
+  EXPECT_EQ(b.envoy_name(), "web-a");
+  EXPECT_EQ(b.secrets_epoch(), fx_->server().epoch());
+  std::vector<std::string> refs(b.secret_refs().begin(), b.secret_refs().end());
+  EXPECT_EQ(refs, (std::vector<std::string>{"a/db", "a/token"}));
+  std::string serialized = b.SerializeAsString();
+  EXPECT_EQ(serialized.find(kDbCanary), std::string::npos);
+  EXPECT_NE(serialized.find("__VIGO_SECRET__a/db__END__"), std::string::npos);
+
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  Resolved r = Resolve(*stub, refs, b.secrets_epoch(), *key);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.resp.values_size(), 2);
+  EXPECT_EQ(r.resp.secrets_epoch(), b.secrets_epoch());
+  EXPECT_EQ(r.resp.server_key().size(), 32u);
+  std::map<std::string, std::string> want = {{"a/db", kDbCanary}, {"a/token", kTokenCanary}};
+  for (const auto& v : r.resp.values()) {
+    auto opened = Open(*key, "web-a", r.resp, v);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_TRUE(BufEquals(*opened, want[v.ref()])) << v.ref();
+  }
+  EXPECT_EQ(fx_->CountAudit("secret.resolve"), 1);
+}
+
+TEST_F(ServerAgentTest, NoChangeWhenDigestKnown) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse first = CheckIn(*stub);
+  ASSERT_TRUE(first.has_bundle());
+  v1::CheckInResponse second = CheckIn(*stub, first.bundle().digest());
+  ASSERT_TRUE(second.has_no_change());
+  EXPECT_EQ(second.no_change().digest(), first.bundle().digest());
+  EXPECT_EQ(second.no_change().secrets_epoch(), first.bundle().secrets_epoch());
+  v1::CheckInResponse third = CheckIn(*stub, "0000");
+  EXPECT_TRUE(third.has_bundle());
+  // Last seen is recorded.
+  auto certs = fx_->store().ListEnvoyCerts();
+  ASSERT_TRUE(certs.ok());
+  bool seen = false;
+  for (const auto& c : *certs) seen |= (c.name == "web-a" && c.last_seen_ms.has_value());
+  EXPECT_TRUE(seen);
+}
+
+TEST_F(ServerAgentTest, OtherEnvoysRefIsDeniedAndAuditedOnce) {
+  auto stub_b = fx_->Stub(b_);
+  v1::CheckInResponse ci = CheckIn(*stub_b);
+  ASSERT_TRUE(ci.has_bundle());
+  EXPECT_EQ(ci.bundle().envoy_name(), "web-b");
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  const int before = fx_->CountAudit("secret.resolve.denied");
+  Resolved r = Resolve(*stub_b, {"a/db"}, ci.bundle().secrets_epoch(), *key);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(r.resp.values_size(), 0);
+  auto records = fx_->AuditRecords();
+  int denied = 0;
+  for (const auto& rec : records) {
+    if (rec.event.event != "secret.resolve.denied") continue;
+    ++denied;
+    EXPECT_EQ(rec.event.envoy, "web-b");
+    EXPECT_EQ(rec.event.paths, std::vector<std::string>{"a/db"});
+    EXPECT_EQ(rec.event.outcome, "denied");
+  }
+  EXPECT_EQ(denied, before + 1);
+  EXPECT_EQ(fx_->CountAudit("secret.resolve"), 0);
+
+  // A mix of own and foreign refs: the whole call fails, nothing sealed.
+  Resolved mixed = Resolve(*stub_b, {"b/key", "a/token"}, ci.bundle().secrets_epoch(), *key);
+  EXPECT_EQ(mixed.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(mixed.resp.values_size(), 0);
+
+  // "Does not exist" gets exactly the same answer as "not entitled".
+  Resolved missing = Resolve(*stub_b, {"no/such"}, ci.bundle().secrets_epoch(), *key);
+  EXPECT_EQ(missing.status.error_code(), r.status.error_code());
+  EXPECT_EQ(missing.status.error_message(), r.status.error_message());
+
+  // Entitlement comes before the epoch check.
+  Resolved stale_foreign = Resolve(*stub_b, {"a/db"}, 999999, *key);
+  EXPECT_EQ(stale_foreign.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(fx_->CountAudit("secret.resolve.denied"), before + 4);
+}
+
+TEST_F(ServerAgentTest, StaleEpochIsFailedPrecondition) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  ASSERT_TRUE(ci.has_bundle());
+  const uint64_t old_epoch = ci.bundle().secrets_epoch();
+  auto reloaded = fx_->server().Reload("test");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ(*reloaded, old_epoch + 1);
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  Resolved r = Resolve(*stub, {"a/db"}, old_epoch, *key);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(r.resp.values_size(), 0);
+  // Checking in again gives the new epoch (and a new digest), which works.
+  v1::CheckInResponse again = CheckIn(*stub, ci.bundle().digest());
+  ASSERT_TRUE(again.has_bundle());
+  EXPECT_EQ(again.bundle().secrets_epoch(), old_epoch + 1);
+  Resolved ok = Resolve(*stub, {"a/db"}, again.bundle().secrets_epoch(), *key);
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+}
+
+TEST_F(ServerAgentTest, RevokedCertificateIsRefusedOnTheSameConnection) {
+  auto stub = fx_->Stub(a_);
+  grpc::Status st;
+  CheckIn(*stub, "", &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto n = fx_->store().RevokeEnvoy("web-a");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  // Same channel, same TLS connection: the check is per call.
+  CheckIn(*stub, "", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  Resolved r = Resolve(*stub, {"a/db"}, fx_->server().epoch(), *key);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(r.resp.values_size(), 0);
+  // web-b is unaffected.
+  auto stub_b = fx_->Stub(b_);
+  CheckIn(*stub_b, "", &st);
+  EXPECT_TRUE(st.ok());
+  // A fresh certificate for web-a works again.
+  EnvoyCreds a2 = fx_->IssueEnvoy("web-a");
+  auto stub2 = fx_->Stub(a2);
+  CheckIn(*stub2, "", &st);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(ServerAgentTest, UnrecordedOrForeignCertificatesAreRefused) {
+  // Signed by the CA but never recorded (e.g. a stolen CA key would need the db too).
+  EnvoyCreds ghost = fx_->IssueEnvoy("web-a", /*record=*/false);
+  auto stub = fx_->Stub(ghost);
+  grpc::Status st;
+  CheckIn(*stub, "", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // A certificate from another CA fails the TLS handshake.
+  TempDir other;
+  server::tls::CaFiles ca{other.path() / "ca.pem", other.path() / "ca.key"};
+  ASSERT_TRUE(server::tls::CreateCa(ca, "Other CA").ok());
+  ASSERT_TRUE(server::tls::IssueClientCert(ca, other.path() / "cert.pem", other.path() / "key.pem",
+                                           "web-a", std::chrono::hours(1))
+                  .ok());
+  EnvoyCreds foreign{"web-a", other.path(), a_.ca_pem, ReadAllFile(other.path() / "cert.pem"),
+                     ReadAllFile(other.path() / "key.pem"), {}};
+  auto stub_f = fx_->Stub(foreign);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::CheckInRequest req;
+  v1::CheckInResponse resp;
+  st = stub_f->CheckIn(&ctx, req, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(resp.has_bundle());
+
+  // No client certificate at all: handshake refused.
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = a_.ca_pem;
+  auto anon = v1::VigoAgent::NewStub(grpc::CreateChannel(fx_->target(), grpc::SslCredentials(o)));
+  grpc::ClientContext actx;
+  actx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  st = anon->CheckIn(&actx, req, &resp);
+  EXPECT_FALSE(st.ok());
+}
+
+TEST_F(ServerAgentTest, TamperedSealedValueFailsToOpen) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  Resolved r = Resolve(*stub, {"a/db"}, ci.bundle().secrets_epoch(), *key);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.resp.values_size(), 1);
+  v1::SealedValue v = r.resp.values(0);
+  ASSERT_TRUE(Open(*key, "web-a", r.resp, v).ok());
+  v1::SealedValue t = v;
+  (*t.mutable_ciphertext())[0] ^= 0x20;
+  EXPECT_EQ(Open(*key, "web-a", r.resp, t).status().code(), absl::StatusCode::kDataLoss);
+  // Opened as if for another envoy, epoch or ref: fails too.
+  EXPECT_EQ(Open(*key, "web-b", r.resp, v).status().code(), absl::StatusCode::kDataLoss);
+  v1::ResolveSecretsResponse other_epoch = r.resp;
+  other_epoch.set_secrets_epoch(r.resp.secrets_epoch() + 1);
+  EXPECT_EQ(Open(*key, "web-a", other_epoch, v).status().code(), absl::StatusCode::kDataLoss);
+  v1::SealedValue renamed = v;
+  renamed.set_ref("a/token");
+  EXPECT_EQ(Open(*key, "web-a", r.resp, renamed).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(ServerAgentTest, BackendUnavailableIsUnavailable) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  fx_->backend().unavailable = true;
+  Resolved r = Resolve(*stub, {"a/db"}, ci.bundle().secrets_epoch(), *key);
+  fx_->backend().unavailable = false;
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(r.resp.values_size(), 0);
+}
+
+TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  grpc::ClientContext ctx;
+  v1::ReportResultRequest req;
+  req.set_run_id("run-1");
+  req.set_bundle_digest(ci.bundle().digest());
+  req.set_secrets_epoch(ci.bundle().secrets_epoch());
+  req.set_outcome("changed");
+  auto* r1 = req.add_results();
+  r1->set_name("app-config");
+  r1->set_type("file");
+  r1->set_status("changed");
+  r1->set_action("updated");
+  r1->set_message("wrote 1 file");
+  auto* r2 = req.add_results();
+  r2->set_name("register");
+  r2->set_type("exec");
+  r2->set_status("failed");
+  r2->set_action("none");
+  // A buggy agent pastes the value (raw and hex) into a message.
+  std::string hex;
+  for (unsigned char c : std::string(kDbCanary)) {
+    static const char* d = "0123456789abcdef";
+    hex.push_back(d[c >> 4]);
+    hex.push_back(d[c & 0xf]);
+  }
+  r2->set_message(StrCat("stderr: bad password ", kDbCanary, " / ", hex, " / ", kKeyCanary));
+  v1::ReportResultResponse resp;
+  grpc::Status st = stub->ReportResult(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.run_id(), "run-1");
+  auto run = fx_->store().GetRun("run-1");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->envoy, "web-a");
+  EXPECT_EQ(run->outcome, "changed");
+  EXPECT_TRUE(run->redacted);
+  ASSERT_EQ(run->results.size(), 2u);
+  EXPECT_EQ(run->results[0].message, "wrote 1 file");
+  const std::string& m = run->results[1].message;
+  EXPECT_EQ(m.find(kDbCanary), std::string::npos) << m;
+  EXPECT_EQ(m.find(hex), std::string::npos) << m;
+  EXPECT_NE(m.find("[redacted:a/db]"), std::string::npos) << m;
+  // web-a is not entitled to b/key: the server does not even look for it
+  // (and so cannot tell web-a anything about it).
+  EXPECT_NE(m.find(kKeyCanary), std::string::npos);
+  auto records = fx_->AuditRecords();
+  int leaks = 0;
+  for (const auto& rec : records) {
+    if (rec.event.event == "secret.leak.detected") {
+      ++leaks;
+      EXPECT_EQ(rec.event.envoy, "web-a");
+      EXPECT_EQ(rec.event.paths, std::vector<std::string>{"a/db"});
+      EXPECT_EQ(rec.event.outcome, "redacted");
+    }
+  }
+  EXPECT_EQ(leaks, 1);
+  // Listing by envoy.
+  auto runs_a = fx_->store().ListRuns("web-a", 0);
+  auto runs_b = fx_->store().ListRuns("web-b", 0);
+  ASSERT_TRUE(runs_a.ok() && runs_b.ok());
+  EXPECT_EQ(runs_a->size(), 1u);
+  EXPECT_EQ(runs_b->size(), 0u);
+}
+
+TEST_F(ServerAgentTest, EpochSurvivesRestartAndOnlyIncreases) {
+  const uint64_t e1 = fx_->server().epoch();
+  auto e2 = fx_->server().Reload("test");
+  ASSERT_TRUE(e2.ok());
+  auto persisted = fx_->store().LoadEpoch();
+  ASSERT_TRUE(persisted.ok());
+  EXPECT_EQ(*persisted, *e2);
+  EXPECT_GT(*e2, e1);
+  // A second server on the same root starts above it.
+  server::service::ServerOptions so;
+  so.enable_watcher = false;
+  so.enable_admin = false;
+  auto second = server::service::VigoServer::Create(fx_->cfg(), nullptr, so);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_GT((*second)->epoch(), *e2);
+}
+
+TEST_F(ServerAgentTest, FailedReloadKeepsLastGoodConfig) {
+  const uint64_t e1 = fx_->server().epoch();
+  WriteFileOrDie(fx_->root() / "stacks" / "roles.vgo", "roles: [not, a, map\n", 0640);
+  auto r = fx_->server().Reload("test");
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("roles.vgo"), std::string::npos)
+      << r.status();
+  EXPECT_EQ(fx_->server().epoch(), e1);
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  EXPECT_TRUE(ci.has_bundle());
+  bool failed_audited = false;
+  for (const auto& rec : fx_->AuditRecords()) {
+    failed_audited |= rec.event.event == "config.reload" && rec.event.outcome == "failed";
+  }
+  EXPECT_TRUE(failed_audited);
+}
+
+TEST(ServerWatcherTest, RotationInTheVaultBumpsTheEpoch) {
+  ServerFixtureOptions o = Opts();
+  o.server_options.enable_watcher = true;
+  o.server_options.debounce = std::chrono::milliseconds(100);
+  o.server_options.poll_interval = std::chrono::milliseconds(60000);  // inotify only
+  ServerFixture fx(o);
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  const uint64_t e1 = fx.server().epoch();
+  fx.SetSecret("a/db", "rotated-value-0d9c");
+  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(fx.server().epoch(), e1);
+  // Writing a secret nobody references does not churn the epoch.
+  const uint64_t e2 = fx.server().epoch();
+  fx.SetSecret("unrelated/x", "whatever-1234");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(fx.server().epoch(), e2);
+}
+
+TEST(ServerWatcherTest, VersionPollDetectsRotation) {
+  ServerFixtureOptions o = Opts();
+  o.server_options.enable_watcher = true;
+  o.server_options.poll_interval = std::chrono::milliseconds(200);
+  ServerFixture fx(o);
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  const uint64_t e1 = fx.server().epoch();
+  fx.SetSecret("b/key", "rotated-key-77aa");
+  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(fx.server().epoch(), e1);
+}
+
+}  // namespace
+}  // namespace vigo::testing
