@@ -1,0 +1,95 @@
+// Shared helpers for the sandbox tests: run a function in a forked child
+// (optionally under a real policy) and observe how it ends.
+#ifndef VIGO_TESTS_SANDBOX_SANDBOX_TEST_UTIL_H_
+#define VIGO_TESTS_SANDBOX_SANDBOX_TEST_UTIL_H_
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "sandbox/seccomp_policy.h"
+
+namespace vigo::sandbox::testing {
+
+// Exit codes a child uses to say "the harness itself failed".
+inline constexpr int kExitCompileFailed = 90;
+inline constexpr int kExitLoadFailed = 91;
+inline constexpr int kExitBodyReturned = 42;
+
+struct ChildResult {
+  bool exited = false;
+  int code = -1;
+  bool signaled = false;
+  int sig = 0;
+  std::string out;  // what the child wrote to its out fd
+
+  bool KilledBySigsys() const { return signaled && sig == SIGSYS; }
+  std::string Describe() const {
+    if (exited) return "exited " + std::to_string(code) + (out.empty() ? "" : " out=" + out);
+    if (signaled) return std::string("killed by ") + strsignal(sig);
+    return "unknown";
+  }
+};
+
+// Forks. The child gets /dev/null on stdin, no core dumps (not dumpable), a
+// watchdog alarm, and runs body(out_fd); its return value is the exit code.
+inline ChildResult RunChild(const std::function<int(int out_fd)>& body, int timeout_s = 20) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    ::dup2(null_fd, 0);
+    if (null_fd > 0) ::close(null_fd);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // a SIGSYS death must not write a core
+    ::alarm(static_cast<unsigned>(timeout_s));
+    ::_exit(body(fds[1]));
+  }
+  ::close(fds[1]);
+  ChildResult r;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.exited = WIFEXITED(status);
+  r.code = r.exited ? WEXITSTATUS(status) : -1;
+  r.signaled = WIFSIGNALED(status);
+  r.sig = r.signaled ? WTERMSIG(status) : 0;
+  return r;
+}
+
+// In a child: no_new_privs, then compile and load the real policy.
+inline void InstallPolicyOrExit(const Policy& policy, const CompileOptions& options = {}) {
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  auto filter = CompilePolicy(policy, options);
+  if (!filter.ok()) ::_exit(kExitCompileFailed);
+  if (!filter->Load().ok()) ::_exit(kExitLoadFailed);
+}
+
+inline void WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace vigo::sandbox::testing
+
+#endif  // VIGO_TESTS_SANDBOX_SANDBOX_TEST_UTIL_H_

@@ -1,0 +1,419 @@
+// Death tests for the seccomp policies: for every syscall a policy forbids, a
+// forked child installs the REAL policy, makes that raw syscall and must die
+// by SIGSYS; for every call it allows, a child makes it and survives
+// (Chromium BPF_DEATH_TEST_C / BPF_TEST_C, Sandbox2 violation tests).
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/prctl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "sandbox/seccomp_policy.h"
+#include "tests/sandbox/sandbox_test_util.h"
+
+namespace vigo::sandbox {
+namespace {
+
+using testing::ChildResult;
+using testing::InstallPolicyOrExit;
+using testing::kExitBodyReturned;
+using testing::RunChild;
+
+constexpr int kMaxSyscallNr = 600;  // above every x86-64 syscall (~460 today)
+
+const SyscallRule* FindRow(const Policy& p, const std::string& name) {
+  for (const SyscallRule& r : p.rules) {
+    if (name == r.name) return &r;
+  }
+  return nullptr;
+}
+
+// Syscalls (by number) whose every invocation the policy kills: not in the
+// table under a kill default, or a row with the kill action.
+std::vector<int> ForbiddenSyscalls(const Policy& p) {
+  std::vector<int> out;
+  for (int nr = 0; nr < kMaxSyscallNr; ++nr) {
+    std::string name = SyscallName(nr);
+    if (name.empty()) continue;
+    const SyscallRule* row = FindRow(p, name);
+    Action a = row == nullptr ? p.default_action : row->action;
+    if (a == KillProcess()) out.push_back(nr);
+  }
+  return out;
+}
+
+// Rows allowed whatever the arguments.
+std::vector<std::string> UnconditionallyAllowed(const Policy& p) {
+  std::vector<std::string> out;
+  for (const SyscallRule& r : p.rules) {
+    if (r.action == Allow() && r.args.empty()) out.push_back(r.name);
+  }
+  return out;
+}
+
+// Runs `nr` with all-zero arguments under `policy` in a child.
+ChildResult RawCallUnderPolicy(const Policy& policy, long nr, CompileOptions options = {}) {
+  return RunChild([&](int) {
+    InstallPolicyOrExit(policy, options);
+    ::syscall(nr, 0, 0, 0, 0, 0, 0);
+    return kExitBodyReturned;
+  });
+}
+
+class SeccompDeathTest : public ::testing::TestWithParam<const Policy*> {};
+
+TEST_P(SeccompDeathTest, EveryForbiddenSyscallKillsWithSigsys) {
+  const Policy& policy = *GetParam();
+  std::vector<int> forbidden = ForbiddenSyscalls(policy);
+  ASSERT_FALSE(forbidden.empty());
+  for (int nr : forbidden) {
+    ChildResult r = RawCallUnderPolicy(policy, nr);
+    ASSERT_NE(r.code, testing::kExitCompileFailed) << "policy did not compile";
+    ASSERT_NE(r.code, testing::kExitLoadFailed) << "policy did not load";
+    EXPECT_TRUE(r.KilledBySigsys())
+        << policy.process << ": " << SyscallName(nr) << " (" << nr << ") " << r.Describe();
+  }
+  std::printf("[ INFO ] %s: %zu forbidden syscalls each killed a child with SIGSYS\n",
+              policy.process, forbidden.size());
+}
+
+TEST_P(SeccompDeathTest, UnknownSyscallNumberFollowsTheDefault) {
+  ChildResult r = RawCallUnderPolicy(*GetParam(), 1000);
+  if (GetParam()->default_action == KillProcess()) {
+    EXPECT_TRUE(r.KilledBySigsys()) << r.Describe();
+  } else {  // the exec-child layer allows by default: the kernel says ENOSYS
+    EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+  }
+}
+
+// i386 entry point from a 64-bit process: AUDIT_ARCH_I386 is not in the
+// filter, so the bad-arch action (kill) applies, even for default-allow.
+TEST_P(SeccompDeathTest, I386IntEighty) {
+  ChildResult r = RunChild([&](int) {
+    InstallPolicyOrExit(*GetParam());
+    long ret;
+    // getpid on i386 is 20.
+    asm volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    (void)ret;
+    return kExitBodyReturned;
+  });
+  EXPECT_TRUE(r.KilledBySigsys()) << r.Describe();
+}
+
+// x32 ABI: the syscall number carries __X32_SYSCALL_BIT.
+TEST_P(SeccompDeathTest, X32Syscall) {
+  constexpr long kX32Bit = 0x40000000;
+  ChildResult r = RawCallUnderPolicy(*GetParam(), kX32Bit | SYS_getpid);
+  EXPECT_TRUE(r.KilledBySigsys()) << r.Describe();
+}
+
+TEST_P(SeccompDeathTest, ErrnoRowsReturnTheirErrno) {
+  const Policy& policy = *GetParam();
+  for (const SyscallRule& row : policy.rules) {
+    if (row.action.kind != ActionKind::kErrno) continue;
+    const int nr = SyscallNumber(row.name);
+    const int want = row.action.errno_value;
+    ChildResult r = RunChild([&](int) {
+      InstallPolicyOrExit(policy);
+      long rc = ::syscall(nr, 0, 0, 0, 0, 0, 0);
+      return rc == -1 && errno == want ? 0 : 1;
+    });
+    EXPECT_TRUE(r.exited && r.code == 0) << policy.process << " " << row.name << ": " << r.Describe();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPolicies, SeccompDeathTest, ::testing::ValuesIn(AllPolicies()),
+                         [](const auto& param_info) { return std::string(param_info.param->process); });
+
+// --- Allowed calls survive -------------------------------------------------
+
+void NoopHandler(int) {}
+
+// Calls whose zero-argument form would block, fork the test, or crash.
+// Returns false when `name` has no custom form.
+bool CustomCall(const std::string& name) {
+  if (name == "clone" || name == "fork") {
+    long pid = name == "clone" ? ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0) : ::syscall(SYS_fork);
+    if (pid == 0) ::_exit(0);
+    if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+    return true;
+  }
+  if (name == "vfork") {
+    pid_t pid = ::vfork();
+    if (pid == 0) ::_exit(0);
+    if (pid > 0) ::waitpid(pid, nullptr, 0);
+    return true;
+  }
+  if (name == "pause" || name == "rt_sigsuspend") {
+    struct sigaction sa {};
+    sa.sa_handler = NoopHandler;
+    ::sigaction(SIGALRM, &sa, nullptr);
+    struct itimerval it {};
+    it.it_value.tv_usec = 20000;
+    ::setitimer(ITIMER_REAL, &it, nullptr);
+    if (name == "pause") {
+      ::syscall(SYS_pause);
+    } else {
+      sigset_t empty;
+      sigemptyset(&empty);
+      ::syscall(SYS_rt_sigsuspend, &empty, 8);
+    }
+    return true;
+  }
+  if (name == "select") {
+    struct timeval tv {};
+    ::syscall(SYS_select, 0, nullptr, nullptr, nullptr, &tv);
+    return true;
+  }
+  if (name == "pselect6" || name == "ppoll") {
+    struct timespec ts {};
+    if (name == "ppoll") ::syscall(SYS_ppoll, nullptr, 0, &ts, nullptr, 8);
+    else ::syscall(SYS_pselect6, 0, nullptr, nullptr, nullptr, &ts, nullptr);
+    return true;
+  }
+  if (name == "seccomp") {
+    uint32_t action = SECCOMP_RET_ALLOW;
+    ::syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action);
+    return true;
+  }
+  if (name == "rt_sigreturn") return true;  // no valid frame to return to; not exercised
+  if (name == "sync") {                    // flushes the whole machine; sync the null fs instead
+    ::syncfs(0);
+    return true;
+  }
+  return false;
+}
+
+TEST(SeccompAllowTest, UnconditionalAllowsSurvive) {
+  for (const Policy* policy : {&BrokerPolicy(), &WorkerPolicy()}) {
+    std::vector<std::string> names = UnconditionallyAllowed(*policy);
+    ASSERT_GT(names.size(), 10u);
+    for (const std::string& name : names) {
+      const int nr = SyscallNumber(name.c_str());
+      CompileOptions options;
+      ChildResult r = RunChild([&](int) {
+        InstallPolicyOrExit(*policy, options);
+        if (!CustomCall(name)) ::syscall(nr, 0, 0, 0, 0, 0, 0);
+        return kExitBodyReturned;
+      });
+      // exit/exit_group end the child with status 0 themselves.
+      EXPECT_TRUE(r.exited && (r.code == kExitBodyReturned || r.code == 0))
+          << policy->process << ": allowed " << name << " did not survive: " << r.Describe();
+    }
+    std::printf("[ INFO ] %s: %zu unconditionally allowed syscalls survived\n", policy->process,
+                names.size());
+  }
+}
+
+// --- Argument rules: both sides of every conditional row -------------------
+
+struct ArgCase {
+  const char* name;
+  std::array<long, 6> args;
+  bool allowed;
+  const char* what;
+};
+
+long SelfPid() { return ::getpid(); }
+
+// Cases evaluated in the child (pids are the child's own).
+std::vector<ArgCase> BrokerCases() {
+  static char path[] = "/etc/hostname";
+  const long p = reinterpret_cast<long>(path);
+  return {
+      {"socket", {AF_UNIX, SOCK_STREAM, 0}, true, "AF_UNIX"},
+      {"socket", {AF_INET, SOCK_STREAM, 0}, true, "AF_INET"},
+      {"socket", {AF_INET6, SOCK_STREAM, 0}, true, "AF_INET6"},
+      {"socket", {AF_PACKET, SOCK_RAW, 0}, false, "AF_PACKET"},
+      {"socket", {AF_NETLINK, SOCK_RAW, 0}, false, "AF_NETLINK"},
+      {"socket", {(1L << 32) | AF_PACKET, SOCK_RAW, 0}, false, "AF_PACKET with high bits set"},
+      {"openat", {AT_FDCWD, p, O_RDONLY | O_CLOEXEC}, true, "O_RDONLY"},
+      {"openat", {AT_FDCWD, p, O_WRONLY}, false, "O_WRONLY"},
+      {"openat", {AT_FDCWD, p, O_RDWR}, false, "O_RDWR"},
+      {"openat", {AT_FDCWD, p, O_RDONLY | O_CREAT, 0600}, false, "O_CREAT"},
+      {"openat", {AT_FDCWD, p, O_RDONLY | O_TRUNC}, false, "O_TRUNC"},
+      {"openat", {AT_FDCWD, p, O_TMPFILE | O_RDWR, 0600}, false, "O_TMPFILE"},
+      {"mmap", {0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0}, true, "rw"},
+      {"mmap", {0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0}, false, "exec"},
+      {"mprotect", {0, 0, PROT_READ}, true, "read"},
+      {"mprotect", {0, 0, PROT_READ | PROT_EXEC}, false, "exec"},
+      {"madvise", {0, 0, MADV_DONTNEED}, true, "DONTNEED"},
+      {"madvise", {0, 0, MADV_DODUMP}, false, "DODUMP would undo the arena's DONTDUMP"},
+      {"madvise", {0, 0, MADV_DOFORK}, false, "DOFORK"},
+      {"ioctl", {0, FIONREAD, 0}, true, "FIONREAD"},
+      {"ioctl", {0, TIOCSTI, 0}, false, "TIOCSTI"},
+      {"prctl", {PR_GET_DUMPABLE}, true, "PR_GET_DUMPABLE"},
+      {"prctl", {PR_SET_DUMPABLE, 1}, false, "PR_SET_DUMPABLE"},
+      {"prctl", {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, 0}, false, "PR_CAP_AMBIENT"},
+      {"prctl", {PR_SET_SECCOMP, 0}, false, "PR_SET_SECCOMP"},
+      {"prlimit64", {0, RLIMIT_NOFILE, 0, 0}, true, "read"},
+      {"prlimit64", {0, RLIMIT_NOFILE, p, 0}, false, "write"},
+      {"tgkill", {SelfPid(), SelfPid(), 0}, true, "own tgid"},
+      {"tgkill", {1, 1, 0}, false, "another process"},
+      {"kill", {0, 0}, false, "own process group"},
+      {"kill", {-1, 0}, false, "every process"},
+      {"kill", {1, 0}, false, "init"},
+      {"clone", {SIGCHLD, 0, 0, 0, 0}, false, "fork-style clone"},
+      {"clone", {CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0}, false, "vfork-style clone"},
+  };
+}
+
+std::vector<ArgCase> WorkerCases() {
+  return {
+      {"socket", {AF_INET, SOCK_STREAM, 0}, true, "AF_INET"},
+      {"socket", {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE}, true, "NETLINK_ROUTE"},
+      {"socket", {AF_NETLINK, SOCK_RAW, NETLINK_AUDIT}, false, "NETLINK_AUDIT"},
+      {"socket", {AF_PACKET, SOCK_RAW, 0}, false, "AF_PACKET"},
+      {"socketpair", {AF_UNIX, SOCK_STREAM, 0, 0}, true, "AF_UNIX"},
+      {"socketpair", {AF_INET, SOCK_STREAM, 0, 0}, false, "AF_INET"},
+      {"prctl", {PR_SET_NAME, 0}, true, "PR_SET_NAME"},
+      {"prctl", {PR_SET_DUMPABLE, 1}, false, "PR_SET_DUMPABLE would re-expose the worker"},
+      {"prctl", {PR_SET_KEEPCAPS, 1}, false, "PR_SET_KEEPCAPS"},
+      {"prctl", {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, 0}, false, "PR_CAP_AMBIENT"},
+      {"personality", {0xffffffffL}, true, "query"},
+      {"personality", {ADDR_NO_RANDOMIZE}, false, "disable ASLR"},
+  };
+}
+
+// Every conditional allow row must be exercised on both sides.
+void ExpectCoverage(const Policy& policy, const std::vector<ArgCase>& cases,
+                    const std::set<std::string>& allowed_elsewhere) {
+  for (const SyscallRule& row : policy.rules) {
+    if (row.action != Allow() || row.args.empty()) continue;
+    bool pos = allowed_elsewhere.count(row.name) != 0, neg = false;
+    for (const ArgCase& c : cases) {
+      if (std::string(c.name) != row.name) continue;
+      (c.allowed ? pos : neg) = true;
+    }
+    EXPECT_TRUE(pos && neg) << policy.process << ": conditional row " << row.name
+                            << " needs an allowed and a denied case in this test";
+  }
+}
+
+void RunArgCases(const Policy& policy, const std::vector<ArgCase>& cases, pid_t peer) {
+  for (const ArgCase& c : cases) {
+    const int nr = SyscallNumber(c.name);
+    ASSERT_GE(nr, 0) << c.name;
+    CompileOptions options;
+    options.peer_pid = peer;
+    ChildResult r = RunChild([&](int) {
+      // Pids in the cases are recomputed in the child.
+      std::array<long, 6> a = c.args;
+      if (std::string(c.name) == "tgkill" && c.allowed) a = {SelfPid(), SelfPid(), 0};
+      InstallPolicyOrExit(policy, options);
+      ::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+      return kExitBodyReturned;
+    });
+    if (c.allowed) {
+      EXPECT_TRUE(r.exited && r.code == kExitBodyReturned)
+          << policy.process << " " << c.name << " (" << c.what << ") should be allowed: "
+          << r.Describe();
+    } else {
+      EXPECT_TRUE(r.KilledBySigsys())
+          << policy.process << " " << c.name << " (" << c.what << ") should kill: " << r.Describe();
+    }
+  }
+}
+
+TEST(SeccompArgRuleDeathTest, Broker) {
+  std::vector<ArgCase> cases = BrokerCases();
+  // clone with CLONE_THREAD: BrokerThreadsWork; kill(worker): BrokerMayKillOnlyItsWorker.
+  ExpectCoverage(BrokerPolicy(), cases, {"clone", "kill"});
+  RunArgCases(BrokerPolicy(), cases, /*peer=*/0);
+}
+
+TEST(SeccompArgRuleDeathTest, Worker) {
+  std::vector<ArgCase> cases = WorkerCases();
+  ExpectCoverage(WorkerPolicy(), cases, {});
+  RunArgCases(WorkerPolicy(), cases, 0);
+}
+
+// std::thread → pthread_create → clone3 (ENOSYS by policy) → clone with
+// CLONE_THREAD: threads work, and the fallback path is exercised.
+TEST(SeccompArgRuleDeathTest, BrokerThreadsWork) {
+  ChildResult r = RunChild([](int) {
+    InstallPolicyOrExit(BrokerPolicy());
+    int value = 0;
+    std::thread t([&value] { value = 7; });
+    t.join();
+    return value == 7 ? kExitBodyReturned : 1;
+  });
+  EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+}
+
+TEST(SeccompArgRuleDeathTest, BrokerMayKillOnlyItsWorker) {
+  // A stand-in worker the test owns.
+  pid_t worker = ::fork();
+  if (worker == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_GT(worker, 0);
+  CompileOptions options;
+  options.peer_pid = worker;
+  ChildResult ok = RunChild([&](int) {
+    InstallPolicyOrExit(BrokerPolicy(), options);
+    return ::kill(worker, 0) == 0 ? kExitBodyReturned : 1;
+  });
+  EXPECT_TRUE(ok.exited && ok.code == kExitBodyReturned) << ok.Describe();
+  ChildResult other = RunChild([&](int) {
+    InstallPolicyOrExit(BrokerPolicy(), options);
+    ::kill(::getppid(), 0);
+    return kExitBodyReturned;
+  });
+  EXPECT_TRUE(other.KilledBySigsys()) << other.Describe();
+  ::kill(worker, SIGKILL);
+  ::waitpid(worker, nullptr, 0);
+}
+
+// googletest's own death-test machinery, threadsafe style, for the most
+// important walls.
+[[noreturn]] void BrokerExecve() {
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  InstallPolicyOrExit(BrokerPolicy());
+  char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+  ::execve("/bin/true", argv, nullptr);
+  ::_exit(0);
+}
+
+[[noreturn]] void WorkerPtrace() {
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  InstallPolicyOrExit(WorkerPolicy());
+  ::syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, 1, 0, 0);
+  ::_exit(0);
+}
+
+TEST(SeccompGtestDeathTest, BrokerExecveKillsWithSigsys) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(BrokerExecve(), ::testing::KilledBySignal(SIGSYS), "");
+}
+
+TEST(SeccompGtestDeathTest, WorkerPtraceKillsWithSigsys) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(WorkerPtrace(), ::testing::KilledBySignal(SIGSYS), "");
+}
+
+}  // namespace
+}  // namespace vigo::sandbox
