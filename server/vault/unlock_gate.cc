@@ -189,7 +189,7 @@ absl::StatusOr<UnlockGate::State> UnlockGate::Check(int64_t now_unix) const {
     return s;
   }
   if (!data->has_value()) {
-    s.reason = "not unlocked";
+    s.reason = "no unlock token";
     return s;
   }
   std::string_view t = AsView(**data);

@@ -1,0 +1,327 @@
+// `vigocli secrets` and `vigocli audit` end to end: the real binary against a
+// data root in a temp dir.
+#include <sqlite3.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_env.h"
+
+namespace vigo {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using vigo::testing::BinPath;
+using vigo::testing::FindCanaries;
+using vigo::testing::ReadFileOrEmpty;
+using vigo::testing::RunResult;
+using vigo::testing::TempDir;
+using vigo::testing::WriteFileOrDie;
+
+constexpr char kPass[] = "Zq7#Kw9!mP2$vL5@xT";
+
+class VaultCliTest : public ::testing::Test {
+ protected:
+  RunResult Cli(std::vector<std::string> args, std::string_view in = {},
+                std::vector<std::string> env = {}) {
+    std::vector<std::string> argv = {BinPath("vigocli").string(), "--root", root().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return vigo::testing::Run(argv, in, env);
+  }
+  virtual fs::path root() { return tmp_.path(); }
+  void InitAndUnlock() {
+    WriteFileOrDie(in_.path() / "pass.txt", std::string(kPass) + "\n");
+    RunResult r = Cli({"secrets", "init", "--passphrase-file", (in_.path() / "pass.txt").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = Cli({"secrets", "unlock"}, std::string(kPass) + "\n");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::string Reveal(const std::string& path) {
+    RunResult r = Cli({"secrets", "reveal", path});
+    EXPECT_EQ(r.exit_code, 0) << path << ": " << r.err;
+    return r.out;
+  }
+  std::string AuditJson() {
+    RunResult r = Cli({"audit", "list", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  }
+  TempDir tmp_;
+  TempDir in_;  // input files (passphrase, values): outside the data root
+};
+
+TEST_F(VaultCliTest, FullLifecycle) {
+  RunResult r = Cli({"secrets", "status"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("not initialized"));
+  InitAndUnlock();
+  struct stat st;
+  ASSERT_EQ(::stat((root() / "secrets/.master.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  r = Cli({"secrets", "status"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("unlocked (expires "));
+
+  // Stdin: one trailing newline dropped.
+  r = Cli({"secrets", "set", "webapp/db_pw"}, "hunter2-value\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no running server"));
+  EXPECT_EQ(Reveal("webapp/db_pw"), "hunter2-value");
+  r = Cli({"secrets", "set", "webapp/two_nl"}, "x\n\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("webapp/two_nl"), "x\n");
+
+  // --from-file: exact bytes, binary safe.
+  std::string binary("bin\0ary\nvalue\n", 14);
+  WriteFileOrDie(in_.path() / "value.bin", binary);
+  r = Cli({"secrets", "set", "webapp/tls_key", "--from-file", (in_.path() / "value.bin").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("webapp/tls_key"), binary);
+
+  r = Cli({"secrets", "generate", "other/token", "--length", "40"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("other/token"));
+  std::string gen = Reveal("other/token");
+  EXPECT_EQ(gen.size(), 40u);
+  EXPECT_EQ(gen.find_first_not_of(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            std::string::npos);
+  EXPECT_THAT(r.out, Not(HasSubstr(gen)));
+  r = Cli({"secrets", "generate", "other/default"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("other/default").size(), 32u);
+
+  r = Cli({"secrets", "list"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "other/default\nother/token\nwebapp/db_pw\nwebapp/tls_key\nwebapp/two_nl\n");
+  r = Cli({"secrets", "list", "webapp/"});
+  EXPECT_EQ(r.out, "webapp/db_pw\nwebapp/tls_key\nwebapp/two_nl\n");
+  r = Cli({"--json", "secrets", "list", "other/"});
+  EXPECT_EQ(r.out, "{\"path\":\"other/default\"}\n{\"path\":\"other/token\"}\n");
+
+  r = Cli({"secrets", "delete", "webapp/two_nl"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"secrets", "reveal", "webapp/two_nl"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.err, HasSubstr("webapp/two_nl"));
+  EXPECT_EQ(Cli({"secrets", "delete", "webapp/two_nl"}).exit_code, 4);
+
+  std::string old_key = ReadFileOrEmpty(root() / "secrets/.master.key");
+  r = Cli({"secrets", "rotate"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("4 secrets"));
+  EXPECT_NE(ReadFileOrEmpty(root() / "secrets/.master.key"), old_key);
+  EXPECT_EQ(Reveal("webapp/db_pw"), "hunter2-value");
+  EXPECT_EQ(Reveal("webapp/tls_key"), binary);
+
+  r = Cli({"secrets", "lock"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"secrets", "status"});
+  EXPECT_THAT(r.out, HasSubstr("locked"));
+  EXPECT_THAT(r.out, Not(HasSubstr("unlocked")));
+
+  // The audit log has every verb, paths and never values.
+  std::string audit = AuditJson();
+  for (const char* ev : {"\"secret.set\"", "\"secret.reveal\"", "\"secret.delete\"",
+                         "\"secret.generate\"", "\"secrets.rotate\"", "\"secrets.unlock\"",
+                         "\"secrets.lock\""}) {
+    EXPECT_THAT(audit, HasSubstr(ev));
+  }
+  EXPECT_THAT(audit, HasSubstr("\"paths\":[\"webapp/db_pw\"]"));
+  EXPECT_THAT(FindCanaries(root(), {"hunter2-value", gen, binary, kPass}), ::testing::IsEmpty());
+  EXPECT_TRUE(vigo::testing::FindCanariesIn(audit, "audit", {"hunter2-value", gen, kPass}).empty());
+  r = Cli({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("OK"));
+}
+
+TEST_F(VaultCliTest, LockedVaultRefusesGatedVerbsWithExit3) {
+  WriteFileOrDie(in_.path() / "pass.txt", kPass);
+  ASSERT_EQ(Cli({"secrets", "init", "--passphrase-file", (in_.path() / "pass.txt").string()})
+                .exit_code,
+            0);
+  // init does not unlock.
+  const std::vector<std::vector<std::string>> gated = {
+      {"secrets", "set", "a/b"},      {"secrets", "reveal", "a/b"}, {"secrets", "list"},
+      {"secrets", "delete", "a/b"},   {"secrets", "rotate"},        {"secrets", "generate", "a/c"},
+      {"secrets", "lock"}};
+  for (const auto& args : gated) {
+    RunResult r = Cli(args, "value");
+    EXPECT_EQ(r.exit_code, 3) << args[1] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("locked"));
+  }
+  // A hand-made sentinel does not unlock.
+  WriteFileOrDie(root() / ".secrets-unlocked", "unlocked\n");
+  EXPECT_EQ(Cli({"secrets", "reveal", "a/b"}).exit_code, 3);
+  ASSERT_EQ(Cli({"secrets", "unlock", "--passphrase-file", (in_.path() / "pass.txt").string()})
+                .exit_code,
+            0);
+  EXPECT_EQ(Cli({"secrets", "set", "a/b"}, "v").exit_code, 0);
+  EXPECT_EQ(Cli({"secrets", "lock"}).exit_code, 0);
+  EXPECT_EQ(Cli({"secrets", "reveal", "a/b"}).exit_code, 3);
+  EXPECT_FALSE(fs::exists(root() / ".secrets-unlocked"));
+}
+
+TEST_F(VaultCliTest, WrongPassphraseFailsSlowlyAndIsAudited) {
+  InitAndUnlock();
+  ASSERT_EQ(Cli({"secrets", "lock"}).exit_code, 0);
+  auto start = std::chrono::steady_clock::now();
+  RunResult r = Cli({"secrets", "unlock"}, "not the passphrase\n");
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("wrong passphrase"));
+  EXPECT_GE(took, std::chrono::milliseconds(900));
+  EXPECT_EQ(Cli({"secrets", "reveal", "x"}).exit_code, 3);
+  std::string audit = AuditJson();
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"secrets.unlock.failed\""));
+  EXPECT_THAT(audit, HasSubstr("\"outcome\":\"denied\""));
+  EXPECT_THAT(audit, Not(HasSubstr("not the passphrase")));
+  r = Cli({"secrets", "unlock"}, std::string(kPass) + "\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(VaultCliTest, HelpAndUsage) {
+  for (const char* verb :
+       {"init", "unlock", "lock", "status", "set", "reveal", "list", "delete", "rotate", "generate"}) {
+    RunResult r = Cli({"secrets", verb, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << verb;
+    EXPECT_THAT(r.out, HasSubstr("usage: vigocli secrets")) << verb;
+  }
+  EXPECT_EQ(Cli({"secrets", "--help"}).exit_code, 0);
+  EXPECT_EQ(Cli({"audit", "list", "--help"}).exit_code, 0);
+  EXPECT_EQ(Cli({"audit", "verify", "--help"}).exit_code, 0);
+  EXPECT_EQ(Cli({"secrets", "set", "a", "--bogus"}).exit_code, 2);
+  EXPECT_EQ(Cli({"secrets", "set"}).exit_code, 2);
+  EXPECT_EQ(Cli({"secrets", "set", "a", "value-in-argv"}).exit_code, 2);
+  EXPECT_EQ(Cli({"secrets", "frobnicate"}).exit_code, 2);
+  EXPECT_EQ(Cli({"secrets", "generate", "a", "--length", "0"}).exit_code, 2);
+}
+
+TEST_F(VaultCliTest, BadPathsAndLimits) {
+  InitAndUnlock();
+  for (const char* bad : {"../x", "/abs", "a//b", ".master.key"}) {
+    RunResult r = Cli({"secrets", "set", bad}, "v");
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_THAT(r.err, HasSubstr("secret path")) << bad;
+  }
+  std::string mib(1 << 20, 'm');
+  for (size_t i = 0; i < mib.size(); i += 97) mib[i] = static_cast<char>('a' + i % 26);
+  WriteFileOrDie(in_.path() / "mib", mib);
+  RunResult r = Cli({"secrets", "set", "big", "--from-file", (in_.path() / "mib").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("big"), mib);
+  WriteFileOrDie(in_.path() / "mib1", mib + "x");
+  r = Cli({"secrets", "set", "big", "--from-file", (in_.path() / "mib1").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("1 MiB"));
+  EXPECT_EQ(Reveal("big"), mib);
+  // Through stdin: 1 MiB plus the dropped newline is fine.
+  r = Cli({"secrets", "set", "big2"}, mib + "\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("big2"), mib);
+}
+
+TEST_F(VaultCliTest, AuditVerifyNamesTheTamperedRecord) {
+  InitAndUnlock();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Cli({"secrets", "set", "p/" + std::to_string(i)}, "v").exit_code, 0);
+  }
+  ASSERT_EQ(Cli({"audit", "verify"}).exit_code, 0);
+  // Flip one byte of a stored column of record 3.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((root() / "db/vigo.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE audit SET paths = replace(paths, 'p/0', 'p/X') WHERE seq = 3",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  RunResult r = Cli({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("record 3"));
+  r = Cli({"--json", "audit", "verify"});
+  EXPECT_THAT(r.out, HasSubstr("\"first_bad_seq\":3"));
+}
+
+TEST_F(VaultCliTest, KillDuringRotateLosesNothing) {
+  InitAndUnlock();
+  constexpr int kN = 12;
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(Cli({"secrets", "set", "k/" + std::to_string(i)}, "value-" + std::to_string(i))
+                  .exit_code,
+              0);
+  }
+  for (const char* at : {"next-key", "file:1", "file:6", "file:12", "before-swap", "after-swap"}) {
+    RunResult r = Cli({"secrets", "rotate"}, {}, {std::string("VIGO_TEST_ROTATE_CRASH_AT=") + at});
+    ASSERT_EQ(r.signal, 9) << at << ": " << r.err;
+    for (int i = 0; i < kN; ++i) {
+      EXPECT_EQ(Reveal("k/" + std::to_string(i)), "value-" + std::to_string(i)) << at;
+    }
+    r = Cli({"secrets", "rotate"});
+    ASSERT_EQ(r.exit_code, 0) << at << ": " << r.err;
+    EXPECT_EQ(fs::exists(root() / "secrets/.master.key.next"), false) << at;
+    for (int i = 0; i < kN; ++i) {
+      EXPECT_EQ(Reveal("k/" + std::to_string(i)), "value-" + std::to_string(i)) << at;
+    }
+  }
+  EXPECT_EQ(Cli({"audit", "verify"}).exit_code, 0);
+}
+
+// The data root lives on a small tmpfs so a large write hits ENOSPC.
+class VaultCliDiskFullTest : public VaultCliTest {
+ protected:
+  void SetUp() override {
+    mnt_ = tmp_.path() / "mnt";
+    fs::create_directories(mnt_);
+    if (::mount("tmpfs", mnt_.c_str(), "tmpfs", 0, "size=512k,mode=0700") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): "
+                   << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) ::umount2(mnt_.c_str(), MNT_DETACH);
+  }
+  fs::path root() override { return mnt_; }
+  fs::path mnt_;
+  bool mounted_ = false;
+};
+
+TEST_F(VaultCliDiskFullTest, DiskFullDuringSetKeepsTheOldValue) {
+  // The database must not be on the full disk for this test: point it
+  // outside through server.yaml.
+  WriteFileOrDie(mnt_ / "server.yaml",
+                 "database:\n  driver: sqlite\n  path: " + (tmp_.path() / "db/vigo.db").string() +
+                     "\n");
+  InitAndUnlock();
+  ASSERT_EQ(Cli({"secrets", "set", "app/pw"}, "the-old-value").exit_code, 0);
+  std::string big(900 * 1024, 'b');
+  WriteFileOrDie(in_.path() / "big", big);
+  RunResult r = Cli({"secrets", "set", "app/pw", "--from-file", (in_.path() / "big").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("app/pw"));
+  EXPECT_THAT(r.err, HasSubstr("No space left"));
+  EXPECT_EQ(Reveal("app/pw"), "the-old-value");
+  for (const auto& e : fs::recursive_directory_iterator(mnt_ / "secrets")) {
+    EXPECT_EQ(e.path().filename().string().rfind(".vigo-tmp.", 0), std::string::npos)
+        << e.path();
+  }
+  std::string audit = AuditJson();
+  EXPECT_THAT(audit, HasSubstr("\"outcome\":\"failed\""));
+}
+
+}  // namespace
+}  // namespace vigo
