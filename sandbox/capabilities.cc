@@ -88,6 +88,16 @@ absl::StatusOr<CapabilityState> ReadCapabilityState() {
 
 absl::Status DropCapabilitiesExcept(std::span<const int> keep) {
   const uint64_t keep_mask = CapabilityMask(keep);
+  // Dropping from the bounding set needs CAP_SETPCAP in the effective set; a
+  // keep-caps uid switch may have left it only in permitted.
+  {
+    auto now = ReadCapabilityState();
+    if (!now.ok()) return now.status();
+    const uint64_t setpcap = uint64_t{1} << CAP_SETPCAP;
+    if ((now->permitted & setpcap) != 0 && (now->effective & setpcap) == 0) {
+      if (auto st = SetProcCaps(now->permitted, now->effective | setpcap); !st.ok()) return st;
+    }
+  }
   // Bounding set first: dropping from it needs CAP_SETPCAP, which goes next.
   for (int c = 0; c <= LastCap(); ++c) {
     if (Contains(keep, c)) continue;
