@@ -17,7 +17,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +33,7 @@
 #include <vector>
 
 #include "common/strings.h"
+#include "sandbox/child_process.h"
 #include "sandbox/secret_buffer.h"
 #include "server/audit.h"
 #include "server/backend.h"
@@ -314,6 +320,56 @@ inline std::map<std::string, std::string> TwoEnvoyStacks() {
        "    mode: \"0600\"\n"
        "    content: \"key = {{ .Vars.key }}\\n\"\n"},
   };
+}
+
+// The real binary: `vigosrv --root ROOT --grpc-listen 127.0.0.1:0`, stdout and
+// stderr to files in `log_dir`. Returns once it printed "vigosrv: listening on
+// H:P" (address filled in), or an error with its stderr. The ChildProcess
+// SIGKILLs it on destruction; send SIGTERM for a clean stop.
+struct VigosrvProcess {
+  sandbox::ChildProcess child;
+  std::string address;  // "127.0.0.1:PORT"
+  std::filesystem::path out_file, err_file;
+};
+
+inline absl::StatusOr<VigosrvProcess> StartVigosrv(const std::filesystem::path& root,
+                                                   const std::filesystem::path& log_dir,
+                                                   const std::string& listen = "127.0.0.1:0") {
+  VigosrvProcess p;
+  std::filesystem::create_directories(log_dir);
+  p.out_file = log_dir / "vigosrv.out";
+  p.err_file = log_dir / "vigosrv.err";
+  sandbox::UniqueFd out(::open(p.out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  sandbox::UniqueFd err(::open(p.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out || !err) return absl::InternalError("cannot create vigosrv log files");
+  sandbox::SpawnOptions o;
+  o.argv = {BinPath("vigosrv").string(), "--root", root.string(), "--grpc-listen", listen};
+  o.env = {"PATH=/usr/bin:/bin"};
+  o.fd_map = {{1, out.get()}, {2, err.get()}};
+  auto child = sandbox::ChildProcess::Spawn(o);
+  if (!child.ok()) return child.status();
+  p.child = std::move(*child);
+  for (int i = 0; i < 300; ++i) {
+    std::string text = ReadAllFile(p.out_file);
+    size_t at = text.find("listening on ");
+    if (at != std::string::npos) {
+      size_t end = text.find('\n', at);
+      if (end != std::string::npos) {
+        p.address = text.substr(at + 13, end - at - 13);
+        return p;
+      }
+    }
+    // Exited already? (WNOWAIT: leave the zombie for ChildProcess to reap.)
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(p.child.pid()), &info, WEXITED | WNOHANG | WNOWAIT) ==
+            0 &&
+        info.si_pid != 0) {
+      return absl::FailedPreconditionError(
+          StrCat("vigosrv exited early: ", ReadAllFile(p.err_file)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError(StrCat("vigosrv did not start: ", ReadAllFile(p.err_file)));
 }
 
 }  // namespace vigo::testing
