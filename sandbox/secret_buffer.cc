@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <map>
@@ -76,10 +78,25 @@ class Arena {
   // must already be zero.
   void Free(uint8_t* p, size_t len) {
     std::lock_guard<std::mutex> lock(mu_);
+    // A pointer from outside the arena, a misaligned run or a double free
+    // means memory corruption; continuing could hand a secret's bytes to a
+    // second owner.
+    if (!initialized_ || p < base_ || p + len > base_ + length_ ||
+        (p - base_) % kGranule != 0 || len % kGranule != 0 || len > in_use_) {
+      std::fputs("vigo: secret arena free of a block it does not own; aborting\n", stderr);
+      std::abort();
+    }
     size_t offset = static_cast<size_t>(p - base_);
     size_t run = len;
     in_use_ -= len;
     auto next = free_.lower_bound(offset);
+    const bool overlaps_next = next != free_.end() && next->first < offset + run;
+    const bool overlaps_prev = next != free_.begin() &&
+                               std::prev(next)->first + std::prev(next)->second > offset;
+    if (overlaps_next || overlaps_prev) {
+      std::fputs("vigo: secret arena double free; aborting\n", stderr);
+      std::abort();
+    }
     if (next != free_.end() && next->first == offset + run) {
       run += next->second;
       next = free_.erase(next);

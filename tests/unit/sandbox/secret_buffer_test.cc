@@ -277,6 +277,27 @@ TEST(SecretBufferTest, FullArenaThenFreeAndCoalesce) {
   });
 }
 
+TEST(SecretBufferTest, FreeingForeignMemoryAborts) {
+  // A SecretBuffer whose internals point outside the arena (only reachable
+  // through memory corruption) must stop the process, not corrupt the
+  // free list. Forge one by overwriting a buffer's representation.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      ([] {
+        static uint8_t outside[128];
+        SecretBuffer b = MakeOrDie("x");
+        struct Rep {
+          uint8_t* data;
+          size_t size;
+          size_t capacity;
+        };
+        static_assert(sizeof(Rep) == sizeof(SecretBuffer));
+        Rep forged{outside, 1, 64};
+        std::memcpy(static_cast<void*>(&b), &forged, sizeof(forged));
+      }()),
+      "does not own");
+}
+
 TEST(SecretBufferTest, ConfigureAfterInitFails) {
   ASSERT_TRUE(InitArena().ok());
   absl::Status st = ConfigureArena(ArenaOptions{});
