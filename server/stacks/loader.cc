@@ -92,6 +92,48 @@ constexpr uint32_t kMaxTimeoutSeconds = 7 * 24 * 3600;
 
 std::atomic<uint64_t> g_policy_generation{0};
 
+// Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and
+// code points above U+10FFFF included) or is NUL; npos when clean. Bundle
+// strings are proto3 `string` fields, which a peer refuses to parse unless
+// they are valid UTF-8, so bad bytes must stop the load, not the agent.
+size_t FirstBadUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return i;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > s.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 std::string LocString(const Loc& loc) {
   if (loc.line > 0) return StrCat(loc.file, ":", loc.line);
   return loc.file;
@@ -219,6 +261,11 @@ bool Parser::ScanRawMarkers(const std::string& bytes) {
 void Parser::ParseFile(const std::string& rel, const std::string& bytes) {
   file_ = rel;
   if (rel == "envoys.vgo") saw_envoys_ = true;
+  if (size_t bad = FirstBadUtf8(bytes); bad != std::string_view::npos) {
+    int line = 1 + static_cast<int>(std::count(bytes.begin(), bytes.begin() + static_cast<long>(bad), '\n'));
+    Error(Loc{file_, line}, "", "file is not valid UTF-8 text (or holds a NUL byte)");
+    return;
+  }
   file_has_raw_marker_ = ScanRawMarkers(bytes);
   Log(LogLevel::kTrace, "stacks.file", {{"file", rel}, {"bytes", bytes.size()}});
   std::vector<YAML::Node> docs;
@@ -266,6 +313,10 @@ void Parser::ForEachKey(const YAML::Node& map, std::string_view context,
       continue;
     }
     const std::string& key = k.Scalar();
+    if (FirstBadUtf8(key) != std::string_view::npos) {
+      Error(At(k), "", StrCat("a key in ", context, " is not valid UTF-8 text (or holds a NUL byte)"));
+      continue;
+    }
     if (!file_has_raw_marker_ && ContainsMarkerText(key)) {
       Error(At(k), "", "literal marker text (__VIGO_SECRET__...) is not allowed in config input");
       continue;
@@ -308,6 +359,11 @@ bool Parser::GetScalar(const YAML::Node& n, std::string_view key, std::string* o
     return false;
   }
   *out = n.Scalar();
+  // Escapes ("\ud800", "\0") can build bytes the file-level check cannot see.
+  if (FirstBadUtf8(*out) != std::string_view::npos) {
+    Error(At(n), key, "value is not valid UTF-8 text (or holds a NUL byte)");
+    return false;
+  }
   // Escapes ("\x5f") can build marker text the raw scan cannot see.
   if (!file_has_raw_marker_ && ContainsMarkerText(*out)) {
     Error(At(n), key, "literal marker text (__VIGO_SECRET__...) is not allowed in config input");
@@ -1025,7 +1081,12 @@ absl::StatusOr<std::shared_ptr<const Stacks>> Stacks::Load(const std::filesystem
       continue;  // editor files, .git
     }
     if (!it->is_regular_file(ec) || p.extension() != ".vgo") continue;
-    std::string rel = fs::relative(p, stacks_dir, ec).generic_string();
+    // The iterator yields stacks_dir/<rel>; strip the prefix rather than
+    // fs::relative, which canonicalizes every component with syscalls.
+    std::string full = p.generic_string();
+    std::string base = stacks_dir.generic_string();
+    if (!base.empty() && base.back() != '/') base.push_back('/');
+    std::string rel = full.rfind(base, 0) == 0 ? full.substr(base.size()) : name;
     std::ifstream in(p, std::ios::binary);
     if (!in) {
       read_errors.push_back(LoadError{rel, 0, "", "cannot read file"});

@@ -427,3 +427,18 @@ TEST_F(StacksErrorsTest, LoaderNeverCallsGet) {
 
 }  // namespace
 }  // namespace vigo::server
+
+namespace vigo::server {
+namespace {
+
+TEST_F(StacksErrorsTest, InvalidUtf8AndNulAreRefused) {
+  // Bundle strings are proto3 strings: a peer refuses invalid UTF-8.
+  ExpectError("roles.vgo", "roles:\n  web:\n    configcrates: [app]\n# \xff\xfe\n", 4, "not valid UTF-8");
+  ExpectError("environments.vgo", "env:\n  prod:\n    vars:\n      pw: \"\\ud800\"\n", 4,
+              "malformed YAML");
+  ExpectError("environments.vgo", "env:\n  prod:\n    vars:\n      pw: \"a\\0b\"\n", 4,
+              "not valid UTF-8");
+}
+
+}  // namespace
+}  // namespace vigo::server
