@@ -118,6 +118,14 @@ absl::Status SetNotDumpable() {
   return absl::OkStatus();
 }
 
+// With "arena" opted out the arena is still created now (a lazy creation
+// after seccomp would die: memfd_secret/mlock are not in the tables), but it
+// may run on unlocked pages (ArenaOptions::insecure_allow_unlocked).
+absl::Status InitArenaAllowingUnlocked(const std::set<std::string>& skip) {
+  if (skip.count(kStepArena) == 0) return absl::OkStatus();
+  return InitArena();
+}
+
 absl::Status InitLockedArena() {
   if (auto st = InitArena(); !st.ok()) return st;
   ArenaInfo info = GetArenaInfo();
@@ -155,6 +163,7 @@ absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec) {
   if (auto st = run.Run(kStepDumpable, SetNotDumpable); !st.ok()) return st;
   // 5. Lock the arena while CAP_IPC_LOCK is still held.
   if (auto st = run.Run(kStepArena, InitLockedArena); !st.ok()) return st;
+  if (auto st = InitArenaAllowingUnlocked(spec.insecure_skip); !st.ok()) return st;
   // 6. The broker keeps no capability at all.
   if (auto st = run.Run(kStepCapabilities,
                         [] { return DropCapabilitiesExcept(std::span<const int>()); });
@@ -202,6 +211,7 @@ absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   if (auto st = run.Run(kStepRlimits, SetCoreLimitZero); !st.ok()) return st;
   if (auto st = run.Run(kStepDumpable, SetNotDumpable); !st.ok()) return st;
   if (auto st = run.Run(kStepArena, InitLockedArena); !st.ok()) return st;
+  if (auto st = InitArenaAllowingUnlocked(spec.insecure_skip); !st.ok()) return st;
   // 6. Optional uid switch, then only the file-management capabilities.
   //    A uid change resets the dumpable flag, so it is asserted again.
   if (auto st = run.Run(kStepCapabilities,

@@ -52,6 +52,10 @@
 // in LockdownResult::skipped_steps for the caller to log and audit, and
 // recorded for CollectAttestation(), which reports it; CheckStrict() fails.
 // Unknown step names are INVALID_ARGUMENT (a typo must not silently weaken).
+// Skipping "arena" still creates the arena during lockdown but no longer
+// requires it to be locked: pair it with ArenaOptions::insecure_allow_unlocked
+// (--insecure-allow-unlocked-memory). The arena must exist before seccomp:
+// memfd_secret and mlock are not in the broker or worker tables.
 //
 // Thread safety: must run while the process has exactly one thread
 // (capabilities and no_new_privs are per-thread); returns FAILED_PRECONDITION

@@ -161,6 +161,19 @@ TEST(AttestationTest, SkippedDumpableIsVisibleInTheKernelState) {
   EXPECT_NE(m["strict"].find("dumpable=true"), std::string::npos) << m["strict"];
 }
 
+TEST(AttestationTest, SkippedArenaStillCreatesTheArenaButFailsStrict) {
+  auto m = AttestIn([](int out) {
+    BrokerLockdownSpec spec;
+    spec.keep_fds = {0, 1, 2, out};
+    spec.insecure_skip = {kStepArena};
+    return LockDownBroker(spec);
+  });
+  EXPECT_EQ(m["skipped"], "arena,");
+  EXPECT_NE(m["arena_backing"], "");  // created before seccomp, not lazily after
+  EXPECT_EQ(m["seccomp_mode"], "2");
+  EXPECT_NE(m["strict"].find("skipped step arena"), std::string::npos) << m["strict"];
+}
+
 TEST(CheckStrictTest, ListsEveryFailingRequirement) {
   AttestationReport r;
   r.process = "worker";
