@@ -147,6 +147,26 @@ std::string DescribeAction(const Action& action) {
   return "kill";
 }
 
+std::string PolicyMarkdown(const Policy& p) {
+  auto escape = [](const std::string& in) {
+    std::string out;
+    for (char c : in) {
+      if (c == '|') out += "\\|";
+      else out += c;
+    }
+    return out;
+  };
+  std::string out = StrCat("### ", p.process, "\n\n", p.summary, ". Default action: **",
+                           DescribeAction(p.default_action),
+                           "**; other architectures (i386 `int $0x80`, x32): **kill**.\n\n",
+                           "| syscall | rule | action | why |\n| --- | --- | --- | --- |\n");
+  for (const SyscallRule& r : p.rules) {
+    StrAppend(&out, "| `", r.name, "` | ", escape(DescribeArgRule(r.args)), " | ",
+              DescribeAction(r.action), " | ", escape(r.why), " |\n");
+  }
+  return out;
+}
+
 // --- Names -------------------------------------------------------------------
 
 int SyscallNumber(const char* name) {

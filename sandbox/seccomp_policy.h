@@ -257,6 +257,10 @@ std::string SyscallName(int nr);
 std::string DescribeArgRule(const ArgRule& rule);
 std::string DescribeAction(const Action& action);
 
+// The policy as a markdown section (heading, summary, one table row per rule):
+// what vigo-policy-table prints and docs/sandbox.md embeds.
+std::string PolicyMarkdown(const Policy& policy);
+
 }  // namespace vigo::sandbox
 
 #endif  // VIGO_SANDBOX_SECCOMP_POLICY_H_

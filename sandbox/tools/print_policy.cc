@@ -20,24 +20,9 @@ constexpr char kHelp[] =
     "Prints Vigo's seccomp policy tables as markdown (default), or the compiled\n"
     "filter of PROCESS (broker | worker | exec_child) as libseccomp PFC.\n";
 
-std::string Escape(const char* s) {
-  std::string out;
-  for (; *s; ++s) {
-    if (*s == '|') out += "\\|";
-    else out += *s;
-  }
-  return out;
-}
-
 void PrintMarkdown(const Policy& p) {
-  std::printf("### %s\n\n%s. Default action: **%s**; other architectures (i386, x32): **kill**.\n\n",
-              p.process, p.summary, vigo::sandbox::DescribeAction(p.default_action).c_str());
-  std::printf("| syscall | rule | action | why |\n| --- | --- | --- | --- |\n");
-  for (const auto& r : p.rules) {
-    std::printf("| `%s` | %s | %s | %s |\n", r.name,
-                Escape(vigo::sandbox::DescribeArgRule(r.args).c_str()).c_str(),
-                vigo::sandbox::DescribeAction(r.action).c_str(), Escape(r.why).c_str());
-  }
+  std::string md = vigo::sandbox::PolicyMarkdown(p);
+  std::fwrite(md.data(), 1, md.size(), stdout);
   std::printf("\n");
 }
 
