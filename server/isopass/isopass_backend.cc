@@ -41,12 +41,12 @@ std::string Octal(unsigned mode) {
 // A response with a non-2xx status (other than a 401, handled by the caller).
 absl::Status HttpError(std::string_view what, long status) {
   if (status == 401) {
-    return absl::UnauthenticatedError(StrCat("isopass refused the credentials for ", what,
-                                             " (HTTP 401)"));
+    return absl::UnauthenticatedError(
+        StrCat("isopass refused the credentials for ", what, " (HTTP 401)"));
   }
   if (status == 403) {
-    return absl::PermissionDeniedError(StrCat("isopass denied ", what,
-                                              " (HTTP 403); check the token's scopes"));
+    return absl::PermissionDeniedError(
+        StrCat("isopass denied ", what, " (HTTP 403); check the token's scopes"));
   }
   if (status >= 500 || status == 408 || status == 429) {
     return absl::UnavailableError(StrCat("isopass answered ", what, " with HTTP ", status));
@@ -120,7 +120,8 @@ absl::StatusOr<SecretBuffer> ReadIsopassTokenFile(const std::filesystem::path& p
     return sandbox::ErrnoStatus(errno, "cannot stat isopass token file", p);
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(StrCat("isopass token file ", p, " is not a regular file"));
+    return absl::FailedPreconditionError(
+        StrCat("isopass token file ", p, " is not a regular file"));
   }
   if (st.st_uid != ::geteuid()) {
     return absl::PermissionDeniedError(
@@ -129,8 +130,8 @@ absl::StatusOr<SecretBuffer> ReadIsopassTokenFile(const std::filesystem::path& p
   }
   if ((st.st_mode & 077) != 0) {
     return absl::PermissionDeniedError(StrCat("isopass token file ", p, " has mode ",
-                                              Octal(st.st_mode), "; it must be 0600 (chmod 600 ",
-                                              p, ")"));
+                                              Octal(st.st_mode), "; it must be 0600 (chmod 600 ", p,
+                                              ")"));
   }
   if (st.st_size <= 0 || static_cast<uint64_t>(st.st_size) > kMaxTokenFileBytes) {
     return absl::FailedPreconditionError(
@@ -197,9 +198,7 @@ absl::StatusOr<std::unique_ptr<IsopassBackend>> IsopassBackend::Create(IsopassOp
   }
   // Fail at start-up, before any network I/O, on a token file that is
   // missing or too open.
-  {
-    VIGO_ASSIGN_OR_RETURN(SecretBuffer probe, ReadIsopassTokenFile(options.token_file));
-  }
+  { VIGO_ASSIGN_OR_RETURN(SecretBuffer probe, ReadIsopassTokenFile(options.token_file)); }
   isopass::HttpOptions http_options;
   http_options.base_url = options.url;
   http_options.ca_file = options.ca_file.string();
@@ -282,10 +281,9 @@ absl::StatusOr<SecretBuffer> IsopassBackend::CallLocked(std::string_view method,
     return std::move(r.body);
   }
   token_.Clear();
-  return absl::UnauthenticatedError(
-      StrCat("isopass refused a freshly exchanged access token for ", what,
-             " (HTTP 401 twice); check the token in ", options_.token_file.string(),
-             " and its scopes"));
+  return absl::UnauthenticatedError(StrCat("isopass refused a freshly exchanged access token for ",
+                                           what, " (HTTP 401 twice); check the token in ",
+                                           options_.token_file.string(), " and its scopes"));
 }
 
 absl::StatusOr<uint64_t> IsopassBackend::Fingerprint(std::string_view path,
@@ -316,15 +314,15 @@ absl::StatusOr<std::shared_ptr<IsopassBackend::Snapshot>> IsopassBackend::BuildS
       }
       snap->name_errors.emplace(
           std::string(name),
-          absl::FailedPreconditionError(StrCat(
-              "isopass has ", static_cast<uint64_t>(list.size()), " secrets named '", name,
-              "' (organizations: ", orgs, "); Vigo needs each name to be unique")));
+          absl::FailedPreconditionError(StrCat("isopass has ", static_cast<uint64_t>(list.size()),
+                                               " secrets named '", name, "' (organizations: ", orgs,
+                                               "); Vigo needs each name to be unique")));
       continue;
     }
     if (!s.value_error.empty()) {
-      snap->name_errors.emplace(
-          std::string(name), absl::FailedPreconditionError(StrCat(
-                                 "isopass secret '", name, "' (type ", s.type, ") ", s.value_error)));
+      snap->name_errors.emplace(std::string(name), absl::FailedPreconditionError(
+                                                       StrCat("isopass secret '", name, "' (type ",
+                                                              s.type, ") ", s.value_error)));
       continue;
     }
     if (IsStructured(s)) {
@@ -361,9 +359,9 @@ absl::StatusOr<const IsopassBackend::PathEntry*> IsopassBackend::Lookup(
   };
   if (auto it = snap.structured.find(path); it != snap.structured.end()) {
     const ParsedSecret* s = find_secret(path);
-    return absl::NotFoundError(StrCat("isopass secret '", path, "' is a ", it->second,
-                                      "; reference one of its fields: ",
-                                      s != nullptr ? FieldNames(*s) : std::string("?")));
+    return absl::NotFoundError(StrCat(
+        "isopass secret '", path, "' is a ", it->second,
+        "; reference one of its fields: ", s != nullptr ? FieldNames(*s) : std::string("?")));
   }
   const size_t slash = path.rfind('/');
   if (slash != std::string_view::npos) {
@@ -371,12 +369,12 @@ absl::StatusOr<const IsopassBackend::PathEntry*> IsopassBackend::Lookup(
     const std::string_view field = path.substr(slash + 1);
     if (auto it = snap.name_errors.find(name); it != snap.name_errors.end()) return it->second;
     if (auto it = snap.structured.find(name); it != snap.structured.end()) {
-      return absl::NotFoundError(StrCat("isopass secret '", name, "' (type ", it->second,
-                                        ") has no field '", field, "'"));
+      return absl::NotFoundError(
+          StrCat("isopass secret '", name, "' (type ", it->second, ") has no field '", field, "'"));
     }
     if (snap.paths.count(name) != 0) {
-      return absl::NotFoundError(StrCat("isopass secret '", name,
-                                        "' is a plain value and has no field '", field, "'"));
+      return absl::NotFoundError(
+          StrCat("isopass secret '", name, "' is a plain value and has no field '", field, "'"));
     }
   }
   return absl::NotFoundError(StrCat("isopass has no secret named '", path, "'"));

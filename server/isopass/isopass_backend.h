@@ -73,9 +73,9 @@ namespace vigo::server {
 absl::StatusOr<std::unique_ptr<SecretBackend>> OpenIsopassBackend(const ServerConfig& config);
 
 struct IsopassOptions {
-  std::string url;                    // https://host[:port][/prefix]
-  std::filesystem::path token_file;   // absolute
-  std::filesystem::path ca_file;      // absolute, or empty for the system CAs
+  std::string url;                   // https://host[:port][/prefix]
+  std::filesystem::path token_file;  // absolute
+  std::filesystem::path ca_file;     // absolute, or empty for the system CAs
   std::chrono::seconds poll_interval{60};
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds total_timeout{30000};

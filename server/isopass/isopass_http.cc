@@ -126,8 +126,7 @@ absl::Status ValidateIsopassUrl(std::string_view url, std::string_view where) {
                                              "needs an https:// URL"));
   }
   if (!lower_prefix("https://")) {
-    return absl::InvalidArgumentError(
-        StrCat(where, ": '", url, "' is not an https:// URL"));
+    return absl::InvalidArgumentError(StrCat(where, ": '", url, "' is not an https:// URL"));
   }
   if (authority.empty()) {
     return absl::InvalidArgumentError(StrCat(where, ": '", url, "' has no host"));
@@ -174,9 +173,8 @@ absl::StatusOr<HttpResponse> HttpClient::Send(std::string_view method, std::stri
   if (bearer != nullptr) {
     for (uint8_t ch : bearer->Reveal()) {
       if (ch < 0x21 || ch > 0x7e) {
-        return absl::InvalidArgumentError(
-            StrCat("isopass ", what,
-                   ": the bearer token has a character not allowed in an HTTP header"));
+        return absl::InvalidArgumentError(StrCat(
+            "isopass ", what, ": the bearer token has a character not allowed in an HTTP header"));
       }
     }
     VIGO_ASSIGN_OR_RETURN(SecretBuffer line,
@@ -210,7 +208,8 @@ absl::StatusOr<HttpResponse> HttpClient::Send(std::string_view method, std::stri
     curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
     curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
   }
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options_.connect_timeout.count()));
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.total_timeout.count()));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
@@ -239,25 +238,25 @@ absl::StatusOr<HttpResponse> HttpClient::Send(std::string_view method, std::stri
   headers.reset();  // zero libcurl's copies of the header lines now
 
   if (sink.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-    return absl::ResourceExhaustedError(
-        StrCat("isopass response to ", what, " is larger than the limit of ",
-               static_cast<uint64_t>(sink.cap), " bytes"));
+    return absl::ResourceExhaustedError(StrCat("isopass response to ", what,
+                                               " is larger than the limit of ",
+                                               static_cast<uint64_t>(sink.cap), " bytes"));
   }
   if (!sink.alloc_error.ok()) {
-    return absl::ResourceExhaustedError(StrCat("isopass response to ", what,
-                                               " does not fit in locked memory: ",
-                                               sink.alloc_error.message()));
+    return absl::ResourceExhaustedError(
+        StrCat("isopass response to ", what,
+               " does not fit in locked memory: ", sink.alloc_error.message()));
   }
   if (rc != CURLE_OK) {
     const std::string detail = errbuf[0] != 0 ? std::string(errbuf) : curl_easy_strerror(rc);
     Log(LogLevel::kDebug, "isopass request failed",
         {{"method", method}, {"url", url}, {"curl_code", static_cast<int>(rc)}, {"ms", ms}});
     if (IsTlsVerifyError(rc)) {
-      return absl::UnavailableError(
-          StrCat("isopass TLS verification failed for ", url,
-                 options_.ca_file.empty() ? std::string(" (system CA store)")
-                                          : StrCat(" (CA file ", options_.ca_file, ")"),
-                 ": ", detail));
+      return absl::UnavailableError(StrCat("isopass TLS verification failed for ", url,
+                                           options_.ca_file.empty()
+                                               ? std::string(" (system CA store)")
+                                               : StrCat(" (CA file ", options_.ca_file, ")"),
+                                           ": ", detail));
     }
     if (rc == CURLE_UNSUPPORTED_PROTOCOL) {
       return absl::InvalidArgumentError(StrCat("isopass ", what, ": ", detail));

@@ -42,8 +42,9 @@ absl::Status ParseInPlace(Document& doc, SecretBuffer& body, std::string_view wh
   body.RevealMutable()[n] = 0;
   doc.ParseInsitu<kParseFlags>(body.RevealMutable().data());
   if (doc.HasParseError()) {
-    return Malformed(what, StrCat("is not valid JSON (", rapidjson::GetParseError_En(doc.GetParseError()),
-                                  " at byte ", static_cast<uint64_t>(doc.GetErrorOffset()), ")"));
+    return Malformed(what,
+                     StrCat("is not valid JSON (", rapidjson::GetParseError_En(doc.GetParseError()),
+                            " at byte ", static_cast<uint64_t>(doc.GetErrorOffset()), ")"));
   }
   return absl::OkStatus();
 }
@@ -87,8 +88,8 @@ absl::StatusOr<std::optional<SecretBuffer>> ScalarValue(const Value& v) {
   if (v.IsBool()) {
     static constexpr uint8_t kTrue[] = {'t', 'r', 'u', 'e'};
     static constexpr uint8_t kFalse[] = {'f', 'a', 'l', 's', 'e'};
-    std::span<const uint8_t> lit = v.GetBool() ? std::span<const uint8_t>(kTrue)
-                                               : std::span<const uint8_t>(kFalse);
+    std::span<const uint8_t> lit =
+        v.GetBool() ? std::span<const uint8_t>(kTrue) : std::span<const uint8_t>(kFalse);
     VIGO_ASSIGN_OR_RETURN(SecretBuffer out, SecretBuffer::CopyFrom(lit));
     return std::optional<SecretBuffer>(std::move(out));
   }
@@ -173,7 +174,8 @@ absl::Status ExtractFields(const Value& value, ParsedSecret& out) {
   }
   for (auto it = obj->MemberBegin(); it != obj->MemberEnd(); ++it) {
     std::optional<SecretBuffer> v;
-    if (it->value.IsArray() && out.kind == SecretKind::kTlsBundle && KeyEquals(it->name, "ca_chain")) {
+    if (it->value.IsArray() && out.kind == SecretKind::kTlsBundle &&
+        KeyEquals(it->name, "ca_chain")) {
       VIGO_ASSIGN_OR_RETURN(v, JoinedStrings(it->value));
     } else {
       VIGO_ASSIGN_OR_RETURN(v, ScalarValue(it->value));
@@ -211,14 +213,14 @@ absl::Status ExtractFields(const Value& value, ParsedSecret& out) {
 absl::StatusOr<ParsedSecret> ParseItem(const Value& item, size_t index) {
   constexpr std::string_view kWhat = "POST /api/client/search";
   if (!item.IsObject()) {
-    return Malformed(kWhat, StrCat("has element ", static_cast<uint64_t>(index),
-                                   " that is not a JSON object"));
+    return Malformed(
+        kWhat, StrCat("has element ", static_cast<uint64_t>(index), " that is not a JSON object"));
   }
   ParsedSecret out;
   const Value* name = StringMember(item, "name");
   if (name == nullptr || name->GetStringLength() == 0) {
-    return Malformed(kWhat, StrCat("has element ", static_cast<uint64_t>(index),
-                                   " without a string 'name'"));
+    return Malformed(
+        kWhat, StrCat("has element ", static_cast<uint64_t>(index), " without a string 'name'"));
   }
   out.name = NonSecretString(*name);
   const Value* type = StringMember(item, "type");
@@ -296,8 +298,8 @@ absl::StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_v
     return bad();
   }
   static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1 || day > kDaysIn[month - 1] || hour > 23 ||
-      minute > 59 || second > 60) {
+  if (month < 1 || month > 12 || day < 1 || day > kDaysIn[month - 1] || hour > 23 || minute > 59 ||
+      second > 60) {
     return bad();
   }
   size_t pos = 19;
@@ -327,7 +329,8 @@ absl::StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_v
     return bad();
   }
   if (pos != s.size()) return bad();
-  const int64_t days = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const int64_t days =
+      DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
   return std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
@@ -352,12 +355,14 @@ absl::StatusOr<TokenGrant> ParseTokenResponse(SecretBuffer body) {
   }
   for (uint8_t c : Bytes(*token)) {
     // The token goes into an HTTP header: no spaces, controls or non-ASCII.
-    if (c < 0x21 || c > 0x7e) return Malformed(kWhat, "has a 'token' with a character not allowed in an HTTP header");
+    if (c < 0x21 || c > 0x7e)
+      return Malformed(kWhat, "has a 'token' with a character not allowed in an HTTP header");
   }
   const Value* expires = StringMember(doc, "expires_at");
   if (expires == nullptr) return Malformed(kWhat, "has no string 'expires_at'");
   auto when = ParseRfc3339(NonSecretString(*expires));
-  if (!when.ok()) return Malformed(kWhat, StrCat("has an 'expires_at' that is not an RFC 3339 time"));
+  if (!when.ok())
+    return Malformed(kWhat, StrCat("has an 'expires_at' that is not an RFC 3339 time"));
   TokenGrant grant;
   VIGO_ASSIGN_OR_RETURN(grant.token, SecretBuffer::CopyFrom(Bytes(*token)));
   grant.expires_at = *when;

@@ -125,7 +125,8 @@ class Stub {
       tokens_.clear();
     }
     if (control.count("delay_ms")) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::atol(control["delay_ms"].c_str())));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::atol(control["delay_ms"].c_str())));
     }
     const std::string bearer =
         authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : std::string();
@@ -212,24 +213,36 @@ class Stub {
 
 const char* Reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 302:
+      return "Found";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
   }
 }
 
 bool WriteAll(SSL* ssl, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
-    int n = SSL_write(ssl, data.data() + off, static_cast<int>(std::min<size_t>(data.size() - off, 1 << 20)));
+    int n = SSL_write(ssl, data.data() + off,
+                      static_cast<int>(std::min<size_t>(data.size() - off, 1 << 20)));
     if (n <= 0) return false;
     off += static_cast<size_t>(n);
   }
@@ -273,7 +286,8 @@ void Serve(SSL* ssl, Stub& stub, const Flags& flags) {
     std::ofstream log(flags.request_log, std::ios::app);
     log << method << " " << path << " " << r.status << "\n";
   }
-  const long length = r.announced_length >= 0 ? r.announced_length : static_cast<long>(r.body.size());
+  const long length =
+      r.announced_length >= 0 ? r.announced_length : static_cast<long>(r.body.size());
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
   out += "Content-Type: application/json\r\nConnection: close\r\n";
   if (r.status == 302) out += "Location: https://127.0.0.1:1/elsewhere\r\n";
@@ -301,17 +315,27 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) return Usage();
     std::string v = argv[++i];
-    if (a == "--cert") flags.cert = v;
-    else if (a == "--key") flags.key = v;
-    else if (a == "--fixture") flags.fixture = v;
-    else if (a == "--token-file") flags.token_file = v;
-    else if (a == "--control") flags.control = v;
-    else if (a == "--request-log") flags.request_log = v;
-    else if (a == "--issued-tokens") flags.issued_tokens = v;
-    else if (a == "--port") flags.port = std::atoi(v.c_str());
-    else return Usage();
+    if (a == "--cert")
+      flags.cert = v;
+    else if (a == "--key")
+      flags.key = v;
+    else if (a == "--fixture")
+      flags.fixture = v;
+    else if (a == "--token-file")
+      flags.token_file = v;
+    else if (a == "--control")
+      flags.control = v;
+    else if (a == "--request-log")
+      flags.request_log = v;
+    else if (a == "--issued-tokens")
+      flags.issued_tokens = v;
+    else if (a == "--port")
+      flags.port = std::atoi(v.c_str());
+    else
+      return Usage();
   }
-  if (flags.cert.empty() || flags.key.empty() || flags.fixture.empty() || flags.token_file.empty()) {
+  if (flags.cert.empty() || flags.key.empty() || flags.fixture.empty() ||
+      flags.token_file.empty()) {
     return Usage();
   }
   ::signal(SIGPIPE, SIG_IGN);

@@ -40,11 +40,12 @@ constexpr char kLongLivedToken[] = "LLsrv-Wq7ZxK3mTr9VpN4j";
 std::string Fixture(std::string_view db_password, bool with_api_key = true) {
   std::string out = StrCat(R"([
   {"id":"1","name":"db-admin","type":"username_password","organization":"acme",
-   "value":{"username":"admin","password":")", db_password, R"("}})");
+   "value":{"username":"admin","password":")",
+                           db_password, R"("}})");
   if (with_api_key) {
     StrAppend(&out, R"(,
-  {"id":"2","name":"app/api_key","type":"api_key","organization":"acme","value":")", kApiKey,
-              R"("})");
+  {"id":"2","name":"app/api_key","type":"api_key","organization":"acme","value":")",
+              kApiKey, R"("})");
   }
   StrAppend(&out, "]");
   return out;
@@ -131,10 +132,11 @@ class IsopassServerTest : public ::testing::Test {
     root_ = dir_ / "root";
     for (const char* name : {"isopass", "other"}) {
       auto r = vigo::testing::Run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                    (dir_ / StrCat(name, ".key")).string(), "-out",
-                    (dir_ / StrCat(name, ".pem")).string(), "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"});
+                                   "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                   (dir_ / StrCat(name, ".key")).string(), "-out",
+                                   (dir_ / StrCat(name, ".pem")).string(), "-days", "2", "-subj",
+                                   "/CN=localhost", "-addext",
+                                   "subjectAltName=IP:127.0.0.1,DNS:localhost"});
       ASSERT_EQ(r.exit_code, 0) << r.err;
     }
     WriteFileOrDie(dir_ / "stub-token", kLongLivedToken, 0600);
@@ -156,8 +158,7 @@ class IsopassServerTest : public ::testing::Test {
   void TearDown() override {
     stub_.Stop();
     (void)SetLogFile("");
-    std::vector<std::string> canaries = {kDbPassword, kDbPasswordRotated, kApiKey,
-                                         kLongLivedToken};
+    std::vector<std::string> canaries = {kDbPassword, kDbPasswordRotated, kApiKey, kLongLivedToken};
     std::istringstream issued(ReadFileOrEmpty(dir_ / "issued-tokens"));
     for (std::string t; std::getline(issued, t);) {
       if (!t.empty()) canaries.push_back(t);
@@ -174,12 +175,11 @@ class IsopassServerTest : public ::testing::Test {
   }
 
   void StartStub(int port = 0) {
-    port_ = stub_.Start({TestBinPath("isopass_stub").string(), "--cert",
-                         (dir_ / "isopass.pem").string(), "--key", (dir_ / "isopass.key").string(),
-                         "--fixture", (dir_ / "fixture.json").string(), "--token-file",
-                         (dir_ / "stub-token").string(), "--control", (dir_ / "control").string(),
-                         "--issued-tokens", (dir_ / "issued-tokens").string(), "--port",
-                         std::to_string(port)});
+    port_ = stub_.Start(
+        {TestBinPath("isopass_stub").string(), "--cert", (dir_ / "isopass.pem").string(), "--key",
+         (dir_ / "isopass.key").string(), "--fixture", (dir_ / "fixture.json").string(),
+         "--token-file", (dir_ / "stub-token").string(), "--control", (dir_ / "control").string(),
+         "--issued-tokens", (dir_ / "issued-tokens").string(), "--port", std::to_string(port)});
     ASSERT_GT(port_, 0) << "isopass_stub did not start";
   }
 
@@ -213,8 +213,7 @@ class IsopassServerTest : public ::testing::Test {
     VigosrvExit out;
     fs::create_directories(dir_ / "logs");
     const fs::path err_file = dir_ / "logs" / "vigosrv-refused.err";
-    sandbox::UniqueFd err(
-        ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    sandbox::UniqueFd err(::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     sandbox::SpawnOptions o;
     o.argv = {BinPath("vigosrv").string(), "--root", root_.string(), "--grpc-listen",
               "127.0.0.1:0"};
@@ -420,8 +419,7 @@ TEST_F(IsopassServerTest, ResolveRotationOutageAndRecovery) {
   stub_.Stop();
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   Resolved down = Resolve(*stub, "web-a", refs, e2);
-  EXPECT_EQ(down.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << down.status.error_message();
+  EXPECT_EQ(down.status.error_code(), grpc::StatusCode::UNAVAILABLE) << down.status.error_message();
   EXPECT_TRUE(down.values.empty());
   EXPECT_EQ(srv->epoch(), e2);
 

@@ -54,17 +54,24 @@ std::string Str(const SecretBuffer& b) {
 std::string FixtureJson(std::string_view raw_value, std::string_view kv_updated_at) {
   return StrCat(R"([
   {"id":"1","name":"app/api_key","type":"api_key","organization_id":"o1","organization":"acme",
-   "tags":[],"scopes":[],"value":")", raw_value, R"("},
-  {"id":"2","name":"app/pin","type":"number","organization":"acme","value":)", kNumberValue, R"(},
+   "tags":[],"scopes":[],"value":")",
+                raw_value, R"("},
+  {"id":"2","name":"app/pin","type":"number","organization":"acme","value":)",
+                kNumberValue, R"(},
   {"id":"3","name":"db-admin","type":"username_password","organization":"acme",
-   "value":{"username":")", kUpUser, R"(","password":")", kUpPassword, R"("}},
+   "value":{"username":")",
+                kUpUser, R"(","password":")", kUpPassword, R"("}},
   {"id":"4","name":"db-legacy","type":"username_password","organization":"acme",
-   "value":"{\"username\":\"legacy\",\"password\":\")", kLegacyPassword, R"(\"}"},
+   "value":"{\"username\":\"legacy\",\"password\":\")",
+                kLegacyPassword, R"(\"}"},
   {"id":"5","name":"app-config","type":"key_value_pair","organization":"acme",
-   "updated_at":")", kv_updated_at, R"(",
-   "value":{"region":"eu-1","secret_key":")", kKvSecret, R"(","port":5432,"debug":true}},
+   "updated_at":")",
+                kv_updated_at, R"(",
+   "value":{"region":"eu-1","secret_key":")",
+                kKvSecret, R"(","port":5432,"debug":true}},
   {"id":"6","name":"web-tls","type":"tls_bundle","organization":"acme",
-   "value":{"certificate":")", kTlsCert, R"(","private_key":")", kTlsKey, R"(",
+   "value":{"certificate":")",
+                kTlsCert, R"(","private_key":")", kTlsKey, R"(",
             "ca_chain":["CA-one","CA-two"]}},
   {"id":"7","name":"escaped","type":"note","organization":"acme",
    "value":"line1\nline2 \u00e9 \"q\""}
@@ -145,8 +152,8 @@ class IsopassBackendTest : public ::testing::Test {
   void TearDown() override {
     stub_.Stop();
     (void)SetLogFile("");
-    std::vector<std::string> canaries = {kRawValue,   kRawValue2, kNumberValue,    kUpUser,
-                                         kUpPassword, kKvSecret,  kLegacyPassword, kTlsKey,
+    std::vector<std::string> canaries = {kRawValue,   kRawValue2,     kNumberValue,    kUpUser,
+                                         kUpPassword, kKvSecret,      kLegacyPassword, kTlsKey,
                                          kTlsCert,    kLongLivedToken};
     std::istringstream issued(testing::ReadFileOrEmpty(dir_ / "issued-tokens"));
     for (std::string t; std::getline(issued, t);) {
@@ -294,9 +301,12 @@ TEST_F(IsopassBackendTest, ExactNameWinsOverFieldAndDuplicatesAreRefused) {
   WriteFixture(StrCat(R"([
     {"name":"svc","type":"key_value_pair","value":{"user":"from-field","other":"x"}},
     {"name":"svc/user","type":"raw","value":"from-exact-name"},
-    {"name":"dup","type":"raw","organization":"acme","value":")", kRawValue, R"("},
-    {"name":"dup","type":"raw","organization":"globex","value":")", kRawValue2, R"("},
-    {"name":"broken","type":"username_password","value":"{not json )", kUpPassword, R"("}
+    {"name":"dup","type":"raw","organization":"acme","value":")",
+                      kRawValue, R"("},
+    {"name":"dup","type":"raw","organization":"globex","value":")",
+                      kRawValue2, R"("},
+    {"name":"broken","type":"username_password","value":"{not json )",
+                      kUpPassword, R"("}
   ])"));
   auto b = OpenHealthy();
   ASSERT_NE(b, nullptr);
@@ -473,7 +483,8 @@ TEST_F(IsopassBackendTest, MalformedTruncatedAndOversizedResponsesAreClearErrors
       {"search=truncated", absl::StatusCode::kUnavailable, "is not valid JSON"},
       {"search=notarray", absl::StatusCode::kUnavailable, "is not a JSON array"},
       {"search=cut", absl::StatusCode::kUnavailable, "cannot reach isopass"},
-      {"search=oversized", absl::StatusCode::kResourceExhausted, "larger than the limit of 4194304"},
+      {"search=oversized", absl::StatusCode::kResourceExhausted,
+       "larger than the limit of 4194304"},
       {"status_search=503", absl::StatusCode::kUnavailable, "with HTTP 503"},
       {"status_search=403", absl::StatusCode::kPermissionDenied, "HTTP 403"},
       {"status_search=302", absl::StatusCode::kFailedPrecondition, "redirect (HTTP 302)"},

@@ -1,11 +1,10 @@
 // Unit tests for the isopass response parsers (server/isopass/isopass_parse.h).
-#include "server/isopass/isopass_parse.h"
-
 #include <string>
 #include <string_view>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/isopass/isopass_parse.h"
 
 namespace vigo::server::isopass {
 namespace {
@@ -49,10 +48,10 @@ TEST(IsopassRfc3339, ParsesZuluFractionAndOffsets) {
 }
 
 TEST(IsopassRfc3339, RejectsMalformed) {
-  for (std::string_view bad : {"", "2026-11-28", "2026-11-28T11:00:00", "2026-13-01T00:00:00Z",
-                               "2026-11-28T25:00:00Z", "2026-11-28T11:00:00.Z",
-                               "2026-11-28T11:00:00+0100", "2026-11-28T11:00:00Zjunk",
-                               "20261128T110000Z", "2026-02-30T00:00:00Z"}) {
+  for (std::string_view bad :
+       {"", "2026-11-28", "2026-11-28T11:00:00", "2026-13-01T00:00:00Z", "2026-11-28T25:00:00Z",
+        "2026-11-28T11:00:00.Z", "2026-11-28T11:00:00+0100", "2026-11-28T11:00:00Zjunk",
+        "20261128T110000Z", "2026-02-30T00:00:00Z"}) {
     EXPECT_FALSE(ParseRfc3339(bad).ok()) << bad;
   }
 }
@@ -72,7 +71,8 @@ TEST(IsopassTokenResponse, RejectsBadShapesWithoutEchoingThem) {
       {R"({"expires_at":"2030-01-01T00:00:00Z"})", "no string 'token'"},
       {R"({"token":"tok-Xq9","expires_at":"soon"})", "not an RFC 3339 time"},
       {R"({"token":"tok-Xq9"})", "no string 'expires_at'"},
-      {R"({"token":"tok Xq9","expires_at":"2030-01-01T00:00:00Z"})", "not allowed in an HTTP header"},
+      {R"({"token":"tok Xq9","expires_at":"2030-01-01T00:00:00Z"})",
+       "not allowed in an HTTP header"},
       {R"({"token":"tok\r\nX-Evil: 1","expires_at":"2030-01-01T00:00:00Z"})",
        "not allowed in an HTTP header"},
       {R"(["tok-Xq9"])", "not a JSON object"},
