@@ -315,6 +315,28 @@ TEST(ChildProcessTest, AdoptForTestReapsAForkedChild) {
   EXPECT_EQ(e->exit_code, 42);
 }
 
+TEST(ChildProcessTest, DieWithParentKillsChildWhenSpawningThreadExits) {
+  for (bool die : {true, false}) {
+    ChildProcess child;
+    std::thread t([&] {
+      SpawnOptions o;
+      o.argv = {"/bin/sleep", "60"};
+      o.die_with_parent = die;
+      absl::StatusOr<ChildProcess> c = ChildProcess::Spawn(o);
+      ASSERT_TRUE(c.ok());
+      child = std::move(*c);
+    });
+    t.join();
+    ASSERT_TRUE(child.running());
+    absl::StatusOr<ExitInfo> e = child.WaitFor(die ? 5s : 300ms);
+    ASSERT_TRUE(e.ok());
+    EXPECT_TRUE(e->signaled);
+    EXPECT_EQ(e->signal, SIGKILL);
+    // With die_with_parent the kernel killed it; without, only our timeout did.
+    EXPECT_EQ(e->timed_out, !die) << "die_with_parent=" << die;
+  }
+}
+
 TEST(ChildProcessTest, SignalMaskAndIgnoredSignalsAreReset) {
   // A parent that ignores SIGPIPE must not hand that to the child.
   struct sigaction old;
