@@ -56,10 +56,14 @@ Agent::Agent(AgentOptions options, std::unique_ptr<AgentClient> client, WorkerLi
   if (cached.ok()) bundle_ = std::move(*cached);
 }
 
-Agent::~Agent() { cache_.Clear(); }
+Agent::~Agent() {
+  cache_.Clear();
+  worker_.Shutdown();
+}
 
 absl::Status Agent::Retry(const char* what, const std::function<absl::Status()>& fn) {
   const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  client_->SetDeadlineCap(deadline);
   std::chrono::milliseconds backoff(500);
   for (int attempt = 1;; ++attempt) {
     absl::Status s = fn();

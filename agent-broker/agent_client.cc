@@ -47,7 +47,14 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(ClientOptions o
 
 std::unique_ptr<grpc::ClientContext> AgentClient::Context() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + rpc_timeout_);
+  // Wait through transient failures (a restarting server) instead of failing
+  // fast; the deadline bounds the wait.
+  ctx->set_wait_for_ready(true);
+  auto now = std::chrono::steady_clock::now();
+  auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::min<std::chrono::steady_clock::duration>(rpc_timeout_, cap_ - now));
+  budget = std::max(budget, std::chrono::milliseconds(1000));
+  ctx->set_deadline(std::chrono::system_clock::now() + budget);
   return ctx;
 }
 

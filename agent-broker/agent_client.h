@@ -43,11 +43,16 @@ class AgentClient {
                            SecretCache* cache);
   absl::StatusOr<v1::ReportResultResponse> ReportResult(const v1::ReportResultRequest& request);
 
+  // Calls wait for the channel to become ready (wait_for_ready) until their
+  // deadline: now + rpc_timeout, but never past `cap` (the retry budget).
+  void SetDeadlineCap(std::chrono::steady_clock::time_point cap) { cap_ = cap; }
+
  private:
   AgentClient() = default;
   std::unique_ptr<grpc::ClientContext> Context() const;
   std::unique_ptr<v1::VigoAgent::Stub> stub_;
   std::chrono::seconds rpc_timeout_{30};
+  std::chrono::steady_clock::time_point cap_ = std::chrono::steady_clock::time_point::max();
 };
 
 // grpc::Status → absl::Status (same code, the message is the server's, which

@@ -1,30 +1,26 @@
 #include "agent-broker/broker_lockdown.h"
 
-#include <sys/prctl.h>
-
-#include <cerrno>
-
+#include "common/ipc/attestation_proto.h"
+#include "common/log.h"
 #include "common/status_macros.h"
-#include "sandbox/secret_buffer.h"
-#include "sandbox/syscall_status.h"
+#include "sandbox/attestation.h"
+#include "sandbox/lockdown.h"
 
 namespace vigo::broker {
 
 absl::StatusOr<v1::AttestationReport> LockDownBrokerProcess(const BrokerLockdownOptions& options) {
-  (void)options;
-  // The arena exists before any value (and before capabilities are dropped).
-  VIGO_RETURN_IF_ERROR(sandbox::InitArena());
-  if (::prctl(PR_SET_DUMPABLE, 0) != 0) return sandbox::ErrnoStatus(errno, "prctl DUMPABLE");
-  v1::AttestationReport report;
-  report.set_process("broker");
-  sandbox::ArenaInfo info = sandbox::GetArenaInfo();
-  report.set_arena_locked(info.locked);
-  report.set_arena_dontdump(info.dontdump);
-  report.set_arena_backing(info.backing);
-  report.set_dumpable(false);
-  // The namespace/capability/seccomp lockdown is not applied by this build.
-  report.add_skipped_steps("sandbox-lockdown");
-  return report;
+  sandbox::BrokerLockdownSpec spec;
+  spec.keep_fds = {0, 1, 2};
+  spec.keep_fds.insert(spec.keep_fds.end(), options.keep_fds.begin(), options.keep_fds.end());
+  spec.worker_pid = options.worker_pid;
+  spec.insecure_skip = options.insecure_skip;
+  VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownBroker(spec));
+  for (const std::string& s : result.skipped_steps) {
+    Log(LogLevel::kWarn, "insecure: lockdown step skipped", {{"process", "broker"}, {"step", s}});
+  }
+  VIGO_ASSIGN_OR_RETURN(sandbox::AttestationReport att, sandbox::CollectAttestation());
+  att.process = "broker";
+  return ipc::ToProto(att);
 }
 
 }  // namespace vigo::broker

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <set>
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -66,6 +68,8 @@ ArgSpec Spec() {
        {"retry-for", true, "seconds to keep retrying an unreachable server (default 60)"},
        {"log-level", true, "trace|debug|info|warn|error (default info)"},
        {"log-json", false, "log JSON lines"},
+       {"insecure-skip-lockdown", true,
+        "comma-separated lockdown steps to skip on hosts without the feature (reported)"},
        {"insecure-allow-unlocked-memory", false,
         "run even when secret memory cannot be locked (reported in attestation)"},
        {"version", false, "print the version"}},
@@ -153,9 +157,21 @@ int Run(const ParsedArgs& args, bool daemon) {
       return kExitError;
     }
   }
+  std::set<std::string> skip;
+  if (auto k = args.Get("insecure-skip-lockdown")) {
+    size_t start = 0;
+    while (start <= k->size()) {
+      size_t end = k->find(',', start);
+      if (end == std::string::npos) end = k->size();
+      if (end > start) skip.insert(k->substr(start, end - start));
+      start = end + 1;
+    }
+  }
   StateDir state(args.Get("state-dir").value_or(kDefaultStateDir));
-  if (absl::Status s = state.Ensure(); !s.ok()) {
-    std::fprintf(stderr, "vigo: --state-dir: %s\n", std::string(s.message()).c_str());
+  absl::Status state_ok = state.Ensure();
+  if (state_ok.ok()) state_ok = state.OpenForWriting();
+  if (!state_ok.ok()) {
+    std::fprintf(stderr, "vigo: --state-dir: %s\n", std::string(state_ok.message()).c_str());
     return kExitError;
   }
 
@@ -165,6 +181,10 @@ int Run(const ParsedArgs& args, bool daemon) {
   wo.worker_user = args.Get("worker-user").value_or("");
   wo.log_level = args.Get("log-level").value_or("");
   wo.insecure_allow_unlocked_memory = insecure_mem;
+  wo.insecure_skip_lockdown = args.Get("insecure-skip-lockdown").value_or("");
+  // The worker's mount namespace covers the private key and the state dir.
+  wo.hidden_paths = {std::filesystem::absolute(*args.Get("key-file")).lexically_normal().string(),
+                     std::filesystem::absolute(state.path()).lexically_normal().string()};
   auto worker = WorkerLink::Start(wo);
   if (!worker.ok()) {
     Log(LogLevel::kError, "cannot start vigo-worker", {{"error", worker.status()}});
@@ -173,9 +193,9 @@ int Run(const ParsedArgs& args, bool daemon) {
   // 2. Lock down the broker.
   BrokerLockdownOptions lo;
   lo.worker_pid = worker->pid();
-  lo.worker_fd = worker->fd();
-  lo.state_dir = state.path();
-  lo.insecure_allow_unlocked_memory = insecure_mem;
+  lo.keep_fds = state.fds();
+  lo.keep_fds.push_back(worker->fd());
+  lo.insecure_skip = skip;
   auto broker_att = LockDownBrokerProcess(lo);
   if (!broker_att.ok()) {
     Log(LogLevel::kError, "broker lockdown failed", {{"error", broker_att.status()}});

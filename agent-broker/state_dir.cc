@@ -39,8 +39,46 @@ absl::Status StateDir::Ensure() const {
   return absl::OkStatus();
 }
 
+namespace {
+constexpr const char* kStateFiles[] = {"bundle.json", "last_run.json", "attestation.json"};
+}  // namespace
+
+absl::Status StateDir::OpenForWriting() {
+  for (const char* name : kStateFiles) {
+    std::string path = StrCat(dir_, "/", name);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return sandbox::ErrnoStatus(errno, "open", path);
+    fds_[name] = std::make_shared<sandbox::UniqueFd>(fd);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> StateDir::fds() const {
+  std::vector<int> out;
+  for (const auto& [name, fd] : fds_) out.push_back(fd->get());
+  return out;
+}
+
 absl::Status StateDir::WriteAtomic(const std::string& name, const std::string& data) const {
   std::string path = StrCat(dir_, "/", name);
+  if (auto it = fds_.find(name); it != fds_.end()) {
+    int fd = it->second->get();
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return sandbox::ErrnoStatus(errno, "fstat", path);
+    std::string out = data;
+    if (static_cast<size_t>(st.st_size) > out.size()) out.append(static_cast<size_t>(st.st_size) - out.size(), ' ');
+    if (::lseek(fd, 0, SEEK_SET) != 0) return sandbox::ErrnoStatus(errno, "lseek", path);
+    size_t off = 0;
+    while (off < out.size()) {
+      ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return sandbox::ErrnoStatus(errno, "write", path);
+      }
+      off += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
   std::string tmp = StrCat(path, ".tmp");
   ::unlink(tmp.c_str());
   sandbox::UniqueFd fd(::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -82,22 +120,22 @@ absl::StatusOr<std::string> StateDir::Read(const std::string& name) const {
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > (size_t{64} << 20)) return absl::FailedPreconditionError(StrCat(path, " is too large"));
   }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.empty()) return absl::NotFoundError(StrCat(path, " is empty"));
   return out;
 }
 
 absl::StatusOr<v1::PolicyBundle> StateDir::LoadBundle() const {
-  VIGO_ASSIGN_OR_RETURN(std::string bytes, Read("bundle.pb"));
+  VIGO_ASSIGN_OR_RETURN(std::string json, Read("bundle.json"));
   v1::PolicyBundle b;
-  if (!b.ParseFromString(bytes)) {
-    return absl::DataLossError(StrCat(dir_, "/bundle.pb does not parse"));
+  if (!google::protobuf::util::JsonStringToMessage(json, &b).ok()) {
+    return absl::DataLossError(StrCat(dir_, "/bundle.json does not parse"));
   }
   return b;
 }
 
 absl::Status StateDir::SaveBundle(const v1::PolicyBundle& bundle) const {
-  std::string bytes;
-  if (!bundle.SerializeToString(&bytes)) return absl::InternalError("cannot serialize bundle");
-  return WriteAtomic("bundle.pb", bytes);
+  return WriteAtomic("bundle.json", ToJson(bundle) + "\n");
 }
 
 absl::Status StateDir::SaveLastRun(const v1::ReportResultRequest& run) const {

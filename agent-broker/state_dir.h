@@ -1,17 +1,25 @@
 // The agent's state directory (default /var/lib/vigo, mode 0700). It never
 // holds a value:
-//   bundle.pb         the last bundle (serialized PolicyBundle: markers only)
+//   bundle.json       the last bundle (PolicyBundle as JSON: markers only)
 //   last_run.json     the last run: ids, digest, epoch, outcome, per-resource results
 //   attestation.json  the broker's and worker's attestation reports
-// Files are written 0600 via temp file + rename + fsync.
+// Files are 0600. Without OpenForWriting they are written via temp file +
+// rename + fsync. The locked-down broker may not create files (its seccomp
+// filter allows read-only opens only), so the agent calls OpenForWriting
+// before lockdown and later rewrites those fds in place, padding with spaces
+// (JSON whitespace) when the new content is shorter; readers trim. A crash
+// mid-write leaves an unparsable file, which is treated as absent.
 #ifndef VIGO_AGENT_BROKER_STATE_DIR_H_
 #define VIGO_AGENT_BROKER_STATE_DIR_H_
 
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sandbox/unique_fd.h"
 #include "vigo/v1/agent.pb.h"
 #include "vigo/v1/bundle.pb.h"
 
@@ -24,6 +32,10 @@ class StateDir {
 
   // Creates the directory (0700) when missing.
   absl::Status Ensure() const;
+  // Opens (creating, 0600) every state file for later in-place writes.
+  absl::Status OpenForWriting();
+  // The fds OpenForWriting holds (to keep across lockdown).
+  std::vector<int> fds() const;
 
   // NOT_FOUND when there is no cached bundle.
   absl::StatusOr<v1::PolicyBundle> LoadBundle() const;
@@ -39,6 +51,7 @@ class StateDir {
   absl::Status WriteAtomic(const std::string& name, const std::string& data) const;
   absl::StatusOr<std::string> Read(const std::string& name) const;
   std::string dir_;
+  std::map<std::string, std::shared_ptr<sandbox::UniqueFd>> fds_;
 };
 
 // Message → one-line JSON (protobuf's JSON mapping).

@@ -1,5 +1,6 @@
 #include "agent-broker/worker_link.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -160,16 +161,40 @@ absl::StatusOr<WorkerLink> WorkerLink::Start(const WorkerStartOptions& options) 
     so.argv.push_back(StrCat("--secret-file-dir=", options.secret_file_dir));
   }
   if (options.insecure_allow_unlocked_memory) so.argv.push_back("--insecure-allow-unlocked-memory");
+  if (!options.insecure_skip_lockdown.empty()) {
+    so.argv.push_back(StrCat("--insecure-skip-lockdown=", options.insecure_skip_lockdown));
+  }
+  if (!options.hidden_paths.empty()) {
+    std::string hide;
+    for (const std::string& p : options.hidden_paths) {
+      if (p.find(':') != std::string::npos) {
+        return absl::InvalidArgumentError(StrCat("path ", p, " contains ':'"));
+      }
+      StrAppend(&hide, hide.empty() ? "" : ":", p);
+    }
+    so.argv.push_back(StrCat("--hide=", hide));
+  }
   so.env = {};  // clean: nothing of the broker's environment reaches the worker
   so.fd_map = {{ipc::kWorkerSocketFd, sp.worker.get()}, {2, 2}};
   so.die_with_parent = true;
-  so.new_process_group = true;
+  // Same process group: the locked-down broker may signal only the worker's
+  // pid itself (seccomp), never a group.
+  so.new_process_group = false;
   WorkerLink link;
   VIGO_ASSIGN_OR_RETURN(link.child_, sandbox::ChildProcess::Spawn(so));
   sp.worker.reset();  // only the worker holds its end: its death is our EOF
   link.channel_ = ipc::Channel(std::move(sp.broker));
   Log(LogLevel::kDebug, "worker started", {{"pid", static_cast<int64_t>(link.child_.pid())}});
   return link;
+}
+
+void WorkerLink::Shutdown() {
+  if (!child_.running()) return;
+  channel_ = ipc::Channel();
+  // The run is over and the worker is idle. (WaitFor needs pidfd_open, which
+  // the broker's filter does not allow; kill(worker pid) + wait4 it does.)
+  child_.Kill(SIGKILL);
+  (void)child_.Wait();
 }
 
 absl::Status WorkerLink::AwaitHello() {

@@ -40,6 +40,8 @@ struct WorkerStartOptions {
   std::string log_level;
   std::string secret_file_dir;
   bool insecure_allow_unlocked_memory = false;
+  std::string insecure_skip_lockdown;     // comma-separated step names
+  std::vector<std::string> hidden_paths;  // covered in the worker's mount namespace
 };
 
 // dirname(/proc/self/exe) + "/vigo-worker".
@@ -62,6 +64,8 @@ class WorkerLink {
   static absl::StatusOr<WorkerLink> Start(const WorkerStartOptions& options);
 
   absl::Status AwaitHello();
+  // Closes the socket, kills and reaps the (idle) worker.
+  void Shutdown();
   absl::StatusOr<v1::ReportResultRequest> ServeRun(const v1::PolicyBundle& bundle,
                                                    const SecretCache& cache) {
     return broker::ServeRun(channel_, phases_, bundle, cache);

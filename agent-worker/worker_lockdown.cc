@@ -7,17 +7,29 @@
 
 #include <cerrno>
 
+#include "agent-worker/fs_ops.h"
+#include "common/ipc/attestation_proto.h"
+#include "common/log.h"
 #include "common/status_macros.h"
+#include "sandbox/attestation.h"
+#include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
 #include "sandbox/syscall_status.h"
 
 namespace vigo::worker {
+namespace {
 
-absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdownOptions& options) {
-  // Die with the broker; if it is already gone (re-parented), stop now.
+absl::Status DieWithBroker() {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return sandbox::ErrnoStatus(errno, "prctl PDEATHSIG");
   if (::getppid() == 1) return absl::FailedPreconditionError("broker already gone");
-  // Children (exec resources) must never inherit the socketpair.
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdownOptions& options) {
+  VIGO_RETURN_IF_ERROR(DieWithBroker());
+  // Exec resources must never inherit the socketpair.
   int flags = ::fcntl(options.socket_fd, F_GETFD);
   if (flags < 0 || ::fcntl(options.socket_fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
     return sandbox::ErrnoStatus(errno, "fcntl FD_CLOEXEC", "socket");
@@ -25,19 +37,27 @@ absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdown
   sandbox::ArenaOptions arena;
   arena.insecure_allow_unlocked = options.insecure_allow_unlocked_memory;
   VIGO_RETURN_IF_ERROR(sandbox::ConfigureArena(arena));
-  VIGO_RETURN_IF_ERROR(sandbox::InitArena());
-  if (::prctl(PR_SET_DUMPABLE, 0) != 0) return sandbox::ErrnoStatus(errno, "prctl DUMPABLE");
 
-  v1::AttestationReport report;
-  report.set_process("worker");
-  sandbox::ArenaInfo info = sandbox::GetArenaInfo();
-  report.set_arena_locked(info.locked);
-  report.set_arena_dontdump(info.dontdump);
-  report.set_arena_backing(info.backing);
-  report.set_dumpable(false);
-  // The namespace/capability/seccomp lockdown is not applied by this build.
-  report.add_skipped_steps("sandbox-lockdown");
-  return report;
+  sandbox::WorkerLockdownSpec spec;
+  spec.keep_fds = {0, 1, 2, options.socket_fd};
+  spec.hidden_paths = options.hidden_paths;
+  spec.insecure_skip = options.insecure_skip;
+  if (!options.run_as_user.empty()) {
+    VIGO_ASSIGN_OR_RETURN(uid_t uid, LookupUser(options.run_as_user));
+    // The user's primary group.
+    gid_t gid = static_cast<gid_t>(uid);
+    if (auto g = LookupGroup(options.run_as_user); g.ok()) gid = *g;
+    spec.run_as = sandbox::UserSwitch{uid, gid, {}};
+  }
+  VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownWorker(spec));
+  for (const std::string& s : result.skipped_steps) {
+    Log(LogLevel::kWarn, "insecure: lockdown step skipped", {{"process", "worker"}, {"step", s}});
+  }
+  // A credential change clears the parent-death signal: set it again.
+  VIGO_RETURN_IF_ERROR(DieWithBroker());
+  VIGO_ASSIGN_OR_RETURN(sandbox::AttestationReport att, sandbox::CollectAttestation());
+  att.process = "worker";
+  return ipc::ToProto(att);
 }
 
 }  // namespace vigo::worker

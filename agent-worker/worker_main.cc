@@ -22,6 +22,8 @@ int WorkerMain(int argc, char** argv) {
                 {"worker-user", true, "user to apply as (lockdown)"},
                 {"secret-file-dir", true, "directory for exec secret_file temp files"},
                 {"log-level", true, "trace|debug|info|warn|error"},
+                {"hide", true, "colon-separated paths covered in the worker's mount namespace"},
+                {"insecure-skip-lockdown", true, "comma-separated lockdown steps to skip"},
                 {"insecure-allow-unlocked-memory", false, "run without locked memory"}},
                0, 0};
   auto parsed = ParseArgs(spec, args);
@@ -54,7 +56,24 @@ int WorkerMain(int argc, char** argv) {
   WorkerLockdownOptions lo;
   lo.socket_fd = ipc::kWorkerSocketFd;
   lo.run_as_user = parsed->Get("worker-user").value_or("");
-  lo.apply_root = parsed->Get("apply-root").value_or("");
+  if (auto h = parsed->Get("hide")) {
+    size_t start = 0;
+    while (start <= h->size()) {
+      size_t end = h->find(':', start);
+      if (end == std::string::npos) end = h->size();
+      if (end > start) lo.hidden_paths.push_back(h->substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  if (auto k = parsed->Get("insecure-skip-lockdown")) {
+    size_t start = 0;
+    while (start <= k->size()) {
+      size_t end = k->find(',', start);
+      if (end == std::string::npos) end = k->size();
+      if (end > start) lo.insecure_skip.insert(k->substr(start, end - start));
+      start = end + 1;
+    }
+  }
   lo.insecure_allow_unlocked_memory = parsed->Has("insecure-allow-unlocked-memory");
   auto attestation = LockDownWorkerProcess(lo);
   if (!attestation.ok()) {
@@ -65,7 +84,7 @@ int WorkerMain(int argc, char** argv) {
   attestation->SerializeToString(&hello);
 
   ApplyOptions opts;
-  opts.apply_root = lo.apply_root;
+  opts.apply_root = parsed->Get("apply-root").value_or("");
   opts.secret_file_dir = parsed->Get("secret-file-dir").value_or("");
   WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), opts);
   absl::Status s = session.Run(hello);
