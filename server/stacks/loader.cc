@@ -964,7 +964,7 @@ void Parser::ResolveRule(si::Rule* rule) {
   for (LoadError& e : trial.Take()) {
     Error(Loc{e.file, e.line}, e.key, StrCat(e.message, " [", who, "]"));
   }
-  auto refs = si::FinalizeBundle(&bundle);
+  auto refs = EntitlementOf(bundle);
   if (refs.ok()) rule->references = std::move(*refs);
 }
 
