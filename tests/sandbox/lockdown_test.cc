@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <set>
 #include <sstream>
 #include <string>
@@ -195,6 +197,53 @@ TEST(LockdownTest, ExecChildSealRunsShellAndKillsDeniedSyscalls) {
   ASSERT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
   EXPECT_NE(r.out.find("Seccomp_filters:\t2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("NoNewPrivs:\t1"), std::string::npos) << r.out;
+}
+
+// Ordinary programs a config applier runs must work under worker filter +
+// exec-child layer (the worker allowlist is their ceiling).
+TEST(LockdownTest, EverydayProgramsRunUnderWorkerAndExecChildFilters) {
+  const std::vector<std::string> commands = {
+      "ls -la / /proc/self/ >/dev/null",
+      "id >/dev/null && date >/dev/null && uname -a >/dev/null",
+      "sort /etc/passwd | uniq | wc -l >/dev/null",
+      "sha256sum /etc/hostname >/dev/null",
+      "t=$(mktemp -d) && echo hi > $t/a && cp -a $t/a $t/b && mv $t/b $t/c && chmod 600 $t/c && "
+      "ln -s $t/c $t/d && cat $t/d >/dev/null && tar -C $t -cf $t.tar . && rm -rf $t $t.tar",
+      "sleep 0.01 & wait",
+      "[ ! -x /usr/bin/python3 ] || /usr/bin/python3 -c \"import json, subprocess, socket, "
+      "threading; subprocess.run(['true'], check=True); socket.getaddrinfo('localhost', 80); "
+      "t = threading.Thread(target=print); t.start(); t.join()\" >/dev/null",
+      "[ ! -x /usr/bin/perl ] || /usr/bin/perl -e 'open(my $f, \"<\", \"/etc/hostname\") or die; "
+      "exit 0'",
+  };
+  for (const std::string& cmd : commands) {
+    ChildResult r = RunChild([&](int out) {
+      WorkerLockdownSpec spec;
+      spec.keep_fds = {0, 1, 2, out};
+      if (!LockDownWorker(spec).ok()) return 3;
+      auto seal = PrepareExecChildSeal();
+      if (!seal.ok()) return 4;
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::dup2(out, 2);
+        if (LockDownExecChildAsyncSignalSafe(*seal) != 0) ::_exit(126);
+        char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
+                        const_cast<char*>(cmd.c_str()), nullptr};
+        char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"),
+                        const_cast<char*>("TMPDIR=/tmp"), nullptr};
+        ::execve("/bin/sh", argv, envp);
+        ::_exit(127);
+      }
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      if (WIFSIGNALED(status)) {
+        WriteAll(out, std::string("signal ") + strsignal(WTERMSIG(status)));
+        return 6;
+      }
+      return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? kExitBodyReturned : 5;
+    });
+    EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << cmd << ": " << r.Describe();
+  }
 }
 
 TEST(LockdownTest, ExecChildSealAloneKillsHardDenials) {
