@@ -170,7 +170,10 @@ class Arena {
         ::munmap(reservation, total);
         return ErrnoStatus(err, "mmap", "secret arena");
       }
-      if (::mlock(base, length) == 0) {
+      // The raw syscall, not mlock(3): sanitizer runtimes intercept mlock()
+      // and turn it into a silent no-op that returns 0, which would make an
+      // ASan build report pages as locked that are not.
+      if (::syscall(SYS_mlock, base, length) == 0) {
         locked = true;
         backing = "mlock";
       } else {
