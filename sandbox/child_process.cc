@@ -32,6 +32,7 @@ enum class Stage : int {
   kDup2,
   kCloseFds,
   kChdir,
+  kPreExec,
   kExecve,
 };
 
@@ -58,6 +59,8 @@ const char* StageName(Stage s) {
       return "close_range";
     case Stage::kChdir:
       return "chdir";
+    case Stage::kPreExec:
+      return "pre-exec hook";
     case Stage::kExecve:
       return "execve";
   }
@@ -156,6 +159,8 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   const pid_t parent_pid = ::getpid();
   const bool die_with_parent = options.die_with_parent;
   const bool new_group = options.new_process_group;
+  int (*const pre_exec)(void*) = options.pre_exec;
+  void* const pre_exec_arg = options.pre_exec_arg;
 
   const pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus(errno, "fork");
@@ -217,6 +222,10 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
       }
     }
     if (cwd != nullptr && ::chdir(cwd) != 0) ChildFail(err_fd, Stage::kChdir, errno);
+    if (pre_exec != nullptr) {
+      errno = 0;
+      if (pre_exec(pre_exec_arg) != 0) ChildFail(err_fd, Stage::kPreExec, errno != 0 ? errno : EPERM);
+    }
     ::execve(argv[0], argv.data(), envp.data());
     ChildFail(err_fd, Stage::kExecve, errno);
   }

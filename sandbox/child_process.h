@@ -43,6 +43,13 @@ struct SpawnOptions {
   bool die_with_parent = true;
   // Start the child in its own process group (so timeouts kill the tree).
   bool new_process_group = true;
+  // Optional last step in the child, after fds, cwd and signals are set up and
+  // right before execve (e.g. sandbox::LockDownExecChildAsyncSignalSafe). It
+  // runs between fork and exec, so it must be async-signal-safe: no malloc,
+  // no locks. Non-zero return fails the spawn with the errno it left (EPERM
+  // when errno is 0), reported as "pre-exec hook".
+  int (*pre_exec)(void* arg) = nullptr;
+  void* pre_exec_arg = nullptr;
 };
 
 struct ExitInfo {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -335,6 +336,32 @@ TEST(ChildProcessTest, DieWithParentKillsChildWhenSpawningThreadExits) {
     // With die_with_parent the kernel killed it; without, only our timeout did.
     EXPECT_EQ(e->timed_out, !die) << "die_with_parent=" << die;
   }
+}
+
+int SetNoNewPrivs(void*) { return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+int FailWithEacces(void*) {
+  errno = EACCES;
+  return -1;
+}
+
+TEST(ChildProcessTest, PreExecHookRunsInTheChildBeforeExec) {
+  Pipe p = MakePipe();
+  SpawnOptions o;
+  o.argv = {"/bin/grep", "NoNewPrivs", "/proc/self/status"};
+  o.fd_map = {{1, p.write.get()}};
+  o.pre_exec = &SetNoNewPrivs;
+  absl::StatusOr<ChildProcess> c = ChildProcess::Spawn(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  p.write.reset();
+  EXPECT_EQ(ReadAll(p.read.get()), "NoNewPrivs:\t1\n");
+  ASSERT_TRUE(c->Wait().ok());
+
+  o.fd_map = {};
+  o.pre_exec = &FailWithEacces;
+  c = ChildProcess::Spawn(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("pre-exec hook"));
 }
 
 TEST(ChildProcessTest, SignalMaskAndIgnoredSignalsAreReset) {
