@@ -48,7 +48,9 @@ inline constexpr size_t kMaxSecretPathLen = 256;
 
 // OK, or INVALID_ARGUMENT naming the problem ("secret path is empty",
 // "secret path segment '..' is not allowed", "secret path has a character
-// that is not allowed at byte 3", "secret path is 257 bytes; the limit is 256", ...).
+// that is not allowed at byte 3", "secret path is 257 bytes; the limit is 256",
+// "secret path has '__' (two underscores) at byte 1; ...", ...), followed by
+// the path quoted with non-printable bytes escaped.
 absl::Status ValidateSecretPath(std::string_view path);
 
 // The marker for a valid path. Precondition: ValidateSecretPath(path).ok().

@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sandbox/syscall_status.h"
 #include "sandbox/unique_fd.h"
 
 namespace vigo::sandbox {
@@ -374,6 +375,51 @@ TEST(ChildProcessTest, SignalMaskAndIgnoredSignalsAreReset) {
   ::sigaction(SIGPIPE, &old, nullptr);
   EXPECT_THAT(out, HasSubstr("SigBlk:\t0000000000000000"));
   EXPECT_THAT(out, HasSubstr("SigIgn:\t0000000000000000"));
+}
+
+bool FdOpen(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+
+TEST(UniqueFdTest, ClosesOnDestructionResetAndMoveAssign) {
+  int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(raw, 0);
+  {
+    UniqueFd fd(raw);
+    EXPECT_TRUE(fd);
+    EXPECT_EQ(fd.get(), raw);
+  }
+  EXPECT_FALSE(FdOpen(raw));
+
+  UniqueFd a(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int a_raw = a.get();
+  UniqueFd b(std::move(a));
+  EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(b.get(), a_raw);
+  EXPECT_TRUE(FdOpen(a_raw));
+
+  UniqueFd c(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int c_raw = c.get();
+  c = std::move(b);  // closes c's old fd
+  EXPECT_FALSE(FdOpen(c_raw));
+  EXPECT_EQ(c.get(), a_raw);
+
+  const int released = c.release();
+  EXPECT_FALSE(c);
+  EXPECT_TRUE(FdOpen(released));  // release does not close
+  c.reset(released);
+  c.reset();
+  EXPECT_FALSE(FdOpen(released));
+}
+
+TEST(ErrnoStatusTest, MapsCodesAndNamesTheSubject) {
+  absl::Status st = ErrnoStatus(ENOENT, "open", "/etc/vigo.yaml");
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(std::string(st.message()), "open /etc/vigo.yaml: No such file or directory");
+  EXPECT_EQ(ErrnoStatus(EACCES, "x").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrnoStatus(EPERM, "x").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrnoStatus(ENOSPC, "x").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ErrnoStatus(EEXIST, "x").code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ErrnoStatus(EIO, "x").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(std::string(ErrnoStatus(EIO, "fsync").message()), "fsync: Input/output error");
 }
 
 }  // namespace
