@@ -1,6 +1,7 @@
 #include "server/vault/local_backend.h"
 
 #include <chrono>
+#include <set>
 
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
@@ -273,6 +274,7 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
   }
   if (!next) return absl::InternalError("rotation: the new key did not load");
   VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir_.ListFiles());
+  std::set<std::string> dirs_to_sync;
   for (const std::string& path : files) {
     if (!vault::ValidateLocalPath(path).ok()) continue;
     VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> file,
@@ -300,9 +302,17 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     }
     VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> out,
                           vault::EncryptSecretFile(next->bytes.Reveal(), path, h->version, *value));
-    VIGO_RETURN_IF_ERROR(dir_.WriteAtomic(path, out));
+    // The directory fsync is batched below: until the commit the old key is
+    // still on disk, so a rename lost in a crash only means this file is
+    // re-encrypted again by the next run.
+    VIGO_RETURN_IF_ERROR(dir_.WriteAtomic(path, out, /*sync_dir=*/false));
+    size_t slash = path.rfind('/');
+    dirs_to_sync.insert(slash == std::string::npos ? std::string() : path.substr(0, slash));
     ++result.reencrypted;
     step("file", result.reencrypted);
+  }
+  for (const std::string& d : dirs_to_sync) {
+    VIGO_RETURN_IF_ERROR(dir_.SyncDirOf(d.empty() ? std::string("x") : StrCat(d, "/x")));
   }
   step("before-swap", result.reencrypted);
   // The commit point: one atomic rename makes the new key current.

@@ -242,7 +242,17 @@ absl::Status SecureDir::WriteTemp(int dir_fd, std::string_view rel, std::span<co
   return st;
 }
 
-absl::Status SecureDir::WriteAtomic(std::string_view rel, std::span<const uint8_t> bytes) const {
+absl::Status SecureDir::SyncDirOf(std::string_view rel) const {
+  std::string leaf;
+  VIGO_ASSIGN_OR_RETURN(UniqueFd parent, OpenParent(rel, false, &leaf));
+  if (::fsync(parent.get()) != 0) {
+    return ErrnoStatus(errno, "fsync directory of", (base_ / std::string(rel)).string());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SecureDir::WriteAtomic(std::string_view rel, std::span<const uint8_t> bytes,
+                                    bool sync_dir) const {
   std::string leaf;
   VIGO_ASSIGN_OR_RETURN(UniqueFd parent, OpenParent(rel, /*create=*/true, &leaf));
   const std::string full = (base_ / std::string(rel)).string();
@@ -260,7 +270,9 @@ absl::Status SecureDir::WriteAtomic(std::string_view rel, std::span<const uint8_
     ::unlinkat(parent.get(), temp.c_str(), 0);
     return err;
   }
-  if (::fsync(parent.get()) != 0) return ErrnoStatus(errno, "fsync directory of", full);
+  if (sync_dir && ::fsync(parent.get()) != 0) {
+    return ErrnoStatus(errno, "fsync directory of", full);
+  }
   return absl::OkStatus();
 }
 

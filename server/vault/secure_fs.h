@@ -58,7 +58,12 @@ class SecureDir {
 
   bool Exists(std::string_view rel) const;
 
-  absl::Status WriteAtomic(std::string_view rel, std::span<const uint8_t> bytes) const;
+  // `sync_dir` = false skips the directory fsync after the rename (the caller
+  // batches it with SyncDirOf before depending on the rename's durability).
+  absl::Status WriteAtomic(std::string_view rel, std::span<const uint8_t> bytes,
+                           bool sync_dir = true) const;
+  // fsyncs the directory that holds `rel`.
+  absl::Status SyncDirOf(std::string_view rel) const;
   // Like WriteAtomic but fails with ALREADY_EXISTS when the target exists
   // (link(2) of the temp file: never replaces).
   absl::Status CreateExclusive(std::string_view rel, std::span<const uint8_t> bytes) const;
