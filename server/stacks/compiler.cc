@@ -113,22 +113,24 @@ const si::Rule* FindRule(const si::Model& model, std::string_view name) {
 namespace stacks_internal {
 
 bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
-                 ErrorSink* sink, v1::PolicyBundle* out) {
-  out->set_envoy_name(std::string(envoy_name));
+                 ErrorSink* sink, v1::PolicyBundle* out, std::set<std::string>* refs) {
+  if (out) out->set_envoy_name(std::string(envoy_name));
   std::set<std::string> used;
   bool ok = true;
+  // Renders `t` into `dst`; with `dst` null only checks and collects refs.
   auto render = [&](const Text& t, std::string* dst) {
-    dst->clear();
+    if (dst) dst->clear();
+    if (refs) refs->insert(t.refs.begin(), t.refs.end());
     for (const Piece& p : t.pieces) {
       switch (p.kind) {
         case PieceKind::kLiteral:
-          dst->append(p.text);
+          if (dst) dst->append(p.text);
           break;
         case PieceKind::kEnvoyName:
-          dst->append(envoy_name);
+          if (dst) dst->append(envoy_name);
           break;
         case PieceKind::kSecretFile:
-          dst->append(kSecretFilePlaceholder);
+          if (dst) dst->append(kSecretFilePlaceholder);
           break;
         case PieceKind::kVar: {
           auto it = rule.scope.find(p.text);
@@ -148,59 +150,72 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
             break;
           }
           used.insert(p.text);
-          dst->append(it->second.value);
+          if (refs && it->second.has_ref) refs->insert(it->second.ref_path);
+          if (dst) dst->append(it->second.value);
           break;
         }
       }
     }
   };
+  using Mut = std::string* (v1::Resource::*)();
   for (size_t idx : rule.order) {
     const ResourceSpec& r = model.resources[idx];
-    v1::Resource* pr = out->add_resources();
-    pr->set_name(r.name);
-    pr->set_type(r.type);
-    pr->set_configcrate(r.crate);
-    pr->set_state(r.state);
-    if (r.target_path.present) render(r.target_path, pr->mutable_target_path());
+    v1::Resource* pr = out ? out->add_resources() : nullptr;
+    auto dst = [pr](Mut mut) -> std::string* { return pr ? (pr->*mut)() : nullptr; };
+    if (pr) {
+      pr->set_name(r.name);
+      pr->set_type(r.type);
+      pr->set_configcrate(r.crate);
+      pr->set_state(r.state);
+      pr->set_timeout_seconds(r.timeout_seconds);
+    }
+    if (r.target_path.present) render(r.target_path, dst(&v1::Resource::mutable_target_path));
     if (r.mode.present) {
-      render(r.mode, pr->mutable_mode());
-      if (!ValidMode(pr->mode())) {
+      std::string mode;
+      render(r.mode, &mode);
+      if (!ValidMode(mode)) {
         sink->Add(r.mode.loc, "mode", "mode must be an octal string of 3 or 4 digits, e.g. \"0640\"");
         ok = false;
       }
+      if (pr) pr->set_mode(std::move(mode));
     }
-    if (r.owner.present) render(r.owner, pr->mutable_owner());
-    if (r.group.present) render(r.group, pr->mutable_group());
-    if (r.content.present) render(r.content, pr->mutable_content());
-    for (const Text& arg : r.command) render(arg, pr->add_command());
+    if (r.owner.present) render(r.owner, dst(&v1::Resource::mutable_owner));
+    if (r.group.present) render(r.group, dst(&v1::Resource::mutable_group));
+    if (r.content.present) render(r.content, dst(&v1::Resource::mutable_content));
+    for (const Text& arg : r.command) render(arg, pr ? pr->add_command() : nullptr);
     for (const auto& [name, value] : r.environment) {
-      v1::EnvVar* e = pr->add_environment();
-      e->set_name(name);
-      render(value, e->mutable_value());
+      v1::EnvVar* e = pr ? pr->add_environment() : nullptr;
+      if (e) e->set_name(name);
+      render(value, e ? e->mutable_value() : nullptr);
     }
-    if (r.stdin_text.present) render(r.stdin_text, pr->mutable_stdin());
+    if (r.stdin_text.present) render(r.stdin_text, dst(&v1::Resource::mutable_stdin));
     if (r.secret_file.present) {
-      render(r.secret_file, pr->mutable_secret_file());
-      auto markers = FindMarkers(pr->secret_file());
+      std::string secret_file;
+      render(r.secret_file, &secret_file);
+      auto markers = FindMarkers(secret_file);
       if (!markers.ok() || markers->size() != 1 || (*markers)[0].offset != 0 ||
-          (*markers)[0].length != pr->secret_file().size()) {
+          (*markers)[0].length != secret_file.size()) {
         sink->Add(r.secret_file.loc, "secret_file",
                   "secret_file must be exactly one reference: \"secret:<path>\" or a var that "
                   "holds one");
         ok = false;
       }
+      if (pr) pr->set_secret_file(std::move(secret_file));
     }
-    if (r.creates.present) render(r.creates, pr->mutable_creates());
-    if (r.cwd.present) render(r.cwd, pr->mutable_cwd());
-    pr->set_timeout_seconds(r.timeout_seconds);
-    for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);
+    if (r.creates.present) render(r.creates, dst(&v1::Resource::mutable_creates));
+    if (r.cwd.present) render(r.cwd, dst(&v1::Resource::mutable_cwd));
+    if (pr) {
+      for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);
+    }
   }
   // Only the vars the resources use go into the bundle: a var holding a
   // reference that no resource uses must not entitle the envoy.
-  for (const std::string& name : used) {
-    v1::Var* v = out->add_vars();
-    v->set_name(name);
-    v->set_value(rule.scope.at(name).value);
+  if (out) {
+    for (const std::string& name : used) {
+      v1::Var* v = out->add_vars();
+      v->set_name(name);
+      v->set_value(rule.scope.at(name).value);
+    }
   }
   return ok;
 }

@@ -453,7 +453,9 @@ Text Parser::ParseText(const YAML::Node& n, std::string key, RefPlacement placem
   t.placement = placement;
   std::string raw, processed;
   if (!GetScalar(n, t.key, &raw)) return t;
+  size_t refs_before = refs_.size();
   if (!RefPass(raw, placement, t.key, t.loc, &processed)) return t;
+  for (size_t i = refs_before; i < refs_.size(); ++i) t.refs.push_back(refs_[i].path);
   absl::Status st = si::ParseTemplate(processed, opts, &t.pieces);
   if (!st.ok()) Error(t.loc, t.key, std::string(st.message()));
   return t;
@@ -475,6 +477,7 @@ void Parser::ParseVars(const YAML::Node& n, std::string_view prefix,
     def.loc = At(v);
     if (!RefPass(raw, RefPlacement::kWhole, key, def.loc, &def.value)) return;
     def.has_ref = def.value != raw;
+    if (def.has_ref) def.ref_path = refs_.back().path;
     if (si::HasTemplateExpression(def.value)) {
       Error(def.loc, key, "var values are not templates (no '{{ .' inside a var)");
       return;
@@ -956,16 +959,15 @@ void Parser::ResolveRule(si::Rule* rule) {
     }
   }
 
-  // Trial compile: the errors that depend on this rule's vars. The envoy name
-  // cannot change them (it is validated and cannot hold a reference).
+  // Trial compile: the errors that depend on this rule's vars, and the
+  // rule's references. The envoy name cannot change either (it is validated
+  // and cannot hold a reference; Compile re-checks the references against
+  // EntitlementOf of every bundle it builds).
   si::ErrorSink trial;
-  v1::PolicyBundle bundle;
-  si::BuildBundle(*model_, *rule, "envoy", &trial, &bundle);
+  si::BuildBundle(*model_, *rule, "envoy", &trial, /*out=*/nullptr, &rule->references);
   for (LoadError& e : trial.Take()) {
     Error(Loc{e.file, e.line}, e.key, StrCat(e.message, " [", who, "]"));
   }
-  auto refs = EntitlementOf(bundle);
-  if (refs.ok()) rule->references = std::move(*refs);
 }
 
 void Parser::CheckReferences(SecretBackend& backend) {

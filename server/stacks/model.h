@@ -48,11 +48,13 @@ struct Text {
   Loc loc;
   RefPlacement placement = RefPlacement::kRefuse;
   std::vector<Piece> pieces;
+  std::vector<std::string> refs;  // paths of the markers in the literal pieces
 };
 
 struct VarDef {
   std::string value;  // markers for references; never a value
   bool has_ref = false;
+  std::string ref_path;  // when has_ref
   Loc loc;
 };
 
@@ -156,8 +158,11 @@ inline constexpr std::string_view kSecretFilePlaceholder = "{{ .SecretFile }}";
 // Builds the bundle of `rule` for `envoy_name` (resources, vars; no
 // secret_refs/digest). Placement and unknown-var problems go to `sink`
 // (attributed to the field's file:line). Returns false when any was found.
+// With `out` null it only checks (the load-time trial, which skips building
+// strings it does not need); `refs`, when set, receives the paths of the
+// markers the bundle holds, computed from the parsed pieces.
 bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
-                 ErrorSink* sink, v1::PolicyBundle* out);
+                 ErrorSink* sink, v1::PolicyBundle* out, std::set<std::string>* refs = nullptr);
 
 // Fills secret_refs and digest from the built bundle; returns the entitlement.
 absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);
