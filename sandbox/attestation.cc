@@ -113,10 +113,10 @@ absl::StatusOr<AttestationReport> CollectAttestation() {
     // Every page of the arena must carry the flags: check first and last.
     std::string first = VmFlagsAt(*smaps, arena.base);
     std::string last_page = VmFlagsAt(*smaps, arena.base + arena.length - 1);
-    r.arena_locked = first.find(" lo ") != std::string::npos &&
-                     last_page.find(" lo ") != std::string::npos;
-    r.arena_dontdump = first.find(" dd ") != std::string::npos &&
-                       last_page.find(" dd ") != std::string::npos;
+    r.arena_locked =
+        first.find(" lo ") != std::string::npos && last_page.find(" lo ") != std::string::npos;
+    r.arena_dontdump =
+        first.find(" dd ") != std::string::npos && last_page.find(" dd ") != std::string::npos;
   }
   return r;
 }

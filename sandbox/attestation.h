@@ -31,11 +31,11 @@ namespace vigo::sandbox {
 // Mirrors vigo.v1.AttestationReport (proto/vigo/v1/bundle.proto) field by
 // field; sandbox/ does not link protobuf, the broker converts.
 struct AttestationReport {
-  std::string process;          // "broker" | "worker" ("" when no lockdown ran)
-  int32_t seccomp_mode = -1;    // 0 off, 1 strict, 2 filter
+  std::string process;        // "broker" | "worker" ("" when no lockdown ran)
+  int32_t seccomp_mode = -1;  // 0 off, 1 strict, 2 filter
   int32_t seccomp_filters = -1;
   bool no_new_privs = false;
-  std::string cap_eff;          // 16 hex digits, as in /proc/self/status
+  std::string cap_eff;  // 16 hex digits, as in /proc/self/status
   std::string cap_bnd;
   bool dumpable = true;
   uint64_t vm_lck_kb = 0;

@@ -116,17 +116,17 @@ absl::Status DropCapabilitiesExcept(std::span<const int> keep) {
   if (!after.ok()) return after.status();
   if (after->effective != target || after->permitted != target || after->inheritable != 0 ||
       after->ambient != 0 || (after->bounding & ~keep_mask) != 0) {
-    return absl::InternalError(
-        StrCat("capabilities: kernel state after drop differs: eff=", HexMask(after->effective),
-               " prm=", HexMask(after->permitted), " inh=", HexMask(after->inheritable),
-               " amb=", HexMask(after->ambient), " bnd=", HexMask(after->bounding),
-               " wanted=", HexMask(target)));
+    return absl::InternalError(StrCat(
+        "capabilities: kernel state after drop differs: eff=", HexMask(after->effective),
+        " prm=", HexMask(after->permitted), " inh=", HexMask(after->inheritable), " amb=",
+        HexMask(after->ambient), " bnd=", HexMask(after->bounding), " wanted=", HexMask(target)));
   }
   return absl::OkStatus();
 }
 
 absl::Status SwitchUserKeepingCapabilities(const UserSwitch& target, std::span<const int> keep) {
-  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return ErrnoStatus(errno, "prctl(PR_SET_KEEPCAPS)");
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
+    return ErrnoStatus(errno, "prctl(PR_SET_KEEPCAPS)");
   if (::setgroups(target.supplementary_groups.size(), target.supplementary_groups.data()) != 0) {
     return ErrnoStatus(errno, "setgroups");
   }
@@ -136,7 +136,8 @@ absl::Status SwitchUserKeepingCapabilities(const UserSwitch& target, std::span<c
   if (::setresuid(target.uid, target.uid, target.uid) != 0) {
     return ErrnoStatus(errno, "setresuid", StrCat("uid ", static_cast<int>(target.uid)));
   }
-  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return ErrnoStatus(errno, "prctl(PR_SET_KEEPCAPS, 0)");
+  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0)
+    return ErrnoStatus(errno, "prctl(PR_SET_KEEPCAPS, 0)");
 
   uid_t ru, eu, su;
   gid_t rg, eg, sg;
@@ -153,9 +154,9 @@ absl::Status SwitchUserKeepingCapabilities(const UserSwitch& target, std::span<c
   if (!state.ok()) return state.status();
   const uint64_t want = CapabilityMask(keep) & state->permitted;
   if (want != CapabilityMask(keep)) {
-    return absl::InternalError(StrCat("capabilities: kept capabilities lost across the uid change: have ",
-                                      HexMask(state->permitted), " want ",
-                                      HexMask(CapabilityMask(keep))));
+    return absl::InternalError(
+        StrCat("capabilities: kept capabilities lost across the uid change: have ",
+               HexMask(state->permitted), " want ", HexMask(CapabilityMask(keep))));
   }
   if (auto st = SetProcCaps(state->permitted, want); !st.ok()) return st;
   if (target.uid != 0 && ::setresuid(0, 0, 0) == 0) {
@@ -165,7 +166,8 @@ absl::Status SwitchUserKeepingCapabilities(const UserSwitch& target, std::span<c
 }
 
 absl::Status SetNoNewPrivs() {
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return ErrnoStatus(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return ErrnoStatus(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
   if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
     return absl::InternalError("no_new_privs: read back is not 1");
   }

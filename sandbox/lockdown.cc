@@ -83,7 +83,8 @@ class StepRunner {
 
 absl::Status Begin(const char* process) {
   if (g_ran.exchange(true)) {
-    return absl::FailedPreconditionError(StrCat("lockdown ", process, ": already ran in this process"));
+    return absl::FailedPreconditionError(
+        StrCat("lockdown ", process, ": already ran in this process"));
   }
   auto threads = CountThreads();
   if (!threads.ok()) return threads.status();
@@ -111,7 +112,8 @@ absl::Status SetCoreLimitZero() {
 }
 
 absl::Status SetNotDumpable() {
-  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE)");
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE)");
   if (::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
     return absl::InternalError("PR_GET_DUMPABLE read back is not 0");
   }
@@ -165,8 +167,8 @@ absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec) {
   if (auto st = run.Run(kStepArena, InitLockedArena); !st.ok()) return st;
   if (auto st = InitArenaAllowingUnlocked(spec.insecure_skip); !st.ok()) return st;
   // 6. The broker keeps no capability at all.
-  if (auto st = run.Run(kStepCapabilities,
-                        [] { return DropCapabilitiesExcept(std::span<const int>()); });
+  if (auto st =
+          run.Run(kStepCapabilities, [] { return DropCapabilitiesExcept(std::span<const int>()); });
       !st.ok()) {
     return st;
   }
@@ -186,9 +188,8 @@ absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec) {
 
 absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   StepRunner run("worker", spec.insecure_skip);
-  if (auto st = run.ValidateSkips({kStepCloseFds, kStepMountNamespace, kStepRlimits,
-                                   kStepDumpable, kStepArena, kStepCapabilities,
-                                   kStepNoNewPrivs, kStepSeccomp});
+  if (auto st = run.ValidateSkips({kStepCloseFds, kStepMountNamespace, kStepRlimits, kStepDumpable,
+                                   kStepArena, kStepCapabilities, kStepNoNewPrivs, kStepSeccomp});
       !st.ok()) {
     return st;
   }

@@ -91,7 +91,8 @@ absl::Status HidePaths(const std::vector<std::string>& paths) {
     if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "hide paths: stat", path);
     const unsigned long ro_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
     if (S_ISDIR(st.st_mode)) {
-      if (::mount("vigo-hidden", path.c_str(), "tmpfs", ro_flags, "size=4k,nr_inodes=1,mode=000") != 0) {
+      if (::mount("vigo-hidden", path.c_str(), "tmpfs", ro_flags, "size=4k,nr_inodes=1,mode=000") !=
+          0) {
         return ErrnoStatus(errno, "hide paths: mount tmpfs", path);
       }
     } else {

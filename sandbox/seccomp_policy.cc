@@ -45,7 +45,8 @@ absl::StatusOr<std::string> ExportToString(void* ctx, bool bpf, const char* proc
   if (!fd) return ErrnoStatus(errno, "memfd_create for seccomp export", process);
   int rc = bpf ? seccomp_export_bpf(Ctx(ctx), fd.get()) : seccomp_export_pfc(Ctx(ctx), fd.get());
   if (rc != 0) return LibseccompError(rc, bpf ? "export bpf" : "export pfc", process);
-  if (::lseek(fd.get(), 0, SEEK_SET) != 0) return ErrnoStatus(errno, "lseek seccomp export", process);
+  if (::lseek(fd.get(), 0, SEEK_SET) != 0)
+    return ErrnoStatus(errno, "lseek seccomp export", process);
   std::string out;
   char buf[4096];
   for (;;) {
@@ -151,8 +152,10 @@ std::string PolicyMarkdown(const Policy& p) {
   auto escape = [](const std::string& in) {
     std::string out;
     for (char c : in) {
-      if (c == '|') out += "\\|";
-      else out += c;
+      if (c == '|')
+        out += "\\|";
+      else
+        out += c;
     }
     return out;
   };
@@ -184,9 +187,30 @@ std::string SyscallName(int nr) {
 
 bool IsDangerousSyscall(const char* name) {
   static constexpr const char* kDangerous[] = {
-      "clone",  "clone3", "execve", "execveat", "ptrace",   "mount", "setns", "unshare", "bpf",
-      "ioctl",  "prctl",  "mprotect", "mmap",   "socket",   "openat", "open", "kill",  "tgkill",
-      "seccomp", "fork", "vfork", "process_vm_readv", "process_vm_writev", "madvise",
+      "clone",
+      "clone3",
+      "execve",
+      "execveat",
+      "ptrace",
+      "mount",
+      "setns",
+      "unshare",
+      "bpf",
+      "ioctl",
+      "prctl",
+      "mprotect",
+      "mmap",
+      "socket",
+      "openat",
+      "open",
+      "kill",
+      "tgkill",
+      "seccomp",
+      "fork",
+      "vfork",
+      "process_vm_readv",
+      "process_vm_writev",
+      "madvise",
   };
   for (const char* d : kDangerous) {
     if (std::strcmp(d, name) == 0) return true;
@@ -224,12 +248,14 @@ absl::Status CompiledFilter::Load() const {
 }
 
 absl::StatusOr<std::string> CompiledFilter::ExportPfc() const {
-  if (ctx_ == nullptr) return absl::FailedPreconditionError("seccomp: export of a moved-from filter");
+  if (ctx_ == nullptr)
+    return absl::FailedPreconditionError("seccomp: export of a moved-from filter");
   return ExportToString(ctx_, /*bpf=*/false, process_);
 }
 
 absl::StatusOr<BpfProgram> CompiledFilter::ExportBpf() const {
-  if (ctx_ == nullptr) return absl::FailedPreconditionError("seccomp: export of a moved-from filter");
+  if (ctx_ == nullptr)
+    return absl::FailedPreconditionError("seccomp: export of a moved-from filter");
   auto raw = ExportToString(ctx_, /*bpf=*/true, process_);
   if (!raw.ok()) return raw.status();
   if (raw->size() % sizeof(sock_filter) != 0 || raw->empty()) {
@@ -243,7 +269,8 @@ absl::StatusOr<BpfProgram> CompiledFilter::ExportBpf() const {
 
 absl::StatusOr<CompiledFilter> CompilePolicy(const Policy& policy, const CompileOptions& options) {
   scmp_filter_ctx raw = seccomp_init(ToScmpAction(policy.default_action));
-  if (raw == nullptr) return absl::InternalError(StrCat("seccomp: init failed for ", policy.process));
+  if (raw == nullptr)
+    return absl::InternalError(StrCat("seccomp: init failed for ", policy.process));
   CompiledFilter filter(raw, policy.process);  // owns ctx from here on
 
   // Only native x86-64: seccomp_init added exactly the native arch; anything

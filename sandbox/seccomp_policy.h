@@ -68,9 +68,9 @@ enum class ValueSource : uint8_t {
 };
 
 enum class CmpOp : uint8_t {
-  kNone,        // unused slot
-  kEq,          // arg == value
-  kMaskedEq,    // (arg & mask) == value
+  kNone,      // unused slot
+  kEq,        // arg == value
+  kMaskedEq,  // (arg & mask) == value
 };
 
 // One comparison on one syscall argument.

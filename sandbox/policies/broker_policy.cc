@@ -26,6 +26,7 @@ namespace {
 // __O_TMPFILE without the O_DIRECTORY bit it shares.
 constexpr uint64_t kOTmpfileBit = O_TMPFILE & ~O_DIRECTORY;
 
+// clang-format off (one row per line reads as a table)
 constexpr SyscallRule kBrokerRules[] = {
     // --- memory ---
     {"brk", {}, Allow(), "malloc"},
@@ -140,6 +141,7 @@ constexpr SyscallRule kBrokerRules[] = {
     {"process_vm_readv", {}, KillProcess(), "no access to other processes' memory"},
     {"process_vm_writev", {}, KillProcess(), "no access to other processes' memory"},
 };
+// clang-format on
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 namespace vigo::sandbox {
 namespace {
 
+// clang-format off (one row per line reads as a table)
 constexpr SyscallRule kWorkerAllows[] = {
     // --- files: what applying file/directory resources needs ---
     {"read", {}, Allow(), "files, socketpair"},
@@ -283,6 +284,7 @@ constexpr SyscallRule kWorkerAllows[] = {
     {"recvmmsg", {}, Allow(), "resolvers"},
     {"shutdown", {}, Allow(), "commands"},
 };
+// clang-format on
 
 constexpr auto kWorkerRules =
     policies::Concat(std::to_array(kWorkerAllows), std::to_array(policies::kHardDenials));

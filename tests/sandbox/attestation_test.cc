@@ -1,5 +1,7 @@
 // Self-attestation after the REAL lockdown: the report reads the kernel's
 // state back, and a deliberately skipped step shows and fails CheckStrict.
+#include "sandbox/attestation.h"
+
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "sandbox/attestation.h"
 #include "sandbox/capabilities.h"
 #include "sandbox/lockdown.h"
 #include "tests/sandbox/sandbox_test_util.h"
@@ -185,10 +186,10 @@ TEST(CheckStrictTest, ListsEveryFailingRequirement) {
   absl::Status s = CheckStrict(r);
   ASSERT_FALSE(s.ok());
   const std::string msg(s.message());
-  for (const char* want : {"seccomp_mode=0", "seccomp_filters=0", "no_new_privs=false",
-                           "dumpable=true", "arena_locked=false", "arena_dontdump=false",
-                           "arena_backing='unlocked'", "skipped step capabilities",
-                           "exceeds allowed"}) {
+  for (const char* want :
+       {"seccomp_mode=0", "seccomp_filters=0", "no_new_privs=false", "dumpable=true",
+        "arena_locked=false", "arena_dontdump=false", "arena_backing='unlocked'",
+        "skipped step capabilities", "exceeds allowed"}) {
     EXPECT_NE(msg.find(want), std::string::npos) << want << " missing from: " << msg;
   }
 }

@@ -33,8 +33,8 @@ int LockedClient(int port_fd) {
   auto report = CollectAttestation();
   if (!report.ok() || !CheckStrict(*report).ok()) return 4;
 
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   auto stub = vigo::v1::VigoAgent::NewStub(channel);
   for (int i = 0; i < 3; ++i) {  // several calls: connection reuse, timers
     grpc::ClientContext ctx;

@@ -1,5 +1,7 @@
 // Capabilities for real (as root): the drop reaches every set, and the
 // worker's keep-caps uid switch keeps exactly the file-management caps.
+#include "sandbox/capabilities.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -10,7 +12,6 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "sandbox/capabilities.h"
 #include "tests/sandbox/sandbox_test_util.h"
 #include "tests/support/test_env.h"
 

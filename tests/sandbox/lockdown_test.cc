@@ -1,5 +1,7 @@
 // LockDownBroker / LockDownWorker as whole functions: no fd leaks, single
 // thread required, opt-outs validated, failures fatal rather than silent.
+#include "sandbox/lockdown.h"
+
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "sandbox/lockdown.h"
 #include "sandbox/namespaces.h"
 #include "tests/sandbox/sandbox_test_util.h"
 
@@ -182,10 +183,11 @@ TEST(LockdownTest, ExecChildSealRunsShellAndKillsDeniedSyscalls) {
     if (pid == 0) {
       ::dup2(out, 1);
       if (LockDownExecChildAsyncSignalSafe(*seal) != 0) ::_exit(126);
-      char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
-                      const_cast<char*>("cat /etc/hostname >/dev/null && "
-                                        "grep -E '^(Seccomp_filters|NoNewPrivs):' /proc/self/status"),
-                      nullptr};
+      char* argv[] = {
+          const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
+          const_cast<char*>("cat /etc/hostname >/dev/null && "
+                            "grep -E '^(Seccomp_filters|NoNewPrivs):' /proc/self/status"),
+          nullptr};
       char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
       ::execve("/bin/sh", argv, envp);
       ::_exit(127);
@@ -229,8 +231,8 @@ TEST(LockdownTest, EverydayProgramsRunUnderWorkerAndExecChildFilters) {
         if (LockDownExecChildAsyncSignalSafe(*seal) != 0) ::_exit(126);
         char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
                         const_cast<char*>(cmd.c_str()), nullptr};
-        char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"),
-                        const_cast<char*>("TMPDIR=/tmp"), nullptr};
+        char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"), const_cast<char*>("TMPDIR=/tmp"),
+                        nullptr};
         ::execve("/bin/sh", argv, envp);
         ::_exit(127);
       }

@@ -140,12 +140,15 @@ TEST_P(SeccompDeathTest, ErrnoRowsReturnTheirErrno) {
       long rc = ::syscall(nr, 0, 0, 0, 0, 0, 0);
       return rc == -1 && errno == want ? 0 : 1;
     });
-    EXPECT_TRUE(r.exited && r.code == 0) << policy.process << " " << row.name << ": " << r.Describe();
+    EXPECT_TRUE(r.exited && r.code == 0)
+        << policy.process << " " << row.name << ": " << r.Describe();
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, SeccompDeathTest, ::testing::ValuesIn(AllPolicies()),
-                         [](const auto& param_info) { return std::string(param_info.param->process); });
+                         [](const auto& param_info) {
+                           return std::string(param_info.param->process);
+                         });
 
 // --- Allowed calls survive -------------------------------------------------
 
@@ -189,8 +192,10 @@ bool CustomCall(const std::string& name) {
   }
   if (name == "pselect6" || name == "ppoll") {
     struct timespec ts {};
-    if (name == "ppoll") ::syscall(SYS_ppoll, nullptr, 0, &ts, nullptr, 8);
-    else ::syscall(SYS_pselect6, 0, nullptr, nullptr, nullptr, &ts, nullptr);
+    if (name == "ppoll")
+      ::syscall(SYS_ppoll, nullptr, 0, &ts, nullptr, 8);
+    else
+      ::syscall(SYS_pselect6, 0, nullptr, nullptr, nullptr, &ts, nullptr);
     return true;
   }
   if (name == "seccomp") {
@@ -199,7 +204,7 @@ bool CustomCall(const std::string& name) {
     return true;
   }
   if (name == "rt_sigreturn") return true;  // no valid frame to return to; not exercised
-  if (name == "sync") {                    // flushes the whole machine; sync the null fs instead
+  if (name == "sync") {                     // flushes the whole machine; sync the null fs instead
     ::syncfs(0);
     return true;
   }
@@ -328,8 +333,8 @@ void RunArgCases(const Policy& policy, const std::vector<ArgCase>& cases, pid_t 
     });
     if (c.allowed) {
       EXPECT_TRUE(r.exited && r.code == kExitBodyReturned)
-          << policy.process << " " << c.name << " (" << c.what << ") should be allowed: "
-          << r.Describe();
+          << policy.process << " " << c.name << " (" << c.what
+          << ") should be allowed: " << r.Describe();
     } else {
       EXPECT_TRUE(r.KilledBySigsys())
           << policy.process << " " << c.name << " (" << c.what << ") should kill: " << r.Describe();

@@ -140,9 +140,9 @@ TEST_F(WorkerIsolationTest, CannotOpenClientKeyEvenAsRootWithDacOverride) {
       WriteAll(out, "lockdown_failed 1\n");
       return 3;
     }
-    std::string report = "uid " + std::to_string(::geteuid()) + "\ncapeff " + StatusField("CapEff") +
-                         "\nkey " + std::to_string(OpenErrno(key)) + "\nstate " +
-                         std::to_string(OpenErrno(state)) + "\n";
+    std::string report = "uid " + std::to_string(::geteuid()) + "\ncapeff " +
+                         StatusField("CapEff") + "\nkey " + std::to_string(OpenErrno(key)) +
+                         "\nstate " + std::to_string(OpenErrno(state)) + "\n";
     WriteAll(out, report);
     return kExitBodyReturned;
   });
@@ -185,7 +185,8 @@ TEST_F(WorkerIsolationTest, CannotReadBrokerMemEnvironOrRoot) {
 TEST_F(WorkerIsolationTest, ControlUnrestrictedRootReadsPlainVictimEnviron) {
   Victim plain("plain");
   ASSERT_TRUE(plain.ready());
-  std::string env = vigo::testing::ReadFileOrEmpty("/proc/" + std::to_string(plain.pid()) + "/environ");
+  std::string env =
+      vigo::testing::ReadFileOrEmpty("/proc/" + std::to_string(plain.pid()) + "/environ");
   EXPECT_NE(env.find(kCanary), std::string::npos);
 }
 

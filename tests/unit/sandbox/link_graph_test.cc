@@ -29,9 +29,9 @@
 namespace vigo {
 namespace {
 
-const std::vector<std::string> kBannedLibs = {"libgrpc",   "libgpr",     "libupb",
-                                              "libaddress_sorting", "libcares", "libssl.",
-                                              "libsqlite3", "libcurl",   "libyaml-cpp"};
+const std::vector<std::string> kBannedLibs = {
+    "libgrpc", "libgpr",     "libupb",  "libaddress_sorting", "libcares",
+    "libssl.", "libsqlite3", "libcurl", "libyaml-cpp"};
 
 // Demangled names or C symbol prefixes that must not appear.
 const std::regex kBannedSymbol(

@@ -64,7 +64,9 @@ TEST_P(SeccompGoldenTest, CompiledFilterMatchesGolden) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, SeccompGoldenTest, ::testing::ValuesIn(AllPolicies()),
-                         [](const auto& param_info) { return std::string(param_info.param->process); });
+                         [](const auto& param_info) {
+                           return std::string(param_info.param->process);
+                         });
 
 // The golden is not vacuous: a one-row change to a policy changes the export.
 TEST(SeccompGoldenSensitivityTest, RemovingARowChangesTheExport) {

@@ -29,9 +29,8 @@ class SeccompLintTest : public ::testing::TestWithParam<const Policy*> {};
 TEST_P(SeccompLintTest, NoDuplicateSyscalls) {
   std::set<std::string> seen;
   for (const SyscallRule& r : GetParam()->rules) {
-    EXPECT_TRUE(seen.insert(r.name).second)
-        << GetParam()->process << ": duplicate row for " << r.name
-        << " (merge the argument rules with AnyOf)";
+    EXPECT_TRUE(seen.insert(r.name).second) << GetParam()->process << ": duplicate row for "
+                                            << r.name << " (merge the argument rules with AnyOf)";
   }
 }
 
@@ -65,7 +64,9 @@ TEST_P(SeccompLintTest, Compiles) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, SeccompLintTest, ::testing::ValuesIn(AllPolicies()),
-                         [](const auto& param_info) { return std::string(param_info.param->process); });
+                         [](const auto& param_info) {
+                           return std::string(param_info.param->process);
+                         });
 
 TEST(SeccompLintTest, AllowlistsKillByDefault) {
   EXPECT_EQ(BrokerPolicy().default_action, KillProcess());
@@ -82,8 +83,8 @@ TEST(SeccompLintTest, BrokerHasNoProcessCreationOrForeignMemoryAccess) {
   const SyscallRule* clone = Find(b, "clone");
   ASSERT_NE(clone, nullptr);
   EXPECT_FALSE(clone->args.empty()) << "broker clone must require CLONE_THREAD";
-  for (const char* name : {"openat", "socket", "mmap", "mprotect", "prctl", "ioctl", "kill",
-                           "tgkill"}) {
+  for (const char* name :
+       {"openat", "socket", "mmap", "mprotect", "prctl", "ioctl", "kill", "tgkill"}) {
     const SyscallRule* r = Find(b, name);
     ASSERT_NE(r, nullptr) << name;
     EXPECT_FALSE(r->args.empty()) << "broker " << name << " must have an argument rule";
