@@ -60,7 +60,9 @@ size_t WriteToSecretBuffer(char* data, size_t size, size_t nmemb, void* userdata
         grow = static_cast<size_t>(announced);
       }
     }
-    grow = std::max(need, std::min(grow, sink->cap));
+    // One spare byte: the in-situ parser appends a NUL terminator, which then
+    // fits without a copy (Resize below capacity keeps the storage).
+    grow = std::max(need, std::min(grow, sink->cap)) + 1;
     absl::Status st = sink->buf.Resize(grow);
     if (!st.ok()) {
       sink->alloc_error = st;

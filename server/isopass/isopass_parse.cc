@@ -298,8 +298,10 @@ absl::StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_v
     return bad();
   }
   static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1 || day > kDaysIn[month - 1] || hour > 23 || minute > 59 ||
-      second > 60) {
+  // Years outside 1900..2200 are refused: system_clock counts nanoseconds in
+  // an int64 (about 1677..2262), and no isopass timestamp is that far off.
+  if (year < 1900 || year > 2200 || month < 1 || month > 12 || day < 1 ||
+      day > kDaysIn[month - 1] || hour > 23 || minute > 59 || second > 60) {
     return bad();
   }
   size_t pos = 19;
