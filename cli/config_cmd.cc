@@ -8,6 +8,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -23,7 +24,9 @@
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
 #include "server/backend.h"
+#include "server/db.h"
 #include "server/server_config.h"
+#include "server/service/store.h"
 #include "server/stacks.h"
 
 namespace vigo::cli {
@@ -103,6 +106,37 @@ std::unique_ptr<Loaded> LoadStacks(const CliContext& ctx, std::string_view cmd, 
   return loaded;
 }
 
+// The envoy registry (names with an active certificate in <root>/db/vigo.db)
+// and the persisted secrets_epoch, when the database exists. Never creates it:
+// these commands also work on a stacks tree with no server behind it.
+struct Registry {
+  bool present = false;
+  std::vector<std::string> envoys;  // sorted, unique
+  uint64_t epoch = 0;
+};
+
+absl::StatusOr<Registry> OpenRegistry(const server::ServerConfig& cfg) {
+  Registry r;
+  std::error_code ec;
+  if (!std::filesystem::exists(cfg.DatabasePath(), ec)) return r;
+  VIGO_ASSIGN_OR_RETURN(std::unique_ptr<server::Database> db,
+                        server::Database::Open(cfg.DatabasePath()));
+  server::service::ServerStore store(db.get());
+  VIGO_RETURN_IF_ERROR(store.Init());
+  VIGO_ASSIGN_OR_RETURN(std::vector<server::service::EnvoyCertRecord> certs,
+                        store.ListEnvoyCerts());
+  std::set<std::string> names;
+  for (const auto& c : certs) {
+    if (!c.revoked_at_ms.has_value() && server::ValidateEnvoyName(c.name).ok()) {
+      names.insert(c.name);
+    }
+  }
+  r.envoys.assign(names.begin(), names.end());
+  VIGO_ASSIGN_OR_RETURN(r.epoch, store.LoadEpoch());
+  r.present = true;
+  return r;
+}
+
 const ArgSpec kConfigSpec{
     "vigocli config validate",
     "Load <root>/stacks against the configured secrets backend and print every error as "
@@ -114,9 +148,9 @@ const ArgSpec kConfigSpec{
 const ArgSpec kBundleSpec{
     "vigocli bundle show --envoy NAME [--epoch N] [--json]",
     "Print the bundle envoy NAME would receive (markers only, never a value): resources in "
-    "apply order, the vars they use, and its entitlement (secret_refs).\nsecrets_epoch is 0 "
-    "unless --epoch is given (the live epoch is the running server's). Exit 4 when no rule "
-    "in envoys.vgo matches NAME.",
+    "apply order, the vars they use, and its entitlement (secret_refs).\nsecrets_epoch is "
+    "--epoch, else the server's persisted epoch (db/vigo.db), else 0. Exit 4 when no rule in "
+    "envoys.vgo matches NAME.",
     {{"envoy", true, "the envoy name (its certificate CN)"},
      {"epoch", true, "secrets_epoch to compile with (default 0)"}},
     1,
@@ -125,9 +159,11 @@ const ArgSpec kBundleSpec{
 const ArgSpec kWhoNeedsSpec{
     "vigocli who-needs PATH [--envoy NAME]... [--json]",
     "Which envoys' bundles reference secret PATH: the blast radius of a rotation.\n"
-    "Lists the envoys.vgo rules whose bundles hold PATH's marker (every envoy matching such "
-    "a rule, unless an earlier rule catches it first), and, for each --envoy NAME given "
-    "(repeatable), whether that envoy's bundle references PATH.",
+    "Compiles the bundle of every envoy with an active certificate (db/vigo.db, when it "
+    "exists) and of every --envoy NAME given (repeatable), and lists those whose bundle "
+    "holds PATH's marker. Also lists the envoys.vgo rules whose bundles hold it (every envoy "
+    "matching such a rule, unless an earlier rule catches it first), which covers envoys "
+    "not issued yet.",
     {{"envoy", true, "an envoy name to check (repeatable)"}},
     1,
     1};
@@ -190,6 +226,11 @@ int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
   int code = kExitOk;
   auto loaded = LoadStacks(ctx, "bundle show", false, &code);
   if (!loaded) return code;
+  if (!a->Has("epoch")) {
+    auto registry = OpenRegistry(loaded->config);
+    if (!registry.ok()) return Fail("bundle show", registry.status());
+    epoch = registry->epoch;
+  }
   auto compiled = loaded->stacks->Compile(envoy, epoch);
   if (!compiled.ok()) return Fail("bundle show", compiled.status());
   if (ctx.json) {
@@ -254,6 +295,13 @@ int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
   int code = kExitOk;
   auto loaded = LoadStacks(ctx, "who-needs", false, &code);
   if (!loaded) return code;
+  auto registry = OpenRegistry(loaded->config);
+  if (!registry.ok()) return Fail("who-needs", registry.status());
+  {
+    std::set<std::string> all(envoys.begin(), envoys.end());
+    all.insert(registry->envoys.begin(), registry->envoys.end());
+    envoys.assign(all.begin(), all.end());
+  }
 
   std::vector<std::string> lines;
   std::vector<const server::EnvoyRuleInfo*> rules;
@@ -282,9 +330,10 @@ int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (!envoys.empty()) {
-    std::printf("envoys whose bundle references %s:\n", path.c_str());
+    std::printf("envoys whose bundle references %s (%zu checked%s):\n", path.c_str(),
+                envoys.size(), registry->present ? ", issued envoys included" : "");
     for (const std::string& e : needing) std::printf("  %s\n", e.c_str());
-    if (needing.empty()) std::printf("  (none of the %zu given)\n", envoys.size());
+    if (needing.empty()) std::printf("  (none of the %zu checked)\n", envoys.size());
   }
   std::printf("rules whose envoys' bundles reference %s:\n", path.c_str());
   for (const server::EnvoyRuleInfo* r : rules) {

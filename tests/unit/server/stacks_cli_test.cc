@@ -96,6 +96,36 @@ TEST_F(StacksCliTest, WhoNeeds) {
   EXPECT_EQ(Cli({"who-needs"}).exit_code, 2);
 }
 
+TEST(StacksCliRegistryTest, WhoNeedsChecksIssuedEnvoysAndBundleUsesServerEpoch) {
+  testing::TempDir dir;
+  std::string root = (dir.path() / "root").string();
+  auto init = testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  fs::remove_all(fs::path(root) / "stacks");
+  fs::copy(testing::SourcePath("tests/data/stacks/basic"), fs::path(root) / "stacks",
+           fs::copy_options::recursive);
+  testing::WriteFileOrDie(dir.path() / "pass", "correct horse battery staple\n");
+  auto cli = [&](std::vector<std::string> args, std::string_view in = {}) {
+    std::vector<std::string> argv = {testing::BinPath("vigocli").string(), "--root", root};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::Run(argv, in);
+  };
+  std::string pass = (dir.path() / "pass").string();
+  ASSERT_EQ(cli({"secrets", "init", "--passphrase-file", pass}).exit_code, 0);
+  ASSERT_EQ(cli({"secrets", "unlock", "--passphrase-file", pass}).exit_code, 0);
+  ASSERT_EQ(cli({"secrets", "set", "webapp/prod/db_password"}, kValue).exit_code, 0);
+  for (const char* name : {"web-7", "db-3"}) {
+    auto issued = cli({"envoy", "issue", name, "--out", (dir.path() / name).string()});
+    ASSERT_EQ(issued.exit_code, 0) << issued.err;
+  }
+  auto r = cli({"who-needs", "webapp/prod/db_password"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(2 checked, issued envoys included):\n  web-7\nrules"));
+  auto b = cli({"bundle", "show", "--envoy", "web-7", "--json"});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_THAT(b.out, HasSubstr("\"secrets_epoch\": \"1\""));  // the server's initial epoch
+}
+
 TEST_F(StacksCliTest, HelpEverywhere) {
   for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
            {"config", "--help"}, {"config", "validate", "--help"}, {"bundle", "show", "--help"},
