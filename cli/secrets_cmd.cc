@@ -29,6 +29,7 @@
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
 #include "sandbox/secret_buffer.h"
+#include "sandbox/syscall_status.h"
 #include "sandbox/unique_fd.h"
 #include "server/admin_client.h"
 #include "server/audit.h"
@@ -85,7 +86,7 @@ absl::Status WriteAllFd(int fd, std::span<const uint8_t> bytes) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::InternalError(StrCat("write to stdout failed: ", std::strerror(errno)));
+      return sandbox::ErrnoStatus(errno, "write", "stdout");
     }
     done += static_cast<size_t>(n);
   }
@@ -111,7 +112,7 @@ absl::StatusOr<SecretBuffer> ReadAllSecret(int fd, size_t limit, std::string_vie
     ssize_t n = ::read(fd, w.data() + used, w.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::InternalError(StrCat("reading ", what, ": ", std::strerror(errno)));
+      return sandbox::ErrnoStatus(errno, "read", what);
     }
     if (n == 0) break;
     used += static_cast<size_t>(n);
@@ -133,13 +134,7 @@ absl::Status DropOneTrailingNewline(SecretBuffer* buf) {
 absl::StatusOr<SecretBuffer> ReadFileSecret(const std::string& file, size_t limit,
                                             std::string_view what) {
   sandbox::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    int err = errno;
-    std::string msg = StrCat("cannot open ", what, " file ", file, ": ", std::strerror(err));
-    if (err == ENOENT) return absl::NotFoundError(msg);
-    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::FailedPreconditionError(msg);
-  }
+  if (!fd) return sandbox::ErrnoStatus(errno, StrCat("open ", what, " file"), file);
   return ReadAllSecret(fd.get(), limit, StrCat(what, " file ", file));
 }
 
@@ -489,9 +484,16 @@ int SecretsSet(const CliContext& ctx, const std::vector<std::string>& args) {
   } else {
     value = PromptNoEcho(StrCat("Value for ", path, ": "), limit);
   }
+  if (value.ok() && value->empty() && !a.Has("from-file")) {
+    // Almost always a forgotten pipe; an empty value can still be stored
+    // deliberately with --from-file /dev/null.
+    value = absl::InvalidArgumentError(
+        StrCat("no value for '", path, "' (empty input); nothing stored. To store an empty "
+               "value use --from-file /dev/null"));
+  }
   if (!value.ok()) {
     absl::Status st = value.status();
-    if (absl::IsInvalidArgument(st)) {
+    if (absl::IsInvalidArgument(st) && st.message().find("larger than") != absl::string_view::npos) {
       st = absl::InvalidArgumentError(
           StrCat("value for '", path, "' is larger than the local vault limit of ",
                  server::vault::kMaxValueBytes, " bytes (1 MiB)"));

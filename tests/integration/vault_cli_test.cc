@@ -91,6 +91,19 @@ TEST_F(VaultCliTest, FullLifecycle) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Reveal("webapp/tls_key"), binary);
 
+  // Empty stdin stores nothing (a forgotten pipe); --from-file /dev/null can.
+  r = Cli({"secrets", "set", "webapp/db_pw"}, "");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("empty input"));
+  EXPECT_EQ(Reveal("webapp/db_pw"), "hunter2-value");
+  r = Cli({"secrets", "set", "webapp/empty", "--from-file", "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("webapp/empty"), "");
+  ASSERT_EQ(Cli({"secrets", "delete", "webapp/empty"}).exit_code, 0);
+  r = Cli({"secrets", "set", "webapp/x", "--from-file", (in_.path() / "missing").string()});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.err, HasSubstr("missing"));
+
   r = Cli({"secrets", "generate", "other/token", "--length", "40"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("other/token"));
