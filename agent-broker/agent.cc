@@ -114,7 +114,14 @@ absl::Status Agent::ResolveAll(v1::PolicyBundle* bundle) {
     cache_.Reset(bundle->secrets_epoch());  // zeroes values of an older epoch
     std::vector<std::string> missing = cache_.Missing(bundle->secrets_epoch(), bundle->secret_refs());
     if (missing.empty()) return absl::OkStatus();
-    absl::Status s = Retry("ResolveSecrets", [&] { return client_->ResolveInto(*bundle, missing, &cache_); });
+    // One call for the whole bundle, split only where the server caps the
+    // refs per call (vigosrv: 256); each call has its own fresh key.
+    absl::Status s;
+    for (size_t i = 0; i < missing.size() && s.ok(); i += kMaxRefsPerCall) {
+      std::vector<std::string> part(missing.begin() + static_cast<ptrdiff_t>(i),
+                                    missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
+      s = Retry("ResolveSecrets", [&] { return client_->ResolveInto(*bundle, part, &cache_); });
+    }
     if (s.ok()) return s;
     if (!absl::IsFailedPrecondition(s) || round > 0) return s;
     // Stale epoch: forget everything, check in again, retry once.

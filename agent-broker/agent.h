@@ -27,6 +27,9 @@
 
 namespace vigo::broker {
 
+// vigosrv refuses ResolveSecrets calls with more refs than this.
+inline constexpr size_t kMaxRefsPerCall = 256;
+
 struct AgentOptions {
   std::chrono::seconds interval{300};
   std::chrono::seconds retry_for{60};

@@ -185,6 +185,12 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
         break;
       }
     }
+    // A command may rely on the files written before it being durable.
+    if (r.type() == "exec" && !dirs_to_sync_.empty()) {
+      if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
+        Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
+      }
+    }
     v1::ResourceResult res;
     if (!blocker.empty()) {
       res = MakeResult(r, "failed", "blocked", StrCat("dependency '", blocker, "' did not converge"));
@@ -196,6 +202,9 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
         {{"name", r.name()}, {"type", r.type()}, {"status", res.status()},
          {"action", res.action()}, {"detail", res.message()}});
     results.push_back(std::move(res));
+  }
+  if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
+    Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
   }
   return results;
 }
@@ -275,7 +284,8 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   if (!parent.empty()) {
     if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return Failed(r, s);
   }
-  if (absl::Status s = WriteFileAtomic(*path, rendered->Reveal(), mode, *uid, *gid); !s.ok()) {
+  if (absl::Status s = WriteFileAtomic(*path, rendered->Reveal(), mode, *uid, *gid, &dirs_to_sync_);
+      !s.ok()) {
     return Failed(r, s);
   }
   if (!st->exists) {

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,7 @@ class ApplyEngine {
 
   ApplyOptions options_;
   sandbox::SecretBuffer fingerprint_key_;
+  std::set<std::string> dirs_to_sync_;  // renamed-into directories, fsynced before results
 };
 
 }  // namespace vigo::worker

@@ -169,8 +169,21 @@ std::string TempNameFor(const std::string& path) {
   return StrCat(dir == "/" ? "" : dir, "/.", base, ".vigo-tmp");
 }
 
+absl::Status SyncDirs(std::set<std::string>* dirs) {
+  absl::Status first;
+  for (const std::string& d : *dirs) {
+    UniqueFd fd(::open(d.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) != 0) {
+      if (first.ok()) first = ErrnoStatus(errno, "fsync directory", d);
+    }
+  }
+  dirs->clear();
+  return first;
+}
+
 absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
-                             mode_t mode, uid_t uid, gid_t gid) {
+                             mode_t mode, uid_t uid, gid_t gid,
+                             std::set<std::string>* deferred_dir_syncs) {
   auto [dir, base] = SplitPath(path);
   std::string tmp_base = StrCat(".", base, ".vigo-tmp");
   UniqueFd dirfd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
@@ -195,7 +208,11 @@ absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> c
         ::unlinkat(dirfd.get(), tmp_base.c_str(), 0);
         return ErrnoStatus(err, "rename", path);
       }
-      if (::fsync(dirfd.get()) != 0) return ErrnoStatus(errno, "fsync directory", dir);
+      if (deferred_dir_syncs != nullptr) {
+        deferred_dir_syncs->insert(dir);
+      } else if (::fsync(dirfd.get()) != 0) {
+        return ErrnoStatus(errno, "fsync directory", dir);
+      }
       return absl::OkStatus();
     }
     if (errno != ENOENT && errno != EEXIST && errno != EACCES && errno != EPERM) {
@@ -220,7 +237,11 @@ absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> c
   if (::renameat(dirfd.get(), tmp_base.c_str(), dirfd.get(), base.c_str()) != 0) {
     return fail(ErrnoStatus(errno, "rename", path));
   }
-  if (::fsync(dirfd.get()) != 0) return ErrnoStatus(errno, "fsync directory", dir);
+  if (deferred_dir_syncs != nullptr) {
+    deferred_dir_syncs->insert(dir);
+  } else if (::fsync(dirfd.get()) != 0) {
+    return ErrnoStatus(errno, "fsync directory", dir);
+  }
   return absl::OkStatus();
 }
 

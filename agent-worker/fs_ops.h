@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -53,9 +54,16 @@ absl::StatusOr<sandbox::SecretBuffer> ReadFileSecret(const std::string& path, si
 absl::Status MakeDirs(const std::string& path, mode_t mode);
 
 // Replaces `path` with `content` atomically and durably (see above). uid/gid
-// of -1 keep the writer's ids.
+// of -1 keep the writer's ids. When `deferred_dir_syncs` is given, the
+// directory fsync is left to the caller (SyncDirs), which lets one apply
+// fsync each directory once instead of once per file.
 absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
-                             mode_t mode, uid_t uid, gid_t gid);
+                             mode_t mode, uid_t uid, gid_t gid,
+                             std::set<std::string>* deferred_dir_syncs = nullptr);
+
+// fsyncs every directory in `dirs` and clears it. The first error is returned
+// after all were tried.
+absl::Status SyncDirs(std::set<std::string>* dirs);
 
 // chown/chmod of an existing path (no symlink following).
 absl::Status FixOwnerMode(const std::string& path, std::optional<mode_t> mode, uid_t uid,

@@ -156,14 +156,15 @@ struct RunFigures {
   uint64_t broker_kb = 0, worker_kb = 0;
 };
 
-RunFigures RunAgent(const std::vector<std::string>& argv) {
+RunFigures RunAgent(const std::vector<std::string>& argv, const fs::path& log) {
   RunFigures f;
   auto t0 = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_WRONLY);
+    int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
+    ::dup2(logfd, 2);
     std::vector<char*> a;
     for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
     a.push_back(nullptr);
@@ -251,8 +252,13 @@ int ApplyBench(int files) {
       "--apply-root=" + (tmp / "apply").string(), "--log-level=warn"};
   fs::create_directories(tmp / "apply");
   ::sync();
-  RunFigures cold = RunAgent(argv);
-  RunFigures warm = RunAgent(argv);
+  RunFigures cold = RunAgent(argv, tmp / "cold.log");
+  RunFigures warm = RunAgent(argv, tmp / "warm.log");
+  for (const char* l : {"cold.log", "warm.log"}) {
+    std::ifstream in(tmp / l);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!text.empty()) std::printf("--- %s\n%s", l, text.substr(text.size() > 2000 ? text.size() - 2000 : 0).c_str());
+  }
   std::printf("apply of %d secret-bearing files (server on loopback, durable writes)\n", files);
   std::printf("  cold:      %.3f s  exit=%d  broker peak RSS %llu KiB  worker peak RSS %llu KiB\n",
               cold.seconds, cold.exit_code, static_cast<unsigned long long>(cold.broker_kb),
@@ -261,7 +267,8 @@ int ApplyBench(int files) {
               warm.seconds, warm.exit_code, static_cast<unsigned long long>(warm.broker_kb),
               static_cast<unsigned long long>(warm.worker_kb));
   size_t written = 0;
-  for (const auto& e : fs::directory_iterator(tmp / "apply/etc/bench")) written += e.is_regular_file();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(tmp / "apply/etc/bench", ec)) written += e.is_regular_file();
   std::printf("  files present: %zu\n", written);
   (*server)->Shutdown();
   fs::remove_all(tmp);
@@ -288,5 +295,6 @@ int main(int argc, char** argv) {
   std::printf("  raw ping-pong  p50 %.1f us  p99 %.1f us\n", raw50 / 1000, Percentile(raw, 0.99) / 1000);
   std::printf("  protocol       p50 %.1f us  p99 %.1f us\n", proto50 / 1000, Percentile(proto, 0.99) / 1000);
   std::printf("  ratio p50      %.2fx (target <= 2x)\n", proto50 / raw50);
+  std::fflush(stdout);
   return ApplyBench(files);
 }

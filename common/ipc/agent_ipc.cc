@@ -216,20 +216,8 @@ absl::Status Channel::Send(MsgType type, std::span<const uint8_t> payload) {
   return absl::OkStatus();
 }
 
-absl::Status Channel::ReceiveInto(const Header& h, std::span<uint8_t> dest) {
-  uint8_t hdr[kHeaderSize];
-  size_t first = std::min<size_t>(h.length, kPacketPayload);
-  struct iovec iov[2];
-  iov[0].iov_base = hdr;
-  iov[0].iov_len = kHeaderSize;
-  iov[1].iov_base = dest.data();
-  iov[1].iov_len = first;
-  VIGO_RETURN_IF_ERROR(RecvPacket(fd_.get(), iov, first > 0 ? 2 : 1, kHeaderSize + first));
-  // The peeked header must be the one we consumed.
-  if (hdr[1] != static_cast<uint8_t>(h.type)) {
-    return absl::InvalidArgumentError("ipc: header changed between peek and read");
-  }
-  size_t off = first;
+absl::Status Channel::ReceiveRest(const Header& h, std::span<uint8_t> dest) {
+  size_t off = std::min<size_t>(h.length, kPacketPayload);
   while (off < h.length) {
     size_t n = std::min<size_t>(h.length - off, kPacketPayload);
     struct iovec c;
@@ -243,31 +231,60 @@ absl::Status Channel::ReceiveInto(const Header& h, std::span<uint8_t> dest) {
 
 absl::StatusOr<Message> Channel::Receive(Direction dir) {
   if (!fd_) return absl::FailedPreconditionError("ipc: channel closed");
-  uint8_t peek[kHeaderSize];
+  // The first packet (header + up to one packet of payload) lands in a locked
+  // scratch buffer: one recvmsg, no peek. Its payload bytes are copied to the
+  // right-sized destination and wiped from the scratch.
+  if (scratch_.empty()) {
+    VIGO_ASSIGN_OR_RETURN(scratch_, sandbox::SecretBuffer::Create(kHeaderSize + kPacketPayload));
+  }
+  std::span<uint8_t> scratch = scratch_.RevealMutable();
+  struct iovec iov;
+  iov.iov_base = scratch.data();
+  iov.iov_len = scratch.size();
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
   ssize_t n;
   do {
-    n = ::recv(fd_.get(), peek, sizeof(peek), MSG_PEEK);
+    n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == ECONNRESET) return absl::UnavailableError("ipc: peer closed");
-    return sandbox::ErrnoStatus(errno, "ipc recv");
+    return sandbox::ErrnoStatus(errno, "ipc recvmsg");
   }
   if (n == 0) return absl::UnavailableError("ipc: peer closed");
-  VIGO_ASSIGN_OR_RETURN(Header h,
-                        DecodeHeader(std::span<const uint8_t>(peek, static_cast<size_t>(n)), dir));
+  const size_t got = static_cast<size_t>(n);
+  struct Wipe {
+    std::span<uint8_t> s;
+    size_t n;
+    ~Wipe() { sandbox::SecureZero(s.data(), n); }
+  } wipe{scratch, got};
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    return absl::InvalidArgumentError("ipc: packet larger than the largest legal packet");
+  }
+  VIGO_ASSIGN_OR_RETURN(Header h, DecodeHeader(scratch.first(got), dir));
+  const size_t first = std::min<size_t>(h.length, kPacketPayload);
+  if (got != kHeaderSize + first) {
+    return absl::InvalidArgumentError(StrCat("ipc: packet of ", static_cast<uint64_t>(got),
+                                             " bytes, expected ",
+                                             static_cast<uint64_t>(kHeaderSize + first)));
+  }
   Message m;
   m.type = h.type;
+  std::span<uint8_t> dest;
   if (h.type == MsgType::kValue) {
     VIGO_ASSIGN_OR_RETURN(m.value, sandbox::SecretBuffer::Create(h.length));
-    absl::Status s = ReceiveInto(h, m.value.RevealMutable());
-    if (!s.ok()) {
-      m.value.Clear();
-      return s;
-    }
-    return m;
+    dest = m.value.RevealMutable();
+  } else {
+    m.payload.resize(h.length);
+    dest = std::span<uint8_t>(m.payload.data(), m.payload.size());
   }
-  m.payload.resize(h.length);
-  VIGO_RETURN_IF_ERROR(ReceiveInto(h, std::span<uint8_t>(m.payload.data(), m.payload.size())));
+  if (first > 0) std::memcpy(dest.data(), scratch.data() + kHeaderSize, first);
+  absl::Status s = ReceiveRest(h, dest);
+  if (!s.ok()) {
+    m.value.Clear();
+    return s;
+  }
   return m;
 }
 

@@ -134,8 +134,9 @@ class Channel {
   sandbox::UniqueFd Release() { return std::move(fd_); }
 
  private:
-  absl::Status ReceiveInto(const Header& h, std::span<uint8_t> dest);
+  absl::Status ReceiveRest(const Header& h, std::span<uint8_t> dest);
   sandbox::UniqueFd fd_;
+  sandbox::SecretBuffer scratch_;  // first packet of each message (locked)
 };
 
 struct SocketPair {

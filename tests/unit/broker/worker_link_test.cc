@@ -23,6 +23,9 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 class WorkerLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The secret arena is MADV_DONTFORK: a forked death-test child would not
+    // have it. "threadsafe" re-executes the test binary for each death test.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
     auto sp = ipc::CreateSocketPair();
     ASSERT_TRUE(sp.ok());
     broker_ = Channel(std::move(sp->broker));
