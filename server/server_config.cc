@@ -71,6 +71,7 @@ std::string DefaultServerYaml(const std::string& hostname) {
       "database:\n"
       "  driver: sqlite\n"
       "  path: db/vigo.db\n"
+      "  # synchronous: full                   (full | normal; see docs/operator/server.md)\n"
       "checkin:\n"
       "  interval: 5m\n"
       "  # require_hardening: strict           (refuse agents whose sandbox is weakened)\n"
@@ -103,7 +104,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
   static const std::map<std::string, std::set<std::string>> kKnown = {
       {"server", {"grpc_listen", "hostname"}},
       {"secrets", {"backend", "secrets_dir", "url", "token_file", "ca_file", "poll_interval"}},
-      {"database", {"driver", "path"}},
+      {"database", {"driver", "path", "synchronous"}},
       {"checkin", {"interval", "require_hardening"}},
       {"log", {"level", "json"}},
   };
@@ -167,6 +168,13 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
           cfg.database_driver = v;
         }
         if (full == "database.path") cfg.database_path = v;
+        if (full == "database.synchronous") {
+          if (v != "full" && v != "normal") {
+            return absl::InvalidArgumentError(StrCat(
+                where(kv.first), ": 'database.synchronous' is '", v, "'; expected full or normal"));
+          }
+          cfg.database_synchronous = v;
+        }
         if (full == "checkin.interval") st = duration(&cfg.checkin_interval);
         if (full == "checkin.require_hardening") {
           if (v != "none" && v != "strict") {

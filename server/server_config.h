@@ -28,6 +28,10 @@ struct ServerConfig {
 
   std::string database_driver = "sqlite";
   std::string database_path = "db/vigo.db";
+  // full (default): every audit record and run is fsynced before the call
+  // that caused it returns. normal: WAL commits are not fsynced one by one
+  // (faster; a power loss may lose the newest records, never corrupt them).
+  std::string database_synchronous = "full";
 
   std::chrono::seconds checkin_interval{300};
   // none | strict: strict refuses CheckIn from agents whose attestation
