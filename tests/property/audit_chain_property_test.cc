@@ -2,13 +2,14 @@
 // stored column of any record is detected by AuditLog::Verify, which names
 // exactly that record. Schema-agnostic: columns are discovered with
 // PRAGMA table_info, so the test keeps holding if columns are added.
-#include <rapidcheck/gtest.h>
 #include <sqlite3.h>
+
+#include "gtest/gtest.h"
+#include <rapidcheck/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "server/audit.h"
 #include "server/db.h"
 #include "tests/support/test_env.h"

@@ -192,7 +192,7 @@ TEST(NoPlaintextProperty, NoCanaryInAnySinkUnderRandomFailures) {
     keep(runs);
     keep(fleet.Cli({"audit", "list", "--json"}));
     for (const std::string& e : f.envoys) {
-      keep(Run({BinPath("vigo").string(), "status", "--state-dir", fleet.StateDir(e).string()}));
+      keep(vigo::testing::Run({BinPath("vigo").string(), "status", "--state-dir", fleet.StateDir(e).string()}));
     }
     WriteFileOrDie(sinks / "outputs.txt", outputs, 0600);
 
