@@ -45,7 +45,8 @@ Files MakeFleet(int envoys, vigo::testing::FakeBackend* backend) {
   std::string ev = "envoys:\n";
   for (int e = 0; e < envoys; ++e) {
     std::string name = "host-" + Pad(e);
-    vigo::StrAppend(&ev, "  - match: \"", name, "\"\n    environment: production\n    roles: [app]\n",
+    vigo::StrAppend(&ev, "  - match: \"", name,
+                    "\"\n    environment: production\n    roles: [app]\n",
                     "    vars:\n      port: \"", 8000 + e % 1000, "\"\n");
     for (int k = 0; k < kRefsPerEnvoy; ++k) {
       std::string path = vigo::StrCat("fleet/", name, "/s", k);
@@ -141,8 +142,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[++i]);
   }
   std::vector<Result> results = {Measure(1000, reps), Measure(10000, reps)};
-  std::printf("| envoys | input | bare yaml-cpp parse | Stacks::Load | Compile (all envoys) | "
-              "load+compile per envoy | load+compile / parse |\n");
+  std::printf(
+      "| envoys | input | bare yaml-cpp parse | Stacks::Load | Compile (all envoys) | "
+      "load+compile per envoy | load+compile / parse |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   bool ok = true;
   for (const Result& r : results) {

@@ -187,15 +187,17 @@ int RunConfig(const CliContext& ctx, const std::vector<std::string>& args) {
   if (!loaded) return code;
   const server::LoadReport& r = loaded->report;
   if (ctx.json) {
-    std::printf("{\"ok\":true,\"files\":%zu,\"envoy_rules\":%zu,\"configcrates\":%zu,"
-                "\"references\":%zu,\"backend\":%s}\n",
-                r.files, r.envoy_rules, r.configcrates, r.references,
-                JsonString(loaded->backend->Name()).c_str());
+    std::printf(
+        "{\"ok\":true,\"files\":%zu,\"envoy_rules\":%zu,\"configcrates\":%zu,"
+        "\"references\":%zu,\"backend\":%s}\n",
+        r.files, r.envoy_rules, r.configcrates, r.references,
+        JsonString(loaded->backend->Name()).c_str());
   } else {
-    std::printf("stacks OK: %zu files, %zu envoy rules, %zu configcrates, %zu secret references "
-                "(all present in the %s backend)\n",
-                r.files, r.envoy_rules, r.configcrates, r.references,
-                std::string(loaded->backend->Name()).c_str());
+    std::printf(
+        "stacks OK: %zu files, %zu envoy rules, %zu configcrates, %zu secret references "
+        "(all present in the %s backend)\n",
+        r.files, r.envoy_rules, r.configcrates, r.references,
+        std::string(loaded->backend->Name()).c_str());
   }
   return kExitOk;
 }
@@ -239,7 +241,8 @@ int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
     opts.preserve_proto_field_names = true;
     std::string out;
     auto st = google::protobuf::util::MessageToJsonString(compiled->bundle, &out, opts);
-    if (!st.ok()) return Fail("bundle show", absl::InternalError("cannot render the bundle as JSON"));
+    if (!st.ok())
+      return Fail("bundle show", absl::InternalError("cannot render the bundle as JSON"));
     std::fputs(out.c_str(), stdout);
     return kExitOk;
   }
@@ -330,8 +333,8 @@ int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (!envoys.empty()) {
-    std::printf("envoys whose bundle references %s (%zu checked%s):\n", path.c_str(),
-                envoys.size(), registry->present ? ", issued envoys included" : "");
+    std::printf("envoys whose bundle references %s (%zu checked%s):\n", path.c_str(), envoys.size(),
+                registry->present ? ", issued envoys included" : "");
     for (const std::string& e : needing) std::printf("  %s\n", e.c_str());
     if (needing.empty()) std::printf("  (none of the %zu checked)\n", envoys.size());
   }

@@ -47,9 +47,9 @@ struct Model;
 }  // namespace stacks_internal
 
 struct LoadError {
-  std::string file;   // relative to the stacks dir, e.g. "roles.vgo"
-  int line = 0;       // 1-based; 0 when unknown
-  std::string key;    // the YAML key, when relevant
+  std::string file;  // relative to the stacks dir, e.g. "roles.vgo"
+  int line = 0;      // 1-based; 0 when unknown
+  std::string key;   // the YAML key, when relevant
   std::string message;
   // "stacks/roles.vgo:12: key 'x': message" ("stacks/roles.vgo: message"
   // when the line is unknown; no "key" part when there is no key).
@@ -77,11 +77,11 @@ struct CompiledBundle {
 
 // One rule of envoys.vgo, for operators (who-needs, config validate).
 struct EnvoyRuleInfo {
-  std::string match;                 // the glob as written
-  std::string file;                  // "envoys.vgo"
+  std::string match;  // the glob as written
+  std::string file;   // "envoys.vgo"
   int line = 0;
   std::vector<std::string> configcrates;  // in apply order, roles' crates first
-  std::set<std::string> references;  // paths whose markers any matching envoy's bundle holds
+  std::set<std::string> references;       // paths whose markers any matching envoy's bundle holds
 };
 
 class Stacks {
@@ -107,8 +107,7 @@ class Stacks {
   // matches; INVALID_ARGUMENT for a name that is not a valid envoy name
   // ([A-Za-z0-9._-], 1–253 bytes, no marker text). `policy_version` is this
   // Stacks' load generation.
-  absl::StatusOr<CompiledBundle> Compile(std::string_view envoy_name,
-                                         uint64_t secrets_epoch) const;
+  absl::StatusOr<CompiledBundle> Compile(std::string_view envoy_name, uint64_t secrets_epoch) const;
 
   // The rule of envoys.vgo that `envoy_name` matches (first match wins), or
   // NOT_FOUND.

@@ -112,8 +112,8 @@ const si::Rule* FindRule(const si::Model& model, std::string_view name) {
 
 namespace stacks_internal {
 
-bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
-                 ErrorSink* sink, v1::PolicyBundle* out, std::set<std::string>* refs) {
+bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name, ErrorSink* sink,
+                 v1::PolicyBundle* out, std::set<std::string>* refs) {
   if (out) out->set_envoy_name(std::string(envoy_name));
   std::set<std::string> used;
   bool ok = true;
@@ -144,8 +144,7 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
           if (it->second.has_ref && t.placement == RefPlacement::kRefuse) {
             sink->Add(t.loc, t.key,
                       StrCat("var '", p.text, "' holds a secret reference (set at ",
-                             LocString(it->second.loc), ") and cannot be used in '", t.key,
-                             "'"));
+                             LocString(it->second.loc), ") and cannot be used in '", t.key, "'"));
             ok = false;
             break;
           }
@@ -174,7 +173,8 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
       std::string mode;
       render(r.mode, &mode);
       if (!ValidMode(mode)) {
-        sink->Add(r.mode.loc, "mode", "mode must be an octal string of 3 or 4 digits, e.g. \"0640\"");
+        sink->Add(r.mode.loc, "mode",
+                  "mode must be an octal string of 3 or 4 digits, e.g. \"0640\"");
         ok = false;
       }
       if (pr) pr->set_mode(std::move(mode));
@@ -291,16 +291,15 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
   const si::Rule* rule = FindRule(*model_, envoy_name);
   if (rule == nullptr) {
-    return absl::NotFoundError(
-        StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));
+    return absl::NotFoundError(StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));
   }
   CompiledBundle out;
   si::ErrorSink sink;
   if (!si::BuildBundle(*model_, *rule, envoy_name, &sink, &out.bundle)) {
     // Load ran the same checks for this rule; reaching here is a bug.
     std::vector<LoadError> errors = sink.Take();
-    return absl::InternalError(StrCat("compiling the bundle of envoy '", envoy_name, "': ",
-                                      errors.empty() ? "" : errors.front().ToString()));
+    return absl::InternalError(StrCat("compiling the bundle of envoy '", envoy_name,
+                                      "': ", errors.empty() ? "" : errors.front().ToString()));
   }
   out.bundle.set_secrets_epoch(secrets_epoch);
   out.bundle.set_policy_version(model_->policy_version);

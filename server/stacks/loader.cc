@@ -53,8 +53,8 @@ void ErrorSink::Add(const Loc& loc, std::string_view key, std::string message) {
   if (errors_.size() >= kMaxErrors) {
     if (!truncated_) {
       truncated_ = true;
-      errors_.push_back(LoadError{"", 0, "", StrCat("more than ", kMaxErrors,
-                                                    " errors; stopped reporting")});
+      errors_.push_back(
+          LoadError{"", 0, "", StrCat("more than ", kMaxErrors, " errors; stopped reporting")});
     }
     return;
   }
@@ -204,10 +204,10 @@ class Parser {
   }
 
   // Iterates a mapping; reports non-scalar, duplicate and unknown keys.
-  void ForEachKey(const YAML::Node& map, std::string_view context,
-                  std::initializer_list<std::string_view> allowed,
-                  const std::function<void(const std::string&, const YAML::Node&,
-                                           const YAML::Node&)>& fn);
+  void ForEachKey(
+      const YAML::Node& map, std::string_view context,
+      std::initializer_list<std::string_view> allowed,
+      const std::function<void(const std::string&, const YAML::Node&, const YAML::Node&)>& fn);
   bool ExpectMap(const YAML::Node& n, std::string_view key, std::string_view what);
   bool ExpectSeq(const YAML::Node& n, std::string_view key);
   bool GetScalar(const YAML::Node& n, std::string_view key, std::string* out);
@@ -215,8 +215,8 @@ class Parser {
                std::string_view extra_chars, std::string* out);
   std::vector<si::NameRef> GetNameList(const YAML::Node& n, std::string_view key,
                                        std::string_view what);
-  bool RefPass(const std::string& in, RefPlacement placement, std::string_view key,
-               const Loc& loc, std::string* out);
+  bool RefPass(const std::string& in, RefPlacement placement, std::string_view key, const Loc& loc,
+               std::string* out);
   Text ParseText(const YAML::Node& n, std::string key, RefPlacement placement,
                  const si::TemplateOptions& opts);
   void ParseVars(const YAML::Node& n, std::string_view prefix, std::map<std::string, VarDef>* out);
@@ -246,7 +246,8 @@ bool Parser::ScanRawMarkers(const std::string& bytes) {
   size_t pos = 0;
   int reported = 0;
   while ((pos = bytes.find(kMarkerPrefix, pos)) != std::string::npos) {
-    int line = 1 + static_cast<int>(std::count(bytes.begin(), bytes.begin() + static_cast<long>(pos), '\n'));
+    int line = 1 + static_cast<int>(
+                       std::count(bytes.begin(), bytes.begin() + static_cast<long>(pos), '\n'));
     if (reported++ < 20) {
       Error(Loc{file_, line}, "",
             "literal marker text (__VIGO_SECRET__...) is not allowed in config input; write "
@@ -262,7 +263,8 @@ void Parser::ParseFile(const std::string& rel, const std::string& bytes) {
   file_ = rel;
   if (rel == "envoys.vgo") saw_envoys_ = true;
   if (size_t bad = FirstBadUtf8(bytes); bad != std::string_view::npos) {
-    int line = 1 + static_cast<int>(std::count(bytes.begin(), bytes.begin() + static_cast<long>(bad), '\n'));
+    int line = 1 + static_cast<int>(
+                       std::count(bytes.begin(), bytes.begin() + static_cast<long>(bad), '\n'));
     Error(Loc{file_, line}, "", "file is not valid UTF-8 text (or holds a NUL byte)");
     return;
   }
@@ -300,10 +302,10 @@ void Parser::ParseFile(const std::string& rel, const std::string& bytes) {
   }
 }
 
-void Parser::ForEachKey(const YAML::Node& map, std::string_view context,
-                        std::initializer_list<std::string_view> allowed,
-                        const std::function<void(const std::string&, const YAML::Node&,
-                                                 const YAML::Node&)>& fn) {
+void Parser::ForEachKey(
+    const YAML::Node& map, std::string_view context,
+    std::initializer_list<std::string_view> allowed,
+    const std::function<void(const std::string&, const YAML::Node&, const YAML::Node&)>& fn) {
   std::map<std::string, int> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     YAML::Node k = it->first;
@@ -314,7 +316,8 @@ void Parser::ForEachKey(const YAML::Node& map, std::string_view context,
     }
     const std::string& key = k.Scalar();
     if (FirstBadUtf8(key) != std::string_view::npos) {
-      Error(At(k), "", StrCat("a key in ", context, " is not valid UTF-8 text (or holds a NUL byte)"));
+      Error(At(k), "",
+            StrCat("a key in ", context, " is not valid UTF-8 text (or holds a NUL byte)"));
       continue;
     }
     if (!file_has_raw_marker_ && ContainsMarkerText(key)) {
@@ -377,12 +380,14 @@ bool Parser::GetName(const YAML::Node& n, std::string_view key, std::string_view
   if (!GetScalar(n, key, out)) return false;
   auto refs = FindReferences(*out, RefScan::kEmbedded);
   if (!refs.ok() || !refs->empty()) {
-    Error(At(n), key, StrCat("secret references are not allowed in ", what, " (", WhyRefused("name"), ")"));
+    Error(At(n), key,
+          StrCat("secret references are not allowed in ", what, " (", WhyRefused("name"), ")"));
     return false;
   }
   if (!AllNameChars(*out, extra_chars)) {
     Error(At(n), key,
-          StrCat("invalid ", what, ": 1-", kMaxNameLen, " characters from [A-Za-z0-9", extra_chars, "]"));
+          StrCat("invalid ", what, ": 1-", kMaxNameLen, " characters from [A-Za-z0-9", extra_chars,
+                 "]"));
     return false;
   }
   return true;
@@ -414,8 +419,9 @@ bool Parser::RefPass(const std::string& in, RefPlacement placement, std::string_
   switch (placement) {
     case RefPlacement::kRefuse:
       for (const RefMatch& m : *refs) {
-        Error(loc, key, StrCat("secret reference 'secret:", m.path, "' is not allowed in '", key,
-                               "' (", WhyRefused(key), ")"));
+        Error(loc, key,
+              StrCat("secret reference 'secret:", m.path, "' is not allowed in '", key, "' (",
+                     WhyRefused(key), ")"));
       }
       return false;
     case RefPlacement::kWhole: {
@@ -489,93 +495,99 @@ void Parser::ParseVars(const YAML::Node& n, std::string_view prefix,
 void Parser::ParseEnvoys(const YAML::Node& root) {
   if (root.IsNull()) return;
   if (!ExpectMap(root, "", "a map with the key 'envoys'")) return;
-  ForEachKey(root, "envoys.vgo", {"envoys"}, [&](const std::string&, const YAML::Node&,
-                                                 const YAML::Node& list) {
-    if (list.IsNull()) return;
-    if (!ExpectSeq(list, "envoys")) return;
-    for (const YAML::Node& item : list) {
-      if (!ExpectMap(item, "envoys", "a rule (a map with 'match')")) continue;
-      si::Rule rule;
-      rule.loc = At(item);
-      bool has_match = false;
-      ForEachKey(item, "an envoy rule", {"match", "environment", "roles", "configcrates", "vars"},
-                 [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
-                   if (key == "match") {
-                     has_match = GetName(v, key, "match pattern", "._-*?", &rule.match);
-                     if (has_match) rule.loc = At(v);
-                   } else if (key == "environment") {
-                     if (GetName(v, key, "environment name", "._-", &rule.environment.name)) {
-                       rule.environment.loc = At(v);
-                     }
-                   } else if (key == "roles") {
-                     rule.roles = GetNameList(v, key, "role name");
-                   } else if (key == "configcrates") {
-                     rule.crates = GetNameList(v, key, "configcrate name");
-                   } else if (key == "vars") {
-                     ParseVars(v, "vars", &rule.vars);
-                   }
-                 });
-      if (!has_match) {
-        Error(At(item), "match", "every envoy rule needs a 'match' pattern");
-        continue;
-      }
-      rule.has_glob = rule.match.find_first_of("*?") != std::string::npos;
-      auto [pos, inserted] = match_seen_.emplace(rule.match, rule.loc);
-      if (!inserted) {
-        Error(rule.loc, "match",
-              StrCat("duplicate match pattern '", rule.match, "' (first at ", LocString(pos->second),
-                     "); first match wins, so this rule can never apply"));
-        continue;
-      }
-      model_->rules.push_back(std::move(rule));
-    }
-  });
+  ForEachKey(root, "envoys.vgo", {"envoys"},
+             [&](const std::string&, const YAML::Node&, const YAML::Node& list) {
+               if (list.IsNull()) return;
+               if (!ExpectSeq(list, "envoys")) return;
+               for (const YAML::Node& item : list) {
+                 if (!ExpectMap(item, "envoys", "a rule (a map with 'match')")) continue;
+                 si::Rule rule;
+                 rule.loc = At(item);
+                 bool has_match = false;
+                 ForEachKey(
+                     item, "an envoy rule",
+                     {"match", "environment", "roles", "configcrates", "vars"},
+                     [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
+                       if (key == "match") {
+                         has_match = GetName(v, key, "match pattern", "._-*?", &rule.match);
+                         if (has_match) rule.loc = At(v);
+                       } else if (key == "environment") {
+                         if (GetName(v, key, "environment name", "._-", &rule.environment.name)) {
+                           rule.environment.loc = At(v);
+                         }
+                       } else if (key == "roles") {
+                         rule.roles = GetNameList(v, key, "role name");
+                       } else if (key == "configcrates") {
+                         rule.crates = GetNameList(v, key, "configcrate name");
+                       } else if (key == "vars") {
+                         ParseVars(v, "vars", &rule.vars);
+                       }
+                     });
+                 if (!has_match) {
+                   Error(At(item), "match", "every envoy rule needs a 'match' pattern");
+                   continue;
+                 }
+                 rule.has_glob = rule.match.find_first_of("*?") != std::string::npos;
+                 auto [pos, inserted] = match_seen_.emplace(rule.match, rule.loc);
+                 if (!inserted) {
+                   Error(rule.loc, "match",
+                         StrCat("duplicate match pattern '", rule.match, "' (first at ",
+                                LocString(pos->second),
+                                "); first match wins, so this rule can never apply"));
+                   continue;
+                 }
+                 model_->rules.push_back(std::move(rule));
+               }
+             });
 }
 
 void Parser::ParseRoles(const YAML::Node& root) {
   if (root.IsNull()) return;
   if (!ExpectMap(root, "", "a map with the key 'roles'")) return;
-  ForEachKey(root, "roles.vgo", {"roles"}, [&](const std::string&, const YAML::Node&,
-                                               const YAML::Node& map) {
-    if (map.IsNull()) return;
-    if (!ExpectMap(map, "roles", "a map of role names")) return;
-    ForEachKey(map, "roles", {}, [&](const std::string& name, const YAML::Node& k,
-                                     const YAML::Node& body) {
-      si::Role role;
-      if (!GetName(k, "roles", "role name", "._-", &role.name)) return;
-      role.loc = At(k);
-      if (!body.IsNull() && ExpectMap(body, name, "a map with 'configcrates'")) {
-        ForEachKey(body, StrCat("role '", name, "'"), {"configcrates"},
-                   [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
-                     role.crates = GetNameList(v, key, "configcrate name");
+  ForEachKey(root, "roles.vgo", {"roles"},
+             [&](const std::string&, const YAML::Node&, const YAML::Node& map) {
+               if (map.IsNull()) return;
+               if (!ExpectMap(map, "roles", "a map of role names")) return;
+               ForEachKey(
+                   map, "roles", {},
+                   [&](const std::string& name, const YAML::Node& k, const YAML::Node& body) {
+                     si::Role role;
+                     if (!GetName(k, "roles", "role name", "._-", &role.name)) return;
+                     role.loc = At(k);
+                     if (!body.IsNull() && ExpectMap(body, name, "a map with 'configcrates'")) {
+                       ForEachKey(
+                           body, StrCat("role '", name, "'"), {"configcrates"},
+                           [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
+                             role.crates = GetNameList(v, key, "configcrate name");
+                           });
+                     }
+                     model_->roles[name] = std::move(role);
                    });
-      }
-      model_->roles[name] = std::move(role);
-    });
-  });
+             });
 }
 
 void Parser::ParseEnvironments(const YAML::Node& root) {
   if (root.IsNull()) return;
   if (!ExpectMap(root, "", "a map with the key 'env'")) return;
-  ForEachKey(root, "environments.vgo", {"env"}, [&](const std::string&, const YAML::Node&,
-                                                    const YAML::Node& map) {
-    if (map.IsNull()) return;
-    if (!ExpectMap(map, "env", "a map of environment names")) return;
-    ForEachKey(map, "env", {}, [&](const std::string& name, const YAML::Node& k,
-                                   const YAML::Node& body) {
-      si::Environment env;
-      if (!GetName(k, "env", "environment name", "._-", &env.name)) return;
-      env.loc = At(k);
-      if (!body.IsNull() && ExpectMap(body, name, "a map with 'vars'")) {
-        ForEachKey(body, StrCat("environment '", name, "'"), {"vars"},
-                   [&](const std::string&, const YAML::Node&, const YAML::Node& v) {
-                     ParseVars(v, "vars", &env.vars);
+  ForEachKey(root, "environments.vgo", {"env"},
+             [&](const std::string&, const YAML::Node&, const YAML::Node& map) {
+               if (map.IsNull()) return;
+               if (!ExpectMap(map, "env", "a map of environment names")) return;
+               ForEachKey(
+                   map, "env", {},
+                   [&](const std::string& name, const YAML::Node& k, const YAML::Node& body) {
+                     si::Environment env;
+                     if (!GetName(k, "env", "environment name", "._-", &env.name)) return;
+                     env.loc = At(k);
+                     if (!body.IsNull() && ExpectMap(body, name, "a map with 'vars'")) {
+                       ForEachKey(body, StrCat("environment '", name, "'"), {"vars"},
+                                  [&](const std::string&, const YAML::Node&, const YAML::Node& v) {
+                                    ParseVars(v, "vars", &env.vars);
+                                  });
+                     }
+                     model_->environments[name] = std::move(env);
                    });
-      }
-      model_->environments[name] = std::move(env);
-    });
-  });
+             });
 }
 
 void Parser::ParseCrate(const YAML::Node& root) {
@@ -629,15 +641,15 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
   }
   std::initializer_list<std::string_view> file_keys = {
       "name", "type", "state", "depends_on", "target_path", "mode", "owner", "group", "content"};
-  std::initializer_list<std::string_view> dir_keys = {
-      "name", "type", "state", "depends_on", "target_path", "mode", "owner", "group"};
+  std::initializer_list<std::string_view> dir_keys = {"name",        "type", "state", "depends_on",
+                                                      "target_path", "mode", "owner", "group"};
   std::initializer_list<std::string_view> exec_keys = {
       "name",  "type",        "state",   "depends_on", "command", "environment",
       "stdin", "secret_file", "creates", "cwd",        "timeout"};
   std::initializer_list<std::string_view> all_keys = {
-      "name",   "type",        "state",   "depends_on", "target_path", "mode",
-      "owner",  "group",       "content", "command",    "environment", "stdin",
-      "secret_file", "creates", "cwd",    "timeout"};
+      "name",        "type",    "state",   "depends_on", "target_path", "mode",
+      "owner",       "group",   "content", "command",    "environment", "stdin",
+      "secret_file", "creates", "cwd",     "timeout"};
   std::initializer_list<std::string_view> allowed = all_keys;
   bool known_type = true;
   if (r.type == "file") {
@@ -649,99 +661,105 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
   } else {
     known_type = false;
   }
-  std::string context = r.type.empty() || !known_type ? std::string("a resource")
-                                                      : StrCat("a ", r.type, " resource");
+  std::string context =
+      r.type.empty() || !known_type ? std::string("a resource") : StrCat("a ", r.type, " resource");
   const si::TemplateOptions plain{};
   const si::TemplateOptions no_envoy{.allow_secret_file = false, .allow_envoy_name = false};
   const si::TemplateOptions command_opts{.allow_secret_file = true, .allow_envoy_name = true};
   bool has_name = false, has_type = false;
   YAML::Node mode_node;
-  ForEachKey(n, context, allowed, [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
-    if (key == "name") {
-      has_name = GetName(v, key, "resource name", "._@:/+-", &r.name);
-      if (has_name) r.loc = At(v);
-    } else if (key == "type") {
-      has_type = true;
-      std::string t;
-      if (GetScalar(v, key, &t) && !known_type) {
-        Error(At(v), key, "unknown resource type (file, directory, exec)");
-      }
-    } else if (key == "state") {
-      std::string s;
-      if (GetScalar(v, key, &s)) {
-        if (s != "present" && s != "absent") {
-          Error(At(v), key, "state must be 'present' or 'absent'");
-        } else {
-          r.state = s;
+  ForEachKey(
+      n, context, allowed, [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
+        if (key == "name") {
+          has_name = GetName(v, key, "resource name", "._@:/+-", &r.name);
+          if (has_name) r.loc = At(v);
+        } else if (key == "type") {
+          has_type = true;
+          std::string t;
+          if (GetScalar(v, key, &t) && !known_type) {
+            Error(At(v), key, "unknown resource type (file, directory, exec)");
+          }
+        } else if (key == "state") {
+          std::string s;
+          if (GetScalar(v, key, &s)) {
+            if (s != "present" && s != "absent") {
+              Error(At(v), key, "state must be 'present' or 'absent'");
+            } else {
+              r.state = s;
+            }
+          }
+        } else if (key == "depends_on") {
+          if (v.IsNull()) return;
+          if (!ExpectSeq(v, key)) return;
+          for (const YAML::Node& d : v) {
+            std::string dep;
+            if (GetName(d, key, "dependency name", "._@:/+-", &dep)) {
+              r.depends_on.emplace_back(dep, At(d));
+            }
+          }
+        } else if (key == "target_path") {
+          r.target_path = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "mode") {
+          mode_node = v;
+          r.mode = ParseText(v, key, RefPlacement::kRefuse, no_envoy);
+        } else if (key == "owner") {
+          r.owner = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "group") {
+          r.group = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "content") {
+          r.content = ParseText(v, key, RefPlacement::kEmbedded, plain);
+        } else if (key == "command") {
+          if (!ExpectSeq(v, key)) return;
+          size_t i = 0;
+          for (const YAML::Node& arg : v) {
+            r.command.push_back(
+                ParseText(arg, StrCat("command[", i++, "]"), RefPlacement::kRefuse, command_opts));
+          }
+          if (r.command.empty()) Error(At(v), key, "command needs at least the program");
+        } else if (key == "environment") {
+          if (v.IsNull()) return;
+          if (!ExpectMap(v, key, "a map of variable names to strings")) return;
+          ForEachKey(v, "environment", {},
+                     [&](const std::string& name, const YAML::Node& k, const YAML::Node& val) {
+                       std::string ekey = StrCat("environment.", name);
+                       auto refs = FindReferences(name, RefScan::kEmbedded);
+                       if (!refs.ok() || !refs->empty()) {
+                         Error(At(k), ekey,
+                               StrCat("secret references are not allowed in 'environment' (",
+                                      WhyRefused("environment"), ")"));
+                         return;
+                       }
+                       if (!IsIdentifier(name)) {
+                         Error(At(k), ekey,
+                               "invalid environment variable name: [A-Za-z_][A-Za-z0-9_]*");
+                         return;
+                       }
+                       r.environment.emplace_back(
+                           name, ParseText(val, ekey, RefPlacement::kRefuse, plain));
+                     });
+        } else if (key == "stdin") {
+          r.stdin_text = ParseText(v, key, RefPlacement::kWhole, plain);
+        } else if (key == "secret_file") {
+          r.secret_file = ParseText(v, key, RefPlacement::kWhole, no_envoy);
+        } else if (key == "creates") {
+          r.creates = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "cwd") {
+          r.cwd = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "timeout") {
+          std::string s;
+          if (!GetScalar(v, key, &s)) return;
+          bool digits = !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) {
+            return c >= '0' && c <= '9';
+          });
+          uint64_t secs = digits ? std::stoull(s) : 0;
+          if (!digits || secs > kMaxTimeoutSeconds) {
+            Error(At(v), key,
+                  StrCat("timeout must be whole seconds from 0 to ", kMaxTimeoutSeconds));
+          } else {
+            r.timeout_seconds = static_cast<uint32_t>(secs);
+          }
         }
-      }
-    } else if (key == "depends_on") {
-      if (v.IsNull()) return;
-      if (!ExpectSeq(v, key)) return;
-      for (const YAML::Node& d : v) {
-        std::string dep;
-        if (GetName(d, key, "dependency name", "._@:/+-", &dep)) {
-          r.depends_on.emplace_back(dep, At(d));
-        }
-      }
-    } else if (key == "target_path") {
-      r.target_path = ParseText(v, key, RefPlacement::kRefuse, plain);
-    } else if (key == "mode") {
-      mode_node = v;
-      r.mode = ParseText(v, key, RefPlacement::kRefuse, no_envoy);
-    } else if (key == "owner") {
-      r.owner = ParseText(v, key, RefPlacement::kRefuse, plain);
-    } else if (key == "group") {
-      r.group = ParseText(v, key, RefPlacement::kRefuse, plain);
-    } else if (key == "content") {
-      r.content = ParseText(v, key, RefPlacement::kEmbedded, plain);
-    } else if (key == "command") {
-      if (!ExpectSeq(v, key)) return;
-      size_t i = 0;
-      for (const YAML::Node& arg : v) {
-        r.command.push_back(ParseText(arg, StrCat("command[", i++, "]"), RefPlacement::kRefuse,
-                                      command_opts));
-      }
-      if (r.command.empty()) Error(At(v), key, "command needs at least the program");
-    } else if (key == "environment") {
-      if (v.IsNull()) return;
-      if (!ExpectMap(v, key, "a map of variable names to strings")) return;
-      ForEachKey(v, "environment", {}, [&](const std::string& name, const YAML::Node& k,
-                                           const YAML::Node& val) {
-        std::string ekey = StrCat("environment.", name);
-        auto refs = FindReferences(name, RefScan::kEmbedded);
-        if (!refs.ok() || !refs->empty()) {
-          Error(At(k), ekey, StrCat("secret references are not allowed in 'environment' (",
-                                    WhyRefused("environment"), ")"));
-          return;
-        }
-        if (!IsIdentifier(name)) {
-          Error(At(k), ekey, "invalid environment variable name: [A-Za-z_][A-Za-z0-9_]*");
-          return;
-        }
-        r.environment.emplace_back(name, ParseText(val, ekey, RefPlacement::kRefuse, plain));
       });
-    } else if (key == "stdin") {
-      r.stdin_text = ParseText(v, key, RefPlacement::kWhole, plain);
-    } else if (key == "secret_file") {
-      r.secret_file = ParseText(v, key, RefPlacement::kWhole, no_envoy);
-    } else if (key == "creates") {
-      r.creates = ParseText(v, key, RefPlacement::kRefuse, plain);
-    } else if (key == "cwd") {
-      r.cwd = ParseText(v, key, RefPlacement::kRefuse, plain);
-    } else if (key == "timeout") {
-      std::string s;
-      if (!GetScalar(v, key, &s)) return;
-      bool digits = !s.empty() && s.size() <= 9 &&
-                    std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-      uint64_t secs = digits ? std::stoull(s) : 0;
-      if (!digits || secs > kMaxTimeoutSeconds) {
-        Error(At(v), key, StrCat("timeout must be whole seconds from 0 to ", kMaxTimeoutSeconds));
-      } else {
-        r.timeout_seconds = static_cast<uint32_t>(secs);
-      }
-    }
-  });
   if (!has_type) {
     Error(r.loc, "type", "every resource needs a 'type' (file, directory, exec)");
     return;
@@ -828,7 +846,8 @@ void Parser::Resolve() {
   for (const si::ResourceSpec& r : model_->resources) {
     for (const auto& [dep, loc] : r.depends_on) {
       if (!model_->resource_by_name.count(dep)) {
-        Error(loc, "depends_on", StrCat("unknown dependency '", dep, "' of resource '", r.name, "'"));
+        Error(loc, "depends_on",
+              StrCat("unknown dependency '", dep, "' of resource '", r.name, "'"));
       }
     }
   }
@@ -836,7 +855,8 @@ void Parser::Resolve() {
   for (const auto& [name, role] : model_->roles) {
     for (const si::NameRef& c : role.crates) {
       if (!model_->crates.count(c.name)) {
-        Error(c.loc, "configcrates", StrCat("unknown configcrate '", c.name, "' in role '", name, "'"));
+        Error(c.loc, "configcrates",
+              StrCat("unknown configcrate '", c.name, "' in role '", name, "'"));
       }
     }
   }
@@ -859,7 +879,8 @@ void Parser::Resolve() {
 }
 
 void Parser::ResolveRule(si::Rule* rule) {
-  const std::string who = StrCat("envoys matching '", rule->match, "' (", LocString(rule->loc), ")");
+  const std::string who =
+      StrCat("envoys matching '", rule->match, "' (", LocString(rule->loc), ")");
   std::set<std::string> crate_seen;
   auto add_crate = [&](const si::NameRef& c) {
     if (!model_->crates.count(c.name)) {
@@ -904,8 +925,8 @@ void Parser::ResolveRule(si::Rule* rule) {
       bool overridden = rule->vars.count(var) || (env && env->vars.count(var));
       if (!overridden && pos->second.value != def.value) {
         Error(def.loc, StrCat("vars.", var),
-              StrCat("var '", var, "' has a different default in configcrate '",
-                     default_from[var], "' (", LocString(pos->second.loc), "); ", who,
+              StrCat("var '", var, "' has a different default in configcrate '", default_from[var],
+                     "' (", LocString(pos->second.loc), "); ", who,
                      " include both: set it in the rule's vars or the environment"));
       }
     }
@@ -935,8 +956,8 @@ void Parser::ResolveRule(si::Rule* rule) {
       auto pit = position.find(it->second);
       if (pit == position.end()) {
         Error(loc, "depends_on",
-              StrCat("dependency '", dep, "' is in configcrate '", model_->resources[it->second].crate,
-                     "', which ", who, " do not include"));
+              StrCat("dependency '", dep, "' is in configcrate '",
+                     model_->resources[it->second].crate, "', which ", who, " do not include"));
         deps_ok = false;
         continue;
       }
@@ -989,8 +1010,8 @@ void Parser::CheckReferences(SecretBackend& backend) {
     }
     if (!*exists) {
       for (const RefUse* u : locs) {
-        Error(u->loc, u->key, StrCat("secret '", path, "' does not exist in the ", backend.Name(),
-                              " backend"));
+        Error(u->loc, u->key,
+              StrCat("secret '", path, "' does not exist in the ", backend.Name(), " backend"));
       }
     }
   }
@@ -1044,8 +1065,8 @@ absl::StatusOr<std::shared_ptr<const Stacks>> Stacks::LoadFiles(
   rep->configcrates = model->crates.size();
   rep->references = model->all_references.size();
   if (!sink.empty()) return Fail(sink.Take(), rep);
-  model->policy_version = options.policy_version != 0 ? options.policy_version
-                                                      : g_policy_generation.fetch_add(1) + 1;
+  model->policy_version =
+      options.policy_version != 0 ? options.policy_version : g_policy_generation.fetch_add(1) + 1;
   Log(LogLevel::kDebug, "stacks.loaded",
       {{"files", rep->files},
        {"envoy_rules", rep->envoy_rules},
@@ -1103,7 +1124,8 @@ absl::StatusOr<std::shared_ptr<const Stacks>> Stacks::Load(const std::filesystem
     files[rel] = std::move(bytes);
   }
   if (ec) {
-    read_errors.push_back(LoadError{"", 0, "", StrCat("cannot list the stacks directory: ", ec.message())});
+    read_errors.push_back(
+        LoadError{"", 0, "", StrCat("cannot list the stacks directory: ", ec.message())});
   }
   if (!read_errors.empty()) return Fail(std::move(read_errors), report);
   return LoadFiles(files, backend, report, options);

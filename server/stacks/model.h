@@ -161,8 +161,8 @@ inline constexpr std::string_view kSecretFilePlaceholder = "{{ .SecretFile }}";
 // With `out` null it only checks (the load-time trial, which skips building
 // strings it does not need); `refs`, when set, receives the paths of the
 // markers the bundle holds, computed from the parsed pieces.
-bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name,
-                 ErrorSink* sink, v1::PolicyBundle* out, std::set<std::string>* refs = nullptr);
+bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name, ErrorSink* sink,
+                 v1::PolicyBundle* out, std::set<std::string>* refs = nullptr);
 
 // Fills secret_refs and digest from the built bundle; returns the entitlement.
 absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);

@@ -100,9 +100,8 @@ absl::Status ParseTemplate(std::string_view text, const TemplateOptions& opts,
     } else if (inner.substr(0, 6) == ".Vars." && IsIdentifier(inner.substr(6))) {
       pieces->push_back(Piece{PieceKind::kVar, std::string(inner.substr(6))});
     } else {
-      return absl::InvalidArgumentError(
-          StrCat("unknown template name '", Quote(inner),
-                 "' (known: .Vars.NAME, .Envoy.Name, .SecretFile)"));
+      return absl::InvalidArgumentError(StrCat("unknown template name '", Quote(inner),
+                                               "' (known: .Vars.NAME, .Envoy.Name, .SecretFile)"));
     }
     pos = close + 2;
   }

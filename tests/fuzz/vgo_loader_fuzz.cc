@@ -47,9 +47,9 @@ const fs::path& Dir() {
 vigo::testing::FakeBackend& Backend() {
   static vigo::testing::FakeBackend* backend = [] {
     auto* b = new vigo::testing::FakeBackend();
-    for (const char* p : {"a/b", "x", "webapp/prod/db_password", "db/backup_key",
-                          "db/prod/pg_password", "db/staging/pg_password", "tls/web/key",
-                          "web/htpasswd_hash"}) {
+    for (const char* p :
+         {"a/b", "x", "webapp/prod/db_password", "db/backup_key", "db/prod/pg_password",
+          "db/staging/pg_password", "tls/web/key", "web/htpasswd_hash"}) {
       b->Put(p, "fuzz-value");
     }
     return b;

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 // rapidcheck's gtest glue needs gtest declared first.
 #include <rapidcheck/gtest.h>  // NOLINT(build/include_order)
+
 #include "server/stacks.h"
 #include "tests/support/fake_backend.h"
 #include "tests/support/test_env.h"
@@ -77,7 +78,8 @@ std::string Yaml(const Model& m, const Value& v) {
 std::string VarsYaml(const Model& m, const std::map<int, Value>& vars, const std::string& indent) {
   if (vars.empty()) return indent + "vars: {}\n";
   std::string out = indent + "vars:\n";
-  for (const auto& [k, v] : vars) out += indent + "  v" + std::to_string(k) + ": " + Yaml(m, v) + "\n";
+  for (const auto& [k, v] : vars)
+    out += indent + "  v" + std::to_string(k) + ": " + Yaml(m, v) + "\n";
   return out;
 }
 
@@ -123,8 +125,10 @@ Model GenModel() {
               content += " host={{.Envoy.Name}}";
           }
         }
-        res.yaml += "    type: file\n    target_path: \"/etc/" + name + "/{{ .Envoy.Name }}\"\n"
-                    "    mode: \"0640\"\n    content: \"" + content + "\"\n";
+        res.yaml += "    type: file\n    target_path: \"/etc/" + name +
+                    "/{{ .Envoy.Name }}\"\n"
+                    "    mode: \"0640\"\n    content: \"" +
+                    content + "\"\n";
       } else if (type == 1) {
         res.yaml += "    type: directory\n    target_path: /var/lib/" + name + "\n";
       } else {
@@ -205,9 +209,11 @@ std::map<std::string, std::string> Render(const Model& m) {
     envoys += "  - match: host" + std::to_string(i) + "\n";
     if (r.env >= 0) envoys += "    environment: e" + std::to_string(r.env) + "\n";
     envoys += "    roles: [";
-    for (size_t j = 0; j < r.roles.size(); ++j) envoys += (j ? ", r" : "r") + std::to_string(r.roles[j]);
+    for (size_t j = 0; j < r.roles.size(); ++j)
+      envoys += (j ? ", r" : "r") + std::to_string(r.roles[j]);
     envoys += "]\n    configcrates: [";
-    for (size_t j = 0; j < r.crates.size(); ++j) envoys += (j ? ", c" : "c") + std::to_string(r.crates[j]);
+    for (size_t j = 0; j < r.crates.size(); ++j)
+      envoys += (j ? ", c" : "c") + std::to_string(r.crates[j]);
     envoys += "]\n" + VarsYaml(m, r.vars, "    ");
   }
   if (m.add_missing) {
@@ -337,7 +343,8 @@ RC_GTEST_PROP(StacksProperty, NoValueLeaksAndEntitlementIsExactlyTheMarkers, ())
   }
   seen_text += log.Read();
   // (a) no canary, in any encoding or 8-byte piece, anywhere we looked.
-  std::vector<std::string> hits = testing::FindCanariesIn(seen_text, "bundles+errors+log", canaries);
+  std::vector<std::string> hits =
+      testing::FindCanariesIn(seen_text, "bundles+errors+log", canaries);
   RC_ASSERT(hits.empty());
   RC_ASSERT(backend.get_calls() == 0);
 }

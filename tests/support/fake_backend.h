@@ -34,8 +34,8 @@ class FakeBackend : public server::SecretBackend {
  public:
   // Stores `value` at `path` (bumps its version).
   void Put(std::string_view path, std::string_view value) {
-    std::span<const uint8_t> bytes(static_cast<const uint8_t*>(static_cast<const void*>(value.data())),
-                                   value.size());
+    std::span<const uint8_t> bytes(
+        static_cast<const uint8_t*>(static_cast<const void*>(value.data())), value.size());
     absl::StatusOr<sandbox::SecretBuffer> buf = sandbox::SecretBuffer::CopyFrom(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[std::string(path)];

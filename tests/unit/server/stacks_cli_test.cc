@@ -27,8 +27,12 @@ class StacksCliTest : public ::testing::Test {
     testing::WriteFileOrDie(dir_.path() / "pass", "correct horse battery staple\n");
     fs::copy(testing::SourcePath("tests/data/stacks/basic"), dir_.path() / "stacks",
              fs::copy_options::recursive);
-    ASSERT_EQ(Cli({"secrets", "init", "--passphrase-file", (dir_.path() / "pass").string()}).exit_code, 0);
-    ASSERT_EQ(Cli({"secrets", "unlock", "--passphrase-file", (dir_.path() / "pass").string()}).exit_code, 0);
+    ASSERT_EQ(
+        Cli({"secrets", "init", "--passphrase-file", (dir_.path() / "pass").string()}).exit_code,
+        0);
+    ASSERT_EQ(
+        Cli({"secrets", "unlock", "--passphrase-file", (dir_.path() / "pass").string()}).exit_code,
+        0);
     auto set = Cli({"secrets", "set", "webapp/prod/db_password"}, kValue);
     ASSERT_EQ(set.exit_code, 0) << set.err;
   }
@@ -57,11 +61,15 @@ TEST_F(StacksCliTest, ValidateOkAndErrors) {
                           "    stdin: \"secret:nope/x\"\n");
   auto bad = Cli({"config", "validate"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_THAT(bad.err, HasSubstr("stacks/configcrates/bad.vgo:5: key 'command[0]': secret reference"));
-  EXPECT_THAT(bad.err, HasSubstr("stacks/configcrates/bad.vgo:6: key 'stdin': secret 'nope/x' does not exist"));
+  EXPECT_THAT(bad.err,
+              HasSubstr("stacks/configcrates/bad.vgo:5: key 'command[0]': secret reference"));
+  EXPECT_THAT(
+      bad.err,
+      HasSubstr("stacks/configcrates/bad.vgo:6: key 'stdin': secret 'nope/x' does not exist"));
   auto json = Cli({"config", "validate", "--json"});
   EXPECT_EQ(json.exit_code, 1);
-  EXPECT_THAT(json.out, HasSubstr("{\"ok\":false,\"errors\":[{\"file\":\"configcrates/bad.vgo\",\"line\":5"));
+  EXPECT_THAT(json.out,
+              HasSubstr("{\"ok\":false,\"errors\":[{\"file\":\"configcrates/bad.vgo\",\"line\":5"));
 }
 
 TEST_F(StacksCliTest, BundleShow) {
@@ -91,7 +99,9 @@ TEST_F(StacksCliTest, WhoNeeds) {
   EXPECT_EQ(none.exit_code, 0);
   EXPECT_THAT(none.out, HasSubstr("(none"));
   auto json = Cli({"who-needs", "webapp/prod/db_password", "--json"});
-  EXPECT_THAT(json.out, HasSubstr("{\"kind\":\"rule\",\"match\":\"web-*\",\"file\":\"envoys.vgo\",\"line\":3"));
+  EXPECT_THAT(
+      json.out,
+      HasSubstr("{\"kind\":\"rule\",\"match\":\"web-*\",\"file\":\"envoys.vgo\",\"line\":3"));
   EXPECT_EQ(Cli({"who-needs", "../bad"}).exit_code, 2);
   EXPECT_EQ(Cli({"who-needs"}).exit_code, 2);
 }
@@ -127,9 +137,11 @@ TEST(StacksCliRegistryTest, WhoNeedsChecksIssuedEnvoysAndBundleUsesServerEpoch) 
 }
 
 TEST_F(StacksCliTest, HelpEverywhere) {
-  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-           {"config", "--help"}, {"config", "validate", "--help"}, {"bundle", "show", "--help"},
-           {"who-needs", "--help"}}) {
+  for (std::vector<std::string> args :
+       std::vector<std::vector<std::string>>{{"config", "--help"},
+                                             {"config", "validate", "--help"},
+                                             {"bundle", "show", "--help"},
+                                             {"who-needs", "--help"}}) {
     auto r = Cli(args);
     EXPECT_EQ(r.exit_code, 0) << args[0];
     EXPECT_THAT(r.out, HasSubstr("usage: vigocli"));

@@ -89,7 +89,8 @@ class StacksErrorsTest : public ::testing::Test {
       }
     }
     EXPECT_TRUE(found) << "no error at " << file << ":" << line << " with '" << needle
-                       << "'; got:\n" << all;
+                       << "'; got:\n"
+                       << all;
   }
 
   testing::FakeBackend backend_;
@@ -108,7 +109,8 @@ TEST_F(StacksErrorsTest, BaseSetLoads) {
 }
 
 TEST_F(StacksErrorsTest, ToStringFormat) {
-  EXPECT_EQ((LoadError{"roles.vgo", 12, "x", "bad"}).ToString(), "stacks/roles.vgo:12: key 'x': bad");
+  EXPECT_EQ((LoadError{"roles.vgo", 12, "x", "bad"}).ToString(),
+            "stacks/roles.vgo:12: key 'x': bad");
   EXPECT_EQ((LoadError{"envoys.vgo", 0, "", "missing"}).ToString(), "stacks/envoys.vgo: missing");
 }
 
@@ -136,12 +138,14 @@ TEST_F(StacksErrorsTest, DuplicateKey) {
 
 TEST_F(StacksErrorsTest, BadModeStateTypeTimeout) {
   const std::string head = "configcrate: app\nresources:\n  - name: a\n";
-  ExpectError("configcrates/app.vgo", head + "    type: file\n    target_path: /a\n    mode: \"0999\"\n",
-              6, "octal", "mode");
-  ExpectError("configcrates/app.vgo", head + "    type: file\n    target_path: /a\n    mode: rw-r\n",
-              6, "octal", "mode");
-  ExpectError("configcrates/app.vgo", head + "    type: file\n    target_path: /a\n    state: gone\n",
-              6, "present' or 'absent", "state");
+  ExpectError("configcrates/app.vgo",
+              head + "    type: file\n    target_path: /a\n    mode: \"0999\"\n", 6, "octal",
+              "mode");
+  ExpectError("configcrates/app.vgo",
+              head + "    type: file\n    target_path: /a\n    mode: rw-r\n", 6, "octal", "mode");
+  ExpectError("configcrates/app.vgo",
+              head + "    type: file\n    target_path: /a\n    state: gone\n", 6,
+              "present' or 'absent", "state");
   ExpectError("configcrates/app.vgo", head + "    type: symlink\n", 4, "unknown resource type");
   ExpectError("configcrates/app.vgo", head + "    type: exec\n    command: [ls]\n    timeout: 5m\n",
               6, "timeout", "timeout");
@@ -180,16 +184,14 @@ TEST_F(StacksErrorsTest, ReferencesRefusedInEveryPlacement) {
   ExpectError("configcrates/app.vgo", exec + "    command: [\"/bin/x\", \"--pw=secret:app/pw\"]\n",
               5, "not allowed in 'command[1]'");
   ExpectError("configcrates/app.vgo",
-              exec + "    command: [\"/bin/x\"]\n    environment:\n      PW: \"secret:app/pw\"\n", 7,
-              "not allowed in 'environment.PW'");
+              exec + "    command: [\"/bin/x\"]\n    environment:\n      PW: \"secret:app/pw\"\n",
+              7, "not allowed in 'environment.PW'");
   ExpectError("configcrates/app.vgo", file + "    target_path: \"secret:app/pw\"\n", 5,
               "not allowed in 'target_path'");
-  ExpectError("configcrates/app.vgo",
-              file + "    target_path: /a\n    owner: \"secret:app/pw\"\n", 6,
-              "not allowed in 'owner'");
-  ExpectError("configcrates/app.vgo",
-              file + "    target_path: /a\n    group: \"secret:app/pw\"\n", 6,
-              "not allowed in 'group'");
+  ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    owner: \"secret:app/pw\"\n",
+              6, "not allowed in 'owner'");
+  ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    group: \"secret:app/pw\"\n",
+              6, "not allowed in 'group'");
   ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    mode: \"secret:app/pw\"\n",
               6, "not allowed in 'mode'");
   ExpectError("configcrates/app.vgo",
@@ -211,15 +213,15 @@ TEST_F(StacksErrorsTest, ReferenceHoldingVarRefusedInEveryPlacement) {
   ExpectError("configcrates/app.vgo", exec + "    command: [\"/bin/x\", \"{{ .Vars.pw }}\"]\n", 5,
               via);
   ExpectError("configcrates/app.vgo",
-              exec + "    command: [\"/bin/x\"]\n    environment:\n      PW: \"{{ .Vars.pw }}\"\n", 7,
-              via);
+              exec + "    command: [\"/bin/x\"]\n    environment:\n      PW: \"{{ .Vars.pw }}\"\n",
+              7, via);
   ExpectError("configcrates/app.vgo", file + "    target_path: \"/etc/{{ .Vars.pw }}\"\n", 5, via);
-  ExpectError("configcrates/app.vgo",
-              file + "    target_path: /a\n    owner: \"{{.Vars.pw}}\"\n", 6, via);
-  ExpectError("configcrates/app.vgo",
-              file + "    target_path: /a\n    group: \"{{ .Vars.pw }}\"\n", 6, via);
-  ExpectError("configcrates/app.vgo",
-              file + "    target_path: /a\n    mode: \"{{ .Vars.pw }}\"\n", 6, via);
+  ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    owner: \"{{.Vars.pw}}\"\n",
+              6, via);
+  ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    group: \"{{ .Vars.pw }}\"\n",
+              6, via);
+  ExpectError("configcrates/app.vgo", file + "    target_path: /a\n    mode: \"{{ .Vars.pw }}\"\n",
+              6, via);
   ExpectError("configcrates/app.vgo",
               exec + "    command: [\"/bin/x\"]\n    cwd: \"{{ .Vars.pw }}\"\n", 6, via);
 }
@@ -241,7 +243,8 @@ TEST_F(StacksErrorsTest, ForgedMarkerAnywhere) {
   const std::string marker = MarkerFor("app/pw");
   ExpectError("configcrates/app.vgo",
               "configcrate: app\nresources:\n  - name: a\n    type: file\n    target_path: /a\n"
-              "    content: \"" + marker + "\"\n",
+              "    content: \"" +
+                  marker + "\"\n",
               6, "literal marker text");
   ExpectError("environments.vgo", "env:\n  prod:\n    vars:\n      pw: \"" + marker + "\"\n", 4,
               "literal marker text");
@@ -310,7 +313,8 @@ TEST_F(StacksErrorsTest, DependencyInACrateTheRuleDoesNotInclude) {
   auto errors = LoadErrors(files);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].line, 6);
-  EXPECT_THAT(errors[0].message, ::testing::HasSubstr("configcrate 'other', which envoys matching 'web-*'"));
+  EXPECT_THAT(errors[0].message,
+              ::testing::HasSubstr("configcrate 'other', which envoys matching 'web-*'"));
 }
 
 TEST_F(StacksErrorsTest, DuplicateNames) {
@@ -327,7 +331,8 @@ TEST_F(StacksErrorsTest, DuplicateNames) {
 }
 
 TEST_F(StacksErrorsTest, UnknownRoleCrateEnvironment) {
-  ExpectError("envoys.vgo", "envoys:\n  - match: a\n    roles: [ghost]\n", 3, "unknown role 'ghost'");
+  ExpectError("envoys.vgo", "envoys:\n  - match: a\n    roles: [ghost]\n", 3,
+              "unknown role 'ghost'");
   ExpectError("envoys.vgo", "envoys:\n  - match: a\n    configcrates: [ghost]\n", 3,
               "unknown configcrate 'ghost'");
   ExpectError("envoys.vgo", "envoys:\n  - match: a\n    environment: ghost\n", 3,
@@ -385,34 +390,34 @@ TEST_F(StacksErrorsTest, BackendUnavailable) {
   auto errors = LoadErrors(BaseFiles());
   ASSERT_GE(errors.size(), 1u);
   bool named = false;
-  for (const auto& e : errors) named |= e.ToString().find("cannot check secret 'app/pw'") != std::string::npos;
+  for (const auto& e : errors)
+    named |= e.ToString().find("cannot check secret 'app/pw'") != std::string::npos;
   EXPECT_TRUE(named);
 }
 
 TEST_F(StacksErrorsTest, ReportsAllErrorsNotJustTheFirst) {
   Files files = BaseFiles();
-  files["roles.vgo"] = "roles:\n  web:\n    configcrates: [app, ghost]\n";      // :3
-  files["environments.vgo"] =
-      "env:\n  prod:\n    vars:\n      pw: \"secret:app/missing\"\n";             // :4
+  files["roles.vgo"] = "roles:\n  web:\n    configcrates: [app, ghost]\n";                     // :3
+  files["environments.vgo"] = "env:\n  prod:\n    vars:\n      pw: \"secret:app/missing\"\n";  // :4
   files["configcrates/app.vgo"] =
       "configcrate: app\n"
       "resources:\n"
       "  - name: a\n"
       "    type: file\n"
       "    target_path: /a\n"
-      "    mode: \"999\"\n"                                                       // :6
-      "    colour: blue\n"                                                        // :7
+      "    mode: \"999\"\n"  // :6
+      "    colour: blue\n"   // :7
       "  - name: b\n"
       "    type: exec\n"
-      "    command: [\"/bin/x\", \"secret:app/pw\"]\n"                            // :10
-      "    depends_on: [nothing]\n";                                              // :11
+      "    command: [\"/bin/x\", \"secret:app/pw\"]\n"  // :10
+      "    depends_on: [nothing]\n";                    // :11
   auto errors = LoadErrors(files);
   std::vector<std::string> where;
   for (const auto& e : errors) where.push_back(e.file + ":" + std::to_string(e.line));
-  EXPECT_THAT(where, ::testing::IsSupersetOf({"roles.vgo:3", "environments.vgo:4",
-                                              "configcrates/app.vgo:6", "configcrates/app.vgo:7",
-                                              "configcrates/app.vgo:10",
-                                              "configcrates/app.vgo:11"}));
+  EXPECT_THAT(
+      where, ::testing::IsSupersetOf({"roles.vgo:3", "environments.vgo:4", "configcrates/app.vgo:6",
+                                      "configcrates/app.vgo:7", "configcrates/app.vgo:10",
+                                      "configcrates/app.vgo:11"}));
   EXPECT_GE(errors.size(), 6u);
 }
 
@@ -433,7 +438,8 @@ namespace {
 
 TEST_F(StacksErrorsTest, InvalidUtf8AndNulAreRefused) {
   // Bundle strings are proto3 strings: a peer refuses invalid UTF-8.
-  ExpectError("roles.vgo", "roles:\n  web:\n    configcrates: [app]\n# \xff\xfe\n", 4, "not valid UTF-8");
+  ExpectError("roles.vgo", "roles:\n  web:\n    configcrates: [app]\n# \xff\xfe\n", 4,
+              "not valid UTF-8");
   ExpectError("environments.vgo", "env:\n  prod:\n    vars:\n      pw: \"\\ud800\"\n", 4,
               "malformed YAML");
   ExpectError("environments.vgo", "env:\n  prod:\n    vars:\n      pw: \"a\\0b\"\n", 4,

@@ -3,13 +3,13 @@
 // byte for byte. Regenerate after an intended change with
 //   VIGO_UPDATE_GOLDENS=1 ctest -R stacks_golden
 // and review the diff.
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "common/secret_ref.h"
 #include "gtest/gtest.h"
@@ -24,9 +24,9 @@ namespace fs = std::filesystem;
 
 struct GoldenCase {
   std::string name;
-  std::vector<std::string> secrets;        // paths present in the backend
-  std::vector<std::string> envoys;         // each has a golden file
-  std::vector<std::string> unmatched;      // must be NOT_FOUND
+  std::vector<std::string> secrets;    // paths present in the backend
+  std::vector<std::string> envoys;     // each has a golden file
+  std::vector<std::string> unmatched;  // must be NOT_FOUND
 };
 
 const std::vector<GoldenCase>& Cases() {
@@ -126,8 +126,7 @@ TEST(StacksGolden, RulesAndReferencesForOperators) {
   const auto& rules = (*stacks)->Rules();
   ASSERT_EQ(rules.size(), 4u);
   EXPECT_EQ(rules[0].match, "db-primary");
-  EXPECT_EQ(rules[0].references,
-            (std::set<std::string>{"db/backup_key", "db/prod/pg_password"}));
+  EXPECT_EQ(rules[0].references, (std::set<std::string>{"db/backup_key", "db/prod/pg_password"}));
   EXPECT_EQ(rules[1].references, (std::set<std::string>{"db/staging/pg_password"}));
   EXPECT_TRUE(rules[3].references.empty());
   EXPECT_EQ((*stacks)->AllReferences().size(), 5u);
@@ -135,8 +134,7 @@ TEST(StacksGolden, RulesAndReferencesForOperators) {
   ASSERT_TRUE(rule.ok());
   EXPECT_EQ(rule->line, 2);
   EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile("bad name!", 1).status()));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      (*stacks)->Compile(MarkerFor("db/backup_key"), 1).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile(MarkerFor("db/backup_key"), 1).status()));
 }
 
 TEST(StacksGolden, GlobMatch) {
