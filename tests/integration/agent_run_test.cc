@@ -333,6 +333,47 @@ TEST_F(AgentRunTest, UnreachableServerIsRetriedUntilItComes) {
   EXPECT_NE(ReadFileOrEmpty(root() / "etc/app/config.yaml").find(kDbCanary), std::string::npos);
 }
 
+// The server goes away under a running daemon and comes back (same address,
+// same data root) with a new value: the daemon keeps retrying and converges.
+TEST_F(AgentRunTest, DaemonSurvivesServerRestartAndConverges) {
+  fs::path log = out_ / "daemon.log";
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  sandbox::SpawnOptions so;
+  so.argv = Args("daemon", fx_->target());
+  so.fd_map = {{2, log_fd}};
+  auto daemon = sandbox::ChildProcess::Spawn(so);
+  ::close(log_fd);
+  ASSERT_TRUE(daemon.ok());
+  fs::path cfg = root() / "etc/app/config.yaml";
+  for (int i = 0; i < 200 && ReadFileOrEmpty(cfg).find(kDbCanary) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_NE(ReadFileOrEmpty(cfg).find(kDbCanary), std::string::npos) << ReadFileOrEmpty(log);
+  const std::string target = fx_->target();
+  fx_->server().Shutdown();
+  fx_->server().Wait();
+  fx_->SetSecret("app/db", kNewDbCanary);
+  std::this_thread::sleep_for(3s);  // the daemon runs (and waits) against a dead server
+  auto backend = server::LocalBackend::Open(fx_->cfg().SecretsDir());
+  ASSERT_TRUE(backend.ok());
+  server::service::ServerOptions opts;
+  opts.enable_watcher = false;
+  auto again = server::service::VigoServer::Create(fx_->cfg(), std::move(*backend), opts);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)->Start(target).ok());
+  for (int i = 0; i < 300 && ReadFileOrEmpty(cfg).find(kNewDbCanary) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(ReadFileOrEmpty(cfg).find(kNewDbCanary), std::string::npos) << ReadFileOrEmpty(log);
+  ::kill(daemon->pid(), SIGTERM);  // the broker only, not its group
+  auto exit = daemon->WaitFor(15s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(exit->exited && exit->exit_code == 0) << ReadFileOrEmpty(log);
+  EXPECT_EQ(FindCanariesIn(ReadFileOrEmpty(log), "daemon log", Canaries()), std::vector<std::string>{});
+  EXPECT_EQ(FindCanaries(state(), Canaries()), std::vector<std::string>{});
+  (*again)->Shutdown();
+}
+
 TEST_F(AgentRunTest, KilledWorkerLeavesNoPartialOrTempFile) {
   // A stack of many large secret-bearing files; the worker is killed while
   // it writes them.
