@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/secret_ref.h"
@@ -135,6 +136,49 @@ TEST(StacksGolden, RulesAndReferencesForOperators) {
   EXPECT_EQ(rule->line, 2);
   EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile("bad name!", 1).status()));
   EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile(MarkerFor("db/backup_key"), 1).status()));
+}
+
+TEST(StacksGolden, CompileIsThreadSafe) {
+  testing::FakeBackend backend;
+  backend.Put("webapp/prod/db_password", "x");
+  auto stacks = Stacks::Load(testing::SourcePath("tests/data/stacks/basic"), backend, nullptr);
+  ASSERT_TRUE(stacks.ok()) << stacks.status();
+  auto want = (*stacks)->Compile("web-1", 7);
+  ASSERT_TRUE(want.ok());
+  std::vector<std::string> digests(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < digests.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        auto b = (*stacks)->Compile("web-1", 7);
+        if (!b.ok() || (i > 0 && b->bundle.digest() != digests[t])) {
+          digests[t] = "mismatch";
+          return;
+        }
+        digests[t] = b->bundle.digest();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const std::string& d : digests) EXPECT_EQ(d, want->bundle.digest());
+}
+
+TEST(StacksGolden, EnvoyNameThatWouldCompleteAMarkerIsRefused) {
+  // "__VIGO_SECRE" is not marker text on its own, so the load accepts it; an
+  // envoy named "T__a__END__" would complete a marker for path "a" that no
+  // config references. Compile must refuse rather than entitle.
+  testing::FakeBackend backend;
+  backend.Put("a", "v");
+  auto stacks = Stacks::LoadFiles(
+      {{"envoys.vgo", "envoys:\n  - match: \"*\"\n    configcrates: [c]\n"},
+       {"configcrates/c.vgo",
+        "configcrate: c\nresources:\n  - name: f\n    type: file\n    target_path: /f\n"
+        "    content: \"__VIGO_SECRE{{ .Envoy.Name }}\"\n"}},
+      backend, nullptr);
+  ASSERT_TRUE(stacks.ok()) << stacks.status();
+  EXPECT_TRUE((*stacks)->Compile("web-1", 1).ok());
+  auto forged = (*stacks)->Compile("T__a__END__", 1);
+  EXPECT_TRUE(absl::IsInvalidArgument(forged.status())) << forged.status();
 }
 
 TEST(StacksGolden, GlobMatch) {
