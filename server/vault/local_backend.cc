@@ -29,10 +29,12 @@ absl::Status ValidateLocalPath(std::string_view path) {
   return absl::OkStatus();
 }
 
-absl::Status CreateMasterKey(const std::filesystem::path& secrets_dir) {
-  VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir, /*create=*/true));
+namespace {
+
+// A fresh random key as key-file text (64 hex characters + newline), built
+// in a SecretBuffer so the key never sits in an ordinary string.
+absl::StatusOr<sandbox::SecretBuffer> NewKeyFileText() {
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer key, RandomSecret(kAesKeyLen));
-  // Hex text of the key, built in a SecretBuffer.
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer hex, sandbox::SecretBuffer::Create(2 * kAesKeyLen + 1));
   static constexpr char kHex[] = "0123456789abcdef";
   std::span<uint8_t> h = hex.RevealMutable();
@@ -42,7 +44,20 @@ absl::Status CreateMasterKey(const std::filesystem::path& secrets_dir) {
     h[2 * i + 1] = static_cast<uint8_t>(kHex[k[i] & 0xf]);
   }
   h[2 * kAesKeyLen] = '\n';
-  return dir.CreateExclusive(kMasterKeyFile, hex.Reveal());
+  return hex;
+}
+
+}  // namespace
+
+absl::Status CreateMasterKey(const std::filesystem::path& secrets_dir) {
+  VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir, /*create=*/true));
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer text, NewKeyFileText());
+  return dir.CreateExclusive(kMasterKeyFile, text.Reveal());
+}
+
+absl::Status CreatePendingKey(const SecureDir& dir) {
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer text, NewKeyFileText());
+  return dir.CreateExclusive(kPendingKeyFile, text.Reveal());
 }
 
 absl::StatusOr<sandbox::SecretBuffer> LoadKeyFile(const SecureDir& dir, std::string_view name) {
@@ -257,12 +272,7 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     result.resumed = pending_ != nullptr;
   }
   if (!result.resumed) {
-    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer key, vault::RandomSecret(vault::kAesKeyLen));
-    std::string hex = vault::HexEncode(key.Reveal());
-    hex.push_back('\n');
-    absl::Status st = dir_.CreateExclusive(vault::kPendingKeyFile, vault::AsBytes(hex));
-    sandbox::SecureZero(hex.data(), hex.size());
-    VIGO_RETURN_IF_ERROR(st);
+    VIGO_RETURN_IF_ERROR(vault::CreatePendingKey(dir_));
     VIGO_RETURN_IF_ERROR(LoadKeys());
     step("next-key", 0);
   }

@@ -56,6 +56,9 @@ inline constexpr std::string_view kPendingKeyFile = ".master.key.next";
 // ALREADY_EXISTS when a key is present (never overwrites).
 absl::Status CreateMasterKey(const std::filesystem::path& secrets_dir);
 
+// Writes a fresh random key to <dir>/.master.key.next (rotation start).
+absl::Status CreatePendingKey(const SecureDir& dir);
+
 // Loads and checks a key file below `dir` (owner, mode, 64 hex characters).
 absl::StatusOr<sandbox::SecretBuffer> LoadKeyFile(const SecureDir& dir, std::string_view name);
 

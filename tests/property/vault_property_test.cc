@@ -98,8 +98,10 @@ RC_GTEST_PROP(VaultProperty, SetRevealRoundTripsAndValuesNeverLeakToDisk, ()) {
     const std::string value =
         ValueFrom(*rc::gen::arbitrary<uint64_t>(), *rc::gen::inRange<size_t>(8, 2000));
     // Stdin drops one trailing newline, so send one.
-    RunResult r = vault.Cli({"secrets", "set", path}, value + "\n");
+    // "--" ends flags: a path may start with '-'.
+    RunResult r = vault.Cli({"secrets", "set", "--", path}, value + "\n");
     if (r.exit_code != 0) {
+      RC_LOG() << "set " << path << ": exit " << r.exit_code << ": " << r.err;
       // A path may clash with an earlier one used as a directory (a/b vs a).
       RC_ASSERT(r.err.find("not a regular file") != std::string::npos ||
                 r.err.find("is a secret, not a directory") != std::string::npos);
@@ -113,7 +115,7 @@ RC_GTEST_PROP(VaultProperty, SetRevealRoundTripsAndValuesNeverLeakToDisk, ()) {
     bool overwritten = false;
     for (size_t j = i + 1; j < written.size(); ++j) overwritten |= written[j].first == written[i].first;
     if (overwritten) continue;
-    RunResult r = vault.Cli({"secrets", "reveal", written[i].first});
+    RunResult r = vault.Cli({"secrets", "reveal", "--", written[i].first});
     RC_ASSERT(r.exit_code == 0);
     RC_ASSERT(r.out == written[i].second);
   }
