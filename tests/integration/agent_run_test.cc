@@ -212,6 +212,31 @@ TEST_F(AgentRunTest, AppliesStackThenIsIdempotentWithoutLeaks) {
   EXPECT_EQ(FindCanariesIn(status.out, "status", Canaries()), std::vector<std::string>{});
 }
 
+// --worker-user: the worker applies as `nobody` with only the file
+// capabilities; owners and modes still come out right.
+TEST_F(AgentRunTest, WorkerUserAppliesAsThatUser) {
+  // Commands run as that user too (no capabilities across exec): let them
+  // write their outputs.
+  fs::permissions(out_, fs::perms::all);
+  std::vector<std::string> args = Args("once", fx_->target());
+  args.push_back("--worker-user=nobody");
+  RunResult r = vigo::testing::Run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  fs::path cfg = root() / "etc/app/config.yaml";
+  EXPECT_NE(ReadFileOrEmpty(cfg).find(kDbCanary), std::string::npos);
+  struct stat st;
+  ASSERT_EQ(::stat(cfg.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  // The exec ran as nobody.
+  ASSERT_EQ(::stat((out_ / "stdin-copy").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(ReadFileOrEmpty(out_ / "stdin-copy"), kTokenCanary);
+  std::string att = ReadFileOrEmpty(state() / "attestation.json");
+  EXPECT_NE(att.find("\"process\":\"worker\""), std::string::npos) << att;
+  EXPECT_EQ(FindCanariesIn(r.err, "logs", Canaries()), std::vector<std::string>{});
+}
+
 TEST_F(AgentRunTest, EpochBumpWritesTheNewValue) {
   RunResult r1 = RunOnce();
   ASSERT_EQ(r1.exit_code, 0) << r1.err;
