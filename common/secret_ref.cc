@@ -12,8 +12,8 @@ namespace {
 constexpr size_t kMaxEchoedPath = 80;
 
 bool IsSegmentChar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '.' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
 }
 
 bool IsPathChar(unsigned char c) { return IsSegmentChar(c) || c == '/'; }
@@ -58,17 +58,16 @@ size_t PathRun(std::string_view s, size_t pos) {
 absl::Status ValidateSecretPath(std::string_view path) {
   if (path.empty()) return absl::InvalidArgumentError("secret path is empty");
   if (path.size() > kMaxSecretPathLen) {
-    return PathError(path, StrCat("secret path is ", path.size(), " bytes; the limit is ",
-                                  kMaxSecretPathLen));
+    return PathError(
+        path, StrCat("secret path is ", path.size(), " bytes; the limit is ", kMaxSecretPathLen));
   }
   for (size_t i = 0; i < path.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(path[i]);
     if (c == 0) return PathError(path, StrCat("secret path has a NUL byte at byte ", i));
     if (c >= 0x80) return PathError(path, StrCat("secret path has a non-ASCII byte at byte ", i));
     if (!IsPathChar(c)) {
-      return PathError(path,
-                       StrCat("secret path has a character that is not allowed at byte ", i,
-                              " (allowed: A-Z a-z 0-9 _ . - and / between segments)"));
+      return PathError(path, StrCat("secret path has a character that is not allowed at byte ", i,
+                                    " (allowed: A-Z a-z 0-9 _ . - and / between segments)"));
     }
   }
   if (path.front() == '/') return PathError(path, "secret path starts with '/'");
@@ -95,9 +94,7 @@ absl::Status ValidateSecretPath(std::string_view path) {
   return absl::OkStatus();
 }
 
-std::string MarkerFor(std::string_view path) {
-  return StrCat(kMarkerPrefix, path, kMarkerSuffix);
-}
+std::string MarkerFor(std::string_view path) { return StrCat(kMarkerPrefix, path, kMarkerSuffix); }
 
 absl::StatusOr<std::vector<RefMatch>> FindReferences(std::string_view value, RefScan mode) {
   std::vector<RefMatch> out;
@@ -171,8 +168,8 @@ absl::StatusOr<std::vector<MarkerMatch>> FindMarkers(std::string_view text) {
     }
     // A path may end in '_' (e.g. "a_"): then the first "__" is that '_' plus
     // the suffix's first '_', and the suffix starts one byte later.
-    if (text.substr(end, kMarkerSuffix.size()) != kMarkerSuffix &&
-        text.substr(end, 1) == "_" && text.substr(end + 1, kMarkerSuffix.size()) == kMarkerSuffix) {
+    if (text.substr(end, kMarkerSuffix.size()) != kMarkerSuffix && text.substr(end, 1) == "_" &&
+        text.substr(end + 1, kMarkerSuffix.size()) == kMarkerSuffix) {
       ++end;
     }
     if (text.substr(end, kMarkerSuffix.size()) != kMarkerSuffix) {

@@ -23,8 +23,9 @@ inline void Append(std::string* out, char c) { out->push_back(c); }
 // absl::Status::message() returns absl::string_view in Debian's build.
 inline void Append(std::string* out, absl::string_view s) { out->append(s.data(), s.size()); }
 #endif
-template <typename T, typename = std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, char> &&
-                                                  !std::is_same_v<T, bool>>>
+template <typename T,
+          typename = std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, char> &&
+                                      !std::is_same_v<T, bool>>>
 inline void Append(std::string* out, T v) {
   out->append(std::to_string(v));
 }

@@ -144,7 +144,8 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     int high_fd;
   };
   std::vector<Move> moves;
-  for (const auto& [child_fd, parent_fd] : options.fd_map) moves.push_back({child_fd, parent_fd, -1});
+  for (const auto& [child_fd, parent_fd] : options.fd_map)
+    moves.push_back({child_fd, parent_fd, -1});
   // Keep-open set for the close step, sorted; stdio is always kept (it is
   // either mapped or /dev/null).
   std::vector<int> keep(child_fds.begin(), child_fds.end());
@@ -224,7 +225,8 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     if (cwd != nullptr && ::chdir(cwd) != 0) ChildFail(err_fd, Stage::kChdir, errno);
     if (pre_exec != nullptr) {
       errno = 0;
-      if (pre_exec(pre_exec_arg) != 0) ChildFail(err_fd, Stage::kPreExec, errno != 0 ? errno : EPERM);
+      if (pre_exec(pre_exec_arg) != 0)
+        ChildFail(err_fd, Stage::kPreExec, errno != 0 ? errno : EPERM);
     }
     ::execve(argv[0], argv.data(), envp.data());
     ChildFail(err_fd, Stage::kExecve, errno);

@@ -32,8 +32,8 @@ namespace vigo::sandbox {
 // synchronized. Every fd not in fd_map is closed in the child, so secrets held
 // in fds never leak into it; the locked arena is not inherited (MADV_DONTFORK).
 struct SpawnOptions {
-  std::vector<std::string> argv;   // argv[0] is the executable path (no PATH search)
-  std::vector<std::string> env;    // the complete environment ("K=V"); empty = none
+  std::vector<std::string> argv;  // argv[0] is the executable path (no PATH search)
+  std::vector<std::string> env;   // the complete environment ("K=V"); empty = none
   std::optional<std::string> cwd;
   // fds the child receives: {child_fd, parent_fd}. Everything else is closed
   // in the child before exec. stdin/stdout/stderr default to /dev/null unless
@@ -53,8 +53,8 @@ struct SpawnOptions {
 };
 
 struct ExitInfo {
-  bool exited = false;     // normal exit
-  int exit_code = -1;      // valid when exited
+  bool exited = false;  // normal exit
+  int exit_code = -1;   // valid when exited
   bool signaled = false;
   int signal = 0;          // valid when signaled
   bool timed_out = false;  // killed by WaitFor's timeout

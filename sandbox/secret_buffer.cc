@@ -81,8 +81,8 @@ class Arena {
     // A pointer from outside the arena, a misaligned run or a double free
     // means memory corruption; continuing could hand a secret's bytes to a
     // second owner.
-    if (!initialized_ || p < base_ || p + len > base_ + length_ ||
-        (p - base_) % kGranule != 0 || len % kGranule != 0 || len > in_use_) {
+    if (!initialized_ || p < base_ || p + len > base_ + length_ || (p - base_) % kGranule != 0 ||
+        len % kGranule != 0 || len > in_use_) {
       std::fputs("vigo: secret arena free of a block it does not own; aborting\n", stderr);
       std::abort();
     }
@@ -91,8 +91,8 @@ class Arena {
     in_use_ -= len;
     auto next = free_.lower_bound(offset);
     const bool overlaps_next = next != free_.end() && next->first < offset + run;
-    const bool overlaps_prev = next != free_.begin() &&
-                               std::prev(next)->first + std::prev(next)->second > offset;
+    const bool overlaps_prev =
+        next != free_.begin() && std::prev(next)->first + std::prev(next)->second > offset;
     if (overlaps_next || overlaps_prev) {
       std::fputs("vigo: secret arena double free; aborting\n", stderr);
       std::abort();
@@ -128,8 +128,8 @@ class Arena {
 
  private:
   absl::Status FullError(size_t need) const {
-    return absl::ResourceExhaustedError(StrCat("secret arena full: need ", need, " bytes, ",
-                                               in_use_, " of ", length_, " in use"));
+    return absl::ResourceExhaustedError(
+        StrCat("secret arena full: need ", need, " bytes, ", in_use_, " of ", length_, " in use"));
   }
 
   // Maps the arena. Called with mu_ held. A failure leaves the arena
@@ -180,10 +180,10 @@ class Arena {
         const int err = errno;
         if (!options_.insecure_allow_unlocked) {
           ::munmap(reservation, total);
-          return absl::FailedPreconditionError(StrCat(
-              "cannot lock ", length, " bytes of secret memory (mlock: ", std::strerror(err),
-              "); raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK, or pass "
-              "--insecure-allow-unlocked-memory to run without locked memory"));
+          return absl::FailedPreconditionError(
+              StrCat("cannot lock ", length, " bytes of secret memory (mlock: ", std::strerror(err),
+                     "); raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK, or pass "
+                     "--insecure-allow-unlocked-memory to run without locked memory"));
         }
         backing = "unlocked";
       }
@@ -230,8 +230,8 @@ class Arena {
     if (p == MAP_FAILED) {
       const int err = errno;
       // MAP_FIXED may have replaced part of the reservation; restore it.
-      ::mmap(base, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
-             -1, 0);
+      ::mmap(base, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+             0);
       return ErrnoStatus(err, "mmap", "memfd_secret");
     }
     // The mapping keeps the file alive; the fd closes here.
@@ -265,7 +265,9 @@ Arena& GlobalArena() {
 
 }  // namespace
 
-absl::Status ConfigureArena(const ArenaOptions& options) { return GlobalArena().Configure(options); }
+absl::Status ConfigureArena(const ArenaOptions& options) {
+  return GlobalArena().Configure(options);
+}
 
 absl::Status InitArena() { return GlobalArena().Init(); }
 

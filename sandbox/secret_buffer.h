@@ -57,13 +57,13 @@ absl::Status InitArena();
 
 struct ArenaInfo {
   bool initialized = false;
-  std::string backing;        // "memfd_secret" | "mlock" | "unlocked"
+  std::string backing;  // "memfd_secret" | "mlock" | "unlocked"
   size_t capacity_bytes = 0;
   size_t in_use_bytes = 0;
-  bool locked = false;        // mlock succeeded (or memfd_secret, locked by definition)
-  bool dontdump = false;      // MADV_DONTDUMP applied (or memfd_secret)
-  uintptr_t base = 0;         // first usable byte (for /proc/self/smaps checks)
-  size_t length = 0;          // usable bytes, excluding guard pages
+  bool locked = false;    // mlock succeeded (or memfd_secret, locked by definition)
+  bool dontdump = false;  // MADV_DONTDUMP applied (or memfd_secret)
+  uintptr_t base = 0;     // first usable byte (for /proc/self/smaps checks)
+  size_t length = 0;      // usable bytes, excluding guard pages
   // Why memfd_secret was not used when it was preferred (e.g. "memfd_secret:
   // Function not implemented"); empty when it was used or not tried.
   std::string memfd_secret_error;

@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 // rapidcheck's gtest glue needs gtest declared first.
 #include <rapidcheck/gtest.h>  // NOLINT(build/include_order)
+
 #include "sandbox/secret_buffer.h"
 
 namespace vigo {
@@ -22,49 +23,49 @@ constexpr char kSegmentChars[] =
 // "VIGO", "SECRET") as well as random characters, then repaired into the
 // grammar: no "__", not "." or "..".
 rc::Gen<std::string> GenSegment() {
-  auto token = rc::gen::oneOf(
-      rc::gen::elementOf(std::vector<std::string>{"_", "END", "VIGO", "SECRET", ".", "-", "E", "S"}),
-      rc::gen::map(rc::gen::elementOf(std::string(kSegmentChars)),
-                   [](char c) { return std::string(1, c); }));
-  return rc::gen::map(rc::gen::resize(6, rc::gen::nonEmpty(
-                                              rc::gen::container<std::vector<std::string>>(token))),
-                      [](const std::vector<std::string>& tokens) {
-                        std::string s;
-                        for (const std::string& t : tokens) s += t;
-                        if (s.empty()) s = "a";
-                        std::string out;
-                        for (char c : s) {
-                          if (c == '_' && !out.empty() && out.back() == '_') continue;
-                          out.push_back(c);
-                        }
-                        if (out == "." || out == "..") out += "x";
-                        return out;
-                      });
+  auto token = rc::gen::oneOf(rc::gen::elementOf(std::vector<std::string>{
+                                  "_", "END", "VIGO", "SECRET", ".", "-", "E", "S"}),
+                              rc::gen::map(rc::gen::elementOf(std::string(kSegmentChars)),
+                                           [](char c) { return std::string(1, c); }));
+  return rc::gen::map(
+      rc::gen::resize(6, rc::gen::nonEmpty(rc::gen::container<std::vector<std::string>>(token))),
+      [](const std::vector<std::string>& tokens) {
+        std::string s;
+        for (const std::string& t : tokens) s += t;
+        if (s.empty()) s = "a";
+        std::string out;
+        for (char c : s) {
+          if (c == '_' && !out.empty() && out.back() == '_') continue;
+          out.push_back(c);
+        }
+        if (out == "." || out == "..") out += "x";
+        return out;
+      });
 }
 
 rc::Gen<std::string> GenValidPath() {
   return rc::gen::suchThat(
-      rc::gen::map(rc::gen::resize(12, rc::gen::nonEmpty(
-                                           rc::gen::container<std::vector<std::string>>(GenSegment()))),
-                   [](const std::vector<std::string>& segs) {
-                     std::string p;
-                     for (size_t i = 0; i < segs.size(); ++i) {
-                       if (i > 0) p += '/';
-                       p += segs[i];
-                     }
-                     return p;
-                   }),
+      rc::gen::map(
+          rc::gen::resize(
+              12, rc::gen::nonEmpty(rc::gen::container<std::vector<std::string>>(GenSegment()))),
+          [](const std::vector<std::string>& segs) {
+            std::string p;
+            for (size_t i = 0; i < segs.size(); ++i) {
+              if (i > 0) p += '/';
+              p += segs[i];
+            }
+            return p;
+          }),
       [](const std::string& p) { return p.size() <= kMaxSecretPathLen; });
 }
 
 // Text around markers, rich in marker fragments so overlaps happen.
 rc::Gen<std::string> GenTrickyText() {
-  auto piece = rc::gen::weightedOneOf<std::string>({
-      {1, rc::gen::elementOf(std::vector<std::string>{"_", "__", "___", "VIGO", "SECRET", "END",
-                                                  "__VIGO_SECRET", "__VIGO_SECRET_",
-                                                  "_VIGO_SECRET__", "__END", "__END_", "E", "/",
-                                                  "secret:", " "})},
-      {12, rc::gen::map(rc::gen::arbitrary<char>(), [](char c) { return std::string(1, c); })}});
+  auto piece = rc::gen::weightedOneOf<std::string>(
+      {{1, rc::gen::elementOf(std::vector<std::string>{
+               "_", "__", "___", "VIGO", "SECRET", "END", "__VIGO_SECRET", "__VIGO_SECRET_",
+               "_VIGO_SECRET__", "__END", "__END_", "E", "/", "secret:", " "})},
+       {12, rc::gen::map(rc::gen::arbitrary<char>(), [](char c) { return std::string(1, c); })}});
   return rc::gen::map(rc::gen::container<std::vector<std::string>>(piece),
                       [](const std::vector<std::string>& v) {
                         std::string s;
@@ -131,8 +132,8 @@ RC_GTEST_PROP(RefsProperty, ReferenceToMarkerToPathRoundTrips, ()) {
 rc::Gen<std::string> GenCollidingPath() {
   return rc::gen::weightedOneOf<std::string>(
       {{2, GenValidPath()},
-       {1, rc::gen::elementOf(std::vector<std::string>{"END", "_END", "E", "_", "END_", "VIGO_SECRET",
-                                                       "_VIGO_SECRET", "SECRET_", "_E"})}});
+       {1, rc::gen::elementOf(std::vector<std::string>{
+               "END", "_END", "E", "_", "END_", "VIGO_SECRET", "_VIGO_SECRET", "SECRET_", "_E"})}});
 }
 
 rc::Gen<std::string> GenFragment() {
@@ -206,10 +207,9 @@ RC_GTEST_PROP(RefsProperty, SubstitutionLeavesNoMarker, ()) {
     expected += filler;
     text += MarkerFor(p);
     if (!values.count(p)) {
-      const std::string v = *rc::gen::suchThat(rc::gen::string<std::string>(),
-                                               [](const std::string& s) {
-                                                 return !ContainsMarkerText(s);
-                                               });
+      const std::string v =
+          *rc::gen::suchThat(rc::gen::string<std::string>(),
+                             [](const std::string& s) { return !ContainsMarkerText(s); });
       values.emplace(p, Buf(v));
     }
     expected += Str(values.at(p));
@@ -236,9 +236,8 @@ RC_GTEST_PROP(RefsProperty, SubstitutionLeavesNoMarker, ()) {
 RC_GTEST_PROP(RefsProperty, BreakingTheGrammarIsRejected, ()) {
   const std::string p = *GenValidPath();
   const size_t at = *rc::gen::inRange<size_t>(0, p.size() + 1);
-  const std::string bad =
-      *rc::gen::elementOf(std::vector<std::string>{"//", "__", " ", "\n", std::string(1, '\0'),
-                                                   "\xff", "$"});
+  const std::string bad = *rc::gen::elementOf(
+      std::vector<std::string>{"//", "__", " ", "\n", std::string(1, '\0'), "\xff", "$"});
   std::string broken = p.substr(0, at) + bad + p.substr(at);
   RC_ASSERT(!ValidateSecretPath(broken).ok());
   RC_ASSERT(!ValidateSecretPath("/" + p).ok());
@@ -285,8 +284,7 @@ RC_GTEST_PROP(SecretBufferProperty, EqualityIffByteEquality,
   RC_ASSERT(*clone == *a);
 }
 
-RC_GTEST_PROP(SecretBufferProperty, ResizePreservesPrefix,
-              (const std::vector<uint8_t>& bytes)) {
+RC_GTEST_PROP(SecretBufferProperty, ResizePreservesPrefix, (const std::vector<uint8_t>& bytes)) {
   const size_t new_len = *rc::gen::inRange<size_t>(0, 3 * bytes.size() + 200);
   auto b = SecretBuffer::CopyFrom(bytes);
   RC_ASSERT(b.ok());

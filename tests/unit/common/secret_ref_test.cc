@@ -18,12 +18,13 @@ std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 void ExpectRejected(std::string_view path, std::string_view problem) {
   absl::Status st = ValidateSecretPath(path);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << "path accepted: " << path;
-  EXPECT_THAT(Msg(st), HasSubstr(std::string(problem))) << "for path of " << path.size() << " bytes";
+  EXPECT_THAT(Msg(st), HasSubstr(std::string(problem)))
+      << "for path of " << path.size() << " bytes";
 }
 
 TEST(ValidateSecretPathTest, AcceptsContractExamples) {
-  for (std::string_view p : {"webapp/db_pw", "webapp/prod/db_password", "a", "A-Z.0_9",
-                             "x/y/z", "_", "a_", "_a", "..a", "a..", ".hidden", "a-b/c.d/e_f"}) {
+  for (std::string_view p : {"webapp/db_pw", "webapp/prod/db_password", "a", "A-Z.0_9", "x/y/z",
+                             "_", "a_", "_a", "..a", "a..", ".hidden", "a-b/c.d/e_f"}) {
     EXPECT_TRUE(ValidateSecretPath(p).ok()) << p << ": " << ValidateSecretPath(p);
   }
   EXPECT_TRUE(ValidateSecretPath(std::string(256, 'a')).ok());
@@ -72,8 +73,8 @@ TEST(FindReferencesTest, WholeValue) {
   EXPECT_EQ((*refs)[0].length, 19u);
 
   // Not references.
-  for (std::string_view v : {"plain", "", "secret:", "secret: x", "xsecret:a", " secret:a",
-                             "Secret:a"}) {
+  for (std::string_view v :
+       {"plain", "", "secret:", "secret: x", "xsecret:a", " secret:a", "Secret:a"}) {
     refs = FindReferences(v, RefScan::kWholeValue);
     ASSERT_TRUE(refs.ok()) << v;
     EXPECT_TRUE(refs->empty()) << v;
@@ -90,8 +91,9 @@ TEST(FindReferencesTest, WholeValue) {
 }
 
 TEST(FindReferencesTest, EmbeddedFindsEveryReferenceWithWordBoundary) {
-  std::string v = "user: app\npassword = secret:webapp/db_pw\nclient_secret: x\n"
-                  "token=secret:api/token,secret:z\nmysecret:no\n";
+  std::string v =
+      "user: app\npassword = secret:webapp/db_pw\nclient_secret: x\n"
+      "token=secret:api/token,secret:z\nmysecret:no\n";
   auto refs = FindReferences(v, RefScan::kEmbedded);
   ASSERT_TRUE(refs.ok()) << refs.status();
   ASSERT_EQ(refs->size(), 3u);
@@ -141,8 +143,7 @@ TEST(ReplaceReferencesWithMarkersTest, ReplacesEachReference) {
   auto out = ReplaceReferencesWithMarkers("password = secret:webapp/db_pw\nk: secret:x\n",
                                           RefScan::kEmbedded);
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(*out,
-            "password = __VIGO_SECRET__webapp/db_pw__END__\nk: __VIGO_SECRET__x__END__\n");
+  EXPECT_EQ(*out, "password = __VIGO_SECRET__webapp/db_pw__END__\nk: __VIGO_SECRET__x__END__\n");
   out = ReplaceReferencesWithMarkers("secret:a", RefScan::kWholeValue);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(*out, "__VIGO_SECRET__a__END__");
@@ -169,10 +170,10 @@ TEST(FindMarkersTest, FindsMarkersInOrder) {
 }
 
 TEST(FindMarkersTest, MalformedMarkerIsAnError) {
-  for (std::string t : {"__VIGO_SECRET__", "x __VIGO_SECRET__abc", "__VIGO_SECRET__a b__END__",
-                        "__VIGO_SECRET____END__", "__VIGO_SECRET__a//b__END__",
-                        "__VIGO_SECRET__../x__END__", "__VIGO_SECRET__a__b__END__",
-                        "__VIGO_SECRET__a__EN", "__VIGO_SECRET__/a__END__"}) {
+  for (std::string t :
+       {"__VIGO_SECRET__", "x __VIGO_SECRET__abc", "__VIGO_SECRET__a b__END__",
+        "__VIGO_SECRET____END__", "__VIGO_SECRET__a//b__END__", "__VIGO_SECRET__../x__END__",
+        "__VIGO_SECRET__a__b__END__", "__VIGO_SECRET__a__EN", "__VIGO_SECRET__/a__END__"}) {
     auto m = FindMarkers(t);
     EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << t;
     EXPECT_THAT(Msg(m.status()), HasSubstr("malformed secret marker at byte")) << t;
@@ -223,8 +224,8 @@ class SubstituteTest : public ::testing::Test {
 TEST_F(SubstituteTest, ReplacesMarkersWithValues) {
   Put("webapp/db_pw", "s3cr3t");
   Put("e", "");
-  std::string text = "user: app\npassword: " + MarkerFor("webapp/db_pw") + "\nempty:" +
-                     MarkerFor("e") + MarkerFor("webapp/db_pw") + "!";
+  std::string text = "user: app\npassword: " + MarkerFor("webapp/db_pw") +
+                     "\nempty:" + MarkerFor("e") + MarkerFor("webapp/db_pw") + "!";
   auto out = SubstituteMarkers(text, Lookup());
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(Str(*out), "user: app\npassword: s3cr3t\nempty:s3cr3t!");

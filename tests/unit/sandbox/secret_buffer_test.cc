@@ -98,18 +98,18 @@ bool MappedInSelf(uintptr_t addr) {
 }
 
 // Runs `body` in a fresh copy of this binary (no arena yet) and expects exit 0.
-#define EXPECT_IN_FRESH_PROCESS(...)                                       \
-  do {                                                                     \
-    GTEST_FLAG_SET(death_test_style, "threadsafe");                        \
+#define EXPECT_IN_FRESH_PROCESS(...)                                         \
+  do {                                                                       \
+    GTEST_FLAG_SET(death_test_style, "threadsafe");                          \
     EXPECT_EXIT(([&] { __VA_ARGS__; }()), ::testing::ExitedWithCode(0), ""); \
   } while (0)
 
-#define CHILD_CHECK(cond, msg)                                           \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      std::fprintf(stderr, "child check failed: %s: %s\n", #cond, msg);  \
-      std::_Exit(1);                                                     \
-    }                                                                    \
+#define CHILD_CHECK(cond, msg)                                          \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      std::fprintf(stderr, "child check failed: %s: %s\n", #cond, msg); \
+      std::_Exit(1);                                                    \
+    }                                                                   \
   } while (0)
 
 TEST(SecretBufferTest, DefaultIsEmpty) {
@@ -282,20 +282,19 @@ TEST(SecretBufferTest, FreeingForeignMemoryAborts) {
   // through memory corruption) must stop the process, not corrupt the
   // free list. Forge one by overwriting a buffer's representation.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(
-      ([] {
-        static uint8_t outside[128];
-        SecretBuffer b = MakeOrDie("x");
-        struct Rep {
-          uint8_t* data;
-          size_t size;
-          size_t capacity;
-        };
-        static_assert(sizeof(Rep) == sizeof(SecretBuffer));
-        Rep forged{outside, 1, 64};
-        std::memcpy(static_cast<void*>(&b), &forged, sizeof(forged));
-      }()),
-      "does not own");
+  EXPECT_DEATH(([] {
+                 static uint8_t outside[128];
+                 SecretBuffer b = MakeOrDie("x");
+                 struct Rep {
+                   uint8_t* data;
+                   size_t size;
+                   size_t capacity;
+                 };
+                 static_assert(sizeof(Rep) == sizeof(SecretBuffer));
+                 Rep forged{outside, 1, 64};
+                 std::memcpy(static_cast<void*>(&b), &forged, sizeof(forged));
+               }()),
+               "does not own");
 }
 
 TEST(SecretBufferTest, ConfigureAfterInitFails) {
@@ -345,8 +344,8 @@ TEST(SecretArenaTest, DefaultBackingIsMemfdSecretOnThisKernel) {
   ASSERT_TRUE(InitArena().ok());
   ArenaInfo info = GetArenaInfo();
   if (info.backing != "memfd_secret") {
-    GTEST_SKIP() << "memfd_secret unavailable (" << info.memfd_secret_error
-                 << "); arena uses " << info.backing;
+    GTEST_SKIP() << "memfd_secret unavailable (" << info.memfd_secret_error << "); arena uses "
+                 << info.backing;
   }
   EXPECT_TRUE(info.locked);
   EXPECT_TRUE(info.dontdump);
