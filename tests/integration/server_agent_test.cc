@@ -376,6 +376,48 @@ TEST_F(ServerAgentTest, FailedReloadKeepsLastGoodConfig) {
   EXPECT_TRUE(failed_audited);
 }
 
+v1::AttestationReport GoodReport(const std::string& process) {
+  v1::AttestationReport r;
+  r.set_process(process);
+  r.set_seccomp_mode(2);
+  r.set_seccomp_filters(1);
+  r.set_no_new_privs(true);
+  r.set_dumpable(false);
+  r.set_arena_locked(true);
+  r.set_arena_dontdump(true);
+  r.set_arena_backing("mlock");
+  return r;
+}
+
+TEST(ServerHardeningTest, StrictRefusesWeakenedAgents) {
+  ServerFixtureOptions o = Opts();
+  o.require_hardening = "strict";
+  ServerFixture fx(o);
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  auto stub = fx.Stub(fx.IssueEnvoy("web-a"));
+  auto call = [&](const std::vector<v1::AttestationReport>& reports) {
+    grpc::ClientContext ctx;
+    v1::CheckInRequest req;
+    for (const auto& r : reports) *req.add_attestation() = r;
+    v1::CheckInResponse resp;
+    grpc::Status st = stub->CheckIn(&ctx, req, &resp);
+    EXPECT_EQ(st.ok(), resp.has_bundle());
+    return st.error_code();
+  };
+  EXPECT_EQ(call({}), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(call({GoodReport("broker")}), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(call({GoodReport("broker"), GoodReport("worker")}), grpc::StatusCode::OK);
+  v1::AttestationReport skipped = GoodReport("worker");
+  skipped.add_skipped_steps("seccomp");
+  EXPECT_EQ(call({GoodReport("broker"), skipped}), grpc::StatusCode::FAILED_PRECONDITION);
+  v1::AttestationReport dumpable = GoodReport("worker");
+  dumpable.set_dumpable(true);
+  EXPECT_EQ(call({GoodReport("broker"), dumpable}), grpc::StatusCode::FAILED_PRECONDITION);
+  v1::AttestationReport no_filter = GoodReport("broker");
+  no_filter.set_seccomp_mode(0);
+  EXPECT_EQ(call({no_filter, GoodReport("worker")}), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 TEST(ServerWatcherTest, RotationInTheVaultBumpsTheEpoch) {
   ServerFixtureOptions o = Opts();
   o.server_options.enable_watcher = true;

@@ -111,6 +111,7 @@ struct ServerFixtureOptions {
   std::map<std::string, std::string> stacks;   // relative path under stacks/ → text
   std::map<std::string, std::string> secrets;  // vault path → value (test canaries)
   server::service::ServerOptions server_options;
+  std::string require_hardening = "none";  // checkin.require_hardening
   bool start = true;
 };
 
@@ -138,6 +139,7 @@ class ServerFixture {
       return;
     }
     cfg_ = *cfg;
+    cfg_.require_hardening = o.require_hardening;
     st = server::vault::CreateMasterKey(cfg_.SecretsDir());
     if (!st.ok()) {
       Fail("master key", st);
