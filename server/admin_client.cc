@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 
@@ -16,6 +17,12 @@ ReloadNotice NotifyReload(const std::filesystem::path& admin_socket, const std::
   if (::stat(admin_socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
     out.status = ReloadNotice::kNoServer;
     out.message = StrCat("no server is listening on ", admin_socket.string());
+    return out;
+  }
+  if (::access(admin_socket.c_str(), R_OK | W_OK) != 0) {
+    out.status = ReloadNotice::kFailed;
+    out.message = StrCat(admin_socket.string(),
+                         ": permission denied (the admin socket is for the server's user, root)");
     return out;
   }
   auto channel =

@@ -477,6 +477,19 @@ absl::StatusOr<std::unique_ptr<VigoServer>> VigoServer::Create(
   if (!tls_ok.ok()) {
     return absl::Status(tls_ok.code(), StrCat("bad TLS material: ", tls_ok.message()));
   }
+  if (options.enable_admin) {
+    // One server per data root (the admin socket, the watcher and the epoch
+    // assume it); taken before anything is loaded or written.
+    fs::path run_dir = cfg.root / "run";
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    fs::path lock_path = run_dir / "vigosrv.lock";
+    s->lock_fd_ = sandbox::UniqueFd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!s->lock_fd_ || ::flock(s->lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      return absl::FailedPreconditionError(
+          StrCat("another vigosrv is serving this root (", lock_path.string(), " is locked)"));
+    }
+  }
   if (backend == nullptr) {
     auto opened = OpenBackend(cfg);
     if (!opened.ok()) {

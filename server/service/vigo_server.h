@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "sandbox/unique_fd.h"
 #include "server/audit.h"
 #include "server/backend.h"
 #include "server/db.h"
@@ -136,6 +137,7 @@ class VigoServer {
   int port_ = 0;
   int64_t started_ms_ = 0;
 
+  sandbox::UniqueFd lock_fd_;  // flock on <root>/run/vigosrv.lock while serving
   std::thread watcher_;
   int stop_pipe_[2] = {-1, -1};
   std::mutex done_mu_;

@@ -182,6 +182,11 @@ TEST_F(ServerStartupTest, ServeIssueReloadSighupRevoke) {
   EXPECT_EQ(b1.bundle().envoy_name(), "web-1");
   const uint64_t e1 = b1.bundle().secrets_epoch();
 
+  // A second server on the same root refuses, without touching the first.
+  r = Serve();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("another vigosrv"), std::string::npos) << r.err;
+
   // vigocli server reload → epoch + 1.
   r = Cli({"server", "reload"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
