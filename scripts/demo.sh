@@ -131,8 +131,10 @@ set +e
 rc=$?
 set -e
 [[ $rc == 5 ]] || fail "web-b was not denied (exit $rc)"
-cli audit list --json | grep '"secret.resolve.denied"' | tail -1
-cli audit list --json | grep '"secret.resolve.denied"' | grep -q web-b || fail "denial not audited"
+audit_json=$(cli audit list --json) || fail "vigocli audit list failed"
+denied=$(grep '"secret.resolve.denied"' <<<"$audit_json" | tail -1)
+echo "$denied"
+grep -q '"envoy":"web-b"' <<<"$denied" || fail "denial not audited"
 
 step "7. audit verify"
 cli audit verify || fail "audit chain does not verify"

@@ -123,26 +123,38 @@ bool Statement::ColumnIsNull(int index) const {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path) {
   VIGO_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
-  // Create the file ourselves so it is 0600 from its first byte (sqlite would
-  // use 0644 & ~umask). O_NOFOLLOW: the database is never a symlink.
+  // SECURITY/DURABILITY: never open() and close() a database file that
+  // SQLite may already hold in this process. POSIX record locks belong to the
+  // process, and closing ANY fd of the file drops all of them; another process
+  // (vigocli) then believes it is the last connection and deletes the WAL
+  // under the live server, whose later commits (audit records) land in an
+  // unlinked file. So: create a missing file ourselves (0600 from its first
+  // byte; no connection can exist yet), and only lstat()/chmod() an existing
+  // one. Symlinks are refused here and again by SQLITE_OPEN_NOFOLLOW.
   {
-    sandbox::UniqueFd fd(
-        ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sandbox::ErrnoStatus(errno, "open database", path.string());
     struct stat st;
-    if (::fstat(fd.get(), &st) != 0) return sandbox::ErrnoStatus(errno, "stat", path.string());
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno != ENOENT) return sandbox::ErrnoStatus(errno, "stat", path.string());
+      sandbox::UniqueFd fd(
+          ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (!fd && errno != EEXIST) {
+        return sandbox::ErrnoStatus(errno, "create database", path.string());
+      }
+      if (::lstat(path.c_str(), &st) != 0) return sandbox::ErrnoStatus(errno, "stat", path.string());
+    }
     if (!S_ISREG(st.st_mode)) {
       return absl::FailedPreconditionError(
           StrCat("database ", path.string(), " is not a regular file"));
     }
     if ((st.st_mode & 077) != 0 && st.st_uid == ::geteuid()) {
       // Tighten a database another tool created loosely; it holds the audit chain.
-      if (::fchmod(fd.get(), 0600) != 0) return sandbox::ErrnoStatus(errno, "chmod", path.string());
+      if (::chmod(path.c_str(), 0600) != 0) return sandbox::ErrnoStatus(errno, "chmod", path.string());
     }
   }
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
+                               SQLITE_OPEN_NOFOLLOW,
                            nullptr);
   if (rc != SQLITE_OK) {
     absl::Status st = SqliteError(raw, "open", path);

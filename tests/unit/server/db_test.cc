@@ -2,6 +2,10 @@
 #include "server/db.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "gtest/gtest.h"
 #include "tests/support/test_env.h"
@@ -81,6 +85,41 @@ TEST(DatabaseTest, SymlinkedDatabaseIsRefused) {
   TempDir t;
   std::filesystem::create_symlink(t.path() / "elsewhere.db", t.path() / "x.db");
   EXPECT_FALSE(Database::Open(t.path() / "x.db").ok());
+}
+
+
+// Regression: the server holds two connections to vigo.db; vigocli opens and
+// closes its own in another process. Opening the second connection once
+// dropped the process's POSIX locks (a raw open()/close() of the file), so the
+// exiting vigocli deleted the WAL under the server and every later commit by
+// the server became invisible to other processes (and was lost on a crash).
+TEST(DatabaseTest, CommitsStayVisibleToOtherProcessesWithTwoConnections) {
+  vigo::testing::TempDir dir;
+  const auto path = dir.path() / "db" / "vigo.db";
+  auto a = Database::Open(path);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE((*a)->Exec("CREATE TABLE t (x INTEGER)").ok());
+  auto b = Database::Open(path);  // the second connection in this process
+  ASSERT_TRUE(b.ok()) << b.status();
+
+  // A separate program (not a fork: a forked child shares SQLite's in-process
+  // lock bookkeeping and would hide the bug), like vigocli: open, read, close.
+  auto count_in_child = [&]() -> int {
+    vigo::testing::RunResult r =
+        vigo::testing::Run({"/usr/bin/sqlite3", path.string(), "SELECT count(*) FROM t;"});
+    if (r.exit_code != 0) return -1;
+    return std::atoi(r.out.c_str());
+  };
+
+  ASSERT_TRUE((*b)->Exec("INSERT INTO t VALUES (1)").ok());
+  EXPECT_EQ(count_in_child(), 1);
+  ASSERT_TRUE((*a)->Exec("INSERT INTO t VALUES (2)").ok());
+  EXPECT_EQ(count_in_child(), 2);
+  ASSERT_TRUE((*b)->Exec("INSERT INTO t VALUES (3)").ok());
+  EXPECT_EQ(count_in_child(), 3);
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::exists(path.string() + "-wal", ec))
+      << "the WAL of a live database was deleted";
 }
 
 }  // namespace
