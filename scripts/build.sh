@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${VIGO_BUILD_DIR:-build}
+# ccache: hash paths relative to the source tree, so a fresh clone in another
+# folder (CI) reuses the cache of earlier builds on the same machine.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd)}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 GEN=()
 if command -v ninja >/dev/null; then GEN=(-G Ninja); fi
 if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
