@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <set>
 
 #include "agent-worker/exec_runner.h"
@@ -99,7 +100,53 @@ class SecretFile {
   std::string path_;
 };
 
+constexpr size_t kMaxPendingWrites = 128;
+
 }  // namespace
+
+struct ApplyEngine::Pending {
+  PreparedWrite write;
+  size_t result_index = 0;
+  std::string name;
+  v1::Resource resource;
+};
+
+ApplyEngine::~ApplyEngine() = default;
+
+void ApplyEngine::FlushWrites(std::vector<v1::ResourceResult>* results,
+                              std::set<std::string, std::less<>>* not_converged) {
+  if (pending_.empty()) return;
+  // Make every pending file's data durable at once: one syncfs per file
+  // system (fsync each file if that fails), then make them visible.
+  std::set<dev_t> synced;
+  bool all_ok = true;
+  for (const auto& p : pending_) {
+    struct stat st;
+    if (::fstat(p->write.fd.get(), &st) != 0) {
+      all_ok = false;
+      break;
+    }
+    if (synced.insert(st.st_dev).second && ::syncfs(p->write.fd.get()) != 0) {
+      all_ok = false;
+      break;
+    }
+  }
+  for (auto& p : pending_) {
+    absl::Status s;
+    if (!all_ok && ::fsync(p->write.fd.get()) != 0) {
+      s = absl::InternalError(StrCat("fsync ", p->write.path, ": ", std::strerror(errno)));
+    }
+    if (s.ok()) s = CommitWrite(p->write, &dirs_to_sync_);
+    if (!s.ok()) {
+      (*results)[p->result_index] = Failed(p->resource, s);
+      not_converged->insert(p->name);
+    }
+  }
+  pending_.clear();  // uncommitted temp files are removed here
+  if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
+    Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
+  }
+}
 
 absl::Status MapValueSource::Put(std::string path, std::span<const uint8_t> value) {
   VIGO_ASSIGN_OR_RETURN(SecretBuffer b, SecretBuffer::CopyFrom(value));
@@ -185,12 +232,18 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
         break;
       }
     }
-    // A command may rely on the files written before it being durable.
-    if (r.type() == "exec" && !dirs_to_sync_.empty()) {
-      if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
-        Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
-      }
+    // A command, or a dependent, may rely on earlier files being in place.
+    bool depends_on_pending = false;
+    for (const std::string& dep : r.depends_on()) {
+      for (const auto& p : pending_) depends_on_pending |= (p->name == dep);
     }
+    if (r.type() == "exec" || depends_on_pending || pending_.size() >= kMaxPendingWrites) {
+      FlushWrites(&results, &not_converged);
+    }
+    for (const std::string& dep : r.depends_on()) {
+      if (blocker.empty() && not_converged.count(dep) > 0) blocker = dep;
+    }
+    current_index_ = results.size();
     v1::ResourceResult res;
     if (!blocker.empty()) {
       res = MakeResult(r, "failed", "blocked", StrCat("dependency '", blocker, "' did not converge"));
@@ -203,9 +256,7 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
          {"action", res.action()}, {"detail", res.message()}});
     results.push_back(std::move(res));
   }
-  if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
-    Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
-  }
+  FlushWrites(&results, &not_converged);
   return results;
 }
 
@@ -284,10 +335,15 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   if (!parent.empty()) {
     if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return Failed(r, s);
   }
-  if (absl::Status s = WriteFileAtomic(*path, rendered->Reveal(), mode, *uid, *gid, &dirs_to_sync_);
-      !s.ok()) {
-    return Failed(r, s);
-  }
+  // Written now (owner, mode, content); made durable and visible by FlushWrites.
+  auto prepared = PrepareWrite(*path, rendered->Reveal(), mode, *uid, *gid);
+  if (!prepared.ok()) return Failed(r, prepared.status());
+  auto pending = std::make_unique<Pending>();
+  pending->write = std::move(*prepared);
+  pending->result_index = current_index_;
+  pending->name = r.name();
+  pending->resource = r;
+  pending_.push_back(std::move(pending));
   if (!st->exists) {
     return MakeResult(r, "changed", "created", StrCat("created (fingerprint ", new_fp, ")"));
   }

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -81,6 +82,9 @@ struct ApplyOptions {
 class ApplyEngine {
  public:
   explicit ApplyEngine(ApplyOptions options);
+  ~ApplyEngine();
+  ApplyEngine(const ApplyEngine&) = delete;
+  ApplyEngine& operator=(const ApplyEngine&) = delete;
 
   std::vector<v1::ResourceResult> Apply(const v1::PolicyBundle& bundle, ValueSource& values);
 
@@ -94,6 +98,15 @@ class ApplyEngine {
   v1::ResourceResult ApplyExec(const v1::Resource& r, ValueSource& values);
   absl::StatusOr<std::string> Rooted(std::string_view path, std::string_view what) const;
   std::string Fingerprint(std::span<const uint8_t> bytes) const;
+
+  // Files whose content is written but not yet durable/visible; flushed
+  // (one syncfs, then link/rename each) before an exec, before a dependent,
+  // every kMaxPendingWrites files, and at the end of the apply.
+  struct Pending;
+  void FlushWrites(std::vector<v1::ResourceResult>* results,
+                   std::set<std::string, std::less<>>* not_converged);
+  std::vector<std::unique_ptr<Pending>> pending_;
+  size_t current_index_ = 0;
 
   ApplyOptions options_;
   sandbox::SecretBuffer fingerprint_key_;

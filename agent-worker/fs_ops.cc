@@ -181,68 +181,79 @@ absl::Status SyncDirs(std::set<std::string>* dirs) {
   return first;
 }
 
+PreparedWrite::~PreparedWrite() {
+  // A named temp file that was never renamed into place.
+  if (!committed && !anonymous && dirfd) ::unlinkat(dirfd.get(), tmp_base.c_str(), 0);
+}
+
+absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
+                                           std::span<const uint8_t> content, mode_t mode,
+                                           uid_t uid, gid_t gid) {
+  PreparedWrite w;
+  auto [dir, base] = SplitPath(path);
+  w.path = path;
+  w.dir = dir;
+  w.base = base;
+  w.tmp_base = StrCat(".", base, ".vigo-tmp");
+  w.dirfd = UniqueFd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+  if (!w.dirfd) return ErrnoStatus(errno, "open directory", dir);
+  // A temp file left by an earlier crash between link and rename.
+  if (::unlinkat(w.dirfd.get(), w.tmp_base.c_str(), 0) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, "unlink stale temp file", StrCat(dir, "/", w.tmp_base));
+  }
+  w.target_exists =
+      ::faccessat(w.dirfd.get(), base.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+  // Preferred: an anonymous inode that vanishes if we die before linking it
+  // (linking it needs /proc/self/fd, which the worker's namespace keeps).
+  if (::access("/proc/self/fd", X_OK) == 0) {
+    w.fd = UniqueFd(::openat(w.dirfd.get(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+    if (!w.fd && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+      return ErrnoStatus(errno, "open O_TMPFILE in", dir);
+    }
+  }
+  w.anonymous = static_cast<bool>(w.fd);
+  if (!w.anonymous) {
+    // Fallback: a named 0600 temp file in the same directory.
+    w.fd = UniqueFd(::openat(w.dirfd.get(), w.tmp_base.c_str(),
+                             O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!w.fd) return ErrnoStatus(errno, "create temp file", StrCat(dir, "/", w.tmp_base));
+  }
+  // Owner and mode before any byte of content.
+  VIGO_RETURN_IF_ERROR(PrepareInode(w.fd.get(), mode, uid, gid, path));
+  VIGO_RETURN_IF_ERROR(WriteAll(w.fd.get(), content, path));
+  return w;
+}
+
+absl::Status CommitWrite(PreparedWrite& w, std::set<std::string>* deferred_dir_syncs) {
+  if (w.anonymous) {
+    std::string proc = StrCat("/proc/self/fd/", w.fd.get());
+    const char* link_name = w.target_exists ? w.tmp_base.c_str() : w.base.c_str();
+    if (::linkat(AT_FDCWD, proc.c_str(), w.dirfd.get(), link_name, AT_SYMLINK_FOLLOW) != 0) {
+      return ErrnoStatus(errno, "linkat", w.path);
+    }
+    w.committed = !w.target_exists;
+    if (w.target_exists) w.anonymous = false;  // now a named temp: cleaned up on failure
+  }
+  if (!w.committed) {
+    if (::renameat(w.dirfd.get(), w.tmp_base.c_str(), w.dirfd.get(), w.base.c_str()) != 0) {
+      return ErrnoStatus(errno, "rename", w.path);
+    }
+    w.committed = true;
+  }
+  if (deferred_dir_syncs != nullptr) {
+    deferred_dir_syncs->insert(w.dir);
+  } else if (::fsync(w.dirfd.get()) != 0) {
+    return ErrnoStatus(errno, "fsync directory", w.dir);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
                              mode_t mode, uid_t uid, gid_t gid,
                              std::set<std::string>* deferred_dir_syncs) {
-  auto [dir, base] = SplitPath(path);
-  std::string tmp_base = StrCat(".", base, ".vigo-tmp");
-  UniqueFd dirfd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-  if (!dirfd) return ErrnoStatus(errno, "open directory", dir);
-  // A temp file left by an earlier crash between link and rename.
-  if (::unlinkat(dirfd.get(), tmp_base.c_str(), 0) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, "unlink stale temp file", StrCat(dir, "/", tmp_base));
-  }
-  bool target_exists = ::faccessat(dirfd.get(), base.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-
-  // Preferred: an anonymous inode that vanishes if we die before linking it.
-  UniqueFd fd(::openat(dirfd.get(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
-  if (fd) {
-    VIGO_RETURN_IF_ERROR(PrepareInode(fd.get(), mode, uid, gid, path));
-    VIGO_RETURN_IF_ERROR(WriteAll(fd.get(), content, path));
-    if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", path);
-    std::string proc = StrCat("/proc/self/fd/", fd.get());
-    const char* link_name = target_exists ? tmp_base.c_str() : base.c_str();
-    if (::linkat(AT_FDCWD, proc.c_str(), dirfd.get(), link_name, AT_SYMLINK_FOLLOW) == 0) {
-      if (target_exists && ::renameat(dirfd.get(), tmp_base.c_str(), dirfd.get(), base.c_str()) != 0) {
-        int err = errno;
-        ::unlinkat(dirfd.get(), tmp_base.c_str(), 0);
-        return ErrnoStatus(err, "rename", path);
-      }
-      if (deferred_dir_syncs != nullptr) {
-        deferred_dir_syncs->insert(dir);
-      } else if (::fsync(dirfd.get()) != 0) {
-        return ErrnoStatus(errno, "fsync directory", dir);
-      }
-      return absl::OkStatus();
-    }
-    if (errno != ENOENT && errno != EEXIST && errno != EACCES && errno != EPERM) {
-      return ErrnoStatus(errno, "linkat", path);
-    }
-    // No /proc in this mount namespace (or a racing creator): fall back.
-  } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
-    return ErrnoStatus(errno, "open O_TMPFILE in", dir);
-  }
-
-  // Fallback: a named 0600 temp file in the same directory.
-  UniqueFd tfd(::openat(dirfd.get(), tmp_base.c_str(),
-                        O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!tfd) return ErrnoStatus(errno, "create temp file", StrCat(dir, "/", tmp_base));
-  auto fail = [&](absl::Status s) {
-    ::unlinkat(dirfd.get(), tmp_base.c_str(), 0);
-    return s;
-  };
-  if (absl::Status s = PrepareInode(tfd.get(), mode, uid, gid, path); !s.ok()) return fail(s);
-  if (absl::Status s = WriteAll(tfd.get(), content, path); !s.ok()) return fail(s);
-  if (::fsync(tfd.get()) != 0) return fail(ErrnoStatus(errno, "fsync", path));
-  if (::renameat(dirfd.get(), tmp_base.c_str(), dirfd.get(), base.c_str()) != 0) {
-    return fail(ErrnoStatus(errno, "rename", path));
-  }
-  if (deferred_dir_syncs != nullptr) {
-    deferred_dir_syncs->insert(dir);
-  } else if (::fsync(dirfd.get()) != 0) {
-    return ErrnoStatus(errno, "fsync directory", dir);
-  }
-  return absl::OkStatus();
+  VIGO_ASSIGN_OR_RETURN(PreparedWrite w, PrepareWrite(path, content, mode, uid, gid));
+  if (::fsync(w.fd.get()) != 0) return ErrnoStatus(errno, "fsync", path);
+  return CommitWrite(w, deferred_dir_syncs);
 }
 
 absl::Status FixOwnerMode(const std::string& path, std::optional<mode_t> mode, uid_t uid,

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "sandbox/secret_buffer.h"
+#include "sandbox/unique_fd.h"
 
 namespace vigo::worker {
 
@@ -60,6 +61,30 @@ absl::Status MakeDirs(const std::string& path, mode_t mode);
 absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
                              mode_t mode, uid_t uid, gid_t gid,
                              std::set<std::string>* deferred_dir_syncs = nullptr);
+
+// The two halves of WriteFileAtomic, so that one apply can make many files'
+// data durable with a single syncfs(2) instead of one fsync each:
+//   PrepareWrite: temp inode (O_TMPFILE, else a 0600 named temp), owner and
+//                 mode, then content. Not yet durable, not yet visible.
+//   (caller)      fsync(w.fd) or syncfs on the file system.
+//   CommitWrite:  link/rename into place; directory fsync (or deferred).
+// Destroying an uncommitted PreparedWrite removes its named temp file; an
+// anonymous one vanishes with its fd.
+struct PreparedWrite {
+  PreparedWrite() = default;
+  PreparedWrite(PreparedWrite&&) = default;
+  PreparedWrite& operator=(PreparedWrite&&) = default;
+  ~PreparedWrite();
+  std::string path, dir, base, tmp_base;
+  sandbox::UniqueFd dirfd, fd;
+  bool anonymous = false;
+  bool target_exists = false;
+  bool committed = false;
+};
+absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
+                                           std::span<const uint8_t> content, mode_t mode,
+                                           uid_t uid, gid_t gid);
+absl::Status CommitWrite(PreparedWrite& w, std::set<std::string>* deferred_dir_syncs);
 
 // fsyncs every directory in `dirs` and clears it. The first error is returned
 // after all were tried.

@@ -270,6 +270,38 @@ int ApplyBench(int files) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(tmp / "apply/etc/bench", ec)) written += e.is_regular_file();
   std::printf("  files present: %zu\n", written);
+  // CFEngine's cf-agent converging the same files with the same contents and
+  // modes (Debian cfengine3), when installed: the fastest peer.
+  if (::access("/usr/bin/cf-agent", X_OK) == 0) {
+    fs::path cf = tmp / "cf";
+    fs::create_directories(cf / "apply");
+    {
+      std::ofstream pol(cf / "bench.cf");
+      pol << "body common control { bundlesequence => { \"main\" }; }\n"
+             "body perms p640 { mode => \"640\"; rxdirs => \"false\"; }\n"
+             "bundle agent main {\n files:\n";
+      for (int i = 0; i < files; ++i) {
+        pol << "  \"" << (cf / "apply/etc/bench").string() << "/f" << i
+            << ".conf\" create => \"true\", perms => p640, content => \"password = value-" << i
+            << "-0123456789abcdef$(const.n)\";\n";
+      }
+      pol << "}\n";
+    }
+    fs::permissions(cf / "bench.cf", fs::perms::owner_read | fs::perms::owner_write);
+    std::vector<std::string> cfargv = {"/usr/bin/cf-agent", "-K", "-f", (cf / "bench.cf").string()};
+    ::sync();
+    RunFigures cf_cold = RunAgent(cfargv, cf / "cold.log");
+    RunFigures cf_warm = RunAgent(cfargv, cf / "warm.log");
+    std::printf("cf-agent (CFEngine, same %d files, same contents and modes; no fsync)\n", files);
+    std::printf("  cold:      %.3f s  exit=%d  peak RSS %llu KiB\n", cf_cold.seconds,
+                cf_cold.exit_code, static_cast<unsigned long long>(cf_cold.broker_kb));
+    std::printf("  converged: %.3f s  exit=%d  peak RSS %llu KiB\n", cf_warm.seconds,
+                cf_warm.exit_code, static_cast<unsigned long long>(cf_warm.broker_kb));
+    std::printf("  vigo/cf-agent wall: cold %.2fx, converged %.2fx\n", cold.seconds / cf_cold.seconds,
+                warm.seconds / cf_warm.seconds);
+  } else {
+    std::printf("cf-agent not installed (apt-get install cfengine3): comparison skipped\n");
+  }
   (*server)->Shutdown();
   fs::remove_all(tmp);
   return cold.exit_code == 0 && warm.exit_code == 0 && written == static_cast<size_t>(files) ? 0 : 1;

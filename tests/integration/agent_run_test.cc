@@ -377,13 +377,23 @@ TEST_F(AgentRunTest, DaemonSurvivesServerRestartAndConverges) {
   const std::string target = fx_->target();
   fx_->server().Shutdown();
   fx_->server().Wait();
-  fx_->SetSecret("app/db", kNewDbCanary);
+  // The server comes back from its data (a copy: the fixture keeps the
+  // original root's lock), with a new value for app/db.
+  fs::path root2 = out_ / "srv2";
+  fs::copy(fx_->root(), root2, fs::copy_options::recursive);
+  auto cfg2 = server::LoadServerConfig(root2);
+  ASSERT_TRUE(cfg2.ok()) << cfg2.status();
+  {
+    auto writer = server::LocalBackend::Open(cfg2->SecretsDir());
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Set("app/db", TestBuf(kNewDbCanary)).ok());
+  }
   std::this_thread::sleep_for(3s);  // the daemon runs (and waits) against a dead server
-  auto backend = server::LocalBackend::Open(fx_->cfg().SecretsDir());
+  auto backend = server::LocalBackend::Open(cfg2->SecretsDir());
   ASSERT_TRUE(backend.ok());
   server::service::ServerOptions opts;
   opts.enable_watcher = false;
-  auto again = server::service::VigoServer::Create(fx_->cfg(), std::move(*backend), opts);
+  auto again = server::service::VigoServer::Create(*cfg2, std::move(*backend), opts);
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_TRUE((*again)->Start(target).ok());
   for (int i = 0; i < 300 && ReadFileOrEmpty(cfg).find(kNewDbCanary) == std::string::npos; ++i) {
