@@ -10,6 +10,7 @@ PACKAGES=(
   libcurl4-openssl-dev rapidjson-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   clang libclang-rt-14-dev openssl procps iproute2 util-linux
+  cfengine3  # bench/agent_bench: side-by-side with cf-agent (h6, agent issue)
 )
 
 missing=()
