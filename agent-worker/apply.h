@@ -12,7 +12,8 @@
 //    0600 temp file in the target directory), chowned and chmodded before any
 //    byte of content is written, fsynced, linked/renamed over the target and
 //    the directory fsynced: the target never exists with a wrong mode or
-//    partial content. Unchanged content (byte comparison in locked memory)
+//    partial content. Durability is batched (one syncfs per up to 128 files,
+//    flushed before any exec or dependent and at the end). Unchanged content (byte comparison in locked memory)
 //    means no write; only owner/mode are fixed then.
 //  - directory: created (parents 0755) and owner/mode converged.
 //  - exec: argv without a shell, clean environment (PATH plus the declared
