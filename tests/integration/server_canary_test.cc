@@ -183,6 +183,8 @@ TEST(ServerCanaryTest, NoValueInAnyMessageLogOrDatabase) {
   EXPECT_EQ(opened, 4);  // the test did see the values: the checks below can fail
 
   const std::vector<std::string> canaries = {kDbCanary, kTokenCanary, kKeyCanary, kRotated};
+  // Control: the scanner does see a canary where there is one.
+  ASSERT_FALSE(FindCanariesIn(StrCat("x", kTokenCanary, "y"), "control", canaries).empty());
   size_t requests = 0, responses = 0;
   {
     std::lock_guard<std::mutex> lock(sink->mu);
