@@ -471,6 +471,16 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   uint32_t timeout = r.timeout_seconds() > 0 ? r.timeout_seconds() : options_.default_timeout_seconds;
   spec.timeout = std::chrono::seconds(timeout);
   spec.max_output_bytes = options_.max_output_bytes;
+  if (options_.exec_child_seal == nullptr) {
+    auto seal = sandbox::PrepareExecChildSeal();
+    if (!seal.ok()) {
+      return MakeResult(r, "failed", "none",
+                        StrCat("exec-child seccomp layer could not be prepared, command not run (",
+                               std::string(seal.status().message()), ")"));
+    }
+    options_.exec_child_seal = std::make_shared<const sandbox::ExecChildSeal>(std::move(*seal));
+  }
+  spec.exec_child_seal = options_.exec_child_seal.get();
 
   auto out = RunCommand(spec, stdin_buf ? &*stdin_buf : nullptr);
   if (stdin_buf) stdin_buf->Clear();

@@ -19,7 +19,10 @@
 //  - exec: argv without a shell, clean environment (PATH plus the declared
 //    variables), stdin from a literal or a secret, secret_file as a 0600 file
 //    substituted for {{ .SecretFile }} and removed afterwards, `creates`,
-//    timeout killing the process group. Output is scrubbed of every value
+//    timeout killing the process group. Every command loads the exec-child
+//    seccomp layer before execve (see exec_runner.h); if it cannot be
+//    prepared or loaded the resource fails and the command does not run.
+//    Output is scrubbed of every value
 //    (raw, hex, base64, URL-encoded) before it reaches a result message.
 //  - depends_on: a dependent of a failed or blocked resource is "blocked".
 //  - `apply_root` prefixes target_path, creates and cwd.
@@ -40,6 +43,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
 #include "vigo/v1/agent.pb.h"
 #include "vigo/v1/bundle.pb.h"
@@ -78,6 +82,10 @@ struct ApplyOptions {
   std::string secret_file_dir;
   // Bytes of exec output kept (tail) for failure messages.
   size_t max_output_bytes = 64 * 1024;
+  // The exec-child filter, compiled once (PrepareExecChildSeal). Null: the
+  // engine compiles it at the first exec resource (a failure fails that
+  // resource). vigo-worker compiles it before its own lockdown.
+  std::shared_ptr<const sandbox::ExecChildSeal> exec_child_seal;
 };
 
 class ApplyEngine {

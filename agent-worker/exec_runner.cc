@@ -61,10 +61,25 @@ ssize_t WriteNoSigpipe(int fd, const uint8_t* data, size_t len) {
   return n;
 }
 
+// The pre-exec hook: runs in the child between fork and execve, so only
+// async-signal-safe code (LockDownExecChildAsyncSignalSafe is raw syscalls).
+// ChildProcess reports errno, so the returned error number is put there.
+int LoadExecChildSeal(void* arg) {
+  const auto* seal = static_cast<const sandbox::ExecChildSeal*>(arg);
+  int err = sandbox::LockDownExecChildAsyncSignalSafe(*seal);
+  if (err == 0) return 0;
+  errno = err;
+  return -1;
+}
+
 }  // namespace
 
 absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer* stdin_data) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("exec command is empty");
+  if (spec.exec_child_seal == nullptr) {
+    return absl::FailedPreconditionError(
+        "exec-child seccomp layer not prepared; command not run");
+  }
   VIGO_ASSIGN_OR_RETURN(std::string exe, FindExecutable(spec.argv[0]));
 
   UniqueFd in_r, in_w, out_r, out_w;
@@ -79,7 +94,19 @@ absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer*
   so.fd_map = {{0, in_r.get()}, {1, out_w.get()}, {2, out_w.get()}};
   so.die_with_parent = true;
   so.new_process_group = true;
-  VIGO_ASSIGN_OR_RETURN(sandbox::ChildProcess child, sandbox::ChildProcess::Spawn(so));
+  so.pre_exec = &LoadExecChildSeal;
+  // Spawn only reads the seal (the hook takes void*); it is never written.
+  so.pre_exec_arg = const_cast<sandbox::ExecChildSeal*>(spec.exec_child_seal);
+  absl::StatusOr<sandbox::ChildProcess> spawned = sandbox::ChildProcess::Spawn(so);
+  if (!spawned.ok()) {
+    if (spawned.status().message().find("pre-exec hook") != absl::string_view::npos) {
+      return absl::Status(spawned.status().code(),
+                          StrCat("exec-child seccomp layer could not be loaded, command not run (",
+                                 std::string(spawned.status().message()), ")"));
+    }
+    return spawned.status();
+  }
+  sandbox::ChildProcess child = std::move(*spawned);
   in_r.reset();
   out_w.reset();
 

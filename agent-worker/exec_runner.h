@@ -7,6 +7,12 @@
 //
 // The child gets fds 0/1/2 only (stdin pipe, output pipe twice); every other
 // fd — in particular the broker socketpair — is closed before exec.
+//
+// Seccomp: every child loads the exec-child layer (sandbox/lockdown.h,
+// LockDownExecChildAsyncSignalSafe: RLIMIT_CORE 0, no_new_privs, the
+// exec-child filter stacked on the inherited worker filter) between fork and
+// execve. The seal is compiled once by the caller (PrepareExecChildSeal) and
+// is required: without it, or when loading it fails, the command is not run.
 #ifndef VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 #define VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 
@@ -16,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
 
 namespace vigo::worker {
@@ -28,6 +35,9 @@ struct ExecSpec {
   std::optional<std::string> cwd;
   std::chrono::milliseconds timeout{300000};
   size_t max_output_bytes = 64 * 1024;  // tail kept
+  // Required (not owned; must outlive the call): the precompiled exec-child
+  // filter each child loads before execve.
+  const sandbox::ExecChildSeal* exec_child_seal = nullptr;
 };
 
 struct ExecOutcome {
@@ -38,8 +48,12 @@ struct ExecOutcome {
   sandbox::SecretBuffer output;  // stdout+stderr tail; may contain values
 };
 
-// NOT_FOUND when argv[0] cannot be found; other errors when the child cannot
-// be started. A non-zero exit is not an error (see ExecOutcome).
+// NOT_FOUND when argv[0] cannot be found; FAILED_PRECONDITION when
+// spec.exec_child_seal is null (nothing is spawned); other errors when the
+// child cannot be started, including the exec-child layer failing to load in
+// the child (the child then exits without exec; the message says
+// "exec-child seccomp layer could not be loaded"). A non-zero exit is not an
+// error (see ExecOutcome).
 absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const sandbox::SecretBuffer* stdin_data);
 
 }  // namespace vigo::worker

@@ -1,6 +1,7 @@
 #include "agent-worker/worker_main.h"
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "common/exit_codes.h"
 #include "common/ipc/agent_ipc.h"
 #include "common/log.h"
+#include "sandbox/lockdown.h"
 
 namespace vigo::worker {
 
@@ -75,6 +77,16 @@ int WorkerMain(int argc, char** argv) {
     }
   }
   lo.insecure_allow_unlocked_memory = parsed->Has("insecure-allow-unlocked-memory");
+  // The exec-child filter is compiled here, before the worker's own filter
+  // is installed (compiling is plain userspace work, but doing it first keeps
+  // libseccomp's probing out of the worker table's concerns). Every exec
+  // resource loads it in the child before execve.
+  auto seal = sandbox::PrepareExecChildSeal();
+  if (!seal.ok()) {
+    Log(LogLevel::kError, "exec-child seccomp layer could not be prepared",
+        {{"error", seal.status()}});
+    return kExitError;
+  }
   auto attestation = LockDownWorkerProcess(lo);
   if (!attestation.ok()) {
     Log(LogLevel::kError, "worker lockdown failed", {{"error", attestation.status()}});
@@ -86,6 +98,7 @@ int WorkerMain(int argc, char** argv) {
   ApplyOptions opts;
   opts.apply_root = parsed->Get("apply-root").value_or("");
   opts.secret_file_dir = parsed->Get("secret-file-dir").value_or("");
+  opts.exec_child_seal = std::make_shared<const sandbox::ExecChildSeal>(std::move(*seal));
   WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), opts);
   absl::Status s = session.Run(hello);
   if (!s.ok()) {
