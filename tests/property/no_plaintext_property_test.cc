@@ -70,38 +70,38 @@ std::map<std::string, std::string> BuildStacks(const Fleet& f, Failure failure) 
     for (int i : uses) crate += "  v" + std::to_string(i) + ": \"secret:" + f.paths[i] + "\"\n";
     crate += "  plain: hello\n";
     crate += "resources:\n";
-    crate += "  - name: etc-dir\n    type: directory\n    target_path: /etc/app\n";
+    crate += "  - name: etc-dir-" + e + "\n    type: directory\n    target_path: /etc/app\n";
     // A templated file mixing text and secrets (interpolation into a larger string).
-    crate += "  - name: conf\n    type: file\n    target_path: /etc/app/app.conf\n"
-             "    mode: \"0640\"\n    depends_on: [etc-dir]\n    content: |\n"
+    crate += "  - name: conf-" + e + "\n    type: file\n    target_path: /etc/app/app.conf\n"
+             "    mode: \"0640\"\n    depends_on: [etc-dir-" + e + "]\n    content: |\n"
              "      plain = {{ .Vars.plain }}\n";
     for (int i : uses) {
       crate += "      s" + std::to_string(i) + " = {{ .Vars.v" + std::to_string(i) + " }}\n";
     }
     // A whole-file secret and an embedded reference.
     for (int i : uses) {
-      crate += "  - name: whole" + std::to_string(i) + "\n    type: file\n    target_path: /etc/app/w" +
-               std::to_string(i) + "\n    depends_on: [etc-dir]\n    content: \"secret:" +
+      crate += "  - name: whole" + std::to_string(i) + "-" + e + "\n    type: file\n    target_path: /etc/app/w" +
+               std::to_string(i) + "\n    depends_on: [etc-dir-" + e + "]\n    content: \"secret:" +
                f.paths[i] + "\"\n";
     }
     // The exec child copies its own and its parent's (the worker's) environ and
     // cmdline into a capture file, which is scanned like any other sink.
-    crate += "  - name: capture\n    type: exec\n    cwd: /capture\n"
+    crate += "  - name: capture-" + e + "\n    type: exec\n    cwd: /capture\n"
              "    command: [\"/bin/sh\", \"-c\", \"cat /proc/self/environ /proc/self/cmdline "
              "/proc/$PPID/environ /proc/$PPID/cmdline > capture.txt 2>&1; true\"]\n";
     if (!uses.empty()) {
       const std::string& p = f.paths[static_cast<size_t>(uses[0])];
       if (failure == Failure::kExecEchoesStdinAndFails) {
-        crate += "  - name: echo-fail\n    type: exec\n    stdin: \"secret:" + p +
+        crate += "  - name: echo-fail-" + e + "\n    type: exec\n    stdin: \"secret:" + p +
                  "\"\n    command: [\"/bin/sh\", \"-c\", \"cat; cat >&2; echo; exit 1\"]\n";
       }
       if (failure == Failure::kExecTimesOut) {
-        crate += "  - name: slow\n    type: exec\n    timeout: 1\n    stdin: \"secret:" + p +
+        crate += "  - name: slow-" + e + "\n    type: exec\n    timeout: 1\n    stdin: \"secret:" + p +
                  "\"\n    command: [\"/bin/sh\", \"-c\", \"cat; sleep 30\"]\n";
       }
     }
     if (failure == Failure::kMissingSecret && e == f.envoys[0]) {
-      crate += "  - name: missing\n    type: file\n    target_path: /etc/app/missing\n"
+      crate += "  - name: missing-" + e + "\n    type: file\n    target_path: /etc/app/missing\n"
                "    content: \"secret:not/in/the/vault\"\n";
     }
     files["configcrates/crate-" + e + ".vgo"] = crate;
@@ -153,7 +153,7 @@ TEST(NoPlaintextProperty, NoCanaryInAnySinkUnderRandomFailures) {
       RC_ASSERT(!fleet.StartServer());  // fail fast, one clear line
       outputs += fleet.last_error();
     } else {
-      RC_ASSERT(fleet.StartServer());
+      if (!fleet.StartServer()) RC_FAIL("vigosrv did not start: " + fleet.last_error());
       AddProcFiles(fleet.server_pid(), sinks);
       for (const std::string& e : f.envoys) RC_ASSERT(fleet.IssueEnvoy(e));
       if (failure == Failure::kTamperedVaultFile) {
@@ -173,6 +173,9 @@ TEST(NoPlaintextProperty, NoCanaryInAnySinkUnderRandomFailures) {
           // The values did arrive where they belong.
           std::string conf = ReadFileOrEmpty(fleet.ApplyRoot(e) / "etc/app/app.conf");
           for (int i : f.uses[e]) RC_ASSERT(conf.find(f.values[i]) != std::string::npos);
+          // Control: the scanner does see a canary where one is (the target
+          // files), so an empty result below means absence, not blindness.
+          RC_ASSERT(!FindCanaries(fleet.ApplyRoot(e) / "etc", f.values).empty());
         }
       }
       if (failure == Failure::kStaleEpoch) {
