@@ -789,9 +789,10 @@ void VigoServer::WatchLoop() {
       why = *why ? why : "version poll";
     }
     if (!check) continue;
-    // A failed previous reload is retried on any change: the operator may
-    // just have added the missing secret.
-    if (last_reload_failed_ ? std::string_view(why) != "version poll" : VersionsChanged()) {
+    // A failed previous reload is retried at every check, the version poll
+    // included: the operator may have added the missing secret, and a backend
+    // without a file watch (isopass) is only ever seen recovering by the poll.
+    if (last_reload_failed_ || VersionsChanged()) {
       Log(LogLevel::kInfo, "rotation detected", {{"why", why}});
       (void)Reload(StrCat("watcher: ", why));
     }

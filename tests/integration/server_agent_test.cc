@@ -452,5 +452,28 @@ TEST(ServerWatcherTest, VersionPollDetectsRotation) {
   EXPECT_GT(fx.server().epoch(), e1);
 }
 
+// A backend like isopass has no file watch: after one failed reload (backend
+// down) only the version poll can notice that it is back and that a secret
+// rotated meanwhile. The poll used to skip every check while the last reload
+// had failed, so such a server never caught up until an operator reloaded.
+TEST(ServerWatcherTest, VersionPollRecoversAfterAFailedReload) {
+  ServerFixtureOptions o = Opts();
+  o.server_options.enable_watcher = true;
+  o.server_options.poll_interval = std::chrono::milliseconds(200);
+  ServerFixture fx(o);
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  fx.backend().unavailable = true;
+  ASSERT_FALSE(fx.server().Reload("test: backend down").ok());
+  const uint64_t e1 = fx.server().epoch();
+  fx.SetSecret("b/key", "rotated-while-down-31c9");  // the file watch fires while still down
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(fx.server().epoch(), e1) << "a reload cannot succeed while the backend is down";
+  fx.backend().unavailable = false;  // back, with no further file change: only the poll sees it
+  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(fx.server().epoch(), e1);
+}
+
 }  // namespace
 }  // namespace vigo::testing
