@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -69,7 +70,14 @@ int Serve(const ParsedArgs& a) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  auto server = service::VigoServer::Create(*cfg, nullptr);
+  service::ServerOptions options;
+  if (cfg->secrets_backend == "isopass") {
+    // isopass has no file watch: the version poll (secrets.poll_interval) is
+    // how a rotation is seen.
+    options.poll_interval =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg->isopass_poll_interval);
+  }
+  auto server = service::VigoServer::Create(*cfg, nullptr, options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   absl::Status st = (*server)->Start(a.Get("grpc-listen").value_or(""));
   if (!st.ok()) return Fail(std::string(st.message()));
