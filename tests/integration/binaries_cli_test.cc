@@ -1,0 +1,67 @@
+// The command-line surface every binary promises (CONTRACT §1, §6): --help
+// and --version exit 0, an unknown flag exits 2 (usage), and every vigocli
+// command group answers --help.
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/support/test_env.h"
+
+namespace vigo::testing {
+namespace {
+
+class BinaryTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BinaryTest, HelpVersionAndUnknownFlag) {
+  const std::string bin = BinPath(GetParam()).string();
+  RunResult help = vigo::testing::Run({bin, "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_NE(help.out.find("usage"), std::string::npos) << help.out;
+  RunResult version = vigo::testing::Run({bin, "--version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_NE(version.out.find("0.1.0"), std::string::npos) << version.out;
+  RunResult unknown = vigo::testing::Run({bin, "--no-such-flag"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("--no-such-flag"), std::string::npos)
+      << "the error names the bad flag: " << unknown.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFour, BinaryTest,
+                         ::testing::Values("vigosrv", "vigocli", "vigo", "vigo-worker"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           std::string n = param_info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+TEST(VigocliTest, EveryCommandAnswersHelp) {
+  const std::string cli = BinPath("vigocli").string();
+  const std::vector<std::vector<std::string>> commands = {
+      {"secrets", "init"},   {"secrets", "unlock"},   {"secrets", "lock"},    {"secrets", "status"},
+      {"secrets", "set"},    {"secrets", "reveal"},   {"secrets", "list"},    {"secrets", "delete"},
+      {"secrets", "rotate"}, {"secrets", "generate"}, {"config", "validate"}, {"bundle", "show"},
+      {"who-needs"},         {"envoy", "issue"},      {"envoy", "list"},      {"envoy", "revoke"},
+      {"runs", "list"},      {"runs", "show"},        {"audit", "list"},      {"audit", "verify"},
+      {"server", "reload"}};
+  TempDir root;
+  for (std::vector<std::string> argv : commands) {
+    std::string name;
+    for (const auto& a : argv) name += a + " ";
+    argv.insert(argv.begin(), {cli, "--root", root.path().string()});
+    argv.push_back("--help");
+    RunResult r = vigo::testing::Run(argv);
+    EXPECT_EQ(r.exit_code, 0) << name << r.err;
+    EXPECT_NE(r.out.find("usage"), std::string::npos) << name << r.out;
+  }
+}
+
+TEST(VigocliTest, UnknownCommandIsUsage) {
+  RunResult r = vigo::testing::Run({BinPath("vigocli").string(), "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace vigo::testing
