@@ -139,16 +139,6 @@ std::string LocString(const Loc& loc) {
   return loc.file;
 }
 
-bool IsIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > kMaxNameLen) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
 
 bool IsNameChar(char c, std::string_view extra) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -473,7 +463,7 @@ void Parser::ParseVars(const YAML::Node& n, std::string_view prefix,
   if (!ExpectMap(n, prefix, "a map of var names to strings")) return;
   ForEachKey(n, prefix, {}, [&](const std::string& name, const YAML::Node& k, const YAML::Node& v) {
     std::string key = StrCat(prefix, ".", name);
-    if (!IsIdentifier(name)) {
+    if (!si::IsIdentifier(name)) {
       Error(At(k), key, "invalid var name: [A-Za-z_][A-Za-z0-9_]*");
       return;
     }
@@ -729,7 +719,7 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
                                       WhyRefused("environment"), ")"));
                          return;
                        }
-                       if (!IsIdentifier(name)) {
+                       if (!si::IsIdentifier(name)) {
                          Error(At(k), ekey,
                                "invalid environment variable name: [A-Za-z_][A-Za-z0-9_]*");
                          return;

@@ -167,6 +167,12 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
 // Fills secret_refs and digest from the built bundle; returns the entitlement.
 absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);
 
+// A var name: [A-Za-z_][A-Za-z0-9_]*, 1–128 bytes. Shared by the loader
+// (vars keys) and the template engine ({{ .Vars.NAME }}) so both accept the
+// same names.
+inline constexpr size_t kMaxIdentifierLen = 128;
+bool IsIdentifier(std::string_view s);
+
 }  // namespace vigo::server::stacks_internal
 
 #endif  // VIGO_SERVER_STACKS_MODEL_H_

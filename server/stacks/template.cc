@@ -7,12 +7,9 @@
 #include "server/stacks/model.h"
 
 namespace vigo::server::stacks_internal {
-namespace {
-
-bool IsSpace(char c) { return c == ' ' || c == '\t'; }
 
 bool IsIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > 128) return false;
+  if (s.empty() || s.size() > kMaxIdentifierLen) return false;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
@@ -21,6 +18,11 @@ bool IsIdentifier(std::string_view s) {
   }
   return true;
 }
+
+namespace {
+
+bool IsSpace(char c) { return c == ' ' || c == '\t'; }
+
 
 // The position after "{{" and spaces, when that starts an expression.
 bool StartsExpression(std::string_view text, size_t open, size_t* inner_begin) {
