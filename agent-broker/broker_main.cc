@@ -1,9 +1,11 @@
 #include "agent-broker/broker_main.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <set>
@@ -37,7 +39,13 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* f
   if (fd < 0) {
     return absl::NotFoundError(StrCat("--", flag, " ", path, ": ", std::strerror(errno)));
   }
+  // Also used for the client key: reserve once (no reallocation leaves a
+  // stray copy behind) and wipe the stack buffer before returning.
   std::string out;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    out.reserve(std::min<size_t>(static_cast<size_t>(st.st_size), size_t{1} << 20) + 1);
+  }
   char buf[8192];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
@@ -46,6 +54,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* f
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > (1 << 20)) break;
   }
+  sandbox::SecureZero(buf, sizeof(buf));
   ::close(fd);
   return out;
 }
@@ -215,8 +224,7 @@ int Run(const ParsedArgs& args, bool daemon) {
     std::fprintf(stderr, "vigo: %s\n", std::string(key.status().message()).c_str());
     return kExitError;
   }
-  co.key_pem = std::move(*key);
-  sandbox::SecureZero(key->data(), key->size());
+  co.key_pem = std::move(*key);  // moved, not copied; AgentClient::Create wipes it
   auto client = AgentClient::Create(std::move(co));
   if (!client.ok()) {
     Log(LogLevel::kError, "cannot create the gRPC client", {{"error", client.status()}});

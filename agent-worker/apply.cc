@@ -224,6 +224,7 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
                                                    ValueSource& values) {
   std::vector<v1::ResourceResult> results;
   std::set<std::string, std::less<>> not_converged;  // failed or blocked
+  bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
   for (const v1::Resource& r : bundle.resources()) {
     std::string blocker;
     for (const std::string& dep : r.depends_on()) {
@@ -485,7 +486,15 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   auto out = RunCommand(spec, stdin_buf ? &*stdin_buf : nullptr);
   if (stdin_buf) stdin_buf->Clear();
   if (!out.ok()) return Failed(r, out.status());
-  std::string scrubbed = ScrubOutput(out->output.Reveal(), values.Resolved());
+  // Scrub against every value of the bundle, resolving the ones this run has
+  // not needed yet. If any cannot be loaded, the output is withheld: an
+  // unscrubbed line is never reported.
+  bool all_loaded = true;
+  for (const std::string& ref : bundle_refs_) all_loaded &= values.Get(ref).ok();
+  std::string scrubbed = all_loaded
+                             ? ScrubOutput(out->output.Reveal(), values.Resolved())
+                             : std::string("[output withheld: not every value could be loaded "
+                                           "to scrub it]");
   out->output.Clear();
   if (scrubbed.size() > kMessageOutputBytes) {
     scrubbed = StrCat("...", scrubbed.substr(scrubbed.size() - kMessageOutputBytes));

@@ -116,6 +116,10 @@ class ApplyEngine {
                    std::set<std::string, std::less<>>* not_converged);
   std::vector<std::unique_ptr<Pending>> pending_;
   size_t current_index_ = 0;
+  // The entitlement of the bundle being applied: exec output is scrubbed of
+  // every one of these values, not only those resolved so far (a command may
+  // print a file an earlier run wrote).
+  std::vector<std::string> bundle_refs_;
 
   ApplyOptions options_;
   sandbox::SecretBuffer fingerprint_key_;

@@ -243,6 +243,39 @@ TEST_F(ApplyTest, ExecFailureOutputIsScrubbed) {
       << r[0].message();
 }
 
+// Like the worker's IPC source: Resolved() lists only values handed out so
+// far. Exec output must still be scrubbed of every value of the bundle, e.g.
+// a command that prints a file an earlier run wrote.
+class LazyValueSource : public ValueSource {
+ public:
+  explicit LazyValueSource(MapValueSource* all) : all_(all) {}
+  absl::StatusOr<const sandbox::SecretBuffer*> Get(std::string_view path) override {
+    auto v = all_->Get(path);
+    if (v.ok()) handed_out_.push_back(*v);
+    return v;
+  }
+  std::vector<const sandbox::SecretBuffer*> Resolved() const override { return handed_out_; }
+  void Clear() override { handed_out_.clear(); }
+
+ private:
+  MapValueSource* all_;
+  std::vector<const sandbox::SecretBuffer*> handed_out_;
+};
+
+TEST_F(ApplyTest, ExecOutputIsScrubbedOfValuesNotYetResolvedThisRun) {
+  vigo::testing::WriteFileOrDie(root_.path() / "old.conf", "password=canary-db-Zq81x\n", 0600);
+  v1::PolicyBundle b;
+  AddExec(&b, "show", {"/bin/cat", (root_.path() / "old.conf").string()});
+  b.add_secret_refs("app/db_pw");  // entitled, but no resource before the exec asked for it
+  LazyValueSource lazy(&values_);
+  ApplyEngine engine(opts_);
+  auto r = engine.Apply(b, lazy);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(vigo::testing::FindCanariesIn(r[0].message(), "msg", {"canary-db-Zq81x"}).empty())
+      << r[0].message();
+  EXPECT_NE(r[0].message().find("[REDACTED]"), std::string::npos) << r[0].message();
+}
+
 TEST_F(ApplyTest, ExecEnvironmentIsClean) {
   ::setenv("VIGO_TEST_LEAK", "should-not-pass", 1);
   v1::PolicyBundle b;
