@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "common/args.h"
+#include "sandbox/lockdown.h"
 #include "common/exit_codes.h"
 #include "server/server_config.h"
 
@@ -43,6 +44,13 @@ void PrintUsage(std::FILE* out) {
 }  // namespace
 
 int Main(int argc, char** argv) {
+  // vigocli handles passphrases, the master key and revealed values: no core
+  // file, no same-uid ptrace.
+  if (absl::Status h = sandbox::HardenUnsandboxedProcess(); !h.ok()) {
+    std::fprintf(stderr, "vigocli: cannot harden the process: %s\n",
+                 std::string(h.message()).c_str());
+    return kExitError;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   CliContext ctx;
   std::string root_flag;

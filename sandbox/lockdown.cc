@@ -267,4 +267,10 @@ LockdownResult LastLockdown() {
   return g_last;
 }
 
+absl::Status HardenUnsandboxedProcess() {
+  absl::Status st = SetCoreLimitZero();
+  if (!st.ok()) return st;
+  return SetNotDumpable();
+}
+
 }  // namespace vigo::sandbox

@@ -128,6 +128,14 @@ int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal);
 // `process` when no lockdown ran.
 LockdownResult LastLockdown();
 
+// For processes that hold secrets in ordinary heap but are not sandboxed
+// (vigosrv, vigocli: libcurl and OpenSSL buffers, TLS keys): RLIMIT_CORE 0 and
+// PR_SET_DUMPABLE 0, each read back. A crash then writes no core file, and
+// processes of the same uid cannot ptrace or read /proc/<pid>/mem. Root with
+// CAP_SYS_PTRACE still can (SECURITY.md: root on the server host is out of
+// scope). Returns the first step that failed.
+absl::Status HardenUnsandboxedProcess();
+
 }  // namespace vigo::sandbox
 
 #endif  // VIGO_SANDBOX_LOCKDOWN_H_

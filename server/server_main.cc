@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "sandbox/lockdown.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
@@ -49,6 +50,11 @@ int RunInit(const ParsedArgs& a) {
 }
 
 int Serve(const ParsedArgs& a) {
+  // Values, the master key and TLS keys pass through ordinary heap (OpenSSL,
+  // libcurl): no core file, no same-uid ptrace.
+  if (absl::Status h = sandbox::HardenUnsandboxedProcess(); !h.ok()) {
+    return Fail(StrCat("cannot harden the process: ", std::string(h.message())));
+  }
   ::setenv("GRPC_SSL_CIPHER_SUITES", kCipherSuites, 1);
   std::filesystem::path root = ResolveRoot(a.Get("root").value_or(""));
   auto cfg = LoadServerConfig(root);
