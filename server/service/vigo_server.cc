@@ -248,12 +248,17 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     LeakScanner scanner;
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
+    // Fail closed: when a value cannot be loaded (backend down, rotation
+    // race), free-text messages are withheld instead of stored unscanned. An
+    // envoy no rule matches is entitled to nothing, so there is nothing to scan.
+    bool scan_complete = bundle.ok() || absl::IsNotFound(bundle.status());
     if (bundle.ok()) {
       for (const std::string& path : (*bundle)->entitlement) {
         auto value = server_->backend().Get(path);
         if (!value.ok()) {
-          Log(LogLevel::kWarn, "report: cannot read value for leak scan",
+          Log(LogLevel::kWarn, "report: cannot read value for leak scan; messages withheld",
               {{"req", rid}, {"path", path}, {"status", value.status()}});
+          scan_complete = false;
           continue;
         }
         absl::Status as = scanner.Add(path, *value);
@@ -283,7 +288,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     results.reserve(static_cast<size_t>(req->results_size()));
     for (const v1::ResourceResult& r : req->results()) {
       results.push_back({clean(r.name()), clean(r.type()), clean(r.status()), clean(r.action()),
-                         clean(r.message())});
+                         scan_complete ? clean(r.message())
+                                       : std::string("[withheld: could not be scanned for "
+                                                     "leaked values]")});
     }
     run.redacted = !leaked.empty();
     absl::Status st = server_->store().StoreRun(run, results);

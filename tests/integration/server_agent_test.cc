@@ -341,6 +341,36 @@ TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
   EXPECT_EQ(runs_b->size(), 0u);
 }
 
+// When the leak scan cannot load the envoy's values (backend down), messages
+// are withheld instead of being stored unscanned.
+TEST_F(ServerAgentTest, ReportWhileBackendIsDownWithholdsMessages) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  fx_->backend().unavailable = true;
+  grpc::ClientContext ctx;
+  v1::ReportResultRequest req;
+  req.set_run_id("run-down");
+  req.set_bundle_digest(ci.bundle().digest());
+  req.set_secrets_epoch(ci.bundle().secrets_epoch());
+  req.set_outcome("failed");
+  auto* r = req.add_results();
+  r->set_name("register");
+  r->set_type("exec");
+  r->set_status("failed");
+  r->set_action("none");
+  r->set_message(StrCat("stderr: bad password ", kDbCanary));
+  v1::ReportResultResponse resp;
+  grpc::Status st = stub->ReportResult(&ctx, req, &resp);
+  fx_->backend().unavailable = false;
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto run = fx_->store().GetRun("run-down");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->results.size(), 1u);
+  EXPECT_EQ(run->results[0].message.find(kDbCanary), std::string::npos) << run->results[0].message;
+  EXPECT_NE(run->results[0].message.find("withheld"), std::string::npos) << run->results[0].message;
+  EXPECT_EQ(run->results[0].status, "failed");
+}
+
 TEST_F(ServerAgentTest, EpochSurvivesRestartAndOnlyIncreases) {
   const uint64_t e1 = fx_->server().epoch();
   auto e2 = fx_->server().Reload("test");
