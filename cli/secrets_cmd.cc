@@ -23,6 +23,7 @@
 
 #include "cli/cli.h"
 #include "common/args.h"
+#include "common/secret_ref.h"
 #include "common/exit_codes.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -237,7 +238,16 @@ absl::Status Audit(Env* env, std::string_view event, std::vector<std::string> pa
 // Audits and reports a failure of `event` on `paths`; returns the exit code.
 int FailAudited(Env* env, std::string_view cmd, std::string_view event,
                 std::vector<std::string> paths, const absl::Status& st) {
-  absl::Status a = Audit(env, event, std::move(paths), "failed", std::string(st.message()));
+  // The audit chain is permanent: an invalid PATH (perhaps a value pasted by
+  // mistake) is recorded by its length only, and so is the error that quotes it.
+  std::string detail(st.message());
+  for (std::string& p : paths) {
+    if (!ValidateSecretPath(p).ok()) {
+      p = StrCat("<invalid path, ", p.size(), " bytes>");
+      detail = "invalid path";
+    }
+  }
+  absl::Status a = Audit(env, event, std::move(paths), "failed", detail);
   if (!a.ok()) {
     std::fprintf(stderr, "vigocli %.*s: audit log: %.*s\n", static_cast<int>(cmd.size()),
                  cmd.data(), static_cast<int>(a.message().size()), a.message().data());

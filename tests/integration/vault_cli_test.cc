@@ -230,6 +230,12 @@ TEST_F(VaultCliTest, BadPathsAndLimits) {
     EXPECT_EQ(r.exit_code, 1) << bad;
     EXPECT_THAT(r.err, HasSubstr("secret path")) << bad;
   }
+  // A value pasted as PATH by mistake never enters the permanent audit chain.
+  RunResult pasted = Cli({"secrets", "set", "hunter2 Pasted!Value"}, "v");
+  EXPECT_EQ(pasted.exit_code, 1);
+  RunResult audit = Cli({"audit", "list", "--json"});
+  EXPECT_THAT(audit.out, Not(HasSubstr("Pasted!Value")));
+  EXPECT_THAT(audit.out, HasSubstr("<invalid path, 20 bytes>"));
   std::string mib(1 << 20, 'm');
   for (size_t i = 0; i < mib.size(); i += 97) mib[i] = static_cast<char>('a' + i % 26);
   WriteFileOrDie(in_.path() / "mib", mib);
