@@ -181,6 +181,12 @@ absl::StatusOr<std::string> Agent::RunOnce() {
     worker_dead_ = absl::IsUnavailable(report.status());
     Log(LogLevel::kError, "run failed", {{"error", report.status()}});
     ReportFailure(&*bundle, started, std::string(report.status().message()));
+    if (!worker_dead_) {
+      // Anything but a dead worker leaves the broker and the worker out of
+      // step mid-run (phase table, an unanswered resolve): a broken invariant
+      // across the socketpair ends the broker; the service manager restarts it.
+      FatalProtocolViolation("run", report.status());
+    }
     return report.status();
   }
   report->set_run_id(NewRunId());
