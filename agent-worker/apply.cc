@@ -1,5 +1,6 @@
 #include "agent-worker/apply.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -64,10 +65,12 @@ class SecretFile {
  public:
   ~SecretFile() {
     if (!path_.empty()) {
-      int fd = ::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+      // O_NONBLOCK + S_ISREG: the directory belongs to the resource's owner,
+      // who could swap the file for a FIFO to hang the worker here.
+      int fd = ::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
       if (fd >= 0) {
         struct stat st;
-        if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
           std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
           (void)!::write(fd, zeros.data(), zeros.size());
           ::fsync(fd);
@@ -80,7 +83,9 @@ class SecretFile {
   }
   absl::Status Create(const std::string& base_dir, std::span<const uint8_t> value, uid_t uid,
                       gid_t gid) {
-    std::string tmpl = StrCat(base_dir, "/vigo-secret.XXXXXX");
+    // The worker's pid in the name lets a later worker sweep what a killed
+    // one left behind (SweepStaleSecretFiles) without touching live ones.
+    std::string tmpl = StrCat(base_dir, "/vigo-secret.", ::getpid(), ".XXXXXX");
     std::vector<char> t(tmpl.begin(), tmpl.end());
     t.push_back('\0');
     if (::mkdtemp(t.data()) == nullptr) {
@@ -166,6 +171,38 @@ std::vector<const SecretBuffer*> MapValueSource::Resolved() const {
   return out;
 }
 
+int SweepStaleSecretFiles(const std::string& dir) {
+  int removed = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    constexpr std::string_view kPrefix = "vigo-secret.";
+    if (name.substr(0, kPrefix.size()) != kPrefix) continue;
+    std::string_view rest = name.substr(kPrefix.size());
+    size_t dot = rest.find('.');
+    if (dot == std::string_view::npos || dot == 0) continue;
+    std::string pid(rest.substr(0, dot));
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::access(StrCat("/proc/", pid).c_str(), F_OK) == 0) continue;  // its worker lives
+    std::string sub = StrCat(dir, "/", name);
+    std::string file = StrCat(sub, "/secret");
+    int fd = ::open(file.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+      struct stat st;
+      if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
+        (void)!::write(fd, zeros.data(), zeros.size());
+      }
+      ::close(fd);
+    }
+    ::unlink(file.c_str());
+    if (::rmdir(sub.c_str()) == 0) ++removed;
+  }
+  ::closedir(d);
+  return removed;
+}
+
 ApplyEngine::ApplyEngine(ApplyOptions options) : options_(std::move(options)) {
   while (!options_.apply_root.empty() && options_.apply_root.back() == '/') {
     options_.apply_root.pop_back();
@@ -189,7 +226,8 @@ std::string ApplyEngine::Fingerprint(std::span<const uint8_t> bytes) const {
   return Hex(md, 8);
 }
 
-absl::StatusOr<std::string> ApplyEngine::Rooted(std::string_view path, std::string_view what) const {
+absl::StatusOr<std::string> ApplyEngine::Rooted(std::string_view path,
+                                                std::string_view what) const {
   if (path.empty() || path[0] != '/') {
     return absl::InvalidArgumentError(StrCat(what, " '", path, "' is not an absolute path"));
   }
@@ -247,14 +285,18 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
     current_index_ = results.size();
     v1::ResourceResult res;
     if (!blocker.empty()) {
-      res = MakeResult(r, "failed", "blocked", StrCat("dependency '", blocker, "' did not converge"));
+      res =
+          MakeResult(r, "failed", "blocked", StrCat("dependency '", blocker, "' did not converge"));
     } else {
       res = ApplyOne(r, values);
     }
     if (res.status() == "failed") not_converged.insert(r.name());
     Log(res.status() == "failed" ? LogLevel::kWarn : LogLevel::kDebug, "resource applied",
-        {{"name", r.name()}, {"type", r.type()}, {"status", res.status()},
-         {"action", res.action()}, {"detail", res.message()}});
+        {{"name", r.name()},
+         {"type", r.type()},
+         {"status", res.status()},
+         {"action", res.action()},
+         {"detail", res.message()}});
     results.push_back(std::move(res));
   }
   FlushWrites(&results, &not_converged);
@@ -301,8 +343,7 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   if (!gid.ok()) return Failed(r, gid.status());
 
   // Values are substituted only now, into locked memory.
-  auto rendered = SubstituteMarkers(
-      r.content(), [&](std::string_view p) { return values.Get(p); });
+  auto rendered = SubstituteMarkers(r.content(), [&](std::string_view p) { return values.Get(p); });
   if (!rendered.ok()) return Failed(r, rendered.status());
   const std::string new_fp = Fingerprint(rendered->Reveal());
 
@@ -327,9 +368,9 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
       bool gid_ok = *gid == static_cast<gid_t>(-1) || st->gid == *gid;
       if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
       if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
-      return MakeResult(r, "changed", "updated",
-                        StrCat("owner/mode fixed (mode ", OctalMode(st->mode), " -> ",
-                               OctalMode(mode), ")"));
+      return MakeResult(
+          r, "changed", "updated",
+          StrCat("owner/mode fixed (mode ", OctalMode(st->mode), " -> ", OctalMode(mode), ")"));
     }
   }
   std::string parent = path->substr(0, path->rfind('/'));
@@ -348,9 +389,9 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   if (!st->exists) {
     return MakeResult(r, "changed", "created", StrCat("created (fingerprint ", new_fp, ")"));
   }
-  return MakeResult(r, "changed", "updated",
-                    StrCat("content changed (fingerprint ", old_fp.empty() ? "?" : old_fp, " -> ",
-                           new_fp, ")"));
+  return MakeResult(
+      r, "changed", "updated",
+      StrCat("content changed (fingerprint ", old_fp.empty() ? "?" : old_fp, " -> ", new_fp, ")"));
 }
 
 v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
@@ -364,8 +405,8 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
       return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is not a directory"));
     }
     if (::rmdir(path->c_str()) != 0) {
-      return MakeResult(r, "failed", "none", StrCat("cannot remove ", r.target_path(), ": ",
-                                                    std::strerror(errno)));
+      return MakeResult(r, "failed", "none",
+                        StrCat("cannot remove ", r.target_path(), ": ", std::strerror(errno)));
     }
     return MakeResult(r, "changed", "deleted", "removed");
   }
@@ -380,7 +421,8 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
   auto gid = LookupGroup(r.group());
   if (!gid.ok()) return Failed(r, gid.status());
   if (st->exists && !st->is_directory) {
-    return MakeResult(r, "failed", "none", StrCat(r.target_path(), " exists and is not a directory"));
+    return MakeResult(r, "failed", "none",
+                      StrCat(r.target_path(), " exists and is not a directory"));
   }
   if (!st->exists) {
     if (absl::Status s = MakeDirs(*path, 0700); !s.ok()) return Failed(r, s);
@@ -422,7 +464,8 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
         spec.env[0] = StrCat("PATH=", e.value());
         continue;
       }
-      return MakeResult(r, "failed", "none", StrCat("bad environment variable name '", e.name(), "'"));
+      return MakeResult(r, "failed", "none",
+                        StrCat("bad environment variable name '", e.name(), "'"));
     }
     spec.env.push_back(StrCat(e.name(), "=", e.value()));
   }
@@ -439,10 +482,16 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
       base = (!options_.apply_root.empty() && ::access(root_tmp.c_str(), W_OK) == 0) ? root_tmp
                                                                                      : "/tmp";
     }
+    if (swept_dirs_.insert(base).second) {
+      int n = SweepStaleSecretFiles(base);
+      if (n > 0)
+        Log(LogLevel::kWarn, "removed secret_file dirs of dead workers",
+            {{"dir", base}, {"count", n}});
+    }
     auto uid = LookupUser(r.owner());
     auto gid = LookupGroup(r.group());
-    if (absl::Status s = secret_file.Create(base, v->Reveal(), uid.ok() ? *uid : -1,
-                                            gid.ok() ? *gid : -1);
+    if (absl::Status s =
+            secret_file.Create(base, v->Reveal(), uid.ok() ? *uid : -1, gid.ok() ? *gid : -1);
         !s.ok()) {
       return Failed(r, s);
     }
@@ -469,7 +518,8 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
     if (!cwd.ok()) return Failed(r, cwd.status());
     spec.cwd = *cwd;
   }
-  uint32_t timeout = r.timeout_seconds() > 0 ? r.timeout_seconds() : options_.default_timeout_seconds;
+  uint32_t timeout =
+      r.timeout_seconds() > 0 ? r.timeout_seconds() : options_.default_timeout_seconds;
   spec.timeout = std::chrono::seconds(timeout);
   spec.max_output_bytes = options_.max_output_bytes;
   if (options_.exec_child_seal == nullptr) {
@@ -491,10 +541,10 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   // unscrubbed line is never reported.
   bool all_loaded = true;
   for (const std::string& ref : bundle_refs_) all_loaded &= values.Get(ref).ok();
-  std::string scrubbed = all_loaded
-                             ? ScrubOutput(out->output.Reveal(), values.Resolved())
-                             : std::string("[output withheld: not every value could be loaded "
-                                           "to scrub it]");
+  std::string scrubbed = all_loaded ? ScrubOutput(out->output.Reveal(), values.Resolved())
+                                    : std::string(
+                                          "[output withheld: not every value could be loaded "
+                                          "to scrub it]");
   out->output.Clear();
   if (scrubbed.size() > kMessageOutputBytes) {
     scrubbed = StrCat("...", scrubbed.substr(scrubbed.size() - kMessageOutputBytes));

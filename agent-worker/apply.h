@@ -13,8 +13,8 @@
 //    byte of content is written, fsynced, linked/renamed over the target and
 //    the directory fsynced: the target never exists with a wrong mode or
 //    partial content. Durability is batched (one syncfs per up to 128 files,
-//    flushed before any exec or dependent and at the end). Unchanged content (byte comparison in locked memory)
-//    means no write; only owner/mode are fixed then.
+//    flushed before any exec or dependent and at the end). Unchanged content (byte comparison in
+//    locked memory) means no write; only owner/mode are fixed then.
 //  - directory: created (parents 0755) and owner/mode converged.
 //  - exec: argv without a shell, clean environment (PATH plus the declared
 //    variables), stdin from a literal or a secret, secret_file as a 0600 file
@@ -88,6 +88,11 @@ struct ApplyOptions {
   std::shared_ptr<const sandbox::ExecChildSeal> exec_child_seal;
 };
 
+// Wipes and removes exec secret_file dirs ("vigo-secret.<pid>.*") in `dir`
+// whose worker pid no longer exists: a worker killed mid-exec cannot clean up
+// itself. Live workers' dirs are never touched. Returns how many were removed.
+int SweepStaleSecretFiles(const std::string& dir);
+
 class ApplyEngine {
  public:
   explicit ApplyEngine(ApplyOptions options);
@@ -120,6 +125,8 @@ class ApplyEngine {
   // every one of these values, not only those resolved so far (a command may
   // print a file an earlier run wrote).
   std::vector<std::string> bundle_refs_;
+  // secret_file base dirs already swept of dead workers' leftovers.
+  std::set<std::string> swept_dirs_;
 
   ApplyOptions options_;
   sandbox::SecretBuffer fingerprint_key_;

@@ -276,6 +276,20 @@ TEST_F(ApplyTest, ExecOutputIsScrubbedOfValuesNotYetResolvedThisRun) {
   EXPECT_NE(r[0].message().find("[REDACTED]"), std::string::npos) << r[0].message();
 }
 
+// A worker killed mid-exec leaves its secret_file behind; the next worker
+// removes it, but never a live worker's.
+TEST_F(ApplyTest, StaleSecretFileDirsOfDeadWorkersAreSwept) {
+  // A pid that does not exist now (pid_max is far below 2^30 on Linux).
+  const std::string dead = (root_.path() / "vigo-secret.1073741000.AbCdEf").string();
+  const std::string live =
+      (root_.path() / ("vigo-secret." + std::to_string(::getpid()) + ".GhIjKl")).string();
+  vigo::testing::WriteFileOrDie(dead + "/secret", "canary-db-Zq81x", 0600);
+  vigo::testing::WriteFileOrDie(live + "/secret", "still-in-use", 0600);
+  EXPECT_EQ(SweepStaleSecretFiles(root_.path().string()), 1);
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_EQ(vigo::testing::ReadFileOrEmpty(live + "/secret"), "still-in-use");
+}
+
 TEST_F(ApplyTest, ExecEnvironmentIsClean) {
   ::setenv("VIGO_TEST_LEAK", "should-not-pass", 1);
   v1::PolicyBundle b;
