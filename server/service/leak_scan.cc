@@ -20,21 +20,34 @@ absl::StatusOr<sandbox::SecretBuffer> HexForm(std::span<const uint8_t> v, bool u
   return out;
 }
 
-// Base64 without padding (a padded form contains the unpadded one).
-absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, bool url) {
+// The base64 characters that encode `v` when it starts at byte offset
+// `align` (0, 1 or 2) of a larger base64'd blob (e.g. "user:" + value in
+// HTTP Basic auth): only characters fully determined by the value's bits are
+// kept, so the form matches whatever bytes surround the value. Empty when
+// fewer than 8 characters remain (too short to tell from chance).
+absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, bool url,
+                                                 size_t align) {
   const char* abc = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
                         : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t n = (v.size() * 4 + 2) / 3;
+  const size_t len = align + v.size();  // bytes of (unknown prefix + value)
+  const size_t chars = (len * 4 + 2) / 3;  // unpadded characters for them
+  // Leading characters that mix in prefix bits, and one trailing character
+  // that mixes in the following byte when the value does not end a group.
+  static constexpr size_t kLeadingUnknown[3] = {0, 2, 3};
+  const size_t skip_front = kLeadingUnknown[align];
+  const size_t skip_back = (len % 3 == 0) ? 0 : 1;
+  if (chars < skip_front + skip_back + 8) return sandbox::SecretBuffer();
+  const size_t n = chars - skip_front - skip_back;
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(n));
   auto o = out.RevealMutable();
-  size_t j = 0;
-  for (size_t i = 0; i < v.size(); i += 3) {
-    uint32_t chunk = static_cast<uint32_t>(v[i]) << 16;
-    if (i + 1 < v.size()) chunk |= static_cast<uint32_t>(v[i + 1]) << 8;
-    if (i + 2 < v.size()) chunk |= v[i + 2];
-    size_t emit = std::min<size_t>(4, n - j);
-    for (size_t k = 0; k < emit; ++k) {
-      o[j++] = static_cast<uint8_t>(abc[(chunk >> (18 - 6 * k)) & 0x3f]);
+  auto byte_at = [&](size_t i) -> uint32_t { return i < align || i >= len ? 0 : v[i - align]; };
+  size_t j = 0;  // index among all `chars`
+  size_t w = 0;  // index in `out`
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t chunk = byte_at(i) << 16 | byte_at(i + 1) << 8 | byte_at(i + 2);
+    for (size_t k = 0; k < 4 && j < chars; ++k, ++j) {
+      if (j < skip_front || j >= chars - skip_back) continue;
+      o[w++] = static_cast<uint8_t>(abc[(chunk >> (18 - 6 * k)) & 0x3f]);
     }
   }
   return out;
@@ -53,8 +66,10 @@ absl::Status LeakScanner::Add(std::string_view path, const sandbox::SecretBuffer
     forms.push_back(std::move(h));
   }
   for (bool url : {false, true}) {
-    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url));
-    forms.push_back(std::move(b));
+    for (size_t align = 0; align < 3; ++align) {
+      VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align));
+      if (!b.empty()) forms.push_back(std::move(b));
+    }
   }
   for (auto& f : forms) {
     bool dup = false;
