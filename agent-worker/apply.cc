@@ -54,6 +54,23 @@ std::string Hex(const uint8_t* p, size_t n) {
   return out;
 }
 
+// The mode (default when the resource sets none), owner and group a file or
+// directory resource asks for; errors name the bad field.
+struct Ownership {
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+};
+absl::StatusOr<Ownership> ResolveOwnership(const v1::Resource& r, mode_t default_mode) {
+  Ownership o{default_mode, 0, 0};
+  if (!r.mode().empty()) {
+    VIGO_ASSIGN_OR_RETURN(o.mode, ParseMode(r.mode()));
+  }
+  VIGO_ASSIGN_OR_RETURN(o.uid, LookupUser(r.owner()));
+  VIGO_ASSIGN_OR_RETURN(o.gid, LookupGroup(r.group()));
+  return o;
+}
+
 std::string OctalMode(mode_t m) {
   char buf[8];
   std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(m));
@@ -331,16 +348,11 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   auto markers = FindMarkers(r.content());
   if (!markers.ok()) return Failed(r, markers.status());
   const bool secret_bearing = !markers->empty();
-  mode_t mode = secret_bearing ? 0600 : 0644;
-  if (!r.mode().empty()) {
-    auto m = ParseMode(r.mode());
-    if (!m.ok()) return Failed(r, m.status());
-    mode = *m;
-  }
-  auto uid = LookupUser(r.owner());
-  if (!uid.ok()) return Failed(r, uid.status());
-  auto gid = LookupGroup(r.group());
-  if (!gid.ok()) return Failed(r, gid.status());
+  auto own = ResolveOwnership(r, secret_bearing ? 0600 : 0644);
+  if (!own.ok()) return Failed(r, own.status());
+  const mode_t mode = own->mode;
+  const auto uid = std::optional<uid_t>(own->uid);
+  const auto gid = std::optional<gid_t>(own->gid);
 
   // Values are substituted only now, into locked memory.
   auto rendered = SubstituteMarkers(r.content(), [&](std::string_view p) { return values.Get(p); });
@@ -410,16 +422,11 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
     }
     return MakeResult(r, "changed", "deleted", "removed");
   }
-  mode_t mode = 0755;
-  if (!r.mode().empty()) {
-    auto m = ParseMode(r.mode());
-    if (!m.ok()) return Failed(r, m.status());
-    mode = *m;
-  }
-  auto uid = LookupUser(r.owner());
-  if (!uid.ok()) return Failed(r, uid.status());
-  auto gid = LookupGroup(r.group());
-  if (!gid.ok()) return Failed(r, gid.status());
+  auto own = ResolveOwnership(r, 0755);
+  if (!own.ok()) return Failed(r, own.status());
+  const mode_t mode = own->mode;
+  const auto uid = std::optional<uid_t>(own->uid);
+  const auto gid = std::optional<gid_t>(own->gid);
   if (st->exists && !st->is_directory) {
     return MakeResult(r, "failed", "none",
                       StrCat(r.target_path(), " exists and is not a directory"));
