@@ -351,8 +351,8 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   auto own = ResolveOwnership(r, secret_bearing ? 0600 : 0644);
   if (!own.ok()) return Failed(r, own.status());
   const mode_t mode = own->mode;
-  const auto uid = std::optional<uid_t>(own->uid);
-  const auto gid = std::optional<gid_t>(own->gid);
+  const uid_t uid = own->uid;
+  const gid_t gid = own->gid;
 
   // Values are substituted only now, into locked memory.
   auto rendered = SubstituteMarkers(r.content(), [&](std::string_view p) { return values.Get(p); });
@@ -376,10 +376,10 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
     }
     if (same) {
       bool mode_ok = st->mode == mode;
-      bool uid_ok = *uid == static_cast<uid_t>(-1) || st->uid == *uid;
-      bool gid_ok = *gid == static_cast<gid_t>(-1) || st->gid == *gid;
+      bool uid_ok = uid == static_cast<uid_t>(-1) || st->uid == uid;
+      bool gid_ok = gid == static_cast<gid_t>(-1) || st->gid == gid;
       if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
-      if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+      if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
       return MakeResult(
           r, "changed", "updated",
           StrCat("owner/mode fixed (mode ", OctalMode(st->mode), " -> ", OctalMode(mode), ")"));
@@ -390,7 +390,7 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
     if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return Failed(r, s);
   }
   // Written now (owner, mode, content); made durable and visible by FlushWrites.
-  auto prepared = PrepareWrite(*path, rendered->Reveal(), mode, *uid, *gid);
+  auto prepared = PrepareWrite(*path, rendered->Reveal(), mode, uid, gid);
   if (!prepared.ok()) return Failed(r, prepared.status());
   auto pending = std::make_unique<Pending>();
   pending->write = std::move(*prepared);
@@ -425,22 +425,22 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
   auto own = ResolveOwnership(r, 0755);
   if (!own.ok()) return Failed(r, own.status());
   const mode_t mode = own->mode;
-  const auto uid = std::optional<uid_t>(own->uid);
-  const auto gid = std::optional<gid_t>(own->gid);
+  const uid_t uid = own->uid;
+  const gid_t gid = own->gid;
   if (st->exists && !st->is_directory) {
     return MakeResult(r, "failed", "none",
                       StrCat(r.target_path(), " exists and is not a directory"));
   }
   if (!st->exists) {
     if (absl::Status s = MakeDirs(*path, 0700); !s.ok()) return Failed(r, s);
-    if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+    if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
     return MakeResult(r, "changed", "created", StrCat("created (mode ", OctalMode(mode), ")"));
   }
   bool mode_ok = st->mode == mode;
-  bool uid_ok = *uid == static_cast<uid_t>(-1) || st->uid == *uid;
-  bool gid_ok = *gid == static_cast<gid_t>(-1) || st->gid == *gid;
+  bool uid_ok = uid == static_cast<uid_t>(-1) || st->uid == uid;
+  bool gid_ok = gid == static_cast<gid_t>(-1) || st->gid == gid;
   if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
-  if (absl::Status s = FixOwnerMode(*path, mode, *uid, *gid); !s.ok()) return Failed(r, s);
+  if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
   return MakeResult(r, "changed", "updated", "owner/mode fixed");
 }
 
