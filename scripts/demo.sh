@@ -22,8 +22,9 @@ if [[ "${VIGO_DEMO_SKIP_BUILD:-0}" != 1 ]]; then
   bash scripts/build.sh >/dev/null
 fi
 BUILD=${VIGO_BUILD_DIR:-build}
-BIN=$SRC/$BUILD/bin
-PROBE=$SRC/$BUILD/tests/resolve_probe
+[[ "$BUILD" == /* ]] || BUILD=$SRC/$BUILD
+BIN=$BUILD/bin
+PROBE=$BUILD/tests/resolve_probe
 
 WORK=$(mktemp -d /tmp/vigo-demo.XXXXXX)
 ROOT=$WORK/srv
