@@ -23,10 +23,12 @@ absl::StatusOr<sandbox::SecretBuffer> HexForm(std::span<const uint8_t> v, bool u
 // The base64 characters that encode `v` when it starts at byte offset
 // `align` (0, 1 or 2) of a larger base64'd blob (e.g. "user:" + value in
 // HTTP Basic auth): only characters fully determined by the value's bits are
-// kept, so the form matches whatever bytes surround the value. Empty when
-// fewer than 8 characters remain (too short to tell from chance).
+// kept, so the form matches whatever bytes surround the value. With
+// `ends_blob`, the value is taken to end the encoded blob, so its last partial
+// character (completed by zero padding bits) is kept too. Empty when fewer
+// than 8 characters remain (too short to tell from chance).
 absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, bool url,
-                                                 size_t align) {
+                                                 size_t align, bool ends_blob) {
   const char* abc = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
                         : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   const size_t len = align + v.size();  // bytes of (unknown prefix + value)
@@ -35,7 +37,7 @@ absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, boo
   // that mixes in the following byte when the value does not end a group.
   static constexpr size_t kLeadingUnknown[3] = {0, 2, 3};
   const size_t skip_front = kLeadingUnknown[align];
-  const size_t skip_back = (len % 3 == 0) ? 0 : 1;
+  const size_t skip_back = (len % 3 == 0 || ends_blob) ? 0 : 1;
   if (chars < skip_front + skip_back + 8) return sandbox::SecretBuffer();
   const size_t n = chars - skip_front - skip_back;
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(n));
@@ -67,8 +69,10 @@ absl::Status LeakScanner::Add(std::string_view path, const sandbox::SecretBuffer
   }
   for (bool url : {false, true}) {
     for (size_t align = 0; align < 3; ++align) {
-      VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align));
-      if (!b.empty()) forms.push_back(std::move(b));
+      for (bool ends_blob : {false, true}) {
+        VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align, ends_blob));
+        if (!b.empty()) forms.push_back(std::move(b));
+      }
     }
   }
   for (auto& f : forms) {
