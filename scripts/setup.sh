@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vigo needs to build, test and run its demo.
 # Idempotent and fast when everything is already installed. Needs root.
+# (Benchmark-only extras are not installed here: bench/agent_bench compares
+# with CFEngine when `apt-get install cfengine3` has been run; see
+# docs/BENCHMARKS.md.)
 set -euo pipefail
 
 PACKAGES=(
@@ -10,7 +13,6 @@ PACKAGES=(
   libcurl4-openssl-dev rapidjson-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   clang libclang-rt-14-dev openssl procps iproute2 util-linux
-  cfengine3  # bench/agent_bench: side-by-side with cf-agent (h6, agent issue)
 )
 
 missing=()
