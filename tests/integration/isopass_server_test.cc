@@ -437,5 +437,45 @@ TEST_F(IsopassServerTest, ResolveRotationOutageAndRecovery) {
   srv->Wait();
 }
 
+// Rotation in isopass reaches the node: the real vigosrv (isopass backend,
+// poll 1 s) and the real agent. After the value changes in isopass, the
+// server's version poll bumps the epoch and the next `vigo run --once` writes
+// the new value.
+TEST_F(IsopassServerTest, RotationInIsopassIsWrittenByTheAgent) {
+  auto p = StartVigosrv(root_, dir_ / "logs");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const fs::path creds = dir_ / "creds", apply = dir_ / "apply", state = dir_ / "state";
+  fs::create_directories(apply);
+  fs::create_directories(state);
+  auto issued = vigo::testing::Run({BinPath("vigocli").string(), "--root", root_.string(), "envoy",
+                                    "issue", "web-a", "--out", creds.string()});
+  ASSERT_EQ(issued.exit_code, 0) << issued.err;
+  auto run_agent = [&] {
+    auto r = vigo::testing::Run(
+        {BinPath("vigo").string(), "run", "--once", "--server", p->address, "--ca-file",
+         (creds / "ca.pem").string(), "--cert-file", (creds / "cert.pem").string(), "--key-file",
+         (creds / "key.pem").string(), "--state-dir", state.string(), "--apply-root",
+         apply.string()});
+    seen_ += r.out + r.err;  // scanned for canaries in TearDown
+    return r;
+  };
+  auto first = run_agent();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(ReadFileOrEmpty(apply / "etc/app.conf"), StrCat("password: ", kDbPassword, "\n"));
+
+  WriteFixture(Fixture(kDbPasswordRotated));
+  std::string got;
+  for (int i = 0; i < 30; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto again = run_agent();
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    got = ReadFileOrEmpty(apply / "etc/app.conf");
+    if (got.find(kDbPasswordRotated) != std::string::npos) break;
+  }
+  EXPECT_EQ(got, StrCat("password: ", kDbPasswordRotated, "\n"));
+  p->child.Kill(SIGTERM);
+  (void)p->child.WaitFor(std::chrono::seconds(30));
+}
+
 }  // namespace
 }  // namespace vigo::testing
