@@ -77,26 +77,31 @@ std::string OctalMode(mode_t m) {
   return buf;
 }
 
+// Overwrites <dir>/secret with zeros, unlinks it and removes <dir>; returns
+// whether the directory is gone. O_NONBLOCK + S_ISREG: the directory belongs
+// to the resource's owner, who could swap the file for a FIFO to hang the
+// worker here.
+bool WipeSecretDir(const std::string& dir) {
+  const std::string file = StrCat(dir, "/secret");
+  int fd = ::open(file.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd >= 0) {
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+      std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
+      (void)!::write(fd, zeros.data(), zeros.size());
+      ::fsync(fd);
+    }
+    ::close(fd);
+  }
+  ::unlink(file.c_str());
+  return ::rmdir(dir.c_str()) == 0;
+}
+
 // A private 0700 directory holding one 0600 file; wiped and removed on scope exit.
 class SecretFile {
  public:
   ~SecretFile() {
-    if (!path_.empty()) {
-      // O_NONBLOCK + S_ISREG: the directory belongs to the resource's owner,
-      // who could swap the file for a FIFO to hang the worker here.
-      int fd = ::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-      if (fd >= 0) {
-        struct stat st;
-        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-          std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
-          (void)!::write(fd, zeros.data(), zeros.size());
-          ::fsync(fd);
-        }
-        ::close(fd);
-      }
-      ::unlink(path_.c_str());
-    }
-    if (!dir_.empty()) ::rmdir(dir_.c_str());
+    if (!dir_.empty()) WipeSecretDir(dir_);
   }
   absl::Status Create(const std::string& base_dir, std::span<const uint8_t> value, uid_t uid,
                       gid_t gid) {
@@ -202,19 +207,7 @@ int SweepStaleSecretFiles(const std::string& dir) {
     std::string pid(rest.substr(0, dot));
     if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
     if (::access(StrCat("/proc/", pid).c_str(), F_OK) == 0) continue;  // its worker lives
-    std::string sub = StrCat(dir, "/", name);
-    std::string file = StrCat(sub, "/secret");
-    int fd = ::open(file.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) {
-      struct stat st;
-      if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-        std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
-        (void)!::write(fd, zeros.data(), zeros.size());
-      }
-      ::close(fd);
-    }
-    ::unlink(file.c_str());
-    if (::rmdir(sub.c_str()) == 0) ++removed;
+    if (WipeSecretDir(StrCat(dir, "/", name))) ++removed;
   }
   ::closedir(d);
   return removed;
