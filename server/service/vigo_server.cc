@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_posix.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "sandbox/unique_fd.h"
+#include "server/service/admin_listener.h"
 #include "server/service/leak_scan.h"
 #include "server/tls/pki.h"
 #include "vigo/v1/admin.grpc.pb.h"
@@ -702,20 +704,29 @@ absl::Status VigoServer::Start(const std::string& listen) {
   fs::create_directories(run_dir, ec);
   ::chmod(run_dir.c_str(), 0700);
   if (options_.enable_admin) {
+    // gRPC gets no listening port: AdminListener owns admin.sock, checks each
+    // peer's SO_PEERCRED uid (root or our own euid) and only then hands the
+    // connection to admin_server_.
     fs::path sock = cfg_.AdminSocket();
-    struct stat st {};
-    if (::lstat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(sock.c_str());
     admin_service_ = std::make_unique<AdminServiceImpl>(this);
     grpc::ServerBuilder ab;
-    ab.AddListeningPort(StrCat("unix:", sock.string()), grpc::InsecureServerCredentials());
     ab.RegisterService(admin_service_.get());
-    mode_t old = ::umask(0077);
     admin_server_ = ab.BuildAndStart();
-    ::umask(old);
     if (!admin_server_) {
-      return absl::UnavailableError(StrCat("cannot listen on ", sock.string()));
+      return absl::UnavailableError(StrCat("cannot start the admin service for ", sock.string()));
     }
-    ::chmod(sock.c_str(), 0600);
+    AdminListenerOptions lo;
+    lo.socket_path = sock;
+    lo.allowed_uids = DefaultAdminPeerUids();
+    grpc::Server* admin = admin_server_.get();
+    auto listener = AdminListener::Start(lo, [admin](sandbox::UniqueFd fd) {
+      grpc::AddInsecureChannelFromFd(admin, fd.release());  // gRPC owns it from here
+    });
+    if (!listener.ok()) {
+      return absl::UnavailableError(
+          StrCat("cannot listen on ", sock.string(), ": ", listener.status().message()));
+    }
+    admin_listener_ = std::move(*listener);
   }
   {
     std::ofstream f(run_dir / "vigosrv.addr", std::ios::trunc);
@@ -818,10 +829,10 @@ void VigoServer::Shutdown() {
   }
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   if (agent_server_) agent_server_->Shutdown(deadline);
-  if (admin_server_) {
-    admin_server_->Shutdown(deadline);
-    ::unlink(cfg_.AdminSocket().c_str());
-  }
+  // The listener first (joins its thread, unlinks admin.sock): no connection
+  // is handed to admin_server_ while or after it shuts down.
+  if (admin_listener_) admin_listener_->Stop();
+  if (admin_server_) admin_server_->Shutdown(deadline);
   if (watcher_.joinable() && watcher_.get_id() != std::this_thread::get_id()) watcher_.join();
   if (agent_server_) Log(LogLevel::kInfo, "stopped");
   done_cv_.notify_all();

@@ -133,6 +133,10 @@ class VigoServer {
   std::unique_ptr<grpc::Server> admin_server_;
   std::unique_ptr<class AgentServiceImpl> agent_service_;
   std::unique_ptr<class AdminServiceImpl> admin_service_;
+  // Owns admin.sock: checks SO_PEERCRED on every connection, then hands it to
+  // admin_server_ (which has no listening port of its own). Stopped before
+  // admin_server_ shuts down.
+  std::unique_ptr<class AdminListener> admin_listener_;
   std::string listen_address_;
   int port_ = 0;
   int64_t started_ms_ = 0;
