@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <span>
+#include <utility>
 
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -25,9 +26,6 @@ struct PkeyCtxFree {
 };
 struct CipherCtxFree {
   void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-struct KdfFree {
-  void operator()(EVP_KDF* p) const { EVP_KDF_free(p); }
 };
 struct KdfCtxFree {
   void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
@@ -84,18 +82,33 @@ absl::StatusOr<sandbox::SecretBuffer> Derive(EVP_PKEY* own, EVP_PKEY* peer) {
   return shared;
 }
 
+// Algorithms fetched once per process (OpenSSL 3's implicit fetch on every
+// EVP_aes_256_gcm() / EVP_KDF_fetch call is a provider lookup under a lock).
+// Never freed: they live as long as the process.
+const EVP_CIPHER* Aes256Gcm() {
+  static const EVP_CIPHER* cipher = [] {
+    const EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    return c != nullptr ? c : EVP_aes_256_gcm();
+  }();
+  return cipher;
+}
+
+EVP_KDF* HkdfAlgorithm() {
+  static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  return kdf;
+}
+
 absl::StatusOr<sandbox::SecretBuffer> Hkdf(const sandbox::SecretBuffer& ikm, std::string_view salt,
                                            std::string_view info) {
-  std::unique_ptr<EVP_KDF, KdfFree> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
-  if (!kdf) return absl::InternalError("HKDF is not available in this OpenSSL");
-  std::unique_ptr<EVP_KDF_CTX, KdfCtxFree> kctx(EVP_KDF_CTX_new(kdf.get()));
+  EVP_KDF* kdf = HkdfAlgorithm();
+  if (kdf == nullptr) return absl::InternalError("HKDF is not available in this OpenSSL");
+  std::unique_ptr<EVP_KDF_CTX, KdfCtxFree> kctx(EVP_KDF_CTX_new(kdf));
   if (!kctx) return absl::InternalError("HKDF context allocation failed");
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-                                        const_cast<uint8_t*>(ikm.Reveal().data()),
-                                        ikm.Reveal().size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(ikm.Reveal().data()), ikm.Reveal().size()),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()),
                                         salt.size()),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()),
@@ -143,8 +156,7 @@ absl::StatusOr<std::string> Aad(const SealContext& ctx, std::string_view call_id
 absl::StatusOr<std::string> RawPublic(EVP_PKEY* key) {
   std::string pub(kSealKeyLen, '\0');
   size_t len = pub.size();
-  if (EVP_PKEY_get_raw_public_key(key, MU8(pub), &len) != 1 ||
-      len != kSealKeyLen) {
+  if (EVP_PKEY_get_raw_public_key(key, MU8(pub), &len) != 1 || len != kSealKeyLen) {
     return absl::InternalError("X25519: cannot export public key");
   }
   return pub;
@@ -167,8 +179,7 @@ absl::StatusOr<RecipientKey> RecipientKey::Generate() {
     return absl::InternalError("X25519: cannot export private key");
   }
   VIGO_ASSIGN_OR_RETURN(out.private_key_, sandbox::SecretBuffer::Create(len));
-  if (EVP_PKEY_get_raw_private_key(key.get(), out.private_key_.RevealMutable().data(), &len) !=
-      1) {
+  if (EVP_PKEY_get_raw_private_key(key.get(), out.private_key_.RevealMutable().data(), &len) != 1) {
     return absl::InternalError("X25519: cannot export private key");
   }
   return out;
@@ -201,7 +212,7 @@ absl::StatusOr<sandbox::SecretBuffer> RecipientKey::Open(std::string_view server
   if (!c) return absl::InternalError("cipher context allocation failed");
   int n = 0;
   bool ok =
-      EVP_DecryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_DecryptInit_ex(c.get(), Aes256Gcm(), nullptr, nullptr, nullptr) == 1 &&
       EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_IVLEN, kSealNonceLen, nullptr) == 1 &&
       EVP_DecryptInit_ex(c.get(), nullptr, nullptr, key.Reveal().data(), U8(box.nonce)) == 1 &&
       EVP_DecryptUpdate(c.get(), nullptr, &n, U8(aad), static_cast<int>(aad.size())) == 1;
@@ -217,27 +228,59 @@ absl::StatusOr<sandbox::SecretBuffer> RecipientKey::Open(std::string_view server
   ok = ok && EVP_DecryptFinal_ex(c.get(), final_buf, &fin) == 1;
   if (!ok) {
     out.Clear();  // never hand out unauthenticated plaintext
-    return absl::DataLossError(
-        StrCat("sealed value for '", ctx.ref, "' does not authenticate"));
+    return absl::DataLossError(StrCat("sealed value for '", ctx.ref, "' does not authenticate"));
   }
   return out;
 }
 
+absl::StatusOr<EphemeralKey> EphemeralKey::Generate() {
+  VIGO_ASSIGN_OR_RETURN(Pkey key, NewX25519());
+  EphemeralKey out;
+  out.pkey_ = key.release();
+  return out;
+}
+
+EphemeralKey::EphemeralKey(EphemeralKey&& other) noexcept
+    : pkey_(std::exchange(other.pkey_, nullptr)) {}
+
+EphemeralKey& EphemeralKey::operator=(EphemeralKey&& other) noexcept {
+  if (this != &other) {
+    EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_));
+    pkey_ = std::exchange(other.pkey_, nullptr);
+  }
+  return *this;
+}
+
+EphemeralKey::~EphemeralKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
+
+absl::StatusOr<std::string> NewCallId() {
+  uint8_t id[16];
+  if (RAND_bytes(id, sizeof(id)) != 1) return absl::InternalError("RAND_bytes failed");
+  return Hex(id);
+}
+
 absl::StatusOr<Sealer> Sealer::Create(std::string_view recipient_public_key) {
+  VIGO_ASSIGN_OR_RETURN(EphemeralKey server, EphemeralKey::Generate());
+  VIGO_ASSIGN_OR_RETURN(std::string call_id, NewCallId());
+  return Create(recipient_public_key, std::move(server), std::move(call_id));
+}
+
+absl::StatusOr<Sealer> Sealer::Create(std::string_view recipient_public_key,
+                                      EphemeralKey server_key, std::string call_id) {
+  // The server's ephemeral private key lives only in this scope.
+  Pkey server(static_cast<EVP_PKEY*>(std::exchange(server_key.pkey_, nullptr)));
+  if (!server) return absl::InvalidArgumentError("server key is empty (already used?)");
+  if (call_id.size() != 32 || call_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError("call id must be 32 lower-case hex characters");
+  }
   VIGO_ASSIGN_OR_RETURN(Pkey recipient, PublicFromRaw(recipient_public_key, "recipient_key"));
   Sealer s;
   s.recipient_public_key_ = std::string(recipient_public_key);
-  uint8_t id[16];
-  if (RAND_bytes(id, sizeof(id)) != 1) return absl::InternalError("RAND_bytes failed");
-  s.call_id_ = Hex(id);
-  {
-    // The server's ephemeral private key lives only in this scope.
-    VIGO_ASSIGN_OR_RETURN(Pkey server, NewX25519());
-    VIGO_ASSIGN_OR_RETURN(s.server_public_key_, RawPublic(server.get()));
-    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer shared, Derive(server.get(), recipient.get()));
-    VIGO_ASSIGN_OR_RETURN(s.key_, SessionKey(shared, s.call_id_, s.recipient_public_key_,
-                                             s.server_public_key_));
-  }
+  s.call_id_ = std::move(call_id);
+  VIGO_ASSIGN_OR_RETURN(s.server_public_key_, RawPublic(server.get()));
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer shared, Derive(server.get(), recipient.get()));
+  VIGO_ASSIGN_OR_RETURN(
+      s.key_, SessionKey(shared, s.call_id_, s.recipient_public_key_, s.server_public_key_));
   return s;
 }
 
@@ -259,7 +302,7 @@ absl::StatusOr<SealedBox> Sealer::Seal(const SealContext& ctx,
   if (!c) return absl::InternalError("cipher context allocation failed");
   int n = 0;
   bool ok =
-      EVP_EncryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_EncryptInit_ex(c.get(), Aes256Gcm(), nullptr, nullptr, nullptr) == 1 &&
       EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_IVLEN, kSealNonceLen, nullptr) == 1 &&
       EVP_EncryptInit_ex(c.get(), nullptr, nullptr, key_.Reveal().data(), U8(box.nonce)) == 1 &&
       EVP_EncryptUpdate(c.get(), nullptr, &n, U8(aad), static_cast<int>(aad.size())) == 1;
@@ -270,8 +313,8 @@ absl::StatusOr<SealedBox> Sealer::Seal(const SealContext& ctx,
   }
   int fin = 0;
   ok = ok && EVP_EncryptFinal_ex(c.get(), ct + value.size(), &fin) == 1 && fin == 0;
-  ok = ok && EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, kSealTagLen,
-                                 ct + value.size()) == 1;
+  ok =
+      ok && EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, kSealTagLen, ct + value.size()) == 1;
   if (!ok) return absl::InternalError(StrCat("sealing '", ctx.ref, "' failed"));
   return box;
 }

@@ -6,7 +6,8 @@
 //           SealContext ctx{.envoy = envoy, .epoch = epoch, .ref = ref, .call_id = s.call_id()};
 //           VIGO_ASSIGN_OR_RETURN(SealedBox box, s.Seal(ctx, value));  // per ref
 //           response.set_server_key(s.server_public_key()); response.set_call_id(s.call_id());
-//   Agent:  SealContext ctx{envoy_from_own_cert, response.secrets_epoch(), ref, response.call_id()};
+//   Agent:  SealContext ctx{envoy_from_own_cert, response.secrets_epoch(), ref,
+//   response.call_id()};
 //           VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v,
 //                                 key.Open(response.server_key(), ctx, box));
 //
@@ -17,8 +18,10 @@
 // "\0" ref "\0" call_id. Envoy, ref and call id may not contain NUL, so the
 // AAD encoding is unambiguous. A box opened under any other envoy, epoch, ref,
 // call id or server key fails with DATA_LOSS. The server's X25519 private key
-// exists only inside Sealer::Create and is freed before it returns; the
-// derived AES key lives in a SecretBuffer for the Sealer's lifetime.
+// is used for exactly one Sealer and freed (OpenSSL cleanses it) before
+// Sealer::Create returns; it may be generated ahead of time (EphemeralKey, for
+// a pool that takes key generation off the request path) but is never reused.
+// The derived AES key lives in a SecretBuffer for the Sealer's lifetime.
 //
 // SECURITY: plaintext is read from and written to SecretBuffers only (GCM
 // decrypts straight into the output buffer; on authentication failure the
@@ -39,7 +42,7 @@
 
 namespace vigo {
 
-inline constexpr size_t kSealKeyLen = 32;     // X25519 public key bytes
+inline constexpr size_t kSealKeyLen = 32;  // X25519 public key bytes
 inline constexpr size_t kSealNonceLen = 12;
 inline constexpr size_t kSealTagLen = 16;
 
@@ -71,11 +74,38 @@ class RecipientKey {
   std::string public_key_;
 };
 
+// A server-side X25519 key pair generated ahead of its single use. Move-only;
+// Sealer::Create consumes it, so one key can never seal two calls. The private
+// half lives inside OpenSSL's EVP_PKEY (cleansed by OpenSSL when freed).
+class EphemeralKey {
+ public:
+  static absl::StatusOr<EphemeralKey> Generate();
+  EphemeralKey(EphemeralKey&& other) noexcept;
+  EphemeralKey& operator=(EphemeralKey&& other) noexcept;
+  EphemeralKey(const EphemeralKey&) = delete;
+  EphemeralKey& operator=(const EphemeralKey&) = delete;
+  ~EphemeralKey();
+
+ private:
+  friend class Sealer;
+  EphemeralKey() = default;
+  void* pkey_ = nullptr;  // EVP_PKEY*, owned
+};
+
+// 32 lower-case hex characters from the CSPRNG (the form of Sealer::call_id).
+absl::StatusOr<std::string> NewCallId();
+
 class Sealer {
  public:
   // INVALID_ARGUMENT when the recipient key is not 32 bytes or is a
   // low-order point (the X25519 shared secret would be all zeros).
   static absl::StatusOr<Sealer> Create(std::string_view recipient_public_key);
+  // Same, with a server key generated earlier and a call id chosen by the
+  // caller (so it can be audited before sealing starts). `call_id` must come
+  // from NewCallId(): anything but 32 lower-case hex characters is
+  // INVALID_ARGUMENT. `server_key` is consumed whatever the outcome.
+  static absl::StatusOr<Sealer> Create(std::string_view recipient_public_key,
+                                       EphemeralKey server_key, std::string call_id);
   const std::string& server_public_key() const { return server_public_key_; }
   // 32 lower-case hex characters from the CSPRNG.
   const std::string& call_id() const { return call_id_; }

@@ -15,8 +15,7 @@
 namespace vigo::server {
 namespace {
 
-constexpr char kZeroHash[] =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+constexpr char kZeroHash[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
 constexpr char kSchema[] =
     "CREATE TABLE IF NOT EXISTS audit ("
@@ -149,6 +148,11 @@ absl::Status AuditLog::EnsureTable() {
 }
 
 absl::Status AuditLog::Append(const AuditEvent& event) {
+  return AppendBatch(std::span<const AuditEvent>(&event, 1));
+}
+
+absl::Status AuditLog::AppendBatch(std::span<const AuditEvent> events) {
+  if (events.empty()) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(db_->mu());
   VIGO_RETURN_IF_ERROR(EnsureTable());
   // BEGIN IMMEDIATE takes the write lock before we read the chain head, so a
@@ -158,42 +162,47 @@ absl::Status AuditLog::Append(const AuditEvent& event) {
   auto body = [&]() -> absl::Status {
     Row r;
     r.prev_hash = kZeroHash;
-    r.seq = 1;
+    r.seq = 0;
     {
       VIGO_ASSIGN_OR_RETURN(Statement head,
                             db_->Prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"));
       VIGO_ASSIGN_OR_RETURN(bool has, head.Step());
       if (has) {
-        r.seq = head.ColumnInt(0) + 1;
+        r.seq = head.ColumnInt(0);
         r.prev_hash = head.ColumnText(1);
       }
     }
-    r.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-    r.event = event.event;
-    r.actor = event.actor;
-    r.envoy = event.envoy;
-    r.paths = EncodePaths(event.paths);
-    r.outcome = event.outcome;
-    r.detail = event.detail;
-    r.hash = RowHash(r);
     VIGO_ASSIGN_OR_RETURN(
         Statement ins,
         db_->Prepare("INSERT INTO audit (seq, time_ms, event, actor, envoy, paths, outcome, "
                      "detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"));
-    ins.BindInt(1, r.seq);
-    ins.BindInt(2, r.time_ms);
-    ins.BindText(3, r.event);
-    ins.BindText(4, r.actor);
-    ins.BindText(5, r.envoy);
-    ins.BindText(6, r.paths);
-    ins.BindText(7, r.outcome);
-    ins.BindText(8, r.detail);
-    ins.BindText(9, r.prev_hash);
-    ins.BindText(10, r.hash);
-    VIGO_ASSIGN_OR_RETURN(bool row, ins.Step());
-    (void)row;
+    for (const AuditEvent& event : events) {
+      r.seq += 1;
+      r.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+      r.event = event.event;
+      r.actor = event.actor;
+      r.envoy = event.envoy;
+      r.paths = EncodePaths(event.paths);
+      r.outcome = event.outcome;
+      r.detail = event.detail;
+      r.hash = RowHash(r);
+      VIGO_RETURN_IF_ERROR(ins.Reset());
+      ins.BindInt(1, r.seq);
+      ins.BindInt(2, r.time_ms);
+      ins.BindText(3, r.event);
+      ins.BindText(4, r.actor);
+      ins.BindText(5, r.envoy);
+      ins.BindText(6, r.paths);
+      ins.BindText(7, r.outcome);
+      ins.BindText(8, r.detail);
+      ins.BindText(9, r.prev_hash);
+      ins.BindText(10, r.hash);
+      VIGO_ASSIGN_OR_RETURN(bool row, ins.Step());
+      (void)row;
+      r.prev_hash = r.hash;
+    }
     return absl::OkStatus();
   };
   absl::Status st = body();
@@ -210,8 +219,7 @@ absl::StatusOr<std::vector<AuditRecord>> AuditLog::List(int64_t after_seq, int64
   std::lock_guard<std::mutex> lock(db_->mu());
   VIGO_RETURN_IF_ERROR(EnsureTable());
   VIGO_ASSIGN_OR_RETURN(
-      Statement st,
-      db_->Prepare(StrCat(kSelectColumns, " WHERE seq > ? ORDER BY seq LIMIT ?")));
+      Statement st, db_->Prepare(StrCat(kSelectColumns, " WHERE seq > ? ORDER BY seq LIMIT ?")));
   st.BindInt(1, after_seq);
   st.BindInt(2, limit);
   std::vector<AuditRecord> out;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,12 @@
 namespace vigo::server {
 
 struct AuditEvent {
-  std::string event;                // a contract event name, e.g. "secret.resolve.denied"
-  std::string actor;                // "uid:0", "envoy:web-1", "server"
-  std::string envoy;                // envoy name or ""
-  std::vector<std::string> paths;   // secret paths involved
-  std::string outcome = "ok";       // ok | denied | failed | ...
-  std::string detail;               // short free text, never a value
+  std::string event;               // a contract event name, e.g. "secret.resolve.denied"
+  std::string actor;               // "uid:0", "envoy:web-1", "server"
+  std::string envoy;               // envoy name or ""
+  std::vector<std::string> paths;  // secret paths involved
+  std::string outcome = "ok";      // ok | denied | failed | ...
+  std::string detail;              // short free text, never a value
 };
 
 struct AuditRecord {
@@ -45,7 +46,7 @@ struct AuditVerifyResult {
   bool ok = true;
   int64_t records = 0;
   std::optional<int64_t> first_bad_seq;
-  std::string problem;    // e.g. "hash mismatch", "prev_hash does not link"
+  std::string problem;  // e.g. "hash mismatch", "prev_hash does not link"
 };
 
 class AuditLog {
@@ -55,6 +56,10 @@ class AuditLog {
 
   // Appends atomically (BEGIN IMMEDIATE), safe across processes.
   absl::Status Append(const AuditEvent& event);
+  // Appends all `events`, in order, in one transaction (one commit, so one
+  // fsync under synchronous=FULL): either every record is chained and
+  // durable or none is. Used for group commit by the server's AuditWriter.
+  absl::Status AppendBatch(std::span<const AuditEvent> events);
   absl::StatusOr<std::vector<AuditRecord>> List(int64_t after_seq = 0, int64_t limit = -1);
   absl::StatusOr<AuditVerifyResult> Verify();
 

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -40,6 +41,9 @@ constexpr int kMaxRefsPerCall = 256;
 constexpr int kMaxResults = 10000;
 constexpr size_t kMaxFieldBytes = 64 * 1024;
 constexpr int kMaxMessageBytes = 4 * 1024 * 1024;
+// Pre-generated server X25519 keys (EphemeralKeyPool); a burst beyond this
+// generates inline.
+constexpr size_t kKeyPoolSize = 32;
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -187,39 +191,65 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                           StrCat("secrets_epoch ", req->secrets_epoch(), " is stale (current ",
                                  state->epoch, "); check in again"));
     }
-    // 3. Seal each value to the request's fresh key.
-    auto sealer = Sealer::Create(req->recipient_key());
+    // 3. A sealer for this call: a pre-generated server key (used once), a
+    //    fresh call id, one X25519 agreement with the request's key.
+    auto call_id = NewCallId();
+    if (!call_id.ok()) return ToGrpc(call_id.status());
+    auto server_key = server_->key_pool().Take();
+    if (!server_key.ok()) return ToGrpc(server_key.status());
+    auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
     if (!sealer.ok()) return ToGrpc(sealer.status());
-    for (const std::string& ref : req->refs()) {
-      auto value = server_->backend().Get(ref);
-      if (!value.ok()) {
-        Log(LogLevel::kError, "resolve: backend read failed",
-            {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"status", value.status()}});
-        if (absl::IsUnavailable(value.status())) {
-          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "secret backend unavailable");
-        }
-        if (absl::IsNotFound(value.status())) {
-          return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                              "a secret changed since the last check-in; check in again");
-        }
-        return grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error");
-      }
-      SealContext sctx{id->envoy, state->epoch, ref, sealer->call_id()};
-      auto box = sealer->Seal(sctx, *value);
-      if (!box.ok()) return ToGrpc(box.status());
-      v1::SealedValue* sv = resp->add_values();
-      sv->set_ref(ref);
-      sv->set_nonce(std::move(box->nonce));
-      sv->set_ciphertext(std::move(box->ciphertext));
-    }
-    // The audit record is written before any sealed value leaves.
-    absl::Status a = server_->Audit(
+    // 4. The audit record is committed before any sealed value leaves. It is
+    //    written while the values are read and sealed (the handler waits for
+    //    it below); if reading fails after it was queued, a second record
+    //    with outcome "failed" and the same call id says nothing was released.
+    std::future<absl::Status> audited = server_->AuditAsync(
         {.event = "secret.resolve",
          .actor = StrCat("envoy:", id->envoy),
          .envoy = id->envoy,
          .paths = asked,
          .outcome = "ok",
          .detail = StrCat("epoch=", state->epoch, " call=", sealer->call_id(), " req=", rid)});
+    auto fail = [&](grpc::Status why) {
+      resp->Clear();
+      absl::Status first = audited.get();
+      absl::Status second = server_->Audit(
+          {.event = "secret.resolve",
+           .actor = StrCat("envoy:", id->envoy),
+           .envoy = id->envoy,
+           .paths = asked,
+           .outcome = "failed",
+           .detail = StrCat("epoch=", state->epoch, " call=", sealer->call_id(), " req=", rid,
+                            " released nothing: ", why.error_message())});
+      if (!first.ok() || !second.ok()) {
+        Log(LogLevel::kError, "resolve: audit append failed",
+            {{"req", rid}, {"status", first.ok() ? second : first}});
+      }
+      return why;
+    };
+    for (const std::string& ref : req->refs()) {
+      auto value = server_->backend().Get(ref);
+      if (!value.ok()) {
+        Log(LogLevel::kError, "resolve: backend read failed",
+            {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"status", value.status()}});
+        if (absl::IsUnavailable(value.status())) {
+          return fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "secret backend unavailable"));
+        }
+        if (absl::IsNotFound(value.status())) {
+          return fail(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                   "a secret changed since the last check-in; check in again"));
+        }
+        return fail(grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error"));
+      }
+      SealContext sctx{id->envoy, state->epoch, ref, sealer->call_id()};
+      auto box = sealer->Seal(sctx, *value);
+      if (!box.ok()) return fail(ToGrpc(box.status()));
+      v1::SealedValue* sv = resp->add_values();
+      sv->set_ref(ref);
+      sv->set_nonce(std::move(box->nonce));
+      sv->set_ciphertext(std::move(box->ciphertext));
+    }
+    absl::Status a = audited.get();
     if (!a.ok()) {
       resp->Clear();
       Log(LogLevel::kError, "resolve: audit append failed", {{"req", rid}, {"status", a}});
@@ -531,6 +561,8 @@ absl::StatusOr<std::unique_ptr<VigoServer>> VigoServer::Create(
   s->store_ = std::make_unique<ServerStore>(s->store_db_.get());
   VIGO_RETURN_IF_ERROR(s->store_->Init());
   s->audit_ = std::make_unique<AuditLog>(s->audit_db_.get());
+  s->audit_writer_ = std::make_unique<AuditWriter>(s->audit_.get());
+  s->key_pool_ = std::make_unique<EphemeralKeyPool>(kKeyPoolSize);
 
   LoadReport report;
   auto state = s->LoadState(&report);
@@ -641,10 +673,13 @@ std::shared_ptr<const PolicyState> VigoServer::state() const {
 }
 
 absl::Status VigoServer::Audit(const AuditEvent& event) {
-  std::lock_guard<std::mutex> lock(audit_mu_);
-  absl::Status st = audit_->Append(event);
+  absl::Status st = audit_writer_->Append(event);
   if (!st.ok()) Log(LogLevel::kError, "audit append failed", {{"event", event.event}, {"status", st}});
   return st;
+}
+
+std::future<absl::Status> VigoServer::AuditAsync(AuditEvent event) {
+  return audit_writer_->Submit(std::move(event));
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledBundle>> VigoServer::BundleFor(

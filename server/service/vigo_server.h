@@ -27,6 +27,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,8 @@
 #include "server/backend.h"
 #include "server/db.h"
 #include "server/server_config.h"
+#include "server/service/audit_writer.h"
+#include "server/service/key_pool.h"
 #include "server/service/store.h"
 #include "server/stacks.h"
 
@@ -94,8 +97,15 @@ class VigoServer {
   ServerStore& store() { return *store_; }
   int64_t started_unix_ms() const { return started_ms_; }
 
-  // Appends an audit event; serialized (the AuditLog is not thread-safe).
+  // Appends an audit event and waits until it is committed (group commit
+  // through the AuditWriter: concurrent calls share one transaction).
   absl::Status Audit(const AuditEvent& event);
+  // Queues an audit event; the future resolves once it is committed (or
+  // failed). Lets a handler do other work while the record is written; it must
+  // still wait on the future before releasing anything.
+  std::future<absl::Status> AuditAsync(AuditEvent event);
+  // Pre-generated server ephemeral keys for sealing (one per call).
+  EphemeralKeyPool& key_pool() { return *key_pool_; }
 
   // The compiled bundle for `envoy` under `state` (cached per state).
   absl::StatusOr<std::shared_ptr<const CompiledBundle>> BundleFor(
@@ -120,7 +130,8 @@ class VigoServer {
   std::unique_ptr<Database> audit_db_;
   std::unique_ptr<ServerStore> store_;
   std::unique_ptr<AuditLog> audit_;
-  std::mutex audit_mu_;
+  std::unique_ptr<AuditWriter> audit_writer_;  // the only user of audit_
+  std::unique_ptr<EphemeralKeyPool> key_pool_;
 
   mutable std::mutex state_mu_;
   std::shared_ptr<const PolicyState> state_;

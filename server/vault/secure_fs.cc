@@ -12,6 +12,7 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "sandbox/open_beneath.h"
 #include "sandbox/syscall_status.h"
 #include "server/vault/vault_crypto.h"
 
@@ -90,7 +91,8 @@ absl::StatusOr<UniqueFd> SecureDir::OpenParent(std::string_view rel, bool create
   if (!cur) return ErrnoStatus(errno, "dup", base_.string());
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
     std::string seg(segs[i]);
-    UniqueFd next(::openat(cur.get(), seg.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd next(
+        ::openat(cur.get(), seg.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next && errno == ENOENT && create) {
       if (::mkdirat(cur.get(), seg.c_str(), 0700) != 0 && errno != EEXIST) {
         return ErrnoStatus(errno, "mkdir", (base_ / std::string(rel)).parent_path().string());
@@ -106,8 +108,8 @@ absl::StatusOr<UniqueFd> SecureDir::OpenParent(std::string_view rel, bool create
         struct stat sb;
         if (::fstatat(cur.get(), seg.c_str(), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(sb.st_mode)) {
-          return absl::NotFoundError(StrCat((base_ / prefix).string(),
-                                            " is a secret, not a directory of secrets"));
+          return absl::NotFoundError(
+              StrCat((base_ / prefix).string(), " is a secret, not a directory of secrets"));
         }
         return SymlinkRefused(base_, prefix);
       }
@@ -120,20 +122,27 @@ absl::StatusOr<UniqueFd> SecureDir::OpenParent(std::string_view rel, bool create
 }
 
 absl::StatusOr<std::optional<std::vector<uint8_t>>> SecureDir::Read(std::string_view rel,
-                                                                   size_t max_bytes) const {
-  std::string leaf;
-  auto parent = OpenParent(rel, /*create=*/false, &leaf);
-  if (!parent.ok()) {
-    if (absl::IsNotFound(parent.status())) return std::optional<std::vector<uint8_t>>();
-    return parent.status();
+                                                                    size_t max_bytes) const {
+  // Fast path: one openat2 that refuses symlinks in every segment and any
+  // escape from the vault directory. Any failure (missing file, a symlink,
+  // an old kernel) takes the per-segment walk below, which applies the same
+  // rules and produces the precise error.
+  UniqueFd fd(sandbox::OpenBeneath(fd_.get(), std::string(rel).c_str(), O_RDONLY | O_NOFOLLOW));
+  if (!fd) {
+    std::string leaf;
+    auto parent = OpenParent(rel, /*create=*/false, &leaf);
+    if (!parent.ok()) {
+      if (absl::IsNotFound(parent.status())) return std::optional<std::vector<uint8_t>>();
+      return parent.status();
+    }
+    fd = UniqueFd(::openat(parent->get(), leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return std::optional<std::vector<uint8_t>>();
+      if (errno == ELOOP) return SymlinkRefused(base_, rel);
+      return ErrnoStatus(errno, "open", (base_ / std::string(rel)).string());
+    }
   }
   const std::string full = (base_ / std::string(rel)).string();
-  UniqueFd fd(::openat(parent->get(), leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return std::optional<std::vector<uint8_t>>();
-    if (errno == ELOOP) return SymlinkRefused(base_, rel);
-    return ErrnoStatus(errno, "open", full);
-  }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", full);
   if (!S_ISREG(st.st_mode)) {
@@ -163,7 +172,7 @@ absl::StatusOr<std::optional<std::vector<uint8_t>>> SecureDir::Read(std::string_
 }
 
 absl::StatusOr<sandbox::SecretBuffer> SecureDir::ReadPrivate(std::string_view rel,
-                                                            size_t max_bytes) const {
+                                                             size_t max_bytes) const {
   std::string leaf;
   VIGO_ASSIGN_OR_RETURN(UniqueFd parent, OpenParent(rel, false, &leaf));
   const std::string full = (base_ / std::string(rel)).string();
@@ -178,23 +187,20 @@ absl::StatusOr<sandbox::SecretBuffer> SecureDir::ReadPrivate(std::string_view re
     return absl::FailedPreconditionError(StrCat(full, " is not a regular file"));
   }
   if (st.st_uid != ::geteuid()) {
-    return absl::FailedPreconditionError(
-        StrCat(full, " is owned by uid ", st.st_uid, ", not by the running uid ", ::geteuid(),
-               "; refusing to use it. Fix: chown ", ::geteuid(), " ", full, " && chmod 600 ",
-               full));
+    return absl::FailedPreconditionError(StrCat(
+        full, " is owned by uid ", st.st_uid, ", not by the running uid ", ::geteuid(),
+        "; refusing to use it. Fix: chown ", ::geteuid(), " ", full, " && chmod 600 ", full));
   }
   if ((st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return absl::FailedPreconditionError(
         StrCat(full, " has mode ", mode,
-               " and is accessible by group or others; refusing to use it. Fix: chmod 600 ",
-               full));
+               " and is accessible by group or others; refusing to use it. Fix: chmod 600 ", full));
   }
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return absl::FailedPreconditionError(
-        StrCat(full, " is ", static_cast<uint64_t>(st.st_size), " bytes; expected at most ",
-               max_bytes));
+    return absl::FailedPreconditionError(StrCat(full, " is ", static_cast<uint64_t>(st.st_size),
+                                                " bytes; expected at most ", max_bytes));
   }
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer buf,
                         sandbox::SecretBuffer::Create(static_cast<size_t>(st.st_size)));

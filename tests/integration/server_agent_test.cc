@@ -274,6 +274,19 @@ TEST_F(ServerAgentTest, BackendUnavailableIsUnavailable) {
   fx_->backend().unavailable = false;
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(r.resp.values_size(), 0);
+  // The resolve record is queued before the values are read; the failure
+  // adds a second record for the same call saying nothing was released.
+  std::vector<server::AuditRecord> resolves;
+  for (const auto& rec : fx_->AuditRecords()) {
+    if (rec.event.event == "secret.resolve") resolves.push_back(rec);
+  }
+  ASSERT_EQ(resolves.size(), 2u);
+  EXPECT_EQ(resolves[0].event.outcome, "ok");
+  EXPECT_EQ(resolves[1].event.outcome, "failed");
+  EXPECT_NE(resolves[1].event.detail.find("released nothing"), std::string::npos)
+      << resolves[1].event.detail;
+  const std::string call = resolves[0].event.detail.substr(resolves[0].event.detail.find("call="), 37);
+  EXPECT_NE(resolves[1].event.detail.find(call), std::string::npos) << call;
 }
 
 TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {

@@ -17,7 +17,8 @@ sandbox::SecretBuffer Value(std::string_view text) {
 
 bool Equals(const sandbox::SecretBuffer& b, std::string_view text) {
   auto r = b.Reveal();
-  return r.size() == text.size() && (text.empty() || std::memcmp(r.data(), text.data(), r.size()) == 0);
+  return r.size() == text.size() &&
+         (text.empty() || std::memcmp(r.data(), text.data(), r.size()) == 0);
 }
 
 struct Sealed {
@@ -149,12 +150,10 @@ TEST(SealTest, MalformedInputsAreInvalidArgument) {
   Sealed s = SealOne("v");
   SealedBox b = s.box;
   b.nonce = "123";
-  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(), absl::StatusCode::kInvalidArgument);
   b = s.box;
   b.ciphertext = "x";
-  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.key.Open(s.server_key, s.ctx, b).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SealTest, SealRefusesForeignCallId) {
@@ -166,6 +165,54 @@ TEST(SealTest, SealRefusesForeignCallId) {
   EXPECT_EQ(sealer->Seal(ctx, Value("x")).status().code(), absl::StatusCode::kInvalidArgument);
   SealContext nul{std::string("e\0f", 3), 1, "a", ""};
   EXPECT_EQ(sealer->Seal(nul, Value("x")).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SealTest, PregeneratedServerKeyAndCallerCallIdSealAndOpen) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok()) << key.status();
+  auto server_key = EphemeralKey::Generate();
+  ASSERT_TRUE(server_key.ok()) << server_key.status();
+  auto call_id = NewCallId();
+  ASSERT_TRUE(call_id.ok()) << call_id.status();
+  auto sealer = Sealer::Create(key->public_key(), std::move(*server_key), *call_id);
+  ASSERT_TRUE(sealer.ok()) << sealer.status();
+  EXPECT_EQ(sealer->call_id(), *call_id);
+  SealContext ctx{"web-1", 3, "webapp/api_token", *call_id};
+  auto box = sealer->Seal(ctx, Value("tok-123"));
+  ASSERT_TRUE(box.ok()) << box.status();
+  auto opened = key->Open(sealer->server_public_key(), ctx, *box);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_TRUE(Equals(*opened, "tok-123"));
+}
+
+TEST(SealTest, AServerKeySealsOneCallOnly) {
+  auto key = RecipientKey::Generate();
+  auto server_key = EphemeralKey::Generate();
+  ASSERT_TRUE(key.ok() && server_key.ok());
+  EphemeralKey k = std::move(*server_key);
+  auto first = Sealer::Create(key->public_key(), std::move(k), *NewCallId());
+  ASSERT_TRUE(first.ok()) << first.status();
+  // `k` was consumed; a second use is refused, not a silent reuse.
+  auto again = Sealer::Create(key->public_key(), std::move(k),
+                              *NewCallId());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SealTest, CallerCallIdMustLookLikeNewCallId) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  for (std::string bad : {std::string(), std::string(31, 'a'), std::string(32, 'G'),
+                          std::string(32, 'A'), std::string(31, 'a') + '\0'}) {
+    auto server_key = EphemeralKey::Generate();
+    ASSERT_TRUE(server_key.ok());
+    EXPECT_EQ(Sealer::Create(key->public_key(), std::move(*server_key), bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  auto a = NewCallId();
+  auto b = NewCallId();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, *b);
 }
 
 }  // namespace

@@ -57,6 +57,13 @@ class AuditTest : public ::testing::Test {
     ASSERT_EQ(sqlite3_changes(raw), 1) << sql;
     sqlite3_close(raw);
   }
+  void ExecRaw(const std::string& sql) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &raw), SQLITE_OK);
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+    sqlite3_close(raw);
+  }
   TempDir tmp_;
   std::filesystem::path path_;
   std::unique_ptr<Database> db_;
@@ -178,6 +185,48 @@ TEST_F(AuditTest, JsonHasContractFields) {
   EXPECT_STREQ(d["event"].GetString(), "secret.resolve.denied");
   EXPECT_STREQ(d["paths"][0].GetString(), "a/\"b");
   EXPECT_EQ(std::string(d["time"].GetString()).back(), 'Z');
+}
+
+TEST_F(AuditTest, AppendBatchChainsEveryRecordInOrder) {
+  AppendN(2);
+  std::vector<AuditEvent> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(Ev("secret.resolve", "envoy:e" + std::to_string(i)));
+  ASSERT_TRUE(log_->AppendBatch(batch).ok());
+  auto recs = log_->List();
+  ASSERT_TRUE(recs.ok()) << recs.status();
+  ASSERT_EQ(recs->size(), 7u);
+  for (size_t i = 0; i < recs->size(); ++i) {
+    EXPECT_EQ((*recs)[i].seq, static_cast<int64_t>(i + 1));
+    if (i > 0) {
+      EXPECT_EQ((*recs)[i].prev_hash, (*recs)[i - 1].hash) << i;
+    }
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ((*recs)[2 + i].event.actor, "envoy:e" + std::to_string(i));
+  auto v = log_->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->records, 7);
+}
+
+TEST_F(AuditTest, AFailedBatchWritesNothing) {
+  AppendN(1);
+  // A trigger stands in for any failure inside the transaction (disk full,
+  // I/O error): the second record of the batch cannot be inserted.
+  ExecRaw(
+      "CREATE TRIGGER boom BEFORE INSERT ON audit WHEN NEW.event = 'boom' "
+      "BEGIN SELECT RAISE(ABORT, 'refused'); END");
+  std::vector<AuditEvent> batch = {Ev("secret.resolve", "envoy:a"), Ev("boom", "envoy:b"),
+                                   Ev("secret.resolve", "envoy:c")};
+  EXPECT_FALSE(log_->AppendBatch(batch).ok());
+  auto recs = log_->List();
+  ASSERT_TRUE(recs.ok());
+  EXPECT_EQ(recs->size(), 1u);
+  // The log keeps working after the rollback.
+  ASSERT_TRUE(log_->Append(Ev("secret.resolve", "envoy:d")).ok());
+  auto v = log_->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->records, 2);
 }
 
 }  // namespace
