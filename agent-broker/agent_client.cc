@@ -40,12 +40,14 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(ClientOptions o
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
   auto channel = grpc::CreateCustomChannel(options.server, creds, args);
   std::unique_ptr<AgentClient> c(new AgentClient());
+  c->channel_ = channel;
+  c->server_ = options.server;
   c->stub_ = v1::VigoAgent::NewStub(channel);
   c->rpc_timeout_ = options.rpc_timeout;
   return c;
 }
 
-std::unique_ptr<grpc::ClientContext> AgentClient::Context() const {
+std::unique_ptr<grpc::ClientContext> AgentClient::Context(std::string_view rpc) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   // Wait through transient failures (a restarting server) instead of failing
   // fast; the deadline bounds the wait.
@@ -55,12 +57,20 @@ std::unique_ptr<grpc::ClientContext> AgentClient::Context() const {
       std::min<std::chrono::steady_clock::duration>(rpc_timeout_, cap_ - now));
   budget = std::max(budget, std::chrono::milliseconds(1000));
   ctx->set_deadline(std::chrono::system_clock::now() + budget);
+  // wait_for_ready alone would make a call to a dead server wait silently up
+  // to its whole deadline; say so after a short probe (within the same budget).
+  if (channel_ && channel_->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY &&
+      !channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                  std::min(budget, std::chrono::milliseconds(2000)))) {
+    Log(LogLevel::kWarn, "server unreachable; waiting for it",
+        {{"rpc", rpc}, {"server", server_}, {"wait_ms", static_cast<int64_t>(budget.count())}});
+  }
   return ctx;
 }
 
 absl::StatusOr<v1::CheckInResponse> AgentClient::CheckIn(const v1::CheckInRequest& request) {
   v1::CheckInResponse response;
-  auto ctx = Context();
+  auto ctx = Context("CheckIn");
   VIGO_RETURN_IF_ERROR(FromGrpc(stub_->CheckIn(ctx.get(), request, &response), "CheckIn"));
   return response;
 }
@@ -68,7 +78,7 @@ absl::StatusOr<v1::CheckInResponse> AgentClient::CheckIn(const v1::CheckInReques
 absl::StatusOr<v1::ReportResultResponse> AgentClient::ReportResult(
     const v1::ReportResultRequest& request) {
   v1::ReportResultResponse response;
-  auto ctx = Context();
+  auto ctx = Context("ReportResult");
   VIGO_RETURN_IF_ERROR(FromGrpc(stub_->ReportResult(ctx.get(), request, &response), "ReportResult"));
   return response;
 }
@@ -83,7 +93,7 @@ absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
   request.set_secrets_epoch(bundle.secrets_epoch());
   request.set_recipient_key(key.public_key());
   v1::ResolveSecretsResponse response;
-  auto ctx = Context();
+  auto ctx = Context("ResolveSecrets");
   VIGO_RETURN_IF_ERROR(
       FromGrpc(stub_->ResolveSecrets(ctx.get(), request, &response), "ResolveSecrets"));
   if (response.secrets_epoch() != bundle.secrets_epoch()) {

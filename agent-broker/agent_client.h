@@ -45,11 +45,16 @@ class AgentClient {
 
   // Calls wait for the channel to become ready (wait_for_ready) until their
   // deadline: now + rpc_timeout, but never past `cap` (the retry budget).
+  // A call that finds the server unreachable for 2 s logs
+  // "server unreachable; waiting for it" (rpc, server) and keeps waiting.
   void SetDeadlineCap(std::chrono::steady_clock::time_point cap) { cap_ = cap; }
 
  private:
   AgentClient() = default;
-  std::unique_ptr<grpc::ClientContext> Context() const;
+  // `rpc` names the call in the unreachable-server log line.
+  std::unique_ptr<grpc::ClientContext> Context(std::string_view rpc) const;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string server_;
   std::unique_ptr<v1::VigoAgent::Stub> stub_;
   std::chrono::seconds rpc_timeout_{30};
   std::chrono::steady_clock::time_point cap_ = std::chrono::steady_clock::time_point::max();
