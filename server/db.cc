@@ -47,8 +47,8 @@ absl::Status EnsureDir(const std::filesystem::path& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(StrCat("database directory ", dir.string(),
-                                                  " exists and is not a directory"));
+      return absl::FailedPreconditionError(
+          StrCat("database directory ", dir.string(), " exists and is not a directory"));
     }
     return absl::OkStatus();
   }
@@ -62,10 +62,13 @@ absl::Status EnsureDir(const std::filesystem::path& dir) {
 }  // namespace
 
 Statement::Statement(Statement&& other) noexcept
-    : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+    : owner_(other.owner_), db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
 
 Statement::~Statement() {
-  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+  if (stmt_ == nullptr) return;
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  owner_->Recycle(stmt_);
 }
 
 void Statement::BindText(int index, std::string_view value) {
@@ -140,7 +143,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::
       if (!fd && errno != EEXIST) {
         return sandbox::ErrnoStatus(errno, "create database", path.string());
       }
-      if (::lstat(path.c_str(), &st) != 0) return sandbox::ErrnoStatus(errno, "stat", path.string());
+      if (::lstat(path.c_str(), &st) != 0)
+        return sandbox::ErrnoStatus(errno, "stat", path.string());
     }
     if (!S_ISREG(st.st_mode)) {
       return absl::FailedPreconditionError(
@@ -148,14 +152,15 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::
     }
     if ((st.st_mode & 077) != 0 && st.st_uid == ::geteuid()) {
       // Tighten a database another tool created loosely; it holds the audit chain.
-      if (::chmod(path.c_str(), 0600) != 0) return sandbox::ErrnoStatus(errno, "chmod", path.string());
+      if (::chmod(path.c_str(), 0600) != 0)
+        return sandbox::ErrnoStatus(errno, "chmod", path.string());
     }
   }
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
-                               SQLITE_OPEN_NOFOLLOW,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+      nullptr);
   if (rc != SQLITE_OK) {
     absl::Status st = SqliteError(raw, "open", path);
     sqlite3_close(raw);
@@ -171,7 +176,25 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::
 }
 
 Database::~Database() {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+    idle_.clear();
+  }
   if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+void Database::Recycle(sqlite3_stmt* stmt) {
+  constexpr size_t kMaxIdle = 64;
+  const char* sql = sqlite3_sql(stmt);
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (sql != nullptr && idle_.size() < kMaxIdle && idle_.count(sql) < 2) {
+      idle_.emplace(sql, stmt);
+      return;
+    }
+  }
+  sqlite3_finalize(stmt);
 }
 
 absl::Status Database::Exec(std::string_view sql) {
@@ -184,13 +207,25 @@ absl::Status Database::Exec(std::string_view sql) {
 }
 
 absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = idle_.find(std::string(sql));
+    if (it != idle_.end()) {
+      sqlite3_stmt* cached = it->second;
+      idle_.erase(it);
+      return Statement(this, db_, cached);
+    }
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  const char* tail = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
   if (rc != SQLITE_OK) {
     if (stmt != nullptr) sqlite3_finalize(stmt);
     return SqliteError(db_, "prepare", path_);
   }
-  return Statement(db_, stmt);
+  if (stmt == nullptr) return absl::InvalidArgumentError("prepare: empty SQL statement");
+  return Statement(this, db_, stmt);
 }
 
 absl::Status Database::Begin() { return Exec("BEGIN IMMEDIATE"); }

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,7 +50,9 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(class Database* owner, sqlite3* db, sqlite3_stmt* stmt)
+      : owner_(owner), db_(db), stmt_(stmt) {}
+  class Database* owner_;  // the statement goes back to its cache when done
   sqlite3* db_;
   sqlite3_stmt* stmt_;
 };
@@ -61,6 +64,9 @@ class Database {
   ~Database();
 
   absl::Status Exec(std::string_view sql);
+  // Compiled statements are cached per SQL text: a Statement that goes out of
+  // scope is reset (bindings cleared, read lock released) and kept for the
+  // next Prepare of the same text, so hot queries are parsed once.
   absl::StatusOr<Statement> Prepare(std::string_view sql);
   // Runs `sql` (schema statements) once per process per database file.
   absl::Status EnsureSchema(std::string_view sql) { return Exec(sql); }
@@ -75,10 +81,16 @@ class Database {
   const std::filesystem::path& path() const { return path_; }
 
  private:
+  friend class Statement;
   Database(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+  // Takes back a finished statement (reset by the caller); finalizes it when
+  // the cache already holds one for that SQL or is full.
+  void Recycle(sqlite3_stmt* stmt);
   sqlite3* db_;
   std::filesystem::path path_;
   std::mutex mu_;
+  std::mutex cache_mu_;
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle_;  // under cache_mu_
 };
 
 }  // namespace vigo::server

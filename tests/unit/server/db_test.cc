@@ -87,7 +87,6 @@ TEST(DatabaseTest, SymlinkedDatabaseIsRefused) {
   EXPECT_FALSE(Database::Open(t.path() / "x.db").ok());
 }
 
-
 // Regression: the server holds two connections to vigo.db; vigocli opens and
 // closes its own in another process. Opening the second connection once
 // dropped the process's POSIX locks (a raw open()/close() of the file), so the
@@ -120,6 +119,47 @@ TEST(DatabaseTest, CommitsStayVisibleToOtherProcessesWithTwoConnections) {
   std::error_code ec;
   EXPECT_TRUE(std::filesystem::exists(path.string() + "-wal", ec))
       << "the WAL of a live database was deleted";
+}
+
+TEST(DatabaseTest, ARecycledStatementStartsClean) {
+  TempDir tmp;
+  auto db = Database::Open(tmp.path() / "db" / "vigo.db");
+  auto other = Database::Open(tmp.path() / "db" / "vigo.db");
+  ASSERT_TRUE(db.ok() && other.ok());
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (7), (9)").ok());
+  constexpr char kSql[] = "SELECT count(*) FROM t WHERE x > ?";
+  {
+    auto st = (*db)->Prepare("SELECT x FROM t WHERE x > ? ORDER BY x");
+    ASSERT_TRUE(st.ok());
+    st->BindInt(1, 5);
+    auto row = st->Step();
+    ASSERT_TRUE(row.ok() && *row);
+    EXPECT_EQ(st->ColumnInt(0), 7);
+    // Dropped mid-iteration: goes back to the cache, reset.
+  }
+  {
+    auto st = (*db)->Prepare("SELECT x FROM t WHERE x > ? ORDER BY x");
+    ASSERT_TRUE(st.ok());
+    // No binding: the old 5 must not linger (NULL matches nothing).
+    auto row = st->Step();
+    ASSERT_TRUE(row.ok());
+    EXPECT_FALSE(*row);
+  }
+  {
+    auto st = (*db)->Prepare(kSql);
+    ASSERT_TRUE(st.ok());
+    st->BindInt(1, 0);
+    ASSERT_TRUE(st->Step().ok());
+    EXPECT_EQ(st->ColumnInt(0), 3);
+  }
+  // The abandoned read above released its snapshot: another connection's
+  // commit is visible to the recycled statement.
+  ASSERT_TRUE((*other)->Exec("INSERT INTO t VALUES (11)").ok());
+  auto st = (*db)->Prepare(kSql);
+  ASSERT_TRUE(st.ok());
+  st->BindInt(1, 0);
+  ASSERT_TRUE(st->Step().ok());
+  EXPECT_EQ(st->ColumnInt(0), 4);
 }
 
 }  // namespace
