@@ -52,8 +52,7 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
-  RAND_bytes(static_cast<unsigned char*>(static_cast<void*>(raw.data())),
-             static_cast<int>(bytes));
+  RAND_bytes(static_cast<unsigned char*>(static_cast<void*>(raw.data())), static_cast<int>(bytes));
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   for (char c : raw) {
@@ -191,42 +190,48 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                           StrCat("secrets_epoch ", req->secrets_epoch(), " is stale (current ",
                                  state->epoch, "); check in again"));
     }
-    // 3. A sealer for this call: a pre-generated server key (used once), a
-    //    fresh call id, one X25519 agreement with the request's key.
+    // 3. The audit record is committed before any sealed value leaves. It is
+    //    queued now and written while the sealer is set up and the values are
+    //    read and sealed; the handler waits for it before replying. If
+    //    anything fails after it was queued, a second record with outcome
+    //    "failed" and the same call id says nothing was released.
+    if (req->recipient_key().size() != kSealKeyLen) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          StrCat("recipient_key is ", req->recipient_key().size(),
+                                 " bytes; an X25519 public key is ", kSealKeyLen));
+    }
     auto call_id = NewCallId();
     if (!call_id.ok()) return ToGrpc(call_id.status());
-    auto server_key = server_->key_pool().Take();
-    if (!server_key.ok()) return ToGrpc(server_key.status());
-    auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
-    if (!sealer.ok()) return ToGrpc(sealer.status());
-    // 4. The audit record is committed before any sealed value leaves. It is
-    //    written while the values are read and sealed (the handler waits for
-    //    it below); if reading fails after it was queued, a second record
-    //    with outcome "failed" and the same call id says nothing was released.
     std::future<absl::Status> audited = server_->AuditAsync(
         {.event = "secret.resolve",
          .actor = StrCat("envoy:", id->envoy),
          .envoy = id->envoy,
          .paths = asked,
          .outcome = "ok",
-         .detail = StrCat("epoch=", state->epoch, " call=", sealer->call_id(), " req=", rid)});
+         .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid)});
     auto fail = [&](grpc::Status why) {
       resp->Clear();
       absl::Status first = audited.get();
-      absl::Status second = server_->Audit(
-          {.event = "secret.resolve",
-           .actor = StrCat("envoy:", id->envoy),
-           .envoy = id->envoy,
-           .paths = asked,
-           .outcome = "failed",
-           .detail = StrCat("epoch=", state->epoch, " call=", sealer->call_id(), " req=", rid,
-                            " released nothing: ", why.error_message())});
+      absl::Status second =
+          server_->Audit({.event = "secret.resolve",
+                          .actor = StrCat("envoy:", id->envoy),
+                          .envoy = id->envoy,
+                          .paths = asked,
+                          .outcome = "failed",
+                          .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid,
+                                           " released nothing: ", why.error_message())});
       if (!first.ok() || !second.ok()) {
         Log(LogLevel::kError, "resolve: audit append failed",
             {{"req", rid}, {"status", first.ok() ? second : first}});
       }
       return why;
     };
+    // 4. A sealer for this call: a pre-generated server key (used once), the
+    //    call id, one X25519 agreement with the request's key.
+    auto server_key = server_->key_pool().Take();
+    if (!server_key.ok()) return fail(ToGrpc(server_key.status()));
+    auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
+    if (!sealer.ok()) return fail(ToGrpc(sealer.status()));
     for (const std::string& ref : req->refs()) {
       auto value = server_->backend().Get(ref);
       if (!value.ok()) {
@@ -335,7 +340,10 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                                        .outcome = "redacted",
                                        .detail = StrCat("run=", run.id, " req=", rid)});
       Log(LogLevel::kError, "report: agent leaked secret values; stored redacted",
-          {{"req", rid}, {"envoy", id->envoy}, {"run", run.id}, {"refs", JoinPaths(paths)},
+          {{"req", rid},
+           {"envoy", id->envoy},
+           {"run", run.id},
+           {"refs", JoinPaths(paths)},
            {"audit", a}});
     }
     if (!st.ok()) {
@@ -385,13 +393,17 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     id.fingerprint = *fp;
     auto lookup = server_->store().LookupCert(id.fingerprint);
     if (!lookup.ok()) {
-      Log(LogLevel::kError, "certificate lookup failed", {{"req", rid}, {"status", lookup.status()}});
+      Log(LogLevel::kError, "certificate lookup failed",
+          {{"req", rid}, {"status", lookup.status()}});
       return absl::UnavailableError("server database unavailable");
     }
     if (lookup->state != CertState::kActive || lookup->name != id.envoy) {
       const char* why = lookup->state == CertState::kRevoked ? "revoked" : "unknown";
       Log(LogLevel::kWarn, "certificate refused",
-          {{"req", rid}, {"method", method}, {"envoy", id.envoy}, {"why", why},
+          {{"req", rid},
+           {"method", method},
+           {"envoy", id.envoy},
+           {"why", why},
            {"fingerprint", id.fingerprint}});
       return absl::UnauthenticatedError(
           StrCat("client certificate is ", why, " (issue a new one with 'vigocli envoy issue')"));
@@ -540,15 +552,14 @@ absl::StatusOr<std::unique_ptr<VigoServer>> VigoServer::Create(
   } else {
     absl::Status h = backend->CheckHealth();
     if (!h.ok()) {
-      return absl::Status(h.code(), StrCat("secret backend '", backend->Name(),
-                                           "' unhealthy: ", h.message()));
+      return absl::Status(
+          h.code(), StrCat("secret backend '", backend->Name(), "' unhealthy: ", h.message()));
     }
   }
   s->backend_ = std::move(backend);
   auto db1 = Database::Open(cfg.DatabasePath());
   if (!db1.ok()) {
-    return absl::Status(db1.status().code(),
-                        StrCat("database: ", db1.status().message()));
+    return absl::Status(db1.status().code(), StrCat("database: ", db1.status().message()));
   }
   s->store_db_ = std::move(*db1);
   VIGO_ASSIGN_OR_RETURN(s->audit_db_, Database::Open(cfg.DatabasePath()));
@@ -596,8 +607,7 @@ absl::StatusOr<std::map<std::string, uint64_t>> VigoServer::Versions(const Stack
   for (const std::string& path : stacks.AllReferences()) {
     auto v = backend_->Version(path);
     if (!v.ok()) {
-      return absl::Status(v.status().code(),
-                          StrCat("secret '", path, "': ", v.status().message()));
+      return absl::Status(v.status().code(), StrCat("secret '", path, "': ", v.status().message()));
     }
     out[path] = *v;
   }
@@ -637,8 +647,8 @@ absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
         {{"reason", reason}, {"error", why}, {"epoch", epoch()}});
     (void)Audit({.event = "config.reload",
                  .actor = "server",
-                  .envoy = "",
-                  .paths = {},
+                 .envoy = "",
+                 .paths = {},
                  .outcome = "failed",
                  .detail = StrCat("reason=", reason, " ", why.substr(0, 512))});
     return absl::Status(state.status().code(), why);
@@ -653,8 +663,8 @@ absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
   last_reload_failed_ = false;
   (void)Audit({.event = "config.reload",
                .actor = "server",
-                  .envoy = "",
-                  .paths = {},
+               .envoy = "",
+               .paths = {},
                .outcome = "ok",
                .detail = StrCat("reason=", reason, " epoch=", epoch)});
   Log(LogLevel::kInfo, "reloaded",
@@ -674,7 +684,8 @@ std::shared_ptr<const PolicyState> VigoServer::state() const {
 
 absl::Status VigoServer::Audit(const AuditEvent& event) {
   absl::Status st = audit_writer_->Append(event);
-  if (!st.ok()) Log(LogLevel::kError, "audit append failed", {{"event", event.event}, {"status", st}});
+  if (!st.ok())
+    Log(LogLevel::kError, "audit append failed", {{"event", event.event}, {"status", st}});
   return st;
 }
 
@@ -711,8 +722,7 @@ absl::Status VigoServer::Start(const std::string& listen) {
   VIGO_ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(cfg_.TlsDir() / "ca.pem"));
   VIGO_ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(cfg_.TlsDir() / "server.pem"));
   VIGO_ASSIGN_OR_RETURN(std::string key_pem, ReadFile(cfg_.TlsDir() / "server.key"));
-  grpc::SslServerCredentialsOptions ssl(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = ca_pem;
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
   OPENSSL_cleanse(key_pem.data(), key_pem.size());
