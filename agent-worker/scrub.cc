@@ -2,202 +2,614 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace vigo::worker {
 namespace {
 
 using sandbox::SecretBuffer;
+using Bytes = std::span<const uint8_t>;
 
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr size_t kMinFragment = 4;
+// Longest partial escape a cut can leave at a view's edge: a surrogate pair
+// "\uD83D\uDE00" (12) minus one character.
+constexpr size_t kMaxEscapeJunk = 12;
+// The interior check (output entirely inside a longer form) needs this many
+// bytes after trimming, so that chance matches in long forms are negligible.
+constexpr size_t kMinInteriorNeedle = 16;
+constexpr size_t kBatchBytes = size_t{1} << 20;
+constexpr size_t kBucketBits = 12;
+constexpr size_t kBuckets = size_t{1} << kBucketBits;
+constexpr uint32_t kNil = 0xffffffffu;
+constexpr uint64_t kHashBase = 0x100000001b3ull;  // odd: invertible mod 2^64
 
-// Appends a form built by `fill` (which writes into a SecretBuffer of `len`).
-template <typename Fill>
-void AddForm(std::vector<SecretBuffer>* forms, size_t len, Fill fill) {
-  if (len == 0) return;
-  auto buf = SecretBuffer::Create(len);
-  if (!buf.ok()) return;  // arena full: raw form still scrubbed (added first)
-  fill(buf->RevealMutable());
-  forms->push_back(std::move(*buf));
+absl::Status ArenaFull() {
+  return absl::ResourceExhaustedError("scrub: locked arena cannot hold the scrubbing state");
 }
 
-void AddHex(std::vector<SecretBuffer>* forms, std::span<const uint8_t> v, bool upper) {
-  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-  AddForm(forms, v.size() * 2, [&](std::span<uint8_t> out) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      out[2 * i] = static_cast<uint8_t>(digits[v[i] >> 4]);
-      out[2 * i + 1] = static_cast<uint8_t>(digits[v[i] & 15]);
+uint32_t Load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+void Store32(std::span<uint8_t> buf, size_t index, uint32_t v) {
+  std::memcpy(buf.data() + index * 4, &v, sizeof(v));
+}
+uint32_t Get32(Bytes buf, size_t index) { return Load32(buf.data() + index * 4); }
+size_t Bucket(uint32_t key) { return (key * 2654435761u) >> (32 - kBucketBits); }
+
+int HexVal(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Characters a partial escape left at a view's edge can consist of.
+bool EscapeJunk(uint8_t c) {
+  return HexVal(c) >= 0 || c == 'u' || c == 'U' || c == 'x' || c == 'X' || c == '\\' || c == '%';
+}
+
+// ---------------------------------------------------------------------------
+// Which bytes of the original output are redacted.
+
+class Coverage {
+ public:
+  explicit Coverage(size_t n) : diff_(n + 1, 0) {}
+  void Cover(size_t a, size_t b) {
+    if (a >= b) return;
+    ++diff_[a];
+    --diff_[b];
+  }
+  void CoverAll() { all_ = true; }
+  bool all() const { return all_; }
+
+  // Each maximal covered run becomes one kRedacted.
+  std::string Render(Bytes output) const {
+    if (all_) return std::string(kRedacted);
+    std::string out;
+    out.reserve(output.size());
+    int64_t depth = 0;
+    bool in_run = false;
+    for (size_t i = 0; i < output.size(); ++i) {
+      depth += diff_[i];
+      if (depth > 0) {
+        if (!in_run) out.append(kRedacted);
+        in_run = true;
+      } else {
+        in_run = false;
+        out.push_back(static_cast<char>(output[i]));
+      }
     }
-  });
+    return out;
+  }
+
+ private:
+  std::vector<int32_t> diff_;
+  bool all_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// Views: the output itself, or a decoding of it with, for every byte, the
+// range of original bytes it came from.
+
+struct View {
+  Bytes identity;                     // set for the output itself
+  std::optional<SecretBuffer> owned;  // decoded bytes (first `len` used)
+  size_t len = 0;
+  std::vector<uint32_t> beg, end;  // original range of each decoded byte
+  bool decoded = false;            // a cut escape may leave junk at the edges
+
+  Bytes Data() const { return owned ? owned->Reveal().first(len) : identity; }
+  void Cover(size_t a, size_t b, Coverage* c) const {
+    if (a >= b) return;
+    if (!owned) {
+      c->Cover(a, b);
+    } else {
+      c->Cover(beg[a], end[b - 1]);
+    }
+  }
+};
+
+class ViewWriter {
+ public:
+  static absl::StatusOr<ViewWriter> Create(size_t capacity) {
+    auto buf = SecretBuffer::Create(std::max<size_t>(capacity, 1));
+    if (!buf.ok()) return ArenaFull();
+    ViewWriter w;
+    w.view_.owned = std::move(*buf);
+    w.view_.beg.reserve(capacity);
+    w.view_.end.reserve(capacity);
+    return w;
+  }
+  void Put(uint8_t b, size_t from, size_t to) {
+    view_.owned->RevealMutable()[view_.len++] = b;
+    view_.beg.push_back(static_cast<uint32_t>(from));
+    view_.end.push_back(static_cast<uint32_t>(to));
+  }
+  // UTF-8 of a code point (no surrogates), every byte mapped to [from, to).
+  void PutUtf8(uint32_t cp, size_t from, size_t to) {
+    if (cp < 0x80) {
+      Put(static_cast<uint8_t>(cp), from, to);
+    } else if (cp < 0x800) {
+      Put(static_cast<uint8_t>(0xC0 | (cp >> 6)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    } else if (cp < 0x10000) {
+      Put(static_cast<uint8_t>(0xE0 | (cp >> 12)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    } else {
+      Put(static_cast<uint8_t>(0xF0 | (cp >> 18)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    }
+  }
+  View Finish(bool decoded) && {
+    view_.decoded = decoded;
+    return std::move(view_);
+  }
+
+ private:
+  ViewWriter() = default;
+  View view_;
+};
+
+bool Has(Bytes o, uint8_t c) { return std::find(o.begin(), o.end(), c) != o.end(); }
+
+// CR and LF removed (wrapped base64 / hex).
+absl::StatusOr<std::optional<View>> UnwrapView(Bytes o) {
+  if (!Has(o, '\n') && !Has(o, '\r')) return std::nullopt;
+  auto w = ViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size(); ++i) {
+    if (o[i] != '\n' && o[i] != '\r') w->Put(o[i], i, i + 1);
+  }
+  return std::move(*w).Finish(/*decoded=*/false);
+}
+
+// %XX (any case) and '+' for space.
+absl::StatusOr<std::optional<View>> UrlView(Bytes o) {
+  if (!Has(o, '%') && !Has(o, '+')) return std::nullopt;
+  auto w = ViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '%' && i + 3 <= o.size() && HexVal(o[i + 1]) >= 0 && HexVal(o[i + 2]) >= 0) {
+      w->Put(static_cast<uint8_t>(HexVal(o[i + 1]) * 16 + HexVal(o[i + 2])), i, i + 3);
+      i += 3;
+    } else {
+      w->Put(o[i] == '+' ? ' ' : o[i], i, i + 1);
+      ++i;
+    }
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+// The code unit of "\uXXXX" at o[i], or -1.
+int32_t UnicodeEscape(Bytes o, size_t i) {
+  if (i + 6 > o.size() || o[i] != '\\' || o[i + 1] != 'u') return -1;
+  int32_t v = 0;
+  for (size_t k = 2; k < 6; ++k) {
+    int h = HexVal(o[i + k]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+// JSON string escapes. `latin1`: \u00XX is the single byte XX (encoders that
+// escape bytes, not code points); otherwise the UTF-8 of the code point.
+absl::StatusOr<std::optional<View>> JsonView(Bytes o, bool latin1) {
+  if (!Has(o, '\\')) return std::nullopt;
+  if (latin1) {
+    // Only differs from the UTF-8 view when some \u00XX has XX >= 0x80.
+    bool differs = false;
+    for (size_t i = 0; i < o.size() && !differs; ++i) {
+      int32_t u = UnicodeEscape(o, i);
+      differs = u >= 0x80 && u <= 0xFF;
+    }
+    if (!differs) return std::nullopt;
+  }
+  auto w = ViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '\\' && i + 1 < o.size()) {
+      uint8_t d = o[i + 1];
+      int simple = -1;
+      switch (d) {
+        case '"':
+        case '\\':
+        case '/':
+          simple = d;
+          break;
+        case 'b':
+          simple = '\b';
+          break;
+        case 'f':
+          simple = '\f';
+          break;
+        case 'n':
+          simple = '\n';
+          break;
+        case 'r':
+          simple = '\r';
+          break;
+        case 't':
+          simple = '\t';
+          break;
+        default:
+          break;
+      }
+      if (simple >= 0) {
+        w->Put(static_cast<uint8_t>(simple), i, i + 2);
+        i += 2;
+        continue;
+      }
+      int32_t u = UnicodeEscape(o, i);
+      if (u >= 0) {
+        if (latin1 && u <= 0xFF) {
+          w->Put(static_cast<uint8_t>(u), i, i + 6);
+          i += 6;
+          continue;
+        }
+        if (u >= 0xD800 && u <= 0xDBFF) {
+          int32_t lo = UnicodeEscape(o, i + 6);
+          if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            uint32_t cp = 0x10000 + ((static_cast<uint32_t>(u) - 0xD800) << 10) +
+                          (static_cast<uint32_t>(lo) - 0xDC00);
+            w->PutUtf8(cp, i, i + 12);
+            i += 12;
+            continue;
+          }
+        } else if (u < 0xDC00 || u > 0xDFFF) {
+          w->PutUtf8(static_cast<uint32_t>(u), i, i + 6);
+          i += 6;
+          continue;
+        }
+        // A lone surrogate stays literal.
+      }
+    }
+    w->Put(o[i], i, i + 1);
+    ++i;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+// C / Python byte-string escapes: \xNN, octal, single-character escapes.
+absl::StatusOr<std::optional<View>> CEscapeView(Bytes o) {
+  if (!Has(o, '\\')) return std::nullopt;
+  auto w = ViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '\\' && i + 1 < o.size()) {
+      uint8_t d = o[i + 1];
+      if ((d == 'x' || d == 'X') && i + 4 <= o.size() && HexVal(o[i + 2]) >= 0 &&
+          HexVal(o[i + 3]) >= 0) {
+        w->Put(static_cast<uint8_t>(HexVal(o[i + 2]) * 16 + HexVal(o[i + 3])), i, i + 4);
+        i += 4;
+        continue;
+      }
+      if (d >= '0' && d <= '7') {
+        uint32_t v = 0;
+        size_t k = i + 1;
+        while (k < o.size() && k < i + 4 && o[k] >= '0' && o[k] <= '7') {
+          v = v * 8 + (o[k] - '0');
+          ++k;
+        }
+        if (v <= 0xFF) {
+          w->Put(static_cast<uint8_t>(v), i, k);
+          i = k;
+          continue;
+        }
+      }
+      int simple = -1;
+      switch (d) {
+        case 'n':
+          simple = '\n';
+          break;
+        case 'r':
+          simple = '\r';
+          break;
+        case 't':
+          simple = '\t';
+          break;
+        case 'a':
+          simple = '\a';
+          break;
+        case 'b':
+          simple = '\b';
+          break;
+        case 'f':
+          simple = '\f';
+          break;
+        case 'v':
+          simple = '\v';
+          break;
+        case '\\':
+        case '\'':
+        case '"':
+          simple = d;
+          break;
+        default:
+          break;
+      }
+      if (simple >= 0) {
+        w->Put(static_cast<uint8_t>(simple), i, i + 2);
+        i += 2;
+        continue;
+      }
+    }
+    w->Put(o[i], i, i + 1);
+    ++i;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+// ---------------------------------------------------------------------------
+// Forms of one value.
+
+using FormSink = std::function<void(SecretBuffer form)>;
+
+absl::Status EmitCopy(Bytes v, const FormSink& sink) {
+  auto buf = SecretBuffer::CopyFrom(v);
+  if (!buf.ok()) return ArenaFull();
+  sink(std::move(*buf));
+  return absl::OkStatus();
+}
+
+absl::Status EmitHex(Bytes v, bool upper, const FormSink& sink) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  auto buf = SecretBuffer::Create(v.size() * 2);
+  if (!buf.ok()) return ArenaFull();
+  std::span<uint8_t> out = buf->RevealMutable();
+  for (size_t i = 0; i < v.size(); ++i) {
+    out[2 * i] = static_cast<uint8_t>(digits[v[i] >> 4]);
+    out[2 * i + 1] = static_cast<uint8_t>(digits[v[i] & 15]);
+  }
+  sink(std::move(*buf));
+  return absl::OkStatus();
 }
 
 // Base64 of `v` as it appears inside a longer stream where `shift` (0..2)
-// unknown bytes precede it: the characters that depend only on v's bytes.
-void AddBase64(std::vector<SecretBuffer>* forms, std::span<const uint8_t> v, size_t shift,
-               bool url) {
-  size_t total = shift + v.size();
-  size_t groups = (total + 2) / 3;
-  auto full = SecretBuffer::Create(groups * 4);
+// unknown bytes precede it: only the characters that depend on v's bits alone.
+absl::Status EmitBase64(Bytes v, size_t shift, bool url, const FormSink& sink) {
+  const size_t total = shift + v.size();
+  const size_t groups = (total + 2) / 3;
+  size_t first_char = (shift * 8 + 5) / 6;   // first char with only v's bits
+  const size_t last_char = (total * 8) / 6;  // chars [first, last) fully inside
+  if (shift == 0) first_char = 0;
+  if (last_char <= first_char) return absl::OkStatus();
+  const size_t len = last_char - first_char;
+  if (len < kMinFragment && !(shift == 0 && v.size() < 3)) return absl::OkStatus();
   auto in = SecretBuffer::Create(groups * 3);
-  if (!full.ok() || !in.ok()) return;
+  auto full = SecretBuffer::Create(groups * 4);
+  auto form = SecretBuffer::Create(len);
+  if (!in.ok() || !full.ok() || !form.ok()) return ArenaFull();
   std::span<uint8_t> src = in->RevealMutable();
   std::copy(v.begin(), v.end(), src.begin() + static_cast<ptrdiff_t>(shift));
   std::span<uint8_t> dst = full->RevealMutable();
   for (size_t g = 0; g < groups; ++g) {
     uint32_t n = (uint32_t{src[3 * g]} << 16) | (uint32_t{src[3 * g + 1]} << 8) | src[3 * g + 2];
-    for (int k = 0; k < 4; ++k) {
+    for (size_t k = 0; k < 4; ++k) {
       char c = kB64[(n >> (18 - 6 * k)) & 63];
       if (url && c == '+') c = '-';
       if (url && c == '/') c = '_';
-      dst[4 * g + static_cast<size_t>(k)] = static_cast<uint8_t>(c);
+      dst[4 * g + k] = static_cast<uint8_t>(c);
     }
   }
-  // Characters fully determined by v: skip those touching the shifted prefix,
-  // keep only whole characters before the data ends.
-  size_t first_char = (shift * 8 + 5) / 6;           // first char with only v's bits
-  size_t last_char = (total * 8) / 6;                // chars [first, last) fully inside
-  if (shift == 0) first_char = 0;
-  if (last_char <= first_char) return;
-  size_t len = last_char - first_char;
-  if (len < kMinFragment && !(shift == 0 && v.size() < 3)) return;
-  AddForm(forms, len, [&](std::span<uint8_t> out) {
-    std::copy(dst.begin() + static_cast<ptrdiff_t>(first_char),
-              dst.begin() + static_cast<ptrdiff_t>(last_char), out.begin());
-  });
+  std::copy(dst.begin() + static_cast<ptrdiff_t>(first_char),
+            dst.begin() + static_cast<ptrdiff_t>(last_char), form->RevealMutable().begin());
+  sink(std::move(*form));
+  return absl::OkStatus();
 }
 
-bool Unreserved(uint8_t c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-void AddUrl(std::vector<SecretBuffer>* forms, std::span<const uint8_t> v, bool upper) {
-  size_t len = 0;
-  bool differs = false;
-  for (uint8_t c : v) {
-    len += Unreserved(c) ? 1 : 3;
-    differs |= !Unreserved(c);
+// Raw, lower/upper hex, base64 (both alphabets, three alignments). The
+// escaped forms (URL, JSON, C) are found through the decoding views.
+absl::Status EmitForms(Bytes v, const FormSink& sink) {
+  absl::Status st = EmitCopy(v, sink);
+  if (st.ok()) st = EmitHex(v, false, sink);
+  if (st.ok()) st = EmitHex(v, true, sink);
+  for (size_t shift = 0; shift < 3 && st.ok(); ++shift) {
+    st = EmitBase64(v, shift, false, sink);
+    if (st.ok()) st = EmitBase64(v, shift, true, sink);
   }
-  if (!differs) return;
-  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-  AddForm(forms, len, [&](std::span<uint8_t> out) {
-    size_t o = 0;
-    for (uint8_t c : v) {
-      if (Unreserved(c)) {
-        out[o++] = c;
-      } else {
-        out[o++] = '%';
-        out[o++] = static_cast<uint8_t>(digits[c >> 4]);
-        out[o++] = static_cast<uint8_t>(digits[c & 15]);
+  return st;
+}
+
+// ---------------------------------------------------------------------------
+// Edges and interior.
+
+// Offsets a cut escape may have left at the start / end of a decoded view.
+std::vector<size_t> StartSkips(const View& view, Bytes d) {
+  std::vector<size_t> skips = {0};
+  if (!view.decoded) return skips;
+  for (size_t k = 1; k <= std::min(kMaxEscapeJunk, d.size()) && EscapeJunk(d[k - 1]); ++k) {
+    skips.push_back(k);
+  }
+  return skips;
+}
+std::vector<size_t> EndSkips(const View& view, Bytes d) {
+  std::vector<size_t> skips = {0};
+  if (!view.decoded) return skips;
+  for (size_t k = 1; k <= std::min(kMaxEscapeJunk, d.size()); ++k) {
+    uint8_t c = d[d.size() - k];
+    if (!EscapeJunk(c)) break;
+    if (c == '\\' || c == '%') skips.push_back(k);
+  }
+  return skips;
+}
+
+// Longest len >= kMinFragment such that the last len bytes of `v` are the
+// first len bytes of `f`; 0 if none. Rolling hashes, verified by memcmp.
+size_t PrefixOfFormAtEnd(Bytes f, Bytes v) {
+  const size_t limit = std::min(f.size(), v.size());
+  uint64_t hf = 0, hv = 0, pw = 1;
+  size_t best = 0;
+  for (size_t len = 1; len <= limit; ++len) {
+    hf = hf * kHashBase + f[len - 1];
+    hv = hv + v[v.size() - len] * pw;
+    pw *= kHashBase;
+    if (len >= kMinFragment && hf == hv &&
+        std::memcmp(f.data(), v.data() + v.size() - len, len) == 0) {
+      best = len;
+    }
+  }
+  return best;
+}
+
+// Longest len >= kMinFragment such that the first len bytes of `v` are the
+// last len bytes of `f`; 0 if none.
+size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
+  const size_t limit = std::min(f.size(), v.size());
+  uint64_t hf = 0, hv = 0, pw = 1;
+  size_t best = 0;
+  for (size_t len = 1; len <= limit; ++len) {
+    hf = hf + f[f.size() - len] * pw;
+    hv = hv * kHashBase + v[len - 1];
+    pw *= kHashBase;
+    if (len >= kMinFragment && hf == hv &&
+        std::memcmp(f.data() + f.size() - len, v.data(), len) == 0) {
+      best = len;
+    }
+  }
+  return best;
+}
+
+// A form cut off by either end of the view, or covering the whole view.
+void CheckEdges(Bytes f, const View& view, Coverage* cov) {
+  Bytes d = view.Data();
+  if (d.empty() || f.size() < kMinFragment) return;
+  for (size_t skip : EndSkips(view, d)) {
+    size_t len = PrefixOfFormAtEnd(f, d.first(d.size() - skip));
+    if (len > 0) view.Cover(d.size() - skip - len, d.size(), cov);
+  }
+  for (size_t skip : StartSkips(view, d)) {
+    size_t len = SuffixOfFormAtStart(f, d.subspan(skip));
+    if (len > 0) view.Cover(0, skip + len, cov);
+  }
+  // The view is an interior slice of a longer form: nothing anchors it to an
+  // edge of the form, so the whole output goes.
+  const size_t trim = view.decoded ? kMaxEscapeJunk : 0;
+  if (d.size() >= 2 * trim + kMinInteriorNeedle) {
+    Bytes needle = d.subspan(trim, d.size() - 2 * trim);
+    if (f.size() > needle.size() &&
+        ::memmem(f.data(), f.size(), needle.data(), needle.size()) != nullptr) {
+      cov->CoverAll();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Whole-form matches: a batch of forms, indexed by their first 4 bytes.
+
+class Batch {
+ public:
+  size_t bytes() const { return bytes_; }
+  void Add(SecretBuffer form) {
+    bytes_ += form.size();
+    forms_.push_back(std::move(form));
+  }
+
+  absl::Status Scan(const std::vector<View>& views, Coverage* cov) {
+    if (forms_.empty()) return absl::OkStatus();
+    auto heads = SecretBuffer::Create(kBuckets * 4);
+    auto next = SecretBuffer::Create(forms_.size() * 4);
+    if (!heads.ok() || !next.ok()) return ArenaFull();
+    std::span<uint8_t> h = heads->RevealMutable();
+    std::memset(h.data(), 0xff, h.size());
+    std::vector<size_t> short_forms;
+    for (size_t f = 0; f < forms_.size(); ++f) {
+      Bytes fb = forms_[f].Reveal();
+      if (fb.size() < 4) {
+        short_forms.push_back(f);
+        continue;
+      }
+      size_t b = Bucket(Load32(fb.data()));
+      Store32(next->RevealMutable(), f, Get32(h, b));
+      Store32(h, b, static_cast<uint32_t>(f));
+    }
+    for (const View& view : views) {
+      Bytes d = view.Data();
+      for (size_t i = 0; i + 4 <= d.size(); ++i) {
+        for (uint32_t f = Get32(h, Bucket(Load32(d.data() + i))); f != kNil;
+             f = Get32(next->Reveal(), f)) {
+          Bytes fb = forms_[f].Reveal();
+          if (fb.size() <= d.size() - i && std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
+            view.Cover(i, i + fb.size(), cov);
+          }
+        }
+      }
+      for (size_t f : short_forms) {
+        Bytes fb = forms_[f].Reveal();
+        for (size_t i = 0; i + fb.size() <= d.size(); ++i) {
+          if (std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
+            view.Cover(i, i + fb.size(), cov);
+          }
+        }
       }
     }
-  });
-}
-
-void AddJson(std::vector<SecretBuffer>* forms, std::span<const uint8_t> v) {
-  size_t len = 0;
-  bool differs = false;
-  for (uint8_t c : v) {
-    if (c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r') {
-      len += 2;
-      differs = true;
-    } else if (c < 0x20) {
-      len += 6;
-      differs = true;
-    } else {
-      len += 1;
-    }
+    forms_.clear();
+    bytes_ = 0;
+    return absl::OkStatus();
   }
-  if (!differs) return;
-  AddForm(forms, len, [&](std::span<uint8_t> out) {
-    size_t o = 0;
-    for (uint8_t c : v) {
-      auto esc = [&](char e) {
-        out[o++] = '\\';
-        out[o++] = static_cast<uint8_t>(e);
-      };
-      if (c == '"') esc('"');
-      else if (c == '\\') esc('\\');
-      else if (c == '\n') esc('n');
-      else if (c == '\t') esc('t');
-      else if (c == '\r') esc('r');
-      else if (c < 0x20) {
-        const char* d = "0123456789abcdef";
-        out[o++] = '\\';
-        out[o++] = 'u';
-        out[o++] = '0';
-        out[o++] = '0';
-        out[o++] = static_cast<uint8_t>(d[c >> 4]);
-        out[o++] = static_cast<uint8_t>(d[c & 15]);
-      } else {
-        out[o++] = c;
-      }
-    }
-  });
-}
 
-bool MatchAt(std::span<const uint8_t> out, size_t i, std::span<const uint8_t> form) {
-  return out.size() - i >= form.size() &&
-         std::memcmp(out.data() + i, form.data(), form.size()) == 0;
+ private:
+  std::vector<SecretBuffer> forms_;
+  size_t bytes_ = 0;
+};
+
+absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBuffer*>& values) {
+  std::vector<View> views;
+  views.emplace_back();
+  views.back().identity = output;
+  for (auto build : {&UnwrapView, &UrlView, &CEscapeView}) {
+    absl::StatusOr<std::optional<View>> v = build(output);
+    if (!v.ok()) return v.status();
+    if (*v) views.push_back(std::move(**v));
+  }
+  for (bool latin1 : {false, true}) {
+    absl::StatusOr<std::optional<View>> v = JsonView(output, latin1);
+    if (!v.ok()) return v.status();
+    if (*v) views.push_back(std::move(**v));
+  }
+
+  Coverage cov(output.size());
+  Batch batch;
+  absl::Status scan_status;
+  const FormSink sink = [&](SecretBuffer form) {
+    for (const View& view : views) CheckEdges(form.Reveal(), view, &cov);
+    // A form longer than the output can only be cut by its edges or cover
+    // all of it (checked above); shorter ones are matched whole.
+    if (form.size() <= output.size()) batch.Add(std::move(form));
+    if (batch.bytes() >= kBatchBytes && scan_status.ok()) scan_status = batch.Scan(views, &cov);
+  };
+  for (const SecretBuffer* v : values) {
+    if (v == nullptr || v->empty()) continue;
+    absl::Status st = EmitForms(v->Reveal(), sink);
+    if (!st.ok()) return st;
+    if (!scan_status.ok()) return scan_status;
+    if (cov.all()) return std::string(kRedacted);
+  }
+  absl::Status st = batch.Scan(views, &cov);
+  if (!st.ok()) return st;
+  return cov.Render(output);
 }
 
 }  // namespace
 
 std::string ScrubOutput(std::span<const uint8_t> output,
                         const std::vector<const SecretBuffer*>& values) {
-  std::vector<SecretBuffer> forms;
-  for (const SecretBuffer* v : values) {
-    if (v == nullptr || v->empty()) continue;
-    std::span<const uint8_t> b = v->Reveal();
-    AddForm(&forms, b.size(), [&](std::span<uint8_t> o) { std::copy(b.begin(), b.end(), o.begin()); });
-    AddHex(&forms, b, false);
-    AddHex(&forms, b, true);
-    for (size_t shift = 0; shift < 3; ++shift) {
-      AddBase64(&forms, b, shift, false);
-      AddBase64(&forms, b, shift, true);
-    }
-    AddUrl(&forms, b, false);
-    AddUrl(&forms, b, true);
-    AddJson(&forms, b);
-  }
-
-  // Fragments cut off at the edges of the captured output.
-  size_t begin = 0;
-  size_t end = output.size();
-  for (const SecretBuffer& f : forms) {
-    std::span<const uint8_t> fb = f.Reveal();
-    for (size_t len = std::min(fb.size() - 1, output.size()); len >= kMinFragment; --len) {
-      if (std::memcmp(output.data(), fb.data() + fb.size() - len, len) == 0) {
-        begin = std::max(begin, len);
-        break;
-      }
-    }
-    for (size_t len = std::min(fb.size() - 1, output.size()); len >= kMinFragment; --len) {
-      if (std::memcmp(output.data() + output.size() - len, fb.data(), len) == 0) {
-        end = std::min(end, output.size() - len);
-        break;
-      }
-    }
-  }
-
-  std::string out;
-  if (begin > 0) out.append(kRedacted);
-  size_t i = begin;
-  while (i < end) {
-    size_t best = 0;
-    for (const SecretBuffer& f : forms) {
-      if (f.size() > best && MatchAt(output.first(end), i, f.Reveal())) best = f.size();
-    }
-    if (best > 0) {
-      out.append(kRedacted);
-      i += best;
-    } else {
-      out.push_back(static_cast<char>(output[i]));
-      ++i;
-    }
-  }
-  if (end < output.size() && end >= begin) out.append(kRedacted);
-  return out;
+  if (output.empty()) return std::string();
+  absl::StatusOr<std::string> out = Scrub(output, values);
+  // Fail closed: an output that could not be checked against every form of
+  // every value is not returned at all.
+  if (!out.ok()) return std::string(kWithheld);
+  return *std::move(out);
 }
 
 }  // namespace vigo::worker

@@ -2,20 +2,55 @@
 //
 //   std::string safe = ScrubOutput(output.Reveal(), values.Resolved());
 //
-// Every occurrence of a value in its raw, lower/upper hex, base64 (standard
-// and URL alphabets, at every byte alignment inside a longer base64 stream),
-// URL-encoded and JSON-escaped forms is replaced by "[REDACTED]". A fragment
-// of at least 4 bytes of a form cut off at either end of `output` (output
-// truncated by the capture cap) is also redacted.
+// What is redacted (each maximal redacted run becomes one "[REDACTED]"):
+//   - every occurrence of a value's raw bytes, lower/upper hex, or base64
+//     (standard and URL alphabets, at every byte alignment inside a longer
+//     base64 stream: only the characters determined by the value's bits);
+//   - the same forms seen through decoding views of the output, so encoders
+//     that escape any subset of characters are covered:
+//       * URL / form decoding: %XX (any case) and '+' for space;
+//       * JSON string escapes: \uXXXX (as the UTF-8 of the code point, and
+//         \u00XX also as the single byte XX), surrogate pairs, \/ \" \\ \b \f
+//         \n \r \t;
+//       * C / Python escapes: \xNN, octal \NNN, \n \r \t \\ \' \" \a \b \f \v;
+//       * line unwrapping: CR and LF removed (MIME / PEM base64 wrapped at
+//         any width, hex dumps wrapped by `xxd -p`);
+//   - a fragment of at least 4 bytes of a form cut off at either end of the
+//     output (the capture keeps only a tail, and a command may be killed
+//     mid-write), also when the cut falls inside an escape sequence;
+//   - the whole output when it lies entirely inside a form longer than
+//     itself (a value longer than the kept tail: only an interior slice of it
+//     is visible, with no edge to anchor on).
 //
-// SECURITY: the forms are built in SecretBuffers; only scrubbed bytes are ever
-// copied into the returned string. Values of fewer than 1 byte are ignored.
+// Fail closed: when the locked arena cannot hold a form, a decoding view or
+// an index, nothing of the output is returned but kWithheld.
+//
+// Cost: linear-ish in the output: each view is scanned once per batch of
+// forms (at most ~1 MiB of forms per batch) through a 4-byte-prefix hash
+// index; edge checks are rolling-hash comparisons; the interior check is one
+// memmem per view and form longer than it. Memory: the views (each at most
+// the output's size) plus one batch of forms plus one long form at a time.
+//
+// Not covered (documented in SECURITY.md §4a): other transformations a
+// command may apply (compression, encryption, HTML entities,
+// quoted-printable, hex with separators), two stacked escapings (a Python
+// \xNN repr inside a JSON string), an encoding whose first escape is broken
+// by the byte before it (a stray '\' before "\u00XX"), and fragments of
+// fewer than 4 bytes at the edges.
+//
+// Thread safety: a pure function; concurrent calls are fine (the arena
+// allocator is thread-safe).
+//
+// SECURITY: forms, decoded views and the prefix index live in SecretBuffers;
+// only bytes outside every redacted run are copied into the returned string.
+// Empty values are ignored.
 #ifndef VIGO_AGENT_WORKER_SCRUB_H_
 #define VIGO_AGENT_WORKER_SCRUB_H_
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandbox/secret_buffer.h"
@@ -23,6 +58,8 @@
 namespace vigo::worker {
 
 inline constexpr std::string_view kRedacted = "[REDACTED]";
+inline constexpr std::string_view kWithheld =
+    "[REDACTED: output withheld, it could not be scrubbed within the memory limit]";
 
 std::string ScrubOutput(std::span<const uint8_t> output,
                         const std::vector<const sandbox::SecretBuffer*>& values);

@@ -1,16 +1,20 @@
 // Exec output scrubbing: every encoded form of every value is redacted.
 #include "agent-worker/scrub.h"
 
+#include <cstring>
+#include <random>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "rapidcheck/gtest.h"
+#include "tests/support/encodings.h"
 #include "tests/support/test_env.h"
 
 namespace vigo::worker {
 namespace {
 
 using sandbox::SecretBuffer;
+namespace enc = vigo::testing::enc;
 
 std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -67,13 +71,148 @@ TEST(ScrubTest, LeavesOtherTextAlone) {
   EXPECT_EQ(ScrubOutput(Bytes("abc"), {}), "abc");
 }
 
+// True when some `window`-byte substring of `form` occurs in `out`.
+bool AnyWindowSurvives(std::string_view out, std::string_view form, size_t window = 8) {
+  if (form.size() < window) return out.find(form) != std::string_view::npos;
+  for (size_t i = 0; i + window <= form.size(); ++i) {
+    if (out.find(form.substr(i, window)) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng() & 0xff);
+  return s;
+}
+
+TEST(ScrubTest, JsonUnicodeAndSolidusEscapes) {
+  const std::string v = "s3cr3t/value+x?<&>";
+  // Go's encoding/json (HTML-safe), Python's json.dumps, a byte-wise encoder.
+  for (const std::string& form :
+       {std::string("s3cr3t\\/value+x?\\u003c\\u0026\\u003e"), enc::JsonBytes(v),
+        enc::JsonBytes(v, /*upper=*/true, /*all=*/true), enc::JsonBytes(v, false, true)}) {
+    std::string out = Scrub("{\"password\":\"" + form + "\",\"ok\":true}", v);
+    EXPECT_EQ(out, "{\"password\":\"[REDACTED]\",\"ok\":true}") << form;
+  }
+  // UTF-8 value, escaped as code points (json.dumps with ensure_ascii).
+  const std::string utf8 = "p\xc3\xa4ssw\xc3\xb6rd-geheim-\xf0\x9f\x98\x80!";
+  std::string out = Scrub("pw: \"p\\u00e4ssw\\u00F6rd-geheim-\\ud83d\\ude00!\" end", utf8);
+  EXPECT_EQ(out, "pw: \"[REDACTED]\" end");
+  // Non-UTF-8 bytes escaped one by one as \u00XX.
+  const std::string bytes = "\xff\xfe-binary-\x80\x81-key";
+  out = Scrub("k=\"" + enc::JsonBytes(bytes) + "\"", bytes);
+  EXPECT_EQ(out, "k=\"[REDACTED]\"");
+}
+
+TEST(ScrubTest, UrlFormEncodingWithPlusForSpace) {
+  const std::string v = "my secret value/+&=%";
+  for (bool upper : {true, false}) {
+    std::string form = enc::UrlForm(v, upper);
+    ASSERT_NE(form.find('+'), std::string::npos);
+    std::string out = Scrub("POST user=app&pw=" + form + "&x=1", v);
+    EXPECT_EQ(out, "POST user=app&pw=[REDACTED]&x=1") << form;
+  }
+  // Encoders that escape more than they must (every byte) or less (only '&').
+  EXPECT_EQ(Scrub("pw=%6D%79%20secret+value%2f%2B%26%3D%25;", v), "pw=[REDACTED];");
+}
+
+TEST(ScrubTest, BackslashXAndOctalEscapes) {
+  const std::string v = std::string("\x01\xffkey\\part'\n\x00tail", 14);
+  ASSERT_EQ(v.size(), 14u);
+  for (const std::string& form : {enc::PyRepr(v), enc::Octal(v)}) {
+    std::string out = Scrub("b'" + form + "' done", v);
+    EXPECT_EQ(out, "b'[REDACTED]' done") << form;
+  }
+  // Upper-case hex digits, every byte escaped.
+  std::string all;
+  for (unsigned char c : v) all += "\\x" + enc::Hex(std::string(1, static_cast<char>(c)), true);
+  EXPECT_EQ(Scrub("[" + all + "]", v), "[[REDACTED]]");
+}
+
+TEST(ScrubTest, WrappedBase64AndHexDumps) {
+  const std::string v = RandomBytes(300, 7);
+  const std::string b64 = enc::Base64(v);
+  for (const auto& [width, eol] : {std::pair<size_t, std::string>{76, "\r\n"}, {64, "\n"}}) {
+    std::string wrapped = enc::Wrap(b64, width, eol);
+    std::string out = Scrub("-----BEGIN KEY-----\n" + wrapped + "\n-----END KEY-----\n", v);
+    EXPECT_FALSE(AnyWindowSurvives(out, b64)) << out;
+    EXPECT_EQ(out.rfind("-----BEGIN KEY-----\n", 0), 0u) << out;
+    EXPECT_NE(out.find("-----END KEY-----"), std::string::npos) << out;
+  }
+  // Inside a longer base64 stream at each alignment, wrapped.
+  for (size_t pre = 0; pre < 3; ++pre) {
+    std::string stream = enc::Base64(std::string(pre, 'Z') + v + "trailer");
+    std::string out = Scrub(enc::Wrap(stream, 76, "\r\n"), v);
+    EXPECT_FALSE(AnyWindowSurvives(out, enc::Base64Core(v, pre))) << pre << ": " << out;
+  }
+  // `xxd -p`: hex, 60 characters a line.
+  std::string out = Scrub(enc::Wrap(enc::Hex(v), 60, "\n") + "\n", v);
+  EXPECT_FALSE(AnyWindowSurvives(out, enc::Hex(v))) << out;
+}
+
+TEST(ScrubTest, EscapeCutByTheTailIsRedacted) {
+  const std::string v = "cut-canary/value with space";
+  const std::string url = enc::UrlForm(v);  // cut%2Fcanary... style
+  const std::string json = enc::JsonBytes(v, false, true);
+  // The capture kept only a tail starting inside an escape, or the command
+  // died in the middle of one.
+  std::string out = Scrub(url.substr(url.find('%') + 1) + " and then", v);
+  EXPECT_EQ(out, "[REDACTED] and then") << out;
+  out = Scrub(json.substr(3) + "\" more", v);
+  EXPECT_EQ(out, "[REDACTED]\" more") << out;
+  out = Scrub("start \"" + json.substr(0, json.size() - 4), v);
+  EXPECT_EQ(out, "start \"[REDACTED]") << out;
+  ASSERT_EQ(url.substr(0, 12), "cut-canary%2");
+  out = Scrub("start " + url.substr(0, 12), v);
+  EXPECT_EQ(out, "start [REDACTED]") << out;
+}
+
+// A value longer than the kept tail: the output may be nothing but an
+// interior slice of it (no edge of the value to anchor on).
+TEST(ScrubTest, ValueLongerThanTheTailRedactsAnInteriorSlice) {
+  const std::string v = RandomBytes(100 * 1024, 11);
+  const size_t tail = 64 * 1024;
+  for (const std::string& form : {v, enc::Hex(v), enc::Base64(v), enc::JsonBytes(v, false, true)}) {
+    ASSERT_GT(form.size(), tail + 2000);
+    std::string slice = form.substr(1000, tail);  // neither end of the form
+    std::string out = Scrub(slice, v);
+    EXPECT_EQ(out, std::string(kRedacted)) << form.size();
+  }
+  // Wrapped, as a 100 KiB certificate printed by `openssl x509` would be.
+  std::string pem = enc::Wrap(enc::Base64(v), 64, "\n");
+  EXPECT_EQ(Scrub(pem.substr(pem.size() - tail - 3, tail), v), std::string(kRedacted));
+  // The tail ends with the value's last bytes and some text after it.
+  std::string out = Scrub(v.substr(v.size() - tail + 10) + "\nexit 1\n", v);
+  EXPECT_EQ(out, std::string(kRedacted) + "\nexit 1\n");
+  // Unrelated output is not touched because a long value exists.
+  EXPECT_EQ(Scrub("all good: 3 files written\n", v), "all good: 3 files written\n");
+}
+
+TEST(ScrubTest, OrdinaryOutputWithEscapesIsLeftAlone) {
+  const std::string text = "50% done + 3 more\r\nC:\\path\\x41\\u0041 {\"a\":\"b\\/c\"}\n";
+  EXPECT_EQ(Scrub(text, "canary-value-123"), text);
+}
+
+// When the arena cannot hold the forms of a value, nothing is returned.
+TEST(ScrubTest, FailsClosedWhenTheArenaCannotHoldTheForms) {
+  // 6 MiB value: raw copy + hex (12 MiB) exceed the 16 MiB arena.
+  auto big = SecretBuffer::Create(6 << 20);
+  ASSERT_TRUE(big.ok()) << big.status();
+  std::memset(big->RevealMutable().data(), 'q', big->size());
+  EXPECT_EQ(ScrubOutput(Bytes("some output"), {&*big}), std::string(kWithheld));
+  big->Clear();
+  // The arena is usable again afterwards.
+  EXPECT_EQ(Scrub("x canary-value-9 y", "canary-value-9"), "x [REDACTED] y");
+}
+
 RC_GTEST_PROP(ScrubProperty, EmbeddedValueNeverSurvives,
               (const std::string& pre, const std::string& post)) {
   // Lower-case alphanumerics: the value cannot be re-formed around "[REDACTED]".
-  std::string value = *rc::gen::suchThat(
-      rc::gen::container<std::string>(rc::gen::elementOf(
-          std::string("abcdefghijklmnopqrstuvwxyz0123456789"))),
-      [](const std::string& s) { return s.size() >= 8; });
+  std::string value = *rc::gen::suchThat(rc::gen::container<std::string>(rc::gen::elementOf(
+                                             std::string("abcdefghijklmnopqrstuvwxyz0123456789"))),
+                                         [](const std::string& s) { return s.size() >= 8; });
   std::string out = Scrub(pre + value + post, value);
   RC_ASSERT(out.find(value) == std::string::npos);
 }
