@@ -129,6 +129,40 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       Log(LogLevel::kTrace, "served value", {{"ref", *ref}});
       continue;
     }
+    if (m->type == ipc::MsgType::kResolveBatch) {
+      auto refs = ipc::DecodeResolveBatch(m->payload);
+      if (!refs.ok()) FatalProtocolViolation("resolve batch", refs.status());
+      // Every entry is re-checked here whatever the worker checked; one
+      // unentitled entry ends the broker like a single unentitled kResolve.
+      std::vector<const sandbox::SecretBuffer*> values;
+      std::vector<size_t> sizes;
+      values.reserve(refs->size());
+      sizes.reserve(refs->size());
+      for (const std::string& ref : *refs) {
+        if (allowed.count(ref) == 0) {
+          FatalProtocolViolation("resolve batch", absl::PermissionDeniedError(StrCat(
+                                                      "ref ", ref, " is not in the current bundle")));
+        }
+        const sandbox::SecretBuffer* v = cache.Find(epoch, ref);
+        if (v == nullptr) return absl::InternalError(StrCat("no cached value for ", ref));
+        values.push_back(v);
+        sizes.push_back(v->size());
+      }
+      // A prefix that fits one message; the worker asks again for the rest.
+      const size_t n = ipc::ValuesThatFit(sizes);
+      auto framed = ipc::EncodeValues(std::span(values.data(), n));
+      if (!framed.ok()) return framed.status();
+      VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kValues));
+      absl::Status s = channel.Send(ipc::MsgType::kValues, framed->Reveal());
+      framed->Clear();
+      if (!s.ok()) {
+        if (absl::IsUnavailable(s)) return absl::UnavailableError("vigo-worker exited during the run");
+        return s;
+      }
+      served += n;
+      Log(LogLevel::kTrace, "served values", {{"count", static_cast<int64_t>(n)}});
+      continue;
+    }
     // The phase table admits only kReport here.
     v1::ReportResultRequest report;
     if (!report.ParseFromArray(m->payload.data(), static_cast<int>(m->payload.size()))) {

@@ -48,7 +48,8 @@ struct WorkerStartOptions {
 absl::StatusOr<std::string> DefaultWorkerPath();
 
 // Serves one run over `channel`: sends the bundle, answers every kResolve
-// from `cache` (epoch = bundle.secrets_epoch), returns the worker's report
+// and kResolveBatch from `cache` (epoch = bundle.secrets_epoch; every ref of
+// a batch re-checked against the bundle), returns the worker's report
 // after sending kDone. Validates the report (enums, sizes).
 absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::PhaseTable& phases,
                                                  const v1::PolicyBundle& bundle,

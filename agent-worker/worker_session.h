@@ -1,6 +1,6 @@
 // The worker's side of the broker protocol (common/ipc/agent_ipc.h): say
 // hello, then for every bundle the broker sends: apply it, resolving values
-// one by one over the socketpair, wipe every value, report, wait for done.
+// in batches over the socketpair, wipe every value, report, wait for done.
 //
 //   ipc::Channel ch(sandbox::UniqueFd(ipc::kWorkerSocketFd));
 //   WorkerSession session(std::move(ch), ApplyOptions{.apply_root = root});
@@ -23,8 +23,9 @@
 
 namespace vigo::worker {
 
-// A ValueSource that asks the broker (one kResolve → one kValue per ref) and
-// caches the answers for the current run only.
+// A ValueSource that asks the broker and caches the answers for the current
+// run only. A miss asks for that ref and up to kMaxRefsPerBatch - 1 other
+// not-yet-fetched refs of the bundle in one kResolveBatch → kValues round trip.
 class IpcValueSource : public ValueSource {
  public:
   IpcValueSource(ipc::Channel& channel, ipc::PhaseTable& phases, std::set<std::string> allowed)

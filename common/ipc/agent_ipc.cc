@@ -15,7 +15,7 @@
 namespace vigo::ipc {
 namespace {
 
-bool KnownType(uint8_t t) { return t >= 1 && t <= 6; }
+bool KnownType(uint8_t t) { return t >= 1 && t <= 8; }
 
 absl::Status SendPacket(int fd, const struct iovec* iov, int iovcnt) {
   struct msghdr msg = {};
@@ -66,6 +66,8 @@ std::string_view MsgTypeName(MsgType type) {
     case MsgType::kValue: return "value";
     case MsgType::kReport: return "report";
     case MsgType::kDone: return "done";
+    case MsgType::kResolveBatch: return "resolve-batch";
+    case MsgType::kValues: return "values";
   }
   return "unknown";
 }
@@ -75,6 +77,7 @@ size_t MaxPayload(Direction dir, MsgType type) {
     switch (type) {
       case MsgType::kHello: return kMaxHelloBytes;
       case MsgType::kResolve: return kMaxResolveBytes;
+      case MsgType::kResolveBatch: return kMaxResolveBatchBytes;
       case MsgType::kReport: return kMaxReportBytes;
       default: return 0;
     }
@@ -82,6 +85,7 @@ size_t MaxPayload(Direction dir, MsgType type) {
   switch (type) {
     case MsgType::kBundle: return kMaxBundleBytes;
     case MsgType::kValue: return kMaxValueBytes;
+    case MsgType::kValues: return kMaxValuesBytes;
     case MsgType::kDone: return 0;
     default: return 0;
   }
@@ -90,9 +94,11 @@ size_t MaxPayload(Direction dir, MsgType type) {
 namespace {
 bool Allowed(Direction dir, MsgType type) {
   if (dir == Direction::kToBroker) {
-    return type == MsgType::kHello || type == MsgType::kResolve || type == MsgType::kReport;
+    return type == MsgType::kHello || type == MsgType::kResolve ||
+           type == MsgType::kResolveBatch || type == MsgType::kReport;
   }
-  return type == MsgType::kBundle || type == MsgType::kValue || type == MsgType::kDone;
+  return type == MsgType::kBundle || type == MsgType::kValue || type == MsgType::kValues ||
+         type == MsgType::kDone;
 }
 }  // namespace
 
@@ -147,6 +153,113 @@ absl::StatusOr<std::string> DecodeResolve(std::span<const uint8_t> payload) {
   return path;
 }
 
+absl::StatusOr<std::vector<std::string>> DecodeResolveBatch(std::span<const uint8_t> payload) {
+  if (payload.size() > kMaxResolveBatchBytes) {
+    return absl::InvalidArgumentError("ipc: resolve batch too long");
+  }
+  std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
+  std::vector<std::string> refs;
+  size_t start = 0;
+  for (;;) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    if (refs.size() == kMaxRefsPerBatch) {
+      return absl::InvalidArgumentError(
+          StrCat("ipc: resolve batch has more than ", static_cast<uint64_t>(kMaxRefsPerBatch),
+                 " entries"));
+    }
+    std::string_view ref = text.substr(start, end - start);
+    absl::Status s = ValidateSecretPath(ref);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(StrCat("ipc: resolve batch entry ",
+                                               static_cast<uint64_t>(refs.size()), ": ",
+                                               std::string(s.message())));
+    }
+    refs.emplace_back(ref);
+    if (end == text.size()) break;
+    start = end + 1;
+  }
+  std::vector<std::string_view> sorted(refs.begin(), refs.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    return absl::InvalidArgumentError("ipc: resolve batch names a secret twice");
+  }
+  return refs;
+}
+
+absl::StatusOr<std::string> EncodeResolveBatch(const std::vector<std::string>& refs) {
+  std::string out;
+  for (const std::string& r : refs) StrAppend(&out, out.empty() ? "" : "\n", r);
+  // The encoder refuses what the decoder would: both ends agree on the rules.
+  VIGO_RETURN_IF_ERROR(DecodeResolveBatch(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out.data()), out.size()))
+                           .status());
+  return out;
+}
+
+size_t ValuesThatFit(std::span<const size_t> value_sizes) {
+  size_t total = 0, n = 0;
+  for (size_t len : value_sizes) {
+    if (len > kMaxValuesBytes - kValueFrameBytes ||
+        total + kValueFrameBytes + len > kMaxValuesBytes) {
+      break;
+    }
+    total += kValueFrameBytes + len;
+    ++n;
+  }
+  return (n == 0 && !value_sizes.empty()) ? 1 : n;
+}
+
+absl::StatusOr<sandbox::SecretBuffer> EncodeValues(
+    std::span<const sandbox::SecretBuffer* const> values) {
+  if (values.empty()) return absl::InvalidArgumentError("ipc: no values to send");
+  size_t total = 0;
+  for (const sandbox::SecretBuffer* v : values) {
+    if (v->size() > kMaxValueBytes) return absl::InvalidArgumentError("ipc: value too large");
+    total += kValueFrameBytes + v->size();
+  }
+  if (total > kMaxValuesBytes) return absl::InvalidArgumentError("ipc: values message too large");
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(total));
+  std::span<uint8_t> dst = out.RevealMutable();
+  size_t off = 0;
+  for (const sandbox::SecretBuffer* v : values) {
+    const uint32_t len = static_cast<uint32_t>(v->size());
+    for (size_t i = 0; i < kValueFrameBytes; ++i) dst[off + i] = static_cast<uint8_t>(len >> (8 * i));
+    off += kValueFrameBytes;
+    if (len > 0) std::memcpy(dst.data() + off, v->Reveal().data(), len);
+    off += len;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<sandbox::SecretBuffer>> DecodeValues(
+    const sandbox::SecretBuffer& payload, size_t max_count) {
+  std::span<const uint8_t> in = payload.Reveal();
+  std::vector<sandbox::SecretBuffer> out;
+  size_t off = 0;
+  while (off < in.size()) {
+    if (out.size() == max_count) {
+      return absl::InvalidArgumentError(StrCat("ipc: more values than the ",
+                                               static_cast<uint64_t>(max_count), " asked for"));
+    }
+    if (in.size() - off < kValueFrameBytes) {
+      return absl::InvalidArgumentError("ipc: truncated value length");
+    }
+    uint32_t len = 0;
+    for (size_t i = 0; i < kValueFrameBytes; ++i) len |= static_cast<uint32_t>(in[off + i]) << (8 * i);
+    off += kValueFrameBytes;
+    if (len > kMaxValueBytes || len > in.size() - off) {
+      return absl::InvalidArgumentError(
+          StrCat("ipc: value ", static_cast<uint64_t>(out.size()), " runs past the message"));
+    }
+    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, sandbox::SecretBuffer::CopyFrom(in.subspan(off, len)));
+    out.push_back(std::move(v));
+    off += len;
+  }
+  if (out.empty()) return absl::InvalidArgumentError("ipc: values message carries no value");
+  return out;
+}
+
 absl::Status PhaseTable::Observe(Direction dir, MsgType type) {
   auto refuse = [&]() {
     static constexpr const char* kNames[] = {"await-hello", "idle", "applying", "reported"};
@@ -163,18 +276,23 @@ absl::Status PhaseTable::Observe(Direction dir, MsgType type) {
     case Phase::kIdle:
       if (type != MsgType::kBundle) return refuse();
       phase_ = Phase::kApplying;
-      resolve_outstanding_ = false;
+      outstanding_ = Outstanding::kNone;
       return absl::OkStatus();
     case Phase::kApplying:
-      if (type == MsgType::kResolve && !resolve_outstanding_) {
-        resolve_outstanding_ = true;
+      if (type == MsgType::kResolve && outstanding_ == Outstanding::kNone) {
+        outstanding_ = Outstanding::kResolve;
         return absl::OkStatus();
       }
-      if (type == MsgType::kValue && resolve_outstanding_) {
-        resolve_outstanding_ = false;
+      if (type == MsgType::kResolveBatch && outstanding_ == Outstanding::kNone) {
+        outstanding_ = Outstanding::kResolveBatch;
         return absl::OkStatus();
       }
-      if (type == MsgType::kReport && !resolve_outstanding_) {
+      if ((type == MsgType::kValue && outstanding_ == Outstanding::kResolve) ||
+          (type == MsgType::kValues && outstanding_ == Outstanding::kResolveBatch)) {
+        outstanding_ = Outstanding::kNone;
+        return absl::OkStatus();
+      }
+      if (type == MsgType::kReport && outstanding_ == Outstanding::kNone) {
         phase_ = Phase::kReported;
         return absl::OkStatus();
       }
@@ -272,7 +390,7 @@ absl::StatusOr<Message> Channel::Receive(Direction dir) {
   Message m;
   m.type = h.type;
   std::span<uint8_t> dest;
-  if (h.type == MsgType::kValue) {
+  if (h.type == MsgType::kValue || h.type == MsgType::kValues) {
     VIGO_ASSIGN_OR_RETURN(m.value, sandbox::SecretBuffer::Create(h.length));
     dest = m.value.RevealMutable();
   } else {

@@ -12,8 +12,24 @@
 //   phase        worker → broker           broker → worker
 //   kAwaitHello  kHello (once)             -
 //   kIdle        -                         kBundle (once per run)
-//   kApplying    kResolve (many), kReport  kValue (exactly one per kResolve)
+//   kApplying    kResolve (many),          kValue (exactly one per kResolve),
+//                kResolveBatch (many),     kValues (exactly one per kResolveBatch)
+//                kReport
 //   kReported    -                         kDone (once), back to kIdle
+//
+// At most one request (kResolve or kResolveBatch) is outstanding at a time,
+// and the answer must be of the matching kind.
+//
+// Batches. kResolveBatch carries 1..kMaxRefsPerBatch distinct secret paths
+// separated by '\n' (a byte the path grammar excludes). kValues answers with
+// the values of the FIRST k of them, 1 <= k <= n, in request order, each as a
+// 4-byte little-endian length followed by the bytes; the broker stops where
+// the next value would push the message past kMaxValuesBytes (one value, at
+// most kMaxValueBytes, always fits) and the worker asks again for the rest.
+// The whole kValues payload is received into one SecretBuffer and split into
+// per-value SecretBuffers (DecodeValues) inside locked memory. A batch is
+// one round trip for up to 256 values instead of 256: under CPU contention
+// each round trip costs a scheduler wake-up of the other process.
 //
 // Wire format. A logical message is one header packet followed by zero or more
 // continuation packets:
@@ -57,6 +73,8 @@ enum class MsgType : uint8_t {
   kValue = 4,    // broker → worker: the value bytes, into a SecretBuffer
   kReport = 5,   // worker → broker: serialized vigo.v1.ReportResultRequest (no values)
   kDone = 6,     // broker → worker: run finished; empty payload
+  kResolveBatch = 7,  // worker → broker: 1..kMaxRefsPerBatch paths, '\n'-separated
+  kValues = 8,        // broker → worker: values of a prefix of the batch, into a SecretBuffer
 };
 std::string_view MsgTypeName(MsgType type);
 
@@ -74,6 +92,12 @@ inline constexpr size_t kMaxBundleBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxResolveBytes = 256;  // kMaxSecretPathLen
 inline constexpr size_t kMaxValueBytes = 1024 * 1024;  // the vault's value limit
 inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
+inline constexpr size_t kMaxRefsPerBatch = 256;
+inline constexpr size_t kMaxResolveBatchBytes = kMaxRefsPerBatch * (kMaxResolveBytes + 1);
+// Framed values of one kValues message. Larger than one framed value of the
+// largest size, so every kValues carries at least one value.
+inline constexpr size_t kMaxValuesBytes = 2 * 1024 * 1024;
+inline constexpr size_t kValueFrameBytes = 4;  // length prefix of each value in kValues
 
 // The cap for `type`, or 0 when `type` may not travel in `dir`.
 size_t MaxPayload(Direction dir, MsgType type);
@@ -92,6 +116,31 @@ void EncodeHeader(const Header& h, uint8_t out[kHeaderSize]);
 // Payload of kResolve: a valid secret path. INVALID_ARGUMENT otherwise.
 absl::StatusOr<std::string> DecodeResolve(std::span<const uint8_t> payload);
 
+// Payload of kResolveBatch: 1..kMaxRefsPerBatch valid, distinct secret paths
+// separated by single '\n' bytes (no leading, trailing or empty entries).
+// INVALID_ARGUMENT otherwise (the message names the entry's index, never a value).
+absl::StatusOr<std::vector<std::string>> DecodeResolveBatch(std::span<const uint8_t> payload);
+// The inverse; INVALID_ARGUMENT if `refs` would not decode (count, grammar, duplicates).
+absl::StatusOr<std::string> EncodeResolveBatch(const std::vector<std::string>& refs);
+
+// How many of `value_sizes` (in order) one kValues message carries: the
+// longest prefix whose framed size stays within kMaxValuesBytes, at least one
+// when `value_sizes` is non-empty.
+size_t ValuesThatFit(std::span<const size_t> value_sizes);
+
+// Frames `values` (all of them; the caller chose them with ValuesThatFit) into
+// one SecretBuffer for kValues. INVALID_ARGUMENT when that exceeds
+// kMaxValuesBytes or `values` is empty; arena errors as SecretBuffer::Create.
+absl::StatusOr<sandbox::SecretBuffer> EncodeValues(
+    std::span<const sandbox::SecretBuffer* const> values);
+
+// Splits a kValues payload into one SecretBuffer per value (copies within
+// locked memory; the caller wipes `payload` by destroying it). INVALID_ARGUMENT
+// when a length runs past the end, a value exceeds kMaxValueBytes, there are
+// no values, or more than `max_count` (the refs that were asked for).
+absl::StatusOr<std::vector<sandbox::SecretBuffer>> DecodeValues(
+    const sandbox::SecretBuffer& payload, size_t max_count);
+
 // The per-phase table. Both ends run one; a refused transition is a protocol
 // violation.
 class PhaseTable {
@@ -105,14 +154,15 @@ class PhaseTable {
   Phase phase() const { return phase_; }
 
  private:
+  enum class Outstanding { kNone, kResolve, kResolveBatch };
   Phase phase_ = Phase::kAwaitHello;
-  bool resolve_outstanding_ = false;
+  Outstanding outstanding_ = Outstanding::kNone;
 };
 
 struct Message {
   MsgType type = MsgType::kHello;
-  std::vector<uint8_t> payload;  // every type but kValue
-  sandbox::SecretBuffer value;   // kValue only
+  std::vector<uint8_t> payload;  // every type but kValue and kValues
+  sandbox::SecretBuffer value;   // kValue and kValues only
 };
 
 class Channel {

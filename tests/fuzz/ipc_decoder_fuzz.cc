@@ -1,5 +1,6 @@
 // Fuzzes the broker <-> worker decoder (common/ipc/agent_ipc.h): header
-// decoding, the resolve payload decoder, the phase table, and Channel::Receive
+// decoding, the resolve and resolve-batch payload decoders, kValues framing,
+// the phase table, and Channel::Receive
 // on arbitrary packets written into a real SOCK_SEQPACKET socketpair.
 //
 // Input layout: byte 0 = number of packets (low 3 bits) and direction (bit 3);
@@ -22,6 +23,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)vigo::ipc::DecodeHeader(in, Direction::kToBroker);
   (void)vigo::ipc::DecodeHeader(in, Direction::kToWorker);
   (void)vigo::ipc::DecodeResolve(in.size() > 8 ? in.subspan(8) : in);
+  (void)vigo::ipc::DecodeResolveBatch(in.size() > 8 ? in.subspan(8) : in);
+  if (auto framed = vigo::sandbox::SecretBuffer::CopyFrom(in); framed.ok()) {
+    (void)vigo::ipc::DecodeValues(*framed, size > 0 ? data[0] : 0);
+  }
   vigo::ipc::PhaseTable table;
   for (uint8_t b : in) {
     Direction d = (b & 0x80) ? Direction::kToWorker : Direction::kToBroker;

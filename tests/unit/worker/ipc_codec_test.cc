@@ -46,7 +46,7 @@ TEST(IpcCodec, DecoderRejectsMalformedHeaders) {
   EXPECT_FALSE(DecodeHeader(std::vector<uint8_t>{'V', 3, 0}, D::kToBroker).ok());  // truncated
   EXPECT_FALSE(DecodeHeader(Hdr('X', 3, 1), D::kToBroker).ok());                  // magic
   EXPECT_FALSE(DecodeHeader(Hdr('V', 0, 1), D::kToBroker).ok());                  // unknown
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 7, 1), D::kToBroker).ok());
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 9, 1), D::kToBroker).ok());
   EXPECT_FALSE(DecodeHeader(Hdr('V', 255, 1), D::kToWorker).ok());
   EXPECT_FALSE(DecodeHeader(Hdr('V', 3, 1, 1), D::kToBroker).ok());  // reserved
   // Direction: a worker may not send a value, a broker may not send resolve.
