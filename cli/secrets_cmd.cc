@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,8 +24,8 @@
 
 #include "cli/cli.h"
 #include "common/args.h"
-#include "common/secret_ref.h"
 #include "common/exit_codes.h"
+#include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "rapidjson/stringbuffer.h"
@@ -140,6 +141,18 @@ absl::StatusOr<SecretBuffer> ReadFileSecret(const std::string& file, size_t limi
 }
 
 // Reads one line from the terminal with echo off.
+// The signal that interrupted a no-echo prompt (0: none).
+volatile sig_atomic_t g_prompt_signal = 0;
+void OnPromptSignal(int sig) { g_prompt_signal = sig; }
+
+// Signals that would otherwise end or stop the process with echo still off.
+constexpr int kPromptSignals[] = {SIGINT,  SIGTERM, SIGQUIT, SIGHUP, SIGALRM,
+                                  SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU};
+
+// Reads one line from the controlling terminal with echo off. On a signal
+// (Ctrl-C, Ctrl-Z, kill) the terminal settings are restored first, the typed
+// bytes wiped, and then the signal is re-raised with its previous disposition
+// (OpenSSH readpassphrase(3) does the same).
 absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit) {
   sandbox::UniqueFd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY));
   if (!tty) return absl::FailedPreconditionError("no terminal to prompt on; use a file or stdin");
@@ -147,10 +160,25 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
   if (::tcgetattr(tty.get(), &old) != 0) {
     return absl::FailedPreconditionError("cannot read terminal settings");
   }
+  g_prompt_signal = 0;
+  struct sigaction on_signal {};
+  on_signal.sa_handler = OnPromptSignal;
+  sigemptyset(&on_signal.sa_mask);
+  on_signal.sa_flags = 0;  // no SA_RESTART: read() returns EINTR
+  struct sigaction saved[std::size(kPromptSignals)] = {};
+  for (size_t i = 0; i < std::size(kPromptSignals); ++i) {
+    ::sigaction(kPromptSignals[i], &on_signal, &saved[i]);
+  }
+  auto restore_handlers = [&] {
+    for (size_t i = 0; i < std::size(kPromptSignals); ++i) {
+      ::sigaction(kPromptSignals[i], &saved[i], nullptr);
+    }
+  };
   termios noecho = old;
   noecho.c_lflag &= ~static_cast<tcflag_t>(ECHO);
   noecho.c_lflag |= ECHONL;
   if (::tcsetattr(tty.get(), TCSAFLUSH, &noecho) != 0) {
+    restore_handlers();
     return absl::FailedPreconditionError("cannot turn terminal echo off");
   }
   if (::write(tty.get(), prompt.data(), prompt.size()) < 0) {
@@ -161,10 +189,10 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
   absl::Status st;
   if (out.ok()) {
     std::span<uint8_t> w = out->RevealMutable();
-    while (true) {
+    while (g_prompt_signal == 0) {
       uint8_t c = 0;
       ssize_t n = ::read(tty.get(), &c, 1);
-      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EINTR) continue;  // the loop condition sees a caught signal
       if (n <= 0 || c == '\n') break;
       if (used == w.size()) {
         st = absl::InvalidArgumentError(StrCat("input is longer than ", limit, " bytes"));
@@ -175,6 +203,15 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
     }
   }
   ::tcsetattr(tty.get(), TCSAFLUSH, &old);
+  if (g_prompt_signal != 0 && ::write(tty.get(), "\n", 1) < 0) {
+    // Cosmetic: end the prompt line after an interruption.
+  }
+  restore_handlers();
+  if (const int sig = g_prompt_signal; sig != 0) {
+    out = absl::CancelledError("interrupted");  // wipes what was typed
+    ::raise(sig);  // the previous disposition: usually ends or stops the process
+    return absl::CancelledError(StrCat("prompt interrupted by signal ", sig));
+  }
   if (!out.ok()) return out.status();
   VIGO_RETURN_IF_ERROR(st);
   VIGO_RETURN_IF_ERROR(out->Resize(used));
@@ -194,8 +231,8 @@ absl::StatusOr<SecretBuffer> ReadPassphrase(const ParsedArgs& a, bool confirm) {
   } else {
     pass = PromptNoEcho("Passphrase: ", kMaxPassphraseBytes);
     if (pass.ok() && confirm) {
-      VIGO_ASSIGN_OR_RETURN(SecretBuffer again, PromptNoEcho("Repeat passphrase: ",
-                                                             kMaxPassphraseBytes));
+      VIGO_ASSIGN_OR_RETURN(SecretBuffer again,
+                            PromptNoEcho("Repeat passphrase: ", kMaxPassphraseBytes));
       if (!again.ConstantTimeEquals(*pass)) {
         return absl::InvalidArgumentError("the two passphrases differ");
       }
@@ -286,7 +323,8 @@ void Notify(const Env& env, const std::string& reason) {
                    static_cast<unsigned long long>(n.secrets_epoch));
       break;
     case server::ReloadNotice::kNoServer:
-      std::fprintf(stderr, "note: no running server to notify; it reads the vault when it starts\n");
+      std::fprintf(stderr,
+                   "note: no running server to notify; it reads the vault when it starts\n");
       break;
     case server::ReloadNotice::kFailed:
       std::fprintf(stderr, "warning: the running server did not reload: %s\n", n.message.c_str());
@@ -322,9 +360,9 @@ int SecretsInit(const CliContext& ctx, const std::vector<std::string>& args) {
   if (!env.ok()) return Fail(kCmd, env.status());
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
   if (gate.Initialized()) {
-    return Fail(kCmd, absl::AlreadyExistsError(
-                          StrCat("the vault in ", env->cfg.SecretsDir().string(),
-                                 " is already initialized (nothing changed)")));
+    return Fail(kCmd,
+                absl::AlreadyExistsError(StrCat("the vault in ", env->cfg.SecretsDir().string(),
+                                                " is already initialized (nothing changed)")));
   }
   auto pass = ReadPassphrase(a, /*confirm=*/true);
   if (!pass.ok()) return Fail(kCmd, pass.status());
@@ -336,7 +374,8 @@ int SecretsInit(const CliContext& ctx, const std::vector<std::string>& args) {
   if (!vault.ok()) return Fail(kCmd, vault.status());
   st = gate.SetPassphrase(*pass);
   if (!st.ok()) return Fail(kCmd, st);
-  absl::Status au = Audit(&*env, "secrets.init", {}, "ok", kept_key ? "kept existing master key" : "new master key");
+  absl::Status au = Audit(&*env, "secrets.init", {}, "ok",
+                          kept_key ? "kept existing master key" : "new master key");
   if (!au.ok()) return Fail(kCmd, au);
   if (ctx.json) {
     std::printf("{\"ok\":true,\"secrets_dir\":%s,\"new_master_key\":%s}\n",
@@ -362,9 +401,9 @@ int SecretsUnlock(const CliContext& ctx, const std::vector<std::string>& args) {
   if (!env.ok()) return Fail(kCmd, env.status());
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
   if (!gate.Initialized()) {
-    return Fail(kCmd, absl::FailedPreconditionError(StrCat(
-                          "the vault in ", env->cfg.SecretsDir().string(),
-                          " is not initialized; run `vigocli secrets init`")));
+    return Fail(kCmd, absl::FailedPreconditionError(
+                          StrCat("the vault in ", env->cfg.SecretsDir().string(),
+                                 " is not initialized; run `vigocli secrets init`")));
   }
   auto pass = ReadPassphrase(a, /*confirm=*/false);
   if (!pass.ok()) return Fail(kCmd, pass.status());
@@ -417,7 +456,8 @@ int SecretsLock(const CliContext& ctx, const std::vector<std::string>& args) {
 
 int SecretsStatus(const CliContext& ctx, const std::vector<std::string>& args) {
   const ArgSpec spec{"vigocli secrets status",
-                     "Print whether the vault is locked or unlocked, and until when.", {}};
+                     "Print whether the vault is locked or unlocked, and until when.",
+                     {}};
   constexpr std::string_view kCmd = "secrets status";
   ParsedArgs a;
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
@@ -443,9 +483,10 @@ int SecretsStatus(const CliContext& ctx, const std::vector<std::string>& args) {
           FormatUnix(st->expires_unix).c_str(), static_cast<long long>(st->expires_unix),
           pending ? "true" : "false");
     } else {
-      std::printf("{\"initialized\":true,\"state\":\"locked\",\"reason\":%s,"
-                  "\"rotation_pending\":%s}\n",
-                  JsonString(st->reason).c_str(), pending ? "true" : "false");
+      std::printf(
+          "{\"initialized\":true,\"state\":\"locked\",\"reason\":%s,"
+          "\"rotation_pending\":%s}\n",
+          JsonString(st->reason).c_str(), pending ? "true" : "false");
     }
   } else {
     if (st->unlocked) {
@@ -454,7 +495,8 @@ int SecretsStatus(const CliContext& ctx, const std::vector<std::string>& args) {
       std::printf("locked (%s)\n", st->reason.c_str());
     }
     if (pending) {
-      std::printf("an interrupted rotation is pending: run `vigocli secrets rotate` to finish it\n");
+      std::printf(
+          "an interrupted rotation is pending: run `vigocli secrets rotate` to finish it\n");
     }
   }
   return kExitOk;
@@ -497,16 +539,17 @@ int SecretsSet(const CliContext& ctx, const std::vector<std::string>& args) {
   if (value.ok() && value->empty() && !a.Has("from-file")) {
     // Almost always a forgotten pipe; an empty value can still be stored
     // deliberately with --from-file /dev/null.
-    value = absl::InvalidArgumentError(
-        StrCat("no value for '", path, "' (empty input); nothing stored. To store an empty "
-               "value use --from-file /dev/null"));
+    value = absl::InvalidArgumentError(StrCat("no value for '", path,
+                                              "' (empty input); nothing stored. To store an empty "
+                                              "value use --from-file /dev/null"));
   }
   if (!value.ok()) {
     absl::Status st = value.status();
-    if (absl::IsInvalidArgument(st) && st.message().find("larger than") != absl::string_view::npos) {
-      st = absl::InvalidArgumentError(
-          StrCat("value for '", path, "' is larger than the local vault limit of ",
-                 server::vault::kMaxValueBytes, " bytes (1 MiB)"));
+    if (absl::IsInvalidArgument(st) &&
+        st.message().find("larger than") != absl::string_view::npos) {
+      st = absl::InvalidArgumentError(StrCat("value for '", path,
+                                             "' is larger than the local vault limit of ",
+                                             server::vault::kMaxValueBytes, " bytes (1 MiB)"));
     }
     return FailAudited(&*env, kCmd, "secret.set", {path}, st);
   }
@@ -527,7 +570,10 @@ int SecretsSet(const CliContext& ctx, const std::vector<std::string>& args) {
 
 int SecretsReveal(const CliContext& ctx, const std::vector<std::string>& args) {
   const ArgSpec spec{"vigocli secrets reveal PATH",
-                     "Write the value at PATH to stdout, exactly (no newline added).", {}, 1, 1};
+                     "Write the value at PATH to stdout, exactly (no newline added).",
+                     {},
+                     1,
+                     1};
   constexpr std::string_view kCmd = "secrets reveal";
   ParsedArgs a;
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
@@ -667,9 +713,9 @@ int SecretsGenerate(const CliContext& ctx, const std::vector<std::string>& args)
     errno = 0;
     unsigned long long n = std::strtoull(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || errno != 0 || n < 1 || n > kMaxGenerateLength) {
-      return Usage(kCmd, absl::InvalidArgumentError(
-                             StrCat("flag '--length': '", v, "' is not a number from 1 to ",
-                                    kMaxGenerateLength)));
+      return Usage(
+          kCmd, absl::InvalidArgumentError(StrCat(
+                    "flag '--length': '", v, "' is not a number from 1 to ", kMaxGenerateLength)));
     }
     length = static_cast<size_t>(n);
   }
@@ -723,11 +769,11 @@ constexpr Verb kSecretsVerbs[] = {
 // ---------------------------------------------------------------- audit
 
 int AuditList(const CliContext& ctx, const std::vector<std::string>& args) {
-  const ArgSpec spec{"vigocli audit list [--after SEQ] [--limit N] [--json]",
-                     "Print the audit log, oldest first. --json prints one object per line with "
-                     "seq, time, event, actor, envoy, paths, outcome, detail, prev_hash, hash.",
-                     {{"after", true, "only records with seq > SEQ"},
-                      {"limit", true, "at most N records"}}};
+  const ArgSpec spec{
+      "vigocli audit list [--after SEQ] [--limit N] [--json]",
+      "Print the audit log, oldest first. --json prints one object per line with "
+      "seq, time, event, actor, envoy, paths, outcome, detail, prev_hash, hash.",
+      {{"after", true, "only records with seq > SEQ"}, {"limit", true, "at most N records"}}};
   constexpr std::string_view kCmd = "audit list";
   ParsedArgs a;
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;

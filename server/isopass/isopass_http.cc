@@ -122,20 +122,25 @@ absl::Status ValidateIsopassUrl(std::string_view url, std::string_view where) {
     return absl::InvalidArgumentError(StrCat(
         where, ": the isopass URL must not contain credentials (user:password@); use token_file"));
   }
+  // A query or fragment may carry a token: errors show the URL without it.
+  const size_t query_at = url.find_first_of("?#");
+  const std::string shown = query_at == std::string_view::npos
+                                ? std::string(url)
+                                : StrCat(url.substr(0, query_at), url[query_at], "<hidden>");
   if (lower_prefix("http://")) {
-    return absl::InvalidArgumentError(StrCat(where, ": '", url,
+    return absl::InvalidArgumentError(StrCat(where, ": '", shown,
                                              "' uses plain http://, which is refused; isopass "
                                              "needs an https:// URL"));
   }
   if (!lower_prefix("https://")) {
-    return absl::InvalidArgumentError(StrCat(where, ": '", url, "' is not an https:// URL"));
+    return absl::InvalidArgumentError(StrCat(where, ": '", shown, "' is not an https:// URL"));
   }
   if (authority.empty()) {
-    return absl::InvalidArgumentError(StrCat(where, ": '", url, "' has no host"));
+    return absl::InvalidArgumentError(StrCat(where, ": '", shown, "' has no host"));
   }
-  if (url.find_first_of("?#") != std::string_view::npos) {
+  if (query_at != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        StrCat(where, ": '", url, "' must not have a query or fragment"));
+        StrCat(where, ": '", shown, "' must not have a query or fragment"));
   }
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -69,6 +70,31 @@ absl::StatusOr<std::string> ReadFile(const fs::path& p) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Reads a small private file (the TLS key) with exactly one heap buffer, so
+// the caller can wipe the only copy this process makes.
+absl::StatusOr<std::string> ReadKeyFile(const fs::path& p) {
+  constexpr off_t kMaxKeyFile = 64 * 1024;
+  sandbox::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return absl::NotFoundError(StrCat(p.string(), ": cannot read"));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxKeyFile) {
+    return absl::FailedPreconditionError(
+        StrCat(p.string(), ": not a regular file of at most 64 KiB"));
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      OPENSSL_cleanse(out.data(), out.size());
+      return absl::DataLossError(StrCat(p.string(), ": short read"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return out;
 }
 
 std::string JoinPaths(const std::vector<std::string>& paths, size_t limit = 20) {
@@ -721,7 +747,7 @@ absl::Status VigoServer::Start(const std::string& listen) {
   // The TLS key goes to gRPC (which wants a string) and our copy is wiped.
   VIGO_ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(cfg_.TlsDir() / "ca.pem"));
   VIGO_ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(cfg_.TlsDir() / "server.pem"));
-  VIGO_ASSIGN_OR_RETURN(std::string key_pem, ReadFile(cfg_.TlsDir() / "server.key"));
+  VIGO_ASSIGN_OR_RETURN(std::string key_pem, ReadKeyFile(cfg_.TlsDir() / "server.key"));
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = ca_pem;
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});

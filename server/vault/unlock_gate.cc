@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "common/status_macros.h"
@@ -31,8 +32,8 @@ std::string_view AsView(std::span<const uint8_t> s) {
 }
 
 std::string TokenMac(std::span<const uint8_t> key, int64_t uid, int64_t expires) {
-  std::string msg = StrCat("vigo-unlock-v1", std::string(1, '\0'), uid, std::string(1, '\0'),
-                           expires);
+  std::string msg =
+      StrCat("vigo-unlock-v1", std::string(1, '\0'), uid, std::string(1, '\0'), expires);
   auto mac = HmacSha256(key, AsBytes(msg));
   return HexEncode(mac);
 }
@@ -70,12 +71,27 @@ absl::Status UnlockGate::SetPassphrase(const sandbox::SecretBuffer& passphrase,
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, Scrypt(passphrase.Reveal(), salt, params.n,
                                                         params.r, params.p, kVerifierLen));
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer token_key, RandomSecret(kTokenKeyLen));
-  std::string text = StrCat("vigo-passphrase v1\nkdf scrypt ", params.n, " ", params.r, " ",
-                            params.p, "\nsalt ", HexEncode(salt), "\nverifier ",
-                            HexEncode(v.Reveal()), "\ntoken-key ",
-                            HexEncode(token_key.Reveal()), "\n");
-  absl::Status st = dir.CreateExclusive(kPassphraseFile, AsBytes(text));
-  sandbox::SecureZero(text.data(), text.size());
+  // The verifier and token key are hex-encoded straight into locked memory:
+  // no heap temporary ever holds them.
+  const std::string head = StrCat("vigo-passphrase v1\nkdf scrypt ", params.n, " ", params.r, " ",
+                                  params.p, "\nsalt ", HexEncode(salt), "\nverifier ");
+  constexpr std::string_view kMid = "\ntoken-key ";
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer text,
+                        sandbox::SecretBuffer::Create(head.size() + 2 * kVerifierLen + kMid.size() +
+                                                      2 * kTokenKeyLen + 1));
+  std::span<uint8_t> w = text.RevealMutable();
+  auto put = [&](std::string_view piece) {
+    std::memcpy(w.data(), piece.data(), piece.size());
+    w = w.subspan(piece.size());
+  };
+  put(head);
+  HexEncodeInto(v.Reveal(), w.first(2 * kVerifierLen));
+  w = w.subspan(2 * kVerifierLen);
+  put(kMid);
+  HexEncodeInto(token_key.Reveal(), w.first(2 * kTokenKeyLen));
+  w = w.subspan(2 * kTokenKeyLen);
+  put("\n");
+  absl::Status st = dir.CreateExclusive(kPassphraseFile, text.Reveal());
   if (absl::IsAlreadyExists(st)) {
     return absl::AlreadyExistsError(
         StrCat("a passphrase is already set (", (secrets_dir_ / kPassphraseFile).string(), ")"));
@@ -118,7 +134,8 @@ absl::StatusOr<UnlockGate::Verifier> UnlockGate::LoadVerifier() const {
       size_t s = 0;
       while (s <= val.size()) {
         size_t e = val.find(' ', s);
-        parts.push_back(val.substr(s, e == std::string_view::npos ? std::string_view::npos : e - s));
+        parts.push_back(
+            val.substr(s, e == std::string_view::npos ? std::string_view::npos : e - s));
         if (e == std::string_view::npos) break;
         s = e + 1;
       }

@@ -62,8 +62,7 @@ absl::Status AesGcmSeal(std::span<const uint8_t> key, std::span<const uint8_t> n
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce.size()),
                           nullptr) != 1 ||
       EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) !=
-          1) {
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1) {
     return absl::InternalError("AES-GCM: encryption setup failed");
   }
   size_t done = 0;
@@ -87,8 +86,7 @@ absl::Status AesGcmSeal(std::span<const uint8_t> key, std::span<const uint8_t> n
 absl::Status AesGcmOpen(std::span<const uint8_t> key, std::span<const uint8_t> nonce,
                         std::span<const uint8_t> aad, std::span<const uint8_t> ciphertext,
                         std::span<const uint8_t, kGcmTagLen> tag, std::span<uint8_t> out) {
-  if (key.size() != kAesKeyLen || nonce.size() != kGcmNonceLen ||
-      out.size() != ciphertext.size()) {
+  if (key.size() != kAesKeyLen || nonce.size() != kGcmNonceLen || out.size() != ciphertext.size()) {
     return absl::InternalError("AES-GCM: bad key, nonce or buffer size");
   }
   CipherCtx ctx(EVP_CIPHER_CTX_new());
@@ -99,8 +97,7 @@ absl::Status AesGcmOpen(std::span<const uint8_t> key, std::span<const uint8_t> n
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce.size()),
                           nullptr) != 1 ||
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) !=
-          1) {
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1) {
     return absl::InternalError("AES-GCM: decryption setup failed");
   }
   size_t done = 0;
@@ -125,20 +122,20 @@ absl::Status AesGcmOpen(std::span<const uint8_t> key, std::span<const uint8_t> n
 std::array<uint8_t, 32> HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> data) {
   std::array<uint8_t, 32> out{};
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
-       out.data(), &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out.data(),
+       &len);
   return out;
 }
 
 absl::StatusOr<sandbox::SecretBuffer> Scrypt(std::span<const uint8_t> passphrase,
-                                             std::span<const uint8_t> salt, uint64_t n,
-                                             uint64_t r, uint64_t p, size_t out_len) {
+                                             std::span<const uint8_t> salt, uint64_t n, uint64_t r,
+                                             uint64_t p, size_t out_len) {
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(out_len));
   // Memory needed is 128*r*N (+p*128*r); allow twice that.
   uint64_t maxmem = 2 * 128 * r * n + 128 * r * p + (1u << 20);
   const char* pass = static_cast<const char*>(static_cast<const void*>(passphrase.data()));
-  if (EVP_PBE_scrypt(passphrase.empty() ? "" : pass, passphrase.size(), salt.data(), salt.size(),
-                     n, r, p, maxmem, out.RevealMutable().data(), out.size()) != 1) {
+  if (EVP_PBE_scrypt(passphrase.empty() ? "" : pass, passphrase.size(), salt.data(), salt.size(), n,
+                     r, p, maxmem, out.RevealMutable().data(), out.size()) != 1) {
     return absl::InternalError("scrypt failed (parameters or memory)");
   }
   return out;
@@ -153,6 +150,16 @@ std::string HexEncode(std::span<const uint8_t> bytes) {
     out.push_back(kHex[b & 0xf]);
   }
   return out;
+}
+
+bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  if (out.size() != bytes.size() * 2) return false;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    out[2 * i] = static_cast<uint8_t>(kHex[bytes[i] >> 4]);
+    out[2 * i + 1] = static_cast<uint8_t>(kHex[bytes[i] & 0xf]);
+  }
+  return true;
 }
 
 bool HexDecode(std::string_view hex, std::vector<uint8_t>* out) {

@@ -48,10 +48,14 @@ std::array<uint8_t, 32> HmacSha256(std::span<const uint8_t> key, std::span<const
 
 // scrypt (RFC 7914) via EVP_PBE_scrypt, output into a SecretBuffer.
 absl::StatusOr<sandbox::SecretBuffer> Scrypt(std::span<const uint8_t> passphrase,
-                                             std::span<const uint8_t> salt, uint64_t n,
-                                             uint64_t r, uint64_t p, size_t out_len);
+                                             std::span<const uint8_t> salt, uint64_t n, uint64_t r,
+                                             uint64_t p, size_t out_len);
 
 std::string HexEncode(std::span<const uint8_t> bytes);
+// Lower-case hex of `bytes` written into `out` (exactly 2 × bytes.size()
+// long; anything else writes nothing and returns false), for key material
+// whose hex form must stay in a SecretBuffer.
+bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out);
 // Lower/upper hex → bytes; false on odd length or non-hex characters.
 bool HexDecode(std::string_view hex, std::vector<uint8_t>* out);
 // Hex text held in a SecretBuffer → bytes in a new SecretBuffer (for keys).

@@ -575,6 +575,17 @@ TEST_F(IsopassBackendTest, PlainHttpAndCredentialUrlsAreRefused) {
   EXPECT_THAT(Note(b.status()), Not(HasSubstr("Cr3dPw9x")));
   o.url = "ftp://127.0.0.1/";
   EXPECT_FALSE(IsopassBackend::Create(o).ok());
+  // A token in a query string or fragment is never repeated in the error,
+  // whichever check fails first.
+  for (std::string url : {StrCat("https://127.0.0.1:", port_, "/v1?token=Qy8TokZ3"),
+                          StrCat("http://127.0.0.1:", port_, "/v1?token=Qy8TokZ3"),
+                          std::string("ftp://h/#Qy8TokZ3"), std::string("https://?Qy8TokZ3")}) {
+    o.url = url;
+    b = IsopassBackend::Create(o);
+    ASSERT_FALSE(b.ok()) << url;
+    EXPECT_THAT(Note(b.status()), Not(HasSubstr("Qy8TokZ3"))) << url;
+    EXPECT_THAT(Note(b.status()), HasSubstr("<hidden>")) << url;
+  }
   o.url = "";
   EXPECT_FALSE(IsopassBackend::Create(o).ok());
 }
