@@ -1,4 +1,6 @@
 // VigoAgent over real mTLS on 127.0.0.1:0 with a real local vault.
+#include <sqlite3.h>
+
 #include <chrono>
 #include <set>
 #include <thread>
@@ -287,6 +289,35 @@ TEST_F(ServerAgentTest, BackendUnavailableIsUnavailable) {
       << resolves[1].event.detail;
   const std::string call = resolves[0].event.detail.substr(resolves[0].event.detail.find("call="), 37);
   EXPECT_NE(resolves[1].event.detail.find(call), std::string::npos) << call;
+}
+
+TEST_F(ServerAgentTest, NoValueLeavesWhenTheAuditRecordCannotBeCommitted) {
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  // The audit table refuses successful resolve records (as a full disk or an
+  // I/O error would fail the commit).
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(fx_->cfg().DatabasePath().c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "CREATE TRIGGER no_resolve BEFORE INSERT ON audit "
+                         "WHEN NEW.event = 'secret.resolve' AND NEW.outcome = 'ok' "
+                         "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  Resolved r = Resolve(*stub, {"a/db", "a/token"}, ci.bundle().secrets_epoch(), *key);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INTERNAL) << r.status.error_message();
+  EXPECT_EQ(r.resp.values_size(), 0);
+  EXPECT_TRUE(r.resp.server_key().empty());
+  EXPECT_EQ(fx_->CountAudit("secret.resolve"), 0);
+  // Once the log accepts records again, the same call succeeds.
+  ASSERT_EQ(sqlite3_exec(raw, "DROP TRIGGER no_resolve", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  r = Resolve(*stub, {"a/db", "a/token"}, ci.bundle().secrets_epoch(), *key);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.resp.values_size(), 2);
+  EXPECT_EQ(fx_->CountAudit("secret.resolve"), 1);
 }
 
 TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
