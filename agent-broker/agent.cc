@@ -3,7 +3,10 @@
 #include <openssl/rand.h>
 #include <poll.h>
 
+#include <atomic>
+#include <mutex>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include "common/args.h"
@@ -24,9 +27,13 @@ bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
 }
 
-std::mt19937_64& Rng() {
+// Uniform in [0, max_ms]. Locked: parallel ResolveSecrets calls retry from
+// their own threads.
+int64_t JitterMs(int64_t max_ms) {
+  static std::mutex mu;
   static std::mt19937_64 rng{std::random_device{}()};
-  return rng;
+  std::lock_guard<std::mutex> lock(mu);
+  return std::uniform_int_distribution<int64_t>(0, max_ms)(rng);
 }
 
 }  // namespace
@@ -34,7 +41,7 @@ std::mt19937_64& Rng() {
 std::string NewRunId() {
   unsigned char b[16];
   if (RAND_bytes(b, sizeof(b)) != 1) {
-    for (auto& c : b) c = static_cast<unsigned char>(Rng()());
+    for (auto& c : b) c = static_cast<unsigned char>(JitterMs(255));
   }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -64,13 +71,17 @@ Agent::~Agent() {
 absl::Status Agent::Retry(const char* what, const std::function<absl::Status()>& fn) {
   const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
   client_->SetDeadlineCap(deadline);
+  return RetryUntil(what, deadline, fn);
+}
+
+absl::Status Agent::RetryUntil(const char* what, std::chrono::steady_clock::time_point deadline,
+                               const std::function<absl::Status()>& fn) const {
   std::chrono::milliseconds backoff(500);
   for (int attempt = 1;; ++attempt) {
     absl::Status s = fn();
     if (s.ok() || !Retryable(s)) return s;
     // Full jitter: sleep uniformly in [0, backoff].
-    std::uniform_int_distribution<int64_t> dist(0, backoff.count());
-    std::chrono::milliseconds sleep(dist(Rng()));
+    std::chrono::milliseconds sleep(JitterMs(backoff.count()));
     if (std::chrono::steady_clock::now() + sleep >= deadline) return s;
     Log(LogLevel::kWarn, "server unreachable; retrying",
         {{"rpc", what}, {"attempt", attempt}, {"sleep_ms", static_cast<int64_t>(sleep.count())},
@@ -116,19 +127,79 @@ absl::Status Agent::ResolveAll(v1::PolicyBundle* bundle) {
     if (missing.empty()) return absl::OkStatus();
     // One call for the whole bundle, split only where the server caps the
     // refs per call (vigosrv: 256); each call has its own fresh key.
-    absl::Status s;
-    for (size_t i = 0; i < missing.size() && s.ok(); i += kMaxRefsPerCall) {
-      std::vector<std::string> part(missing.begin() + static_cast<ptrdiff_t>(i),
-                                    missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
-      s = Retry("ResolveSecrets", [&] { return client_->ResolveInto(*bundle, part, &cache_); });
+    std::vector<std::vector<std::string>> parts;
+    for (size_t i = 0; i < missing.size(); i += kMaxRefsPerCall) {
+      parts.emplace_back(missing.begin() + static_cast<ptrdiff_t>(i),
+                         missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
     }
-    if (s.ok()) return s;
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = ResolveParts(*bundle, parts);
+    if (s.ok()) {
+      Log(LogLevel::kInfo, "values resolved",
+          {{"count", static_cast<int64_t>(missing.size())},
+           {"calls", static_cast<int64_t>(parts.size())},
+           {"ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - t0)
+                                           .count())}});
+      return s;
+    }
     if (!absl::IsFailedPrecondition(s) || round > 0) return s;
     // Stale epoch: forget everything, check in again, retry once.
     Log(LogLevel::kInfo, "secrets epoch moved; checking in again", {{"error", s}});
     cache_.Clear();
     VIGO_ASSIGN_OR_RETURN(*bundle, CheckIn(/*force_bundle=*/true));
   }
+}
+
+absl::Status Agent::ResolveParts(const v1::PolicyBundle& bundle,
+                                 const std::vector<std::vector<std::string>>& parts) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  client_->SetDeadlineCap(deadline);  // before any thread exists: calls only read it
+  if (parts.size() == 1) {
+    return RetryUntil("ResolveSecrets", deadline,
+                      [&] { return client_->ResolveInto(bundle, parts[0], &cache_); });
+  }
+  // Several calls (more than 256 refs) run concurrently: the server works on
+  // them in parallel and each call's unsealing (an X25519 agreement per value)
+  // overlaps the others' instead of queueing behind them. Each call unseals
+  // into its own cache (SecretCache is not synchronized), merged here after
+  // every thread has joined; a thread touches only its own slot.
+  std::vector<SecretCache> local(parts.size());
+  std::vector<absl::Status> status(parts.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < parts.size();) {
+      local[i].Reset(bundle.secrets_epoch());
+      status[i] = RetryUntil("ResolveSecrets", deadline,
+                             [&] { return client_->ResolveInto(bundle, parts[i], &local[i]); });
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(parts.size(), kMaxConcurrentResolves); ++t) {
+    // No exceptions across our APIs: without a thread the calls still run,
+    // on fewer threads.
+    try {
+      threads.emplace_back(work);
+    } catch (const std::system_error& e) {
+      Log(LogLevel::kWarn, "cannot start a resolve thread; resolving on fewer",
+          {{"error", std::string(e.what())}});
+      break;
+    }
+  }
+  work();
+  for (std::thread& t : threads) t.join();
+  // Like one call after another: values that arrived are kept (an epoch move
+  // clears them in ResolveAll); the first failure, an epoch move before any
+  // other, is the answer.
+  absl::Status first;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (status[i].ok()) {
+      cache_.MergeFrom(local[i]);
+    } else if (first.ok() || (absl::IsFailedPrecondition(status[i]) && !absl::IsFailedPrecondition(first))) {
+      first = status[i];
+    }
+  }
+  return first;
 }
 
 absl::Status Agent::Report(v1::ReportResultRequest* report) {
@@ -212,8 +283,8 @@ int Agent::Daemon(const std::atomic<bool>& stop) {
     // Sleep interval ± 10 %, watching the worker socket so a dead worker is
     // noticed at once, and the stop flag.
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.interval).count();
-    std::uniform_int_distribution<int64_t> jitter(-ms / 10, ms / 10);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms + jitter(Rng()));
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(ms - ms / 10 + JitterMs(ms / 5));
     while (!stop.load() && std::chrono::steady_clock::now() < until) {
       struct pollfd p = {worker_.fd(), POLLIN, 0};
       int rc = ::poll(&p, 1, 200);

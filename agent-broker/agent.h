@@ -29,6 +29,8 @@ namespace vigo::broker {
 
 // vigosrv refuses ResolveSecrets calls with more refs than this.
 inline constexpr size_t kMaxRefsPerCall = 256;
+// At most this many ResolveSecrets calls of one apply are in flight at once.
+inline constexpr size_t kMaxConcurrentResolves = 4;
 
 struct AgentOptions {
   std::chrono::seconds interval{300};
@@ -54,6 +56,14 @@ class Agent {
 
  private:
   absl::Status Retry(const char* what, const std::function<absl::Status()>& fn);
+  // Retry's loop without setting the client's deadline cap (safe to call
+  // from several threads at once).
+  absl::Status RetryUntil(const char* what, std::chrono::steady_clock::time_point deadline,
+                          const std::function<absl::Status()>& fn) const;
+  // The ResolveSecrets calls for `parts` (each at most kMaxRefsPerCall refs),
+  // up to kMaxConcurrentResolves at a time, values into cache_.
+  absl::Status ResolveParts(const v1::PolicyBundle& bundle,
+                            const std::vector<std::vector<std::string>>& parts);
   absl::StatusOr<v1::PolicyBundle> CheckIn(bool force_bundle);
   absl::Status ResolveAll(v1::PolicyBundle* bundle);
   void ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms, const std::string& why);

@@ -10,7 +10,9 @@
 // `cache`. Nothing is cached when any value fails to open.
 //
 // Errors keep the gRPC code (UNAVAILABLE, FAILED_PRECONDITION, PERMISSION_DENIED...)
-// so callers can retry or re-check-in. Not thread-safe.
+// so callers can retry or re-check-in. Thread safety: CheckIn, ResolveInto
+// and ReportResult may run concurrently (the gRPC stub is thread-safe and the
+// calls only read the client's settings); SetDeadlineCap must not race a call.
 #ifndef VIGO_AGENT_BROKER_AGENT_CLIENT_H_
 #define VIGO_AGENT_BROKER_AGENT_CLIENT_H_
 

@@ -12,6 +12,13 @@ void SecretCache::Put(uint64_t epoch, std::string ref, sandbox::SecretBuffer val
   values_[std::move(ref)] = std::move(value);
 }
 
+void SecretCache::MergeFrom(SecretCache& other) {
+  if (other.epoch_ == epoch_) {
+    for (auto& [ref, value] : other.values_) values_[ref] = std::move(value);
+  }
+  other.values_.clear();  // moved-from buffers are empty; the rest are zeroed here
+}
+
 const sandbox::SecretBuffer* SecretCache::Find(uint64_t epoch, std::string_view ref) const {
   if (epoch != epoch_) return nullptr;
   auto it = values_.find(ref);

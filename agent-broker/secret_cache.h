@@ -7,7 +7,8 @@
 //
 // Entries are zeroed when the epoch changes (Reset), on Clear (FAILED_PRECONDITION
 // from the server, exit) and on destruction. Failures are never cached.
-// Thread safety: not synchronized; the broker is single-threaded.
+// Thread safety: not synchronized. The broker uses one cache per thread when
+// it resolves in parallel and merges them on one thread (MergeFrom).
 #ifndef VIGO_AGENT_BROKER_SECRET_CACHE_H_
 #define VIGO_AGENT_BROKER_SECRET_CACHE_H_
 
@@ -36,6 +37,9 @@ class SecretCache {
   // Stores a value for `epoch`. Ignored (value zeroed) when `epoch` is not the
   // cache's epoch.
   void Put(uint64_t epoch, std::string ref, sandbox::SecretBuffer value);
+  // Moves every entry of `other` (same epoch only; otherwise they are zeroed)
+  // into this cache; `other` is left empty.
+  void MergeFrom(SecretCache& other);
   // nullptr when absent or for another epoch.
   const sandbox::SecretBuffer* Find(uint64_t epoch, std::string_view ref) const;
 
