@@ -1,7 +1,8 @@
 #include "server/service/leak_scan.h"
 
-#include <algorithm>
-#include <cstring>
+#include <string.h>  // memmem
+
+#include <utility>
 
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -27,11 +28,11 @@ absl::StatusOr<sandbox::SecretBuffer> HexForm(std::span<const uint8_t> v, bool u
 // `ends_blob`, the value is taken to end the encoded blob, so its last partial
 // character (completed by zero padding bits) is kept too. Empty when fewer
 // than 8 characters remain (too short to tell from chance).
-absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, bool url,
-                                                 size_t align, bool ends_blob) {
+absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, bool url, size_t align,
+                                                 bool ends_blob) {
   const char* abc = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
                         : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const size_t len = align + v.size();  // bytes of (unknown prefix + value)
+  const size_t len = align + v.size();     // bytes of (unknown prefix + value)
   const size_t chars = (len * 4 + 2) / 3;  // unpadded characters for them
   // Leading characters that mix in prefix bits, and one trailing character
   // that mixes in the following byte when the value does not end a group.
@@ -57,70 +58,78 @@ absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, boo
 
 }  // namespace
 
-absl::Status LeakScanner::Add(std::string_view path, const sandbox::SecretBuffer& value) {
+LeakScanner::LeakScanner(std::vector<std::string_view> texts)
+    : texts_(std::move(texts)), marks_(texts_.size()) {}
+
+void LeakScanner::MarkForm(std::span<const uint8_t> form, int path) {
+  ++forms_scanned_;
+  if (form.empty()) return;
+  for (size_t i = 0; i < texts_.size(); ++i) {
+    std::string_view text = texts_[i];
+    if (form.size() > text.size()) continue;
+    const char* base = text.data();
+    size_t from = 0;
+    while (from + form.size() <= text.size()) {
+      const void* hit = ::memmem(base + from, text.size() - from, form.data(), form.size());
+      if (hit == nullptr) break;
+      const size_t off = static_cast<size_t>(static_cast<const char*>(hit) - base);
+      std::vector<Mark>& m = marks_[i];
+      if (m.empty()) m.resize(text.size());
+      for (size_t k = off; k < off + form.size(); ++k) {
+        if (m[k].path < 0 || m[k].form_len < form.size()) {
+          m[k] = Mark{path, static_cast<uint32_t>(form.size())};
+        }
+      }
+      leaked_.insert(paths_[static_cast<size_t>(path)]);
+      from = off + 1;
+    }
+  }
+}
+
+absl::Status LeakScanner::Scan(std::string_view path, const sandbox::SecretBuffer& value) {
   if (value.size() < kMinLeakScanLen) return absl::OkStatus();
+  const int idx = static_cast<int>(paths_.size());
+  paths_.emplace_back(path);
   auto v = value.Reveal();
-  std::vector<sandbox::SecretBuffer> forms;
-  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer raw, value.Clone());
-  forms.push_back(std::move(raw));
+  MarkForm(v, idx);
   for (bool upper : {false, true}) {
     VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer h, HexForm(v, upper));
-    forms.push_back(std::move(h));
+    MarkForm(h.Reveal(), idx);
   }
   for (bool url : {false, true}) {
     for (size_t align = 0; align < 3; ++align) {
       for (bool ends_blob : {false, true}) {
         VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align, ends_blob));
-        if (!b.empty()) forms.push_back(std::move(b));
+        MarkForm(b.Reveal(), idx);
       }
     }
   }
-  for (auto& f : forms) {
-    bool dup = false;
-    for (const Form& existing : forms_) {
-      if (existing.path == path && existing.bytes == f) dup = true;
-    }
-    if (!dup) forms_.push_back(Form{std::string(path), std::move(f)});
-  }
-  std::stable_sort(forms_.begin(), forms_.end(),
-                   [](const Form& a, const Form& b) { return a.bytes.size() > b.bytes.size(); });
   return absl::OkStatus();
 }
 
-std::string LeakScanner::Redact(std::string_view text, std::set<std::string>* leaked_paths) const {
-  if (forms_.empty() || text.empty()) return std::string(text);
-  // Mark every byte covered by any form, then rebuild the text with one
-  // marker per maximal covered run.
-  std::vector<int> owner(text.size(), -1);
-  const auto* t = static_cast<const uint8_t*>(static_cast<const void*>(text.data()));
-  for (size_t f = 0; f < forms_.size(); ++f) {
-    auto needle = forms_[f].bytes.Reveal();
-    if (needle.size() > text.size()) continue;
-    const uint8_t* begin = t;
-    const uint8_t* end = t + text.size();
-    const uint8_t* it = begin;
-    while (true) {
-      it = std::search(it, end, needle.begin(), needle.end());
-      if (it == end) break;
-      size_t off = static_cast<size_t>(it - begin);
-      for (size_t k = 0; k < needle.size(); ++k) {
-        if (owner[off + k] < 0) owner[off + k] = static_cast<int>(f);
-      }
-      if (leaked_paths != nullptr) leaked_paths->insert(forms_[f].path);
-      ++it;
-    }
-  }
+std::string LeakScanner::Redacted(size_t i) const {
+  std::string_view text = texts_.at(i);
+  const std::vector<Mark>& m = marks_[i];
+  if (m.empty()) return std::string(text);
   std::string out;
   out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    if (owner[i] < 0) {
-      out.push_back(text[i]);
-      ++i;
+  for (size_t k = 0; k < text.size();) {
+    if (m[k].path < 0) {
+      out.push_back(text[k]);
+      ++k;
       continue;
     }
-    int f = owner[i];
-    while (i < text.size() && owner[i] >= 0) ++i;
-    StrAppend(&out, "[redacted:", forms_[static_cast<size_t>(f)].path, "]");
+    // The run is named by its longest covering form.
+    int best = m[k].path;
+    uint32_t best_len = m[k].form_len;
+    while (k < text.size() && m[k].path >= 0) {
+      if (m[k].form_len > best_len) {
+        best = m[k].path;
+        best_len = m[k].form_len;
+      }
+      ++k;
+    }
+    StrAppend(&out, "[redacted:", paths_[static_cast<size_t>(best)], "]");
   }
   return out;
 }

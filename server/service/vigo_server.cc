@@ -307,30 +307,34 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("at most ", kMaxResults, " results per report"));
     }
-    // Defence in depth: look for the values this envoy may hold.
-    LeakScanner scanner;
+    // Defence in depth: look for the values this envoy may hold in every
+    // text field of the report. Texts 0-2 are the run's; then 5 per result.
+    std::vector<std::string_view> texts = {req->run_id(), req->bundle_digest(), req->outcome()};
+    texts.reserve(3 + 5 * static_cast<size_t>(req->results_size()));
+    for (const v1::ResourceResult& r : req->results()) {
+      texts.insert(texts.end(), {r.name(), r.type(), r.status(), r.action(), r.message()});
+    }
+    LeakScanner scanner(texts);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
     // Fail closed: when a value cannot be loaded (backend down, rotation
-    // race), free-text messages are withheld instead of stored unscanned. An
-    // envoy no rule matches is entitled to nothing, so there is nothing to scan.
+    // race) or scanned (locked memory full), free-text messages are withheld
+    // instead of stored unscanned. An envoy no rule matches is entitled to
+    // nothing, so there is nothing to scan.
     bool scan_complete = bundle.ok() || absl::IsNotFound(bundle.status());
     if (bundle.ok()) {
       for (const std::string& path : (*bundle)->entitlement) {
         auto value = server_->backend().Get(path);
-        if (!value.ok()) {
-          Log(LogLevel::kWarn, "report: cannot read value for leak scan; messages withheld",
-              {{"req", rid}, {"path", path}, {"status", value.status()}});
+        absl::Status st = value.ok() ? scanner.Scan(path, *value) : value.status();
+        if (!st.ok()) {
+          Log(LogLevel::kWarn, "report: cannot scan for a value; messages withheld",
+              {{"req", rid}, {"path", path}, {"status", st}});
           scan_complete = false;
-          continue;
         }
-        absl::Status as = scanner.Add(path, *value);
-        if (!as.ok()) return ToGrpc(as);
       }
     }
-    std::set<std::string> leaked;
-    auto clean = [&](const std::string& s) {
-      std::string out = scanner.Redact(s, &leaked);
+    auto clean = [&](size_t i) {
+      std::string out = scanner.Redacted(i);
       if (out.size() > kMaxFieldBytes) {
         out.resize(kMaxFieldBytes);
         out += "...[truncated]";
@@ -338,23 +342,25 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       return out;
     };
     RunRecord run;
-    run.id = clean(req->run_id());
+    run.id = clean(0);
     if (run.id.empty() || !ValidateRunId(run.id).ok()) run.id = NewRunId();
     run.envoy = id->envoy;
-    run.bundle_digest = clean(req->bundle_digest());
+    run.bundle_digest = clean(1);
     run.secrets_epoch = req->secrets_epoch();
     run.started_ms = req->started_unix_ms();
     run.finished_ms = req->finished_unix_ms();
     run.received_ms = NowUnixMs();
-    run.outcome = clean(req->outcome());
+    run.outcome = clean(2);
     std::vector<ResultRecord> results;
     results.reserve(static_cast<size_t>(req->results_size()));
-    for (const v1::ResourceResult& r : req->results()) {
-      results.push_back({clean(r.name()), clean(r.type()), clean(r.status()), clean(r.action()),
-                         scan_complete ? clean(r.message())
+    for (size_t i = 0; i < static_cast<size_t>(req->results_size()); ++i) {
+      const size_t t = 3 + 5 * i;
+      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3),
+                         scan_complete ? clean(t + 4)
                                        : std::string("[withheld: could not be scanned for "
                                                      "leaked values]")});
     }
+    const std::set<std::string>& leaked = scanner.leaked();
     run.redacted = !leaked.empty();
     absl::Status st = server_->store().StoreRun(run, results);
     if (!leaked.empty()) {

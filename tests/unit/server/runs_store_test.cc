@@ -69,9 +69,17 @@ TEST_F(StoreTest, EnvoyCertsRevocationAndLookup) {
 }
 
 TEST_F(StoreTest, RunsStoreListShow) {
-  RunRecord r{.id = "r1", .envoy = "web-1", .bundle_digest = "d", .secrets_epoch = 4,
-              .started_ms = 1, .finished_ms = 2, .received_ms = 3, .outcome = "ok", .redacted = false,
-              .results = {}, .result_count = 0};
+  RunRecord r{.id = "r1",
+              .envoy = "web-1",
+              .bundle_digest = "d",
+              .secrets_epoch = 4,
+              .started_ms = 1,
+              .finished_ms = 2,
+              .received_ms = 3,
+              .outcome = "ok",
+              .redacted = false,
+              .results = {},
+              .result_count = 0};
   std::vector<ResultRecord> res = {{"a", "file", "ok", "none", "m1"},
                                    {"b", "exec", "failed", "none", "m2"}};
   ASSERT_TRUE(store_->StoreRun(r, res).ok());
@@ -110,35 +118,41 @@ TEST(RunIdTest, Validation) {
 }
 
 TEST(LeakScannerTest, RedactsRawHexAndBase64Forms) {
-  LeakScanner s;
-  ASSERT_TRUE(s.Add("a/db", Buf("hunter22")).ok());
-  std::set<std::string> leaked;
   // hex("hunter22") = 68756e7465723232, base64 = aHVudGVyMjI
-  std::string out = s.Redact("pw=hunter22 hex=68756E7465723232 b64=aHVudGVyMjI= ok", &leaked);
-  EXPECT_EQ(out, "pw=[redacted:a/db] hex=[redacted:a/db] b64=[redacted:a/db]= ok");
-  EXPECT_EQ(leaked, std::set<std::string>{"a/db"});
-  leaked.clear();
-  EXPECT_EQ(s.Redact("nothing to see", &leaked), "nothing to see");
-  EXPECT_TRUE(leaked.empty());
+  const std::vector<std::string_view> texts = {
+      "pw=hunter22 hex=68756E7465723232 b64=aHVudGVyMjI= ok", "nothing to see", "hunter22hunter22"};
+  LeakScanner s(texts);
+  ASSERT_TRUE(s.Scan("a/db", Buf("hunter22")).ok());
+  EXPECT_EQ(s.Redacted(0), "pw=[redacted:a/db] hex=[redacted:a/db] b64=[redacted:a/db]= ok");
+  EXPECT_EQ(s.leaked(), std::set<std::string>{"a/db"});
+  EXPECT_EQ(s.Redacted(1), "nothing to see");
   // Adjacent and overlapping occurrences collapse into one marker each run.
-  EXPECT_EQ(s.Redact("hunter22hunter22", &leaked), "[redacted:a/db]");
+  EXPECT_EQ(s.Redacted(2), "[redacted:a/db]");
 }
 
 TEST(LeakScannerTest, ShortValuesAreNotScanned) {
-  LeakScanner s;
-  ASSERT_TRUE(s.Add("a/pin", Buf("123")).ok());
-  EXPECT_EQ(s.forms(), 0u);
-  std::set<std::string> leaked;
-  EXPECT_EQ(s.Redact("pin 123", &leaked), "pin 123");
+  const std::vector<std::string_view> texts = {"pin 123"};
+  LeakScanner s(texts);
+  ASSERT_TRUE(s.Scan("a/pin", Buf("123")).ok());
+  EXPECT_EQ(s.forms_scanned(), 0u);
+  EXPECT_EQ(s.Redacted(0), "pin 123");
+  EXPECT_TRUE(s.leaked().empty());
 }
 
 TEST(LeakScannerTest, SeveralPathsLongestWins) {
-  LeakScanner s;
-  ASSERT_TRUE(s.Add("short", Buf("abcd")).ok());
-  ASSERT_TRUE(s.Add("long", Buf("xxabcdyy")).ok());
-  std::set<std::string> leaked;
-  EXPECT_EQ(s.Redact("1 xxabcdyy 2 abcd", &leaked), "1 [redacted:long] 2 [redacted:short]");
-  EXPECT_EQ(leaked, (std::set<std::string>{"long", "short"}));
+  const std::vector<std::string_view> texts = {"1 xxabcdyy 2 abcd"};
+  for (bool short_first : {true, false}) {
+    LeakScanner s(texts);
+    if (short_first) {
+      ASSERT_TRUE(s.Scan("short", Buf("abcd")).ok());
+    }
+    ASSERT_TRUE(s.Scan("long", Buf("xxabcdyy")).ok());
+    if (!short_first) {
+      ASSERT_TRUE(s.Scan("short", Buf("abcd")).ok());
+    }
+    EXPECT_EQ(s.Redacted(0), "1 [redacted:long] 2 [redacted:short]") << short_first;
+    EXPECT_EQ(s.leaked(), (std::set<std::string>{"long", "short"}));
+  }
 }
 
 }  // namespace
