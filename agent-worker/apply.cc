@@ -140,9 +140,29 @@ struct ApplyEngine::Pending {
 
 ApplyEngine::~ApplyEngine() = default;
 
+// Durability argument. A file this engine writes becomes visible under its
+// target name only by CommitWrite (linkat of the O_TMPFILE inode, or rename
+// of the 0600 named temp), and only after its inode is complete: owner and
+// mode set before the first byte of content (PrepareWrite), every byte
+// written, and the data made durable here (one syncfs(2) per file system for
+// the whole batch; fsync of each file if syncfs fails). So after a crash at
+// any point the target name holds either the old file or the complete new
+// one with its final owner and mode, never a partial or wrong-mode file: an
+// uncommitted anonymous inode vanishes, a named temp is never the target.
+// After the links, each directory that received one (and the parent of each
+// directory this apply created) is fsynced, so the new names themselves are
+// durable. Only then does a result say "changed": a file whose directory
+// cannot be fsynced is reported failed, and the results (hence the run's
+// report) are sent only after the last flush. Batching changes how many
+// syscalls this takes (one syncfs per batch instead of one fsync per file and
+// directory), not the order: no file is linked before its data is durable.
+//
+// syncfs reports writeback errors of the whole file system since the fd it
+// is given was opened (Linux >= 5.8, errseq): that fd is the first pending
+// file's, opened before any write of the batch.
 void ApplyEngine::FlushWrites(std::vector<v1::ResourceResult>* results,
                               std::set<std::string, std::less<>>* not_converged) {
-  if (pending_.empty()) return;
+  if (pending_.empty() && dirs_to_sync_.empty()) return;
   // Make every pending file's data durable at once: one syncfs per file
   // system (fsync each file if that fails), then make them visible.
   std::set<dev_t> synced;
@@ -169,10 +189,24 @@ void ApplyEngine::FlushWrites(std::vector<v1::ResourceResult>* results,
       not_converged->insert(p->name);
     }
   }
-  pending_.clear();  // uncommitted temp files are removed here
-  if (absl::Status s = SyncDirs(&dirs_to_sync_); !s.ok()) {
+  // The new names, and the directories created on their way, made durable.
+  std::set<std::string> failed_dirs;
+  if (absl::Status s = SyncDirs(&dirs_to_sync_, &failed_dirs); !s.ok()) {
     Log(LogLevel::kWarn, "directory fsync failed", {{"error", s}});
+    for (auto& p : pending_) {
+      if (!p->write.committed) continue;
+      for (const std::string& d : failed_dirs) {
+        if (p->write.dir == d || p->write.dir.rfind(StrCat(d, "/"), 0) == 0) {
+          (*results)[p->result_index] = Failed(
+              p->resource, absl::InternalError(StrCat("written, but not durable: ",
+                                                      std::string(s.message()))));
+          not_converged->insert(p->name);
+          break;
+        }
+      }
+    }
   }
+  pending_.clear();  // uncommitted temp files are removed here
 }
 
 absl::Status MapValueSource::Put(std::string path, std::span<const uint8_t> value) {
@@ -380,7 +414,8 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   }
   std::string parent = path->substr(0, path->rfind('/'));
   if (!parent.empty()) {
-    if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return Failed(r, s);
+    // New directories' own entries are fsynced with the file's (FlushWrites).
+    if (absl::Status s = MakeDirs(parent, 0755, &dirs_to_sync_); !s.ok()) return Failed(r, s);
   }
   // Written now (owner, mode, content); made durable and visible by FlushWrites.
   auto prepared = PrepareWrite(*path, rendered->Reveal(), mode, uid, gid);
@@ -425,7 +460,7 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
                       StrCat(r.target_path(), " exists and is not a directory"));
   }
   if (!st->exists) {
-    if (absl::Status s = MakeDirs(*path, 0700); !s.ok()) return Failed(r, s);
+    if (absl::Status s = MakeDirs(*path, 0700, &dirs_to_sync_); !s.ok()) return Failed(r, s);
     if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
     return MakeResult(r, "changed", "created", StrCat("created (mode ", OctalMode(mode), ")"));
   }

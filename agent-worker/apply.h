@@ -10,11 +10,15 @@
 //  - file: content markers are substituted at write time into a SecretBuffer.
 //    A changed file is written to an anonymous O_TMPFILE inode (fallback: a
 //    0600 temp file in the target directory), chowned and chmodded before any
-//    byte of content is written, fsynced, linked/renamed over the target and
-//    the directory fsynced: the target never exists with a wrong mode or
-//    partial content. Durability is batched (one syncfs per up to 128 files,
-//    flushed before any exec or dependent and at the end). Unchanged content (byte comparison in
-//    locked memory) means no write; only owner/mode are fixed then.
+//    byte of content is written, made durable, linked/renamed over the target
+//    and the directory fsynced: the target never exists with a wrong mode or
+//    partial content. Durability is batched (one syncfs per file system for
+//    up to 128 files, then their links, then one fsync per directory; flushed
+//    before any exec or dependent and at the end, always before results are
+//    returned; see FlushWrites in apply.cc for the argument). A file whose
+//    data or directory cannot be made durable is reported failed. Unchanged
+//    content (byte comparison in locked memory) means no write; only
+//    owner/mode are fixed then.
 //  - directory: created (parents 0755) and owner/mode converged.
 //  - exec: argv without a shell, clean environment (PATH plus the declared
 //    variables), stdin from a literal or a secret, secret_file as a 0600 file
@@ -130,7 +134,9 @@ class ApplyEngine {
 
   ApplyOptions options_;
   sandbox::SecretBuffer fingerprint_key_;
-  std::set<std::string> dirs_to_sync_;  // renamed-into directories, fsynced before results
+  // Directories that received a link or a new subdirectory; fsynced by
+  // FlushWrites before results are returned.
+  std::set<std::string> dirs_to_sync_;
 };
 
 }  // namespace vigo::worker

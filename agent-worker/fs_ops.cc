@@ -151,7 +151,7 @@ absl::StatusOr<sandbox::SecretBuffer> ReadFileSecret(const std::string& path, si
   return buf;
 }
 
-absl::Status MakeDirs(const std::string& path, mode_t mode) {
+absl::Status MakeDirs(const std::string& path, mode_t mode, std::set<std::string>* created_in) {
   if (path.empty() || path == "/") return absl::OkStatus();
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
@@ -159,8 +159,12 @@ absl::Status MakeDirs(const std::string& path, mode_t mode) {
     return absl::FailedPreconditionError(StrCat(path, " exists and is not a directory"));
   }
   auto [parent, base] = SplitPath(path);
-  VIGO_RETURN_IF_ERROR(MakeDirs(parent, 0755));
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir", path);
+  VIGO_RETURN_IF_ERROR(MakeDirs(parent, 0755, created_in));
+  if (::mkdir(path.c_str(), mode) != 0) {
+    if (errno != EEXIST) return ErrnoStatus(errno, "mkdir", path);
+  } else if (created_in != nullptr) {
+    created_in->insert(parent);
+  }
   return absl::OkStatus();
 }
 
@@ -169,12 +173,13 @@ std::string TempNameFor(const std::string& path) {
   return StrCat(dir == "/" ? "" : dir, "/.", base, ".vigo-tmp");
 }
 
-absl::Status SyncDirs(std::set<std::string>* dirs) {
+absl::Status SyncDirs(std::set<std::string>* dirs, std::set<std::string>* failed) {
   absl::Status first;
   for (const std::string& d : *dirs) {
     UniqueFd fd(::open(d.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!fd || ::fsync(fd.get()) != 0) {
       if (first.ok()) first = ErrnoStatus(errno, "fsync directory", d);
+      if (failed != nullptr) failed->insert(d);
     }
   }
   dirs->clear();

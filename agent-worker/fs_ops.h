@@ -51,8 +51,11 @@ absl::StatusOr<FileState> Inspect(const std::string& path);
 // `max_bytes` (FAILED_PRECONDITION when larger).
 absl::StatusOr<sandbox::SecretBuffer> ReadFileSecret(const std::string& path, size_t max_bytes);
 
-// mkdir -p with `mode` for the directories it creates.
-absl::Status MakeDirs(const std::string& path, mode_t mode);
+// mkdir -p with `mode` for the directories it creates. When `created_in` is
+// given, the parent of every directory it creates is added to it: fsyncing
+// those (SyncDirs) makes the new directories' entries durable.
+absl::Status MakeDirs(const std::string& path, mode_t mode,
+                      std::set<std::string>* created_in = nullptr);
 
 // Replaces `path` with `content` atomically and durably (see above). uid/gid
 // of -1 keep the writer's ids. When `deferred_dir_syncs` is given, the
@@ -87,8 +90,9 @@ absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
 absl::Status CommitWrite(PreparedWrite& w, std::set<std::string>* deferred_dir_syncs);
 
 // fsyncs every directory in `dirs` and clears it. The first error is returned
-// after all were tried.
-absl::Status SyncDirs(std::set<std::string>* dirs);
+// after all were tried; with `failed`, every directory whose fsync failed is
+// added to it.
+absl::Status SyncDirs(std::set<std::string>* dirs, std::set<std::string>* failed = nullptr);
 
 // chown/chmod of an existing path (no symlink following).
 absl::Status FixOwnerMode(const std::string& path, std::optional<mode_t> mode, uid_t uid,
