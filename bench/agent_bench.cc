@@ -8,7 +8,10 @@
 //     secret: cold (empty apply root, empty cache, fresh agent) and converged
 //     (second run), real `vigo` + `vigo-worker` binaries against an in-process
 //     VigoServer on 127.0.0.1 with a local vault; durable writes (fsync).
-//     Wall time and peak RSS (VmHWM) of broker and worker.
+//     Wall time and peak RSS (VmHWM) of broker and worker, and where the
+//     wall time went (from the agent's info-level log lines): start-up +
+//     check-in + ResolveSecrets/unsealing | the worker's apply | the report
+//     (ReportResult round trip, server side included) + exit.
 //
 // usage: agent_bench [--files N] [--iterations N]
 #include <fcntl.h>
@@ -17,12 +20,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +50,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using vigo::StrAppend;
 using vigo::StrCat;
 
 double Percentile(std::vector<double> v, double p) {
@@ -154,10 +161,61 @@ struct RunFigures {
   double seconds = 0;
   int exit_code = -1;
   uint64_t broker_kb = 0, worker_kb = 0;
+  double start_unix_s = 0;  // wall clock at fork, to place the log lines
 };
+
+// Seconds since the epoch of a log line "2026-11-28T13:48:45.322Z <level> <msg> ..."
+// whose message starts with `msg`; -1 when there is none.
+double LogTime(const fs::path& log, std::string_view msg) {
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    if (sp == std::string::npos || line.size() < 24 || line[23] != 'Z') continue;
+    size_t sp2 = line.find(' ', sp + 1);
+    if (sp2 == std::string::npos || line.compare(sp2 + 1, msg.size(), msg) != 0) continue;
+    struct tm tm = {};
+    if (::strptime(line.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) continue;
+    return static_cast<double>(::timegm(&tm)) + std::atoi(line.substr(20, 3).c_str()) / 1000.0;
+  }
+  return -1;
+}
+
+// The integer value of `key=` on the first log line whose message starts with
+// `msg`; -1 when there is none.
+int64_t LogField(const fs::path& log, std::string_view msg, std::string_view key) {
+  std::ifstream in(log);
+  std::string line;
+  const std::string needle = StrCat(" ", key, "=");
+  while (std::getline(in, line)) {
+    size_t at = line.find(StrCat(" ", msg));
+    if (at == std::string::npos || at > 40) continue;
+    size_t k = line.find(needle, at);
+    if (k == std::string::npos) continue;
+    return std::atoll(line.c_str() + k + needle.size());
+  }
+  return -1;
+}
+
+// Where the wall time of one `vigo run --once` went, from the info-level
+// lines of broker and worker (millisecond resolution): start-up + check-in +
+// ResolveSecrets + bundle to the worker | the worker's apply | report
+// (ReportResult round trip, server side included) + shutdown.
+void PrintBreakdown(const char* label, const RunFigures& f, const fs::path& log) {
+  double start = LogTime(log, "apply start"), done = LogTime(log, "apply done");
+  if (start < 0 || done < 0) return;
+  const int64_t resolve_ms = LogField(log, "values resolved", "ms");
+  std::printf("    %s: until apply %.3f s (ResolveSecrets + unsealing %lld ms) | worker apply %.3f s | "
+              "report + exit %.3f s\n",
+              label, start - f.start_unix_s, static_cast<long long>(resolve_ms), done - start,
+              f.start_unix_s + f.seconds - done);
+}
 
 RunFigures RunAgent(const std::vector<std::string>& argv, const fs::path& log) {
   RunFigures f;
+  f.start_unix_s = std::chrono::duration<double>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   auto t0 = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -249,7 +307,7 @@ int ApplyBench(int files) {
       StrCat("--server=127.0.0.1:", (*server)->port()),
       "--ca-file=" + (envoy / "ca.pem").string(), "--cert-file=" + (envoy / "cert.pem").string(),
       "--key-file=" + (envoy / "key.pem").string(), "--state-dir=" + (tmp / "state").string(),
-      "--apply-root=" + (tmp / "apply").string(), "--log-level=warn"};
+      "--apply-root=" + (tmp / "apply").string(), "--log-level=info"};
   fs::create_directories(tmp / "apply");
   ::sync();
   RunFigures cold = RunAgent(argv, tmp / "cold.log");
@@ -257,7 +315,13 @@ int ApplyBench(int files) {
   for (const char* l : {"cold.log", "warm.log"}) {
     std::ifstream in(tmp / l);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!text.empty()) std::printf("--- %s\n%s", l, text.substr(text.size() > 2000 ? text.size() - 2000 : 0).c_str());
+    // Anything at warn or above (the info lines are for the breakdown).
+    std::istringstream lines(text);
+    std::string line, shown;
+    while (std::getline(lines, line)) {
+      if (line.find(" info ") == std::string::npos) StrAppend(&shown, line, "\n");
+    }
+    if (!shown.empty()) std::printf("--- %s\n%s", l, shown.substr(shown.size() > 2000 ? shown.size() - 2000 : 0).c_str());
   }
   std::printf("apply of %d secret-bearing files (server on loopback, durable writes)\n", files);
   std::printf("  cold:      %.3f s  exit=%d  broker peak RSS %llu KiB  worker peak RSS %llu KiB\n",
@@ -270,6 +334,8 @@ int ApplyBench(int files) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(tmp / "apply/etc/bench", ec)) written += e.is_regular_file();
   std::printf("  files present: %zu\n", written);
+  PrintBreakdown("cold", cold, tmp / "cold.log");
+  PrintBreakdown("converged", warm, tmp / "warm.log");
   // CFEngine's cf-agent converging the same files with the same contents and
   // modes (Debian cfengine3), when installed: the fastest peer.
   if (::access("/usr/bin/cf-agent", X_OK) == 0) {
