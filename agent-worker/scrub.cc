@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/decode_views.h"
 
 namespace vigo::worker {
 namespace {
@@ -43,16 +43,10 @@ void Store32(std::span<uint8_t> buf, size_t index, uint32_t v) {
 uint32_t Get32(Bytes buf, size_t index) { return Load32(buf.data() + index * 4); }
 size_t Bucket(uint32_t key) { return (key * 2654435761u) >> (32 - kBucketBits); }
 
-int HexVal(uint8_t c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Characters a partial escape left at a view's edge can consist of.
 bool EscapeJunk(uint8_t c) {
-  return HexVal(c) >= 0 || c == 'u' || c == 'U' || c == 'x' || c == 'X' || c == '\\' || c == '%';
+  return HexDigitValue(c) >= 0 || c == 'u' || c == 'U' || c == 'x' || c == 'X' || c == '\\' ||
+         c == '%';
 }
 
 // ---------------------------------------------------------------------------
@@ -94,260 +88,10 @@ class Coverage {
   bool all_ = false;
 };
 
-// ---------------------------------------------------------------------------
-// Views: the output itself, or a decoding of it with, for every byte, the
-// range of original bytes it came from.
-
-struct View {
-  Bytes identity;                     // set for the output itself
-  std::optional<SecretBuffer> owned;  // decoded bytes (first `len` used)
-  size_t len = 0;
-  std::vector<uint32_t> beg, end;  // original range of each decoded byte
-  bool decoded = false;            // a cut escape may leave junk at the edges
-
-  Bytes Data() const { return owned ? owned->Reveal().first(len) : identity; }
-  void Cover(size_t a, size_t b, Coverage* c) const {
-    if (a >= b) return;
-    if (!owned) {
-      c->Cover(a, b);
-    } else {
-      c->Cover(beg[a], end[b - 1]);
-    }
-  }
-};
-
-class ViewWriter {
- public:
-  static absl::StatusOr<ViewWriter> Create(size_t capacity) {
-    auto buf = SecretBuffer::Create(std::max<size_t>(capacity, 1));
-    if (!buf.ok()) return ArenaFull();
-    ViewWriter w;
-    w.view_.owned = std::move(*buf);
-    w.view_.beg.reserve(capacity);
-    w.view_.end.reserve(capacity);
-    return w;
-  }
-  void Put(uint8_t b, size_t from, size_t to) {
-    view_.owned->RevealMutable()[view_.len++] = b;
-    view_.beg.push_back(static_cast<uint32_t>(from));
-    view_.end.push_back(static_cast<uint32_t>(to));
-  }
-  // UTF-8 of a code point (no surrogates), every byte mapped to [from, to).
-  void PutUtf8(uint32_t cp, size_t from, size_t to) {
-    if (cp < 0x80) {
-      Put(static_cast<uint8_t>(cp), from, to);
-    } else if (cp < 0x800) {
-      Put(static_cast<uint8_t>(0xC0 | (cp >> 6)), from, to);
-      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
-    } else if (cp < 0x10000) {
-      Put(static_cast<uint8_t>(0xE0 | (cp >> 12)), from, to);
-      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
-      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
-    } else {
-      Put(static_cast<uint8_t>(0xF0 | (cp >> 18)), from, to);
-      Put(static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F)), from, to);
-      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
-      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
-    }
-  }
-  View Finish(bool decoded) && {
-    view_.decoded = decoded;
-    return std::move(view_);
-  }
-
- private:
-  ViewWriter() = default;
-  View view_;
-};
-
-bool Has(Bytes o, uint8_t c) { return std::find(o.begin(), o.end(), c) != o.end(); }
-
-// CR and LF removed (wrapped base64 / hex).
-absl::StatusOr<std::optional<View>> UnwrapView(Bytes o) {
-  if (!Has(o, '\n') && !Has(o, '\r')) return std::nullopt;
-  auto w = ViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size(); ++i) {
-    if (o[i] != '\n' && o[i] != '\r') w->Put(o[i], i, i + 1);
-  }
-  return std::move(*w).Finish(/*decoded=*/false);
-}
-
-// %XX (any case) and '+' for space.
-absl::StatusOr<std::optional<View>> UrlView(Bytes o) {
-  if (!Has(o, '%') && !Has(o, '+')) return std::nullopt;
-  auto w = ViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size();) {
-    if (o[i] == '%' && i + 3 <= o.size() && HexVal(o[i + 1]) >= 0 && HexVal(o[i + 2]) >= 0) {
-      w->Put(static_cast<uint8_t>(HexVal(o[i + 1]) * 16 + HexVal(o[i + 2])), i, i + 3);
-      i += 3;
-    } else {
-      w->Put(o[i] == '+' ? ' ' : o[i], i, i + 1);
-      ++i;
-    }
-  }
-  return std::move(*w).Finish(/*decoded=*/true);
-}
-
-// The code unit of "\uXXXX" at o[i], or -1.
-int32_t UnicodeEscape(Bytes o, size_t i) {
-  if (i + 6 > o.size() || o[i] != '\\' || o[i + 1] != 'u') return -1;
-  int32_t v = 0;
-  for (size_t k = 2; k < 6; ++k) {
-    int h = HexVal(o[i + k]);
-    if (h < 0) return -1;
-    v = v * 16 + h;
-  }
-  return v;
-}
-
-// JSON string escapes. `latin1`: \u00XX is the single byte XX (encoders that
-// escape bytes, not code points); otherwise the UTF-8 of the code point.
-absl::StatusOr<std::optional<View>> JsonView(Bytes o, bool latin1) {
-  if (!Has(o, '\\')) return std::nullopt;
-  if (latin1) {
-    // Only differs from the UTF-8 view when some \u00XX has XX >= 0x80.
-    bool differs = false;
-    for (size_t i = 0; i < o.size() && !differs; ++i) {
-      int32_t u = UnicodeEscape(o, i);
-      differs = u >= 0x80 && u <= 0xFF;
-    }
-    if (!differs) return std::nullopt;
-  }
-  auto w = ViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size();) {
-    if (o[i] == '\\' && i + 1 < o.size()) {
-      uint8_t d = o[i + 1];
-      int simple = -1;
-      switch (d) {
-        case '"':
-        case '\\':
-        case '/':
-          simple = d;
-          break;
-        case 'b':
-          simple = '\b';
-          break;
-        case 'f':
-          simple = '\f';
-          break;
-        case 'n':
-          simple = '\n';
-          break;
-        case 'r':
-          simple = '\r';
-          break;
-        case 't':
-          simple = '\t';
-          break;
-        default:
-          break;
-      }
-      if (simple >= 0) {
-        w->Put(static_cast<uint8_t>(simple), i, i + 2);
-        i += 2;
-        continue;
-      }
-      int32_t u = UnicodeEscape(o, i);
-      if (u >= 0) {
-        if (latin1 && u <= 0xFF) {
-          w->Put(static_cast<uint8_t>(u), i, i + 6);
-          i += 6;
-          continue;
-        }
-        if (u >= 0xD800 && u <= 0xDBFF) {
-          int32_t lo = UnicodeEscape(o, i + 6);
-          if (lo >= 0xDC00 && lo <= 0xDFFF) {
-            uint32_t cp = 0x10000 + ((static_cast<uint32_t>(u) - 0xD800) << 10) +
-                          (static_cast<uint32_t>(lo) - 0xDC00);
-            w->PutUtf8(cp, i, i + 12);
-            i += 12;
-            continue;
-          }
-        } else if (u < 0xDC00 || u > 0xDFFF) {
-          w->PutUtf8(static_cast<uint32_t>(u), i, i + 6);
-          i += 6;
-          continue;
-        }
-        // A lone surrogate stays literal.
-      }
-    }
-    w->Put(o[i], i, i + 1);
-    ++i;
-  }
-  return std::move(*w).Finish(/*decoded=*/true);
-}
-
-// C / Python byte-string escapes: \xNN, octal, single-character escapes.
-absl::StatusOr<std::optional<View>> CEscapeView(Bytes o) {
-  if (!Has(o, '\\')) return std::nullopt;
-  auto w = ViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size();) {
-    if (o[i] == '\\' && i + 1 < o.size()) {
-      uint8_t d = o[i + 1];
-      if ((d == 'x' || d == 'X') && i + 4 <= o.size() && HexVal(o[i + 2]) >= 0 &&
-          HexVal(o[i + 3]) >= 0) {
-        w->Put(static_cast<uint8_t>(HexVal(o[i + 2]) * 16 + HexVal(o[i + 3])), i, i + 4);
-        i += 4;
-        continue;
-      }
-      if (d >= '0' && d <= '7') {
-        uint32_t v = 0;
-        size_t k = i + 1;
-        while (k < o.size() && k < i + 4 && o[k] >= '0' && o[k] <= '7') {
-          v = v * 8 + (o[k] - '0');
-          ++k;
-        }
-        if (v <= 0xFF) {
-          w->Put(static_cast<uint8_t>(v), i, k);
-          i = k;
-          continue;
-        }
-      }
-      int simple = -1;
-      switch (d) {
-        case 'n':
-          simple = '\n';
-          break;
-        case 'r':
-          simple = '\r';
-          break;
-        case 't':
-          simple = '\t';
-          break;
-        case 'a':
-          simple = '\a';
-          break;
-        case 'b':
-          simple = '\b';
-          break;
-        case 'f':
-          simple = '\f';
-          break;
-        case 'v':
-          simple = '\v';
-          break;
-        case '\\':
-        case '\'':
-        case '"':
-          simple = d;
-          break;
-        default:
-          break;
-      }
-      if (simple >= 0) {
-        w->Put(static_cast<uint8_t>(simple), i, i + 2);
-        i += 2;
-        continue;
-      }
-    }
-    w->Put(o[i], i, i + 1);
-    ++i;
-  }
-  return std::move(*w).Finish(/*decoded=*/true);
+// A hit [a, b) in a view covers the original bytes it was decoded from.
+void CoverView(const DecodeView& view, size_t a, size_t b, Coverage* c) {
+  if (a >= b) return;
+  c->Cover(view.OriginalBegin(a), view.OriginalEnd(b));
 }
 
 // ---------------------------------------------------------------------------
@@ -425,17 +169,17 @@ absl::Status EmitForms(Bytes v, const FormSink& sink) {
 // Edges and interior.
 
 // Offsets a cut escape may have left at the start / end of a decoded view.
-std::vector<size_t> StartSkips(const View& view, Bytes d) {
+std::vector<size_t> StartSkips(const DecodeView& view, Bytes d) {
   std::vector<size_t> skips = {0};
-  if (!view.decoded) return skips;
+  if (!view.decoded()) return skips;
   for (size_t k = 1; k <= std::min(kMaxEscapeJunk, d.size()) && EscapeJunk(d[k - 1]); ++k) {
     skips.push_back(k);
   }
   return skips;
 }
-std::vector<size_t> EndSkips(const View& view, Bytes d) {
+std::vector<size_t> EndSkips(const DecodeView& view, Bytes d) {
   std::vector<size_t> skips = {0};
-  if (!view.decoded) return skips;
+  if (!view.decoded()) return skips;
   for (size_t k = 1; k <= std::min(kMaxEscapeJunk, d.size()); ++k) {
     uint8_t c = d[d.size() - k];
     if (!EscapeJunk(c)) break;
@@ -481,20 +225,20 @@ size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
 }
 
 // A form cut off by either end of the view, or covering the whole view.
-void CheckEdges(Bytes f, const View& view, Coverage* cov) {
+void CheckEdges(Bytes f, const DecodeView& view, Coverage* cov) {
   Bytes d = view.Data();
   if (d.empty() || f.size() < kMinFragment) return;
   for (size_t skip : EndSkips(view, d)) {
     size_t len = PrefixOfFormAtEnd(f, d.first(d.size() - skip));
-    if (len > 0) view.Cover(d.size() - skip - len, d.size(), cov);
+    if (len > 0) CoverView(view, d.size() - skip - len, d.size(), cov);
   }
   for (size_t skip : StartSkips(view, d)) {
     size_t len = SuffixOfFormAtStart(f, d.subspan(skip));
-    if (len > 0) view.Cover(0, skip + len, cov);
+    if (len > 0) CoverView(view, 0, skip + len, cov);
   }
   // The view is an interior slice of a longer form: nothing anchors it to an
   // edge of the form, so the whole output goes.
-  const size_t trim = view.decoded ? kMaxEscapeJunk : 0;
+  const size_t trim = view.decoded() ? kMaxEscapeJunk : 0;
   if (d.size() >= 2 * trim + kMinInteriorNeedle) {
     Bytes needle = d.subspan(trim, d.size() - 2 * trim);
     if (f.size() > needle.size() &&
@@ -515,7 +259,7 @@ class Batch {
     forms_.push_back(std::move(form));
   }
 
-  absl::Status Scan(const std::vector<View>& views, Coverage* cov) {
+  absl::Status Scan(const std::vector<DecodeView>& views, Coverage* cov) {
     if (forms_.empty()) return absl::OkStatus();
     auto heads = SecretBuffer::Create(kBuckets * 4);
     auto next = SecretBuffer::Create(forms_.size() * 4);
@@ -533,14 +277,14 @@ class Batch {
       Store32(next->RevealMutable(), f, Get32(h, b));
       Store32(h, b, static_cast<uint32_t>(f));
     }
-    for (const View& view : views) {
+    for (const DecodeView& view : views) {
       Bytes d = view.Data();
       for (size_t i = 0; i + 4 <= d.size(); ++i) {
         for (uint32_t f = Get32(h, Bucket(Load32(d.data() + i))); f != kNil;
              f = Get32(next->Reveal(), f)) {
           Bytes fb = forms_[f].Reveal();
           if (fb.size() <= d.size() - i && std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
-            view.Cover(i, i + fb.size(), cov);
+            CoverView(view, i, i + fb.size(), cov);
           }
         }
       }
@@ -548,7 +292,7 @@ class Batch {
         Bytes fb = forms_[f].Reveal();
         for (size_t i = 0; i + fb.size() <= d.size(); ++i) {
           if (std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
-            view.Cover(i, i + fb.size(), cov);
+            CoverView(view, i, i + fb.size(), cov);
           }
         }
       }
@@ -564,25 +308,15 @@ class Batch {
 };
 
 absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBuffer*>& values) {
-  std::vector<View> views;
-  views.emplace_back();
-  views.back().identity = output;
-  for (auto build : {&UnwrapView, &UrlView, &CEscapeView}) {
-    absl::StatusOr<std::optional<View>> v = build(output);
-    if (!v.ok()) return v.status();
-    if (*v) views.push_back(std::move(**v));
-  }
-  for (bool latin1 : {false, true}) {
-    absl::StatusOr<std::optional<View>> v = JsonView(output, latin1);
-    if (!v.ok()) return v.status();
-    if (*v) views.push_back(std::move(**v));
-  }
+  absl::StatusOr<std::vector<DecodeView>> built = BuildDecodeViews(output);
+  if (!built.ok()) return built.status();
+  const std::vector<DecodeView>& views = *built;
 
   Coverage cov(output.size());
   Batch batch;
   absl::Status scan_status;
   const FormSink sink = [&](SecretBuffer form) {
-    for (const View& view : views) CheckEdges(form.Reveal(), view, &cov);
+    for (const DecodeView& view : views) CheckEdges(form.Reveal(), view, &cov);
     // A form longer than the output can only be cut by its edges or cover
     // all of it (checked above); shorter ones are matched whole.
     if (form.size() <= output.size()) batch.Add(std::move(form));

@@ -6,8 +6,9 @@
 //   - every occurrence of a value's raw bytes, lower/upper hex, or base64
 //     (standard and URL alphabets, at every byte alignment inside a longer
 //     base64 stream: only the characters determined by the value's bits);
-//   - the same forms seen through decoding views of the output, so encoders
-//     that escape any subset of characters are covered:
+//   - the same forms seen through the decoding views of the output
+//     (common/decode_views.h, shared with the server's report leak scan),
+//     so encoders that escape any subset of characters are covered:
 //       * URL / form decoding: %XX (any case) and '+' for space;
 //       * JSON string escapes: \uXXXX (as the UTF-8 of the code point, and
 //         \u00XX also as the single byte XX), surrogate pairs, \/ \" \\ \b \f

@@ -1,0 +1,308 @@
+#include "common/decode_views.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/status/status.h"
+
+namespace vigo {
+namespace {
+
+using Bytes = std::span<const uint8_t>;
+
+absl::Status ArenaFull() {
+  return absl::ResourceExhaustedError("decode view: locked arena cannot hold the decoded text");
+}
+
+bool Has(Bytes o, uint8_t c) { return std::find(o.begin(), o.end(), c) != o.end(); }
+
+}  // namespace
+
+// Appends decoded bytes with their original ranges. Capacity is the text's
+// size: no decoding produces more bytes than it consumes (the longest, a
+// 4-byte UTF-8 sequence, comes from a 12-character surrogate pair).
+class DecodeViewWriter {
+ public:
+  static absl::StatusOr<DecodeViewWriter> Create(size_t capacity) {
+    if (capacity > std::numeric_limits<uint32_t>::max()) {
+      return absl::ResourceExhaustedError("decode view: text longer than 4 GiB - 1");
+    }
+    auto buf = sandbox::SecretBuffer::Create(std::max<size_t>(capacity, 1));
+    if (!buf.ok()) return ArenaFull();
+    DecodeViewWriter w;
+    w.view_.owned_ = std::move(*buf);
+    w.view_.beg_.reserve(capacity);
+    w.view_.end_.reserve(capacity);
+    return w;
+  }
+  void Put(uint8_t b, size_t from, size_t to) {
+    view_.owned_->RevealMutable()[view_.len_++] = b;
+    view_.beg_.push_back(static_cast<uint32_t>(from));
+    view_.end_.push_back(static_cast<uint32_t>(to));
+  }
+  // UTF-8 of a code point (no surrogates), every byte mapped to [from, to).
+  void PutUtf8(uint32_t cp, size_t from, size_t to) {
+    if (cp < 0x80) {
+      Put(static_cast<uint8_t>(cp), from, to);
+    } else if (cp < 0x800) {
+      Put(static_cast<uint8_t>(0xC0 | (cp >> 6)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    } else if (cp < 0x10000) {
+      Put(static_cast<uint8_t>(0xE0 | (cp >> 12)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    } else {
+      Put(static_cast<uint8_t>(0xF0 | (cp >> 18)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)), from, to);
+      Put(static_cast<uint8_t>(0x80 | (cp & 0x3F)), from, to);
+    }
+  }
+  DecodeView Finish(bool decoded) && {
+    view_.decoded_ = decoded;
+    return std::move(view_);
+  }
+
+ private:
+  DecodeViewWriter() = default;
+  DecodeView view_;
+};
+
+namespace {
+
+// CR and LF removed (wrapped base64 / hex).
+absl::StatusOr<std::optional<DecodeView>> UnwrapView(Bytes o) {
+  if (!Has(o, '\n') && !Has(o, '\r')) return std::nullopt;
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size(); ++i) {
+    if (o[i] != '\n' && o[i] != '\r') w->Put(o[i], i, i + 1);
+  }
+  return std::move(*w).Finish(/*decoded=*/false);
+}
+
+// %XX (any case) and '+' for space.
+absl::StatusOr<std::optional<DecodeView>> UrlView(Bytes o) {
+  if (!Has(o, '%') && !Has(o, '+')) return std::nullopt;
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '%' && i + 3 <= o.size() && HexDigitValue(o[i + 1]) >= 0 &&
+        HexDigitValue(o[i + 2]) >= 0) {
+      w->Put(static_cast<uint8_t>(HexDigitValue(o[i + 1]) * 16 + HexDigitValue(o[i + 2])), i,
+             i + 3);
+      i += 3;
+    } else {
+      w->Put(o[i] == '+' ? ' ' : o[i], i, i + 1);
+      ++i;
+    }
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+// The code unit of "\uXXXX" at o[i], or -1.
+int32_t UnicodeEscape(Bytes o, size_t i) {
+  if (i + 6 > o.size() || o[i] != '\\' || o[i + 1] != 'u') return -1;
+  int32_t v = 0;
+  for (size_t k = 2; k < 6; ++k) {
+    int h = HexDigitValue(o[i + k]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+// JSON string escapes. `latin1`: \u00XX is the single byte XX; otherwise the
+// UTF-8 of the code point.
+absl::StatusOr<std::optional<DecodeView>> JsonView(Bytes o, bool latin1) {
+  if (!Has(o, '\\')) return std::nullopt;
+  if (latin1) {
+    // Only differs from the UTF-8 view when some \u00XX has XX >= 0x80.
+    bool differs = false;
+    for (size_t i = 0; i < o.size() && !differs; ++i) {
+      int32_t u = UnicodeEscape(o, i);
+      differs = u >= 0x80 && u <= 0xFF;
+    }
+    if (!differs) return std::nullopt;
+  }
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '\\' && i + 1 < o.size()) {
+      uint8_t d = o[i + 1];
+      int simple = -1;
+      switch (d) {
+        case '"':
+        case '\\':
+        case '/':
+          simple = d;
+          break;
+        case 'b':
+          simple = '\b';
+          break;
+        case 'f':
+          simple = '\f';
+          break;
+        case 'n':
+          simple = '\n';
+          break;
+        case 'r':
+          simple = '\r';
+          break;
+        case 't':
+          simple = '\t';
+          break;
+        default:
+          break;
+      }
+      if (simple >= 0) {
+        w->Put(static_cast<uint8_t>(simple), i, i + 2);
+        i += 2;
+        continue;
+      }
+      int32_t u = UnicodeEscape(o, i);
+      if (u >= 0) {
+        if (latin1 && u <= 0xFF) {
+          w->Put(static_cast<uint8_t>(u), i, i + 6);
+          i += 6;
+          continue;
+        }
+        if (u >= 0xD800 && u <= 0xDBFF) {
+          int32_t lo = UnicodeEscape(o, i + 6);
+          if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            uint32_t cp = 0x10000 + ((static_cast<uint32_t>(u) - 0xD800) << 10) +
+                          (static_cast<uint32_t>(lo) - 0xDC00);
+            w->PutUtf8(cp, i, i + 12);
+            i += 12;
+            continue;
+          }
+        } else if (u < 0xDC00 || u > 0xDFFF) {
+          w->PutUtf8(static_cast<uint32_t>(u), i, i + 6);
+          i += 6;
+          continue;
+        }
+        // A lone surrogate stays literal.
+      }
+    }
+    w->Put(o[i], i, i + 1);
+    ++i;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+// C / Python byte-string escapes: \xNN, octal, single-character escapes.
+absl::StatusOr<std::optional<DecodeView>> CEscapeView(Bytes o) {
+  if (!Has(o, '\\')) return std::nullopt;
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    if (o[i] == '\\' && i + 1 < o.size()) {
+      uint8_t d = o[i + 1];
+      if ((d == 'x' || d == 'X') && i + 4 <= o.size() && HexDigitValue(o[i + 2]) >= 0 &&
+          HexDigitValue(o[i + 3]) >= 0) {
+        w->Put(static_cast<uint8_t>(HexDigitValue(o[i + 2]) * 16 + HexDigitValue(o[i + 3])), i,
+               i + 4);
+        i += 4;
+        continue;
+      }
+      if (d >= '0' && d <= '7') {
+        uint32_t v = 0;
+        size_t k = i + 1;
+        while (k < o.size() && k < i + 4 && o[k] >= '0' && o[k] <= '7') {
+          v = v * 8 + (o[k] - '0');
+          ++k;
+        }
+        if (v <= 0xFF) {
+          w->Put(static_cast<uint8_t>(v), i, k);
+          i = k;
+          continue;
+        }
+      }
+      int simple = -1;
+      switch (d) {
+        case 'n':
+          simple = '\n';
+          break;
+        case 'r':
+          simple = '\r';
+          break;
+        case 't':
+          simple = '\t';
+          break;
+        case 'a':
+          simple = '\a';
+          break;
+        case 'b':
+          simple = '\b';
+          break;
+        case 'f':
+          simple = '\f';
+          break;
+        case 'v':
+          simple = '\v';
+          break;
+        case '\\':
+        case '\'':
+        case '"':
+          simple = d;
+          break;
+        default:
+          break;
+      }
+      if (simple >= 0) {
+        w->Put(static_cast<uint8_t>(simple), i, i + 2);
+        i += 2;
+        continue;
+      }
+    }
+    w->Put(o[i], i, i + 1);
+    ++i;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
+}  // namespace
+
+int HexDigitValue(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+DecodeView DecodeView::Identity(std::span<const uint8_t> text) {
+  DecodeView v;
+  v.identity_ = text;
+  return v;
+}
+
+absl::StatusOr<std::optional<DecodeView>> BuildDecodeView(DecodeViewKind kind,
+                                                          std::span<const uint8_t> text) {
+  switch (kind) {
+    case DecodeViewKind::kUnwrapLines:
+      return UnwrapView(text);
+    case DecodeViewKind::kUrl:
+      return UrlView(text);
+    case DecodeViewKind::kCEscape:
+      return CEscapeView(text);
+    case DecodeViewKind::kJsonUtf8:
+      return JsonView(text, /*latin1=*/false);
+    case DecodeViewKind::kJsonLatin1:
+      return JsonView(text, /*latin1=*/true);
+  }
+  return absl::InvalidArgumentError("decode view: unknown kind");
+}
+
+absl::StatusOr<std::vector<DecodeView>> BuildDecodeViews(std::span<const uint8_t> text) {
+  std::vector<DecodeView> views;
+  views.push_back(DecodeView::Identity(text));
+  for (DecodeViewKind kind : kDecodeViewKinds) {
+    absl::StatusOr<std::optional<DecodeView>> v = BuildDecodeView(kind, text);
+    if (!v.ok()) return v.status();
+    if (*v) views.push_back(std::move(**v));
+  }
+  return views;
+}
+
+}  // namespace vigo
