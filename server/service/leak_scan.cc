@@ -4,11 +4,15 @@
 
 #include <utility>
 
+#include "common/decode_views.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "server/vault/vault_crypto.h"
 
 namespace vigo::server::service {
 namespace {
+
+using vault::AsBytes;
 
 absl::StatusOr<sandbox::SecretBuffer> HexForm(std::span<const uint8_t> v, bool upper) {
   const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
@@ -61,23 +65,29 @@ absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, boo
 LeakScanner::LeakScanner(std::vector<std::string_view> texts)
     : texts_(std::move(texts)), marks_(texts_.size()) {}
 
-void LeakScanner::MarkForm(std::span<const uint8_t> form, int path) {
+void LeakScanner::MarkForm(std::span<const uint8_t> form, int path,
+                           const std::vector<std::optional<DecodeView>>& views) {
   ++forms_scanned_;
   if (form.empty()) return;
   for (size_t i = 0; i < texts_.size(); ++i) {
-    std::string_view text = texts_[i];
-    if (form.size() > text.size()) continue;
-    const char* base = text.data();
+    if (!views[i]) continue;
+    const DecodeView& view = *views[i];
+    std::span<const uint8_t> d = view.Data();
+    if (form.size() > d.size()) continue;
+    const uint8_t* base = d.data();
     size_t from = 0;
-    while (from + form.size() <= text.size()) {
-      const void* hit = ::memmem(base + from, text.size() - from, form.data(), form.size());
+    while (from + form.size() <= d.size()) {
+      const void* hit = ::memmem(base + from, d.size() - from, form.data(), form.size());
       if (hit == nullptr) break;
-      const size_t off = static_cast<size_t>(static_cast<const char*>(hit) - base);
+      const size_t off = static_cast<size_t>(static_cast<const uint8_t*>(hit) - base);
+      // The text bytes the hit was decoded from (the escaped occurrence).
+      const size_t a = view.OriginalBegin(off);
+      const size_t b = view.OriginalEnd(off + form.size());
       std::vector<Mark>& m = marks_[i];
-      if (m.empty()) m.resize(text.size());
-      for (size_t k = off; k < off + form.size(); ++k) {
-        if (m[k].path < 0 || m[k].form_len < form.size()) {
-          m[k] = Mark{path, static_cast<uint32_t>(form.size())};
+      if (m.empty()) m.resize(texts_[i].size());
+      for (size_t k = a; k < b; ++k) {
+        if (m[k].path < 0 || m[k].form_len < b - a) {
+          m[k] = Mark{path, static_cast<uint32_t>(b - a)};
         }
       }
       leaked_.insert(paths_[static_cast<size_t>(path)]);
@@ -86,23 +96,44 @@ void LeakScanner::MarkForm(std::span<const uint8_t> form, int path) {
   }
 }
 
-absl::Status LeakScanner::Scan(std::string_view path, const sandbox::SecretBuffer& value) {
-  if (value.size() < kMinLeakScanLen) return absl::OkStatus();
-  const int idx = static_cast<int>(paths_.size());
-  paths_.emplace_back(path);
-  auto v = value.Reveal();
-  MarkForm(v, idx);
+absl::Status LeakScanner::ForEachForm(std::span<const uint8_t> v,
+                                      const std::function<void(std::span<const uint8_t>)>& fn) {
+  fn(v);
   for (bool upper : {false, true}) {
     VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer h, HexForm(v, upper));
-    MarkForm(h.Reveal(), idx);
+    fn(h.Reveal());
   }
   for (bool url : {false, true}) {
     for (size_t align = 0; align < 3; ++align) {
       for (bool ends_blob : {false, true}) {
         VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align, ends_blob));
-        MarkForm(b.Reveal(), idx);
+        fn(b.Reveal());
       }
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LeakScanner::Scan(std::string_view path, const sandbox::SecretBuffer& value) {
+  if (value.size() < kMinLeakScanLen) return absl::OkStatus();
+  const int idx = static_cast<int>(paths_.size());
+  paths_.emplace_back(path);
+  auto v = value.Reveal();
+  // One kind of view at a time, for all texts: the texts themselves first,
+  // then each decoding. Views are rebuilt per call (see the header's Memory).
+  std::vector<std::optional<DecodeView>> views(texts_.size());
+  for (size_t i = 0; i < texts_.size(); ++i) views[i] = DecodeView::Identity(AsBytes(texts_[i]));
+  auto mark = [&](std::span<const uint8_t> form) { MarkForm(form, idx, views); };
+  VIGO_RETURN_IF_ERROR(ForEachForm(v, mark));
+  for (DecodeViewKind kind : kDecodeViewKinds) {
+    // The previous kind's views go before this kind's are built.
+    for (std::optional<DecodeView>& view : views) view.reset();
+    bool any = false;
+    for (size_t i = 0; i < texts_.size(); ++i) {
+      VIGO_ASSIGN_OR_RETURN(views[i], BuildDecodeView(kind, AsBytes(texts_[i])));
+      any = any || views[i].has_value();
+    }
+    if (any) VIGO_RETURN_IF_ERROR(ForEachForm(v, mark));
   }
   return absl::OkStatus();
 }

@@ -1,9 +1,13 @@
 // The server's leak scanner (ReportResult defence in depth): a value the
 // envoy is entitled to is found in raw, hex and base64 form, including base64
 // of a larger blob in which the value starts at any byte offset (HTTP Basic
-// auth "user:pass", base64'd config files).
+// auth "user:pass", base64'd config files), and through the decoding views
+// shared with the worker's scrubber (JSON \u escapes, URL %XX and '+', C
+// \xNN escapes, base64 wrapped across lines): the escaped occurrence is what
+// gets redacted.
 #include "server/service/leak_scan.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
@@ -11,9 +15,12 @@
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
+#include "tests/support/encodings.h"
 
 namespace vigo::server::service {
 namespace {
+
+namespace enc = vigo::testing::enc;
 
 sandbox::SecretBuffer Buf(const std::string& s) {
   auto b = sandbox::SecretBuffer::Create(s.size());
@@ -63,6 +70,127 @@ TEST(LeakScanTest, UnrelatedTextIsLeftAlone) {
   One one(text);
   EXPECT_EQ(one.scanner.Redacted(0), text);
   EXPECT_TRUE(one.scanner.leaked().empty());
+}
+
+// Scans `text` for `value` under `path`, expecting success.
+std::string ScanOne(const std::string& text, const std::string& value, const std::string& path,
+                    std::set<std::string>* leaked) {
+  LeakScanner scanner({text});
+  EXPECT_TRUE(scanner.Scan(path, Buf(value)).ok());
+  *leaked = scanner.leaked();
+  return scanner.Redacted(0);
+}
+
+TEST(LeakScanTest, JsonUnicodeEscapedValueIsRedacted) {
+  std::set<std::string> leaked;
+  // Every byte as \u00XX, as a JSON encoder that escapes everything prints it.
+  const std::string text =
+      std::string("{\"out\":\"") + enc::JsonBytes(kValue, false, /*all=*/true) + "\",\"rc\":0}";
+  EXPECT_EQ(ScanOne(text, kValue, "db/pw", &leaked), "{\"out\":\"[redacted:db/pw]\",\"rc\":0}");
+  EXPECT_EQ(leaked, std::set<std::string>{"db/pw"});
+  // Upper-case hex digits and a value with bytes >= 0x80 (Latin-1 view).
+  const std::string latin = "caf\xe9-p\xe4ss-w\xf6rd";
+  const std::string text2 = "msg=\"" + enc::JsonBytes(latin, /*upper=*/true) + "\" end";
+  EXPECT_EQ(ScanOne(text2, latin, "app/pw", &leaked), "msg=\"[redacted:app/pw]\" end");
+  EXPECT_EQ(leaked, std::set<std::string>{"app/pw"});
+}
+
+TEST(LeakScanTest, UrlEncodedValueWithPercentAndPlusIsRedacted) {
+  std::set<std::string> leaked;
+  const std::string value = "my s3cret pass/word!";
+  const std::string form = enc::UrlForm(value);  // my+s3cret+pass%2Fword%21
+  ASSERT_NE(form.find('+'), std::string::npos);
+  ASSERT_NE(form.find('%'), std::string::npos);
+  const std::string text = "curl -d 'user=bob&pw=" + form + "&next=1' https://h/";
+  EXPECT_EQ(ScanOne(text, value, "web/pw", &leaked),
+            "curl -d 'user=bob&pw=[redacted:web/pw]&next=1' https://h/");
+  EXPECT_EQ(leaked, std::set<std::string>{"web/pw"});
+  // Lower-case %xx, every character escaped.
+  std::string all;
+  for (unsigned char c : value) all += "%" + enc::Hex(std::string(1, static_cast<char>(c)));
+  EXPECT_EQ(ScanOne("q=" + all, value, "web/pw", &leaked), "q=[redacted:web/pw]");
+  EXPECT_EQ(leaked, std::set<std::string>{"web/pw"});
+}
+
+TEST(LeakScanTest, CHexEscapedValueIsRedacted) {
+  std::set<std::string> leaked;
+  std::string all;  // \xNN for every byte
+  for (unsigned char c : std::string(kValue)) {
+    all += "\\x" + enc::Hex(std::string(1, static_cast<char>(c)));
+  }
+  EXPECT_EQ(ScanOne("b'" + all + "'", kValue, "db/pw", &leaked), "b'[redacted:db/pw]'");
+  EXPECT_EQ(leaked, std::set<std::string>{"db/pw"});
+  // Python's repr: printable bytes as is, the rest as \xNN.
+  const std::string bin = std::string("k\x01\x02ey\xffmat\x7f", 10) + "erial";
+  EXPECT_EQ(ScanOne("key=b'" + enc::PyRepr(bin) + "'", bin, "tls/key", &leaked),
+            "key=b'[redacted:tls/key]'");
+  EXPECT_EQ(leaked, std::set<std::string>{"tls/key"});
+}
+
+TEST(LeakScanTest, Base64WrappedAt76ColumnsIsRedacted) {
+  std::string value;  // 120 bytes: 160 base64 characters, three lines
+  for (int i = 0; i < 120; ++i) value.push_back(static_cast<char>('!' + (i * 37) % 90));
+  for (const std::string eol : {"\r\n", "\n"}) {
+    std::set<std::string> leaked;
+    const std::string wrapped = enc::Wrap(enc::Base64(value), 76, eol);
+    ASSERT_EQ(std::count(wrapped.begin(), wrapped.end(), '\n'), 2);
+    const std::string text = "-----BEGIN KEY-----" + eol + wrapped + eol + "-----END KEY-----";
+    EXPECT_EQ(ScanOne(text, value, "pki/key", &leaked),
+              "-----BEGIN KEY-----" + eol + "[redacted:pki/key]" + eol + "-----END KEY-----");
+    EXPECT_EQ(leaked, std::set<std::string>{"pki/key"});
+  }
+}
+
+TEST(LeakScanTest, OrdinaryEscapedTextIsLeftAlone) {
+  const std::string text =
+      "{\"msg\":\"line1\\nline2 caf\\u00e9 \\ud83d\\ude00 \\/tmp\"}\n"
+      "GET /a?q=100%25+done&x=%zz HTTP/1.1\r\n"
+      "printf 'C:\\x41\\101\\t'\n" +
+      enc::Wrap(enc::Base64("another value entirely, long enough to wrap across lines"), 20, "\n");
+  LeakScanner scanner({text, "plain"});
+  ASSERT_TRUE(scanner.Scan("db/pw", Buf(kValue)).ok());
+  EXPECT_EQ(scanner.Redacted(0), text);
+  EXPECT_EQ(scanner.Redacted(1), "plain");
+  EXPECT_TRUE(scanner.leaked().empty());
+}
+
+TEST(LeakScanTest, EscapedHitInOneTextLeavesOtherTextsAlone) {
+  const std::string hit = "pw=" + enc::UrlForm(std::string(kValue) + " x");
+  const std::string other = "100%25 ok\nnext";
+  LeakScanner scanner({other, hit, other});
+  ASSERT_TRUE(scanner.Scan("db/pw", Buf(kValue)).ok());
+  EXPECT_EQ(scanner.Redacted(0), other);
+  EXPECT_EQ(scanner.Redacted(1), "pw=[redacted:db/pw]+x");
+  EXPECT_EQ(scanner.Redacted(2), other);
+}
+
+TEST(LeakScanTest, ViewThatDoesNotFitFailsClosed) {
+  // A 2 MiB text with a line break needs a 2 MiB unwrapped view; fill the
+  // locked arena so that the value's small forms still fit but the view does
+  // not.
+  std::string text(2 << 20, 'a');
+  text[1000] = '\n';
+  auto value = Buf("zzzz-not-in-text");
+  std::vector<sandbox::SecretBuffer> fill;
+  for (size_t chunk = 1 << 20; chunk >= 4096; chunk /= 2) {
+    while (true) {
+      auto b = sandbox::SecretBuffer::Create(chunk);
+      if (!b.ok()) break;
+      fill.push_back(std::move(*b));
+    }
+  }
+  ASSERT_FALSE(fill.empty());
+  fill.pop_back();  // at least 4 KiB free: room for the forms, not the view
+  LeakScanner scanner({text});
+  absl::Status st = scanner.Scan("db/pw", value);
+  EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
+  // It is the view, not a form, that did not fit.
+  EXPECT_NE(st.message().find("decode view"), absl::string_view::npos) << st;
+  fill.clear();
+  // With room again, the same scan succeeds.
+  LeakScanner again({text});
+  EXPECT_TRUE(again.Scan("db/pw", value).ok());
+  EXPECT_TRUE(again.leaked().empty());
 }
 
 TEST(LeakScanTest, ValuesTooBigToScanTogetherAreScannedOneAtATime) {
