@@ -1,0 +1,93 @@
+// The decoding views shared by the worker's scrubber and the server's leak
+// scan: what each view decodes, that it maps every decoded byte back to the
+// original bytes it came from, and that a text with nothing to decode gets
+// no view.
+#include "common/decode_views.h"
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace vigo {
+namespace {
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return {static_cast<const uint8_t*>(static_cast<const void*>(s.data())), s.size()};
+}
+
+std::string Str(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
+
+// The view of `kind`, which must exist.
+DecodeView Build(DecodeViewKind kind, std::string_view text) {
+  auto v = BuildDecodeView(kind, Bytes(text));
+  EXPECT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->has_value());
+  return std::move(**v);
+}
+
+// The original text behind view bytes [a, b).
+std::string Origin(const DecodeView& v, std::string_view text, size_t a, size_t b) {
+  return std::string(text.substr(v.OriginalBegin(a), v.OriginalEnd(b) - v.OriginalBegin(a)));
+}
+
+TEST(DecodeViewsTest, UrlDecodesPercentAndPlusAndMapsBack) {
+  const std::string text = "a=x%2Fy+z%zz";
+  DecodeView v = Build(DecodeViewKind::kUrl, text);
+  EXPECT_EQ(Str(v.Data()), "a=x/y z%zz");
+  EXPECT_TRUE(v.decoded());
+  EXPECT_EQ(Origin(v, text, 3, 4), "%2F");
+  EXPECT_EQ(Origin(v, text, 2, 6), "x%2Fy+");
+}
+
+TEST(DecodeViewsTest, JsonDecodesEscapesAndSurrogatePairs) {
+  const std::string text = R"(p\u0061ss\/\n\ud83d\ude00\u00e9)";
+  DecodeView utf8 = Build(DecodeViewKind::kJsonUtf8, text);
+  EXPECT_EQ(Str(utf8.Data()), "pass/\n\xF0\x9F\x98\x80\xC3\xA9");
+  EXPECT_EQ(Origin(utf8, text, 1, 2), "\\u0061");
+  EXPECT_EQ(Origin(utf8, text, 6, 10), "\\ud83d\\ude00");
+  DecodeView latin1 = Build(DecodeViewKind::kJsonLatin1, text);
+  EXPECT_EQ(Str(latin1.Data()), "pass/\n\xF0\x9F\x98\x80\xE9");
+  // No \u00XX >= 0x80: the Latin-1 view would equal the UTF-8 one.
+  auto none = BuildDecodeView(DecodeViewKind::kJsonLatin1, Bytes(R"(a\u0041)"));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST(DecodeViewsTest, CEscapesAndUnwrapping) {
+  const std::string text = "\\x41\\102\\t\\q";
+  DecodeView c = Build(DecodeViewKind::kCEscape, text);
+  EXPECT_EQ(Str(c.Data()), "AB\t\\q");
+  EXPECT_EQ(Origin(c, text, 0, 2), "\\x41\\102");
+  const std::string wrapped = "abc\r\ndef\nghi";
+  DecodeView u = Build(DecodeViewKind::kUnwrapLines, wrapped);
+  EXPECT_EQ(Str(u.Data()), "abcdefghi");
+  EXPECT_FALSE(u.decoded());
+  EXPECT_EQ(Origin(u, wrapped, 2, 7), "c\r\ndef\ng");
+}
+
+TEST(DecodeViewsTest, PlainTextGetsOnlyTheIdentityView) {
+  const std::string text = "nothing to decode here";
+  auto views = BuildDecodeViews(Bytes(text));
+  ASSERT_TRUE(views.ok());
+  ASSERT_EQ(views->size(), 1u);
+  EXPECT_EQ(Str((*views)[0].Data()), text);
+  EXPECT_EQ((*views)[0].OriginalBegin(3), 3u);
+  EXPECT_EQ((*views)[0].OriginalEnd(5), 5u);
+  // One line break, one '%', one '\': unwrap, URL, C and JSON (UTF-8) views.
+  auto more = BuildDecodeViews(Bytes("a\nb%41c\\x41"));
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more->size(), 5u);
+}
+
+TEST(DecodeViewsTest, HexDigitValue) {
+  EXPECT_EQ(HexDigitValue('0'), 0);
+  EXPECT_EQ(HexDigitValue('f'), 15);
+  EXPECT_EQ(HexDigitValue('F'), 15);
+  EXPECT_EQ(HexDigitValue('g'), -1);
+}
+
+}  // namespace
+}  // namespace vigo
