@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -16,6 +17,18 @@ absl::Status ArenaFull() {
 }
 
 bool Has(Bytes o, uint8_t c) { return std::find(o.begin(), o.end(), c) != o.end(); }
+
+// Single-character escapes as (letter after '\\', decoded byte) pairs.
+constexpr std::string_view kJsonSimple("\"\"\\\\//b\bf\fn\nr\rt\t");
+constexpr std::string_view kCSimple("n\nr\rt\ta\ab\bf\fv\v\\\\''\"\"");
+
+// The byte `\<d>` stands for under `pairs`, or -1.
+int SimpleEscape(uint8_t d, std::string_view pairs) {
+  for (size_t k = 0; k + 1 < pairs.size(); k += 2) {
+    if (static_cast<uint8_t>(pairs[k]) == d) return static_cast<uint8_t>(pairs[k + 1]);
+  }
+  return -1;
+}
 
 }  // namespace
 
@@ -131,31 +144,7 @@ absl::StatusOr<std::optional<DecodeView>> JsonView(Bytes o, bool latin1) {
   for (size_t i = 0; i < o.size();) {
     if (o[i] == '\\' && i + 1 < o.size()) {
       uint8_t d = o[i + 1];
-      int simple = -1;
-      switch (d) {
-        case '"':
-        case '\\':
-        case '/':
-          simple = d;
-          break;
-        case 'b':
-          simple = '\b';
-          break;
-        case 'f':
-          simple = '\f';
-          break;
-        case 'n':
-          simple = '\n';
-          break;
-        case 'r':
-          simple = '\r';
-          break;
-        case 't':
-          simple = '\t';
-          break;
-        default:
-          break;
-      }
+      const int simple = SimpleEscape(d, kJsonSimple);
       if (simple >= 0) {
         w->Put(static_cast<uint8_t>(simple), i, i + 2);
         i += 2;
@@ -219,37 +208,7 @@ absl::StatusOr<std::optional<DecodeView>> CEscapeView(Bytes o) {
           continue;
         }
       }
-      int simple = -1;
-      switch (d) {
-        case 'n':
-          simple = '\n';
-          break;
-        case 'r':
-          simple = '\r';
-          break;
-        case 't':
-          simple = '\t';
-          break;
-        case 'a':
-          simple = '\a';
-          break;
-        case 'b':
-          simple = '\b';
-          break;
-        case 'f':
-          simple = '\f';
-          break;
-        case 'v':
-          simple = '\v';
-          break;
-        case '\\':
-        case '\'':
-        case '"':
-          simple = d;
-          break;
-        default:
-          break;
-      }
+      const int simple = SimpleEscape(d, kCSimple);
       if (simple >= 0) {
         w->Put(static_cast<uint8_t>(simple), i, i + 2);
         i += 2;
