@@ -102,6 +102,8 @@ absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
   if (static_cast<size_t>(response.values_size()) != refs.size()) {
     return absl::DataLossError("ResolveSecrets: answer does not cover the request");
   }
+  // One key agreement for the whole response, not one per value.
+  VIGO_ASSIGN_OR_RETURN(SealOpener opener, key.OpenerFor(response.server_key(), response.call_id()));
   std::map<std::string, sandbox::SecretBuffer, std::less<>> opened;
   for (const v1::SealedValue& sv : response.values()) {
     bool asked = false;
@@ -111,7 +113,7 @@ absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
     }
     SealContext ctx_seal{bundle.envoy_name(), response.secrets_epoch(), sv.ref(), response.call_id()};
     SealedBox box{sv.nonce(), sv.ciphertext()};
-    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, key.Open(response.server_key(), ctx_seal, box));
+    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, opener.Open(ctx_seal, box));
     opened.emplace(sv.ref(), std::move(v));
   }
   for (auto& [ref, v] : opened) cache->Put(response.secrets_epoch(), ref, std::move(v));

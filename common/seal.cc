@@ -185,9 +185,29 @@ absl::StatusOr<RecipientKey> RecipientKey::Generate() {
   return out;
 }
 
+absl::StatusOr<SealOpener> RecipientKey::OpenerFor(std::string_view server_public_key,
+                                                   std::string_view call_id) const {
+  if (private_key_.size() != 32) return absl::FailedPreconditionError("recipient key is empty");
+  VIGO_ASSIGN_OR_RETURN(Pkey server, PublicFromRaw(server_public_key, "server key"));
+  Pkey own(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key_.Reveal().data(),
+                                        private_key_.size()));
+  if (!own) return absl::InternalError("X25519: cannot load recipient key");
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer shared, Derive(own.get(), server.get()));
+  SealOpener out;
+  out.call_id_ = std::string(call_id);
+  VIGO_ASSIGN_OR_RETURN(out.key_, SessionKey(shared, out.call_id_, public_key_, server_public_key));
+  return out;
+}
+
 absl::StatusOr<sandbox::SecretBuffer> RecipientKey::Open(std::string_view server_public_key,
                                                          const SealContext& ctx,
                                                          const SealedBox& box) const {
+  VIGO_ASSIGN_OR_RETURN(SealOpener opener, OpenerFor(server_public_key, ctx.call_id));
+  return opener.Open(ctx, box);
+}
+
+absl::StatusOr<sandbox::SecretBuffer> SealOpener::Open(const SealContext& ctx,
+                                                       const SealedBox& box) const {
   if (box.nonce.size() != kSealNonceLen) {
     return absl::InvalidArgumentError(
         StrCat("sealed value for '", ctx.ref, "': nonce is ", box.nonce.size(), " bytes; want 12"));
@@ -196,16 +216,12 @@ absl::StatusOr<sandbox::SecretBuffer> RecipientKey::Open(std::string_view server
     return absl::InvalidArgumentError(
         StrCat("sealed value for '", ctx.ref, "': ciphertext shorter than the GCM tag"));
   }
-  if (private_key_.size() != 32) return absl::FailedPreconditionError("recipient key is empty");
+  if (ctx.call_id != call_id_) {
+    return absl::InvalidArgumentError("seal context call id differs from the opener's call id");
+  }
+  if (key_.size() != 32) return absl::FailedPreconditionError("opener has no key");
   VIGO_ASSIGN_OR_RETURN(std::string aad, Aad(ctx, ctx.call_id));
-  VIGO_ASSIGN_OR_RETURN(Pkey server, PublicFromRaw(server_public_key, "server key"));
-  Pkey own(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key_.Reveal().data(),
-                                        private_key_.size()));
-  if (!own) return absl::InternalError("X25519: cannot load recipient key");
-  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer shared, Derive(own.get(), server.get()));
-  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer key,
-                        SessionKey(shared, ctx.call_id, public_key_, server_public_key));
-
+  const sandbox::SecretBuffer& key = key_;
   const size_t ct_len = box.ciphertext.size() - kSealTagLen;
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(ct_len));
   CipherCtx c(EVP_CIPHER_CTX_new());

@@ -58,13 +58,33 @@ struct SealedBox {
   std::string ciphertext;  // ciphertext || 16-byte tag
 };
 
+// The session key of one ResolveSecrets response (one X25519 agreement and
+// one HKDF), for opening all of its boxes.
+class SealOpener {
+ public:
+  // DATA_LOSS when the box does not authenticate (wrong context, wrong server
+  // key, tampered nonce or ciphertext); INVALID_ARGUMENT on malformed sizes or
+  // when ctx.call_id is not this opener's call id.
+  absl::StatusOr<sandbox::SecretBuffer> Open(const SealContext& ctx, const SealedBox& box) const;
+
+ private:
+  friend class RecipientKey;
+  SealOpener() = default;
+  sandbox::SecretBuffer key_;  // HKDF output
+  std::string call_id_;
+};
+
 class RecipientKey {
  public:
   // A fresh X25519 key pair; the private half lives in a SecretBuffer.
   static absl::StatusOr<RecipientKey> Generate();
   const std::string& public_key() const { return public_key_; }  // 32 bytes
-  // DATA_LOSS when the box does not authenticate (wrong context, wrong server
-  // key, tampered nonce or ciphertext); INVALID_ARGUMENT on malformed sizes.
+  // The opener for a response with this server key and call id: the key
+  // agreement is done once, not once per value. INVALID_ARGUMENT for a
+  // malformed or low-order server key.
+  absl::StatusOr<SealOpener> OpenerFor(std::string_view server_public_key,
+                                       std::string_view call_id) const;
+  // One box: OpenerFor(server_public_key, ctx.call_id), then Open.
   absl::StatusOr<sandbox::SecretBuffer> Open(std::string_view server_public_key,
                                              const SealContext& ctx, const SealedBox& box) const;
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -213,6 +215,42 @@ TEST(SealTest, CallerCallIdMustLookLikeNewCallId) {
   auto b = NewCallId();
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE(*a, *b);
+}
+
+TEST(SealTest, OneOpenerOpensEveryBoxOfAResponseAndNothingElse) {
+  auto key = RecipientKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto sealer = Sealer::Create(key->public_key());
+  ASSERT_TRUE(sealer.ok());
+  std::vector<std::pair<SealContext, SealedBox>> boxes;
+  for (std::string ref : {"a/one", "a/two", "a/three"}) {
+    SealContext ctx{"web-1", 9, ref, sealer->call_id()};
+    auto box = sealer->Seal(ctx, Value("v-" + ref));
+    ASSERT_TRUE(box.ok());
+    boxes.emplace_back(ctx, *box);
+  }
+  auto opener = key->OpenerFor(sealer->server_public_key(), sealer->call_id());
+  ASSERT_TRUE(opener.ok()) << opener.status();
+  for (const auto& [ctx, box] : boxes) {
+    auto v = opener->Open(ctx, box);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_TRUE(Equals(*v, "v-" + ctx.ref));
+  }
+  // Another call id: refused before decrypting; a box moved to another ref fails.
+  SealContext other = boxes[0].first;
+  other.call_id = std::string(32, 'a');
+  EXPECT_EQ(opener->Open(other, boxes[0].second).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  SealContext moved = boxes[0].first;
+  moved.ref = "a/two";
+  EXPECT_EQ(opener->Open(moved, boxes[0].second).status().code(), absl::StatusCode::kDataLoss);
+  // An opener for another server key opens nothing.
+  auto other_sealer = Sealer::Create(key->public_key());
+  ASSERT_TRUE(other_sealer.ok());
+  auto wrong = key->OpenerFor(other_sealer->server_public_key(), sealer->call_id());
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_EQ(wrong->Open(boxes[0].first, boxes[0].second).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
