@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/decode_views.h"
+#include "common/form_index.h"
 
 namespace vigo::worker {
 namespace {
@@ -23,25 +24,11 @@ constexpr size_t kMaxEscapeJunk = 12;
 // bytes after trimming, so that chance matches in long forms are negligible.
 constexpr size_t kMinInteriorNeedle = 16;
 constexpr size_t kBatchBytes = size_t{1} << 20;
-constexpr size_t kBucketBits = 12;
-constexpr size_t kBuckets = size_t{1} << kBucketBits;
-constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint64_t kHashBase = 0x100000001b3ull;  // odd: invertible mod 2^64
 
 absl::Status ArenaFull() {
   return absl::ResourceExhaustedError("scrub: locked arena cannot hold the scrubbing state");
 }
-
-uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-void Store32(std::span<uint8_t> buf, size_t index, uint32_t v) {
-  std::memcpy(buf.data() + index * 4, &v, sizeof(v));
-}
-uint32_t Get32(Bytes buf, size_t index) { return Load32(buf.data() + index * 4); }
-size_t Bucket(uint32_t key) { return (key * 2654435761u) >> (32 - kBucketBits); }
 
 // Characters a partial escape left at a view's edge can consist of.
 bool EscapeJunk(uint8_t c) {
@@ -249,63 +236,18 @@ void CheckEdges(Bytes f, const DecodeView& view, Coverage* cov) {
 }
 
 // ---------------------------------------------------------------------------
-// Whole-form matches: a batch of forms, indexed by their first 4 bytes.
+// Whole-form matches: a batch of forms searched in one pass per view
+// (common/form_index.h).
 
-class Batch {
- public:
-  size_t bytes() const { return bytes_; }
-  void Add(SecretBuffer form) {
-    bytes_ += form.size();
-    forms_.push_back(std::move(form));
+absl::Status ScanBatch(FormBatch* batch, const std::vector<DecodeView>& views, Coverage* cov) {
+  for (const DecodeView& view : views) {
+    absl::Status st = batch->Search(
+        view.Data(), [&](uint32_t, size_t a, size_t b) { CoverView(view, a, b, cov); });
+    if (!st.ok()) return ArenaFull();
   }
-
-  absl::Status Scan(const std::vector<DecodeView>& views, Coverage* cov) {
-    if (forms_.empty()) return absl::OkStatus();
-    auto heads = SecretBuffer::Create(kBuckets * 4);
-    auto next = SecretBuffer::Create(forms_.size() * 4);
-    if (!heads.ok() || !next.ok()) return ArenaFull();
-    std::span<uint8_t> h = heads->RevealMutable();
-    std::memset(h.data(), 0xff, h.size());
-    std::vector<size_t> short_forms;
-    for (size_t f = 0; f < forms_.size(); ++f) {
-      Bytes fb = forms_[f].Reveal();
-      if (fb.size() < 4) {
-        short_forms.push_back(f);
-        continue;
-      }
-      size_t b = Bucket(Load32(fb.data()));
-      Store32(next->RevealMutable(), f, Get32(h, b));
-      Store32(h, b, static_cast<uint32_t>(f));
-    }
-    for (const DecodeView& view : views) {
-      Bytes d = view.Data();
-      for (size_t i = 0; i + 4 <= d.size(); ++i) {
-        for (uint32_t f = Get32(h, Bucket(Load32(d.data() + i))); f != kNil;
-             f = Get32(next->Reveal(), f)) {
-          Bytes fb = forms_[f].Reveal();
-          if (fb.size() <= d.size() - i && std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
-            CoverView(view, i, i + fb.size(), cov);
-          }
-        }
-      }
-      for (size_t f : short_forms) {
-        Bytes fb = forms_[f].Reveal();
-        for (size_t i = 0; i + fb.size() <= d.size(); ++i) {
-          if (std::memcmp(d.data() + i, fb.data(), fb.size()) == 0) {
-            CoverView(view, i, i + fb.size(), cov);
-          }
-        }
-      }
-    }
-    forms_.clear();
-    bytes_ = 0;
-    return absl::OkStatus();
-  }
-
- private:
-  std::vector<SecretBuffer> forms_;
-  size_t bytes_ = 0;
-};
+  batch->Clear();
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBuffer*>& values) {
   absl::StatusOr<std::vector<DecodeView>> built = BuildDecodeViews(output);
@@ -313,14 +255,16 @@ absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBu
   const std::vector<DecodeView>& views = *built;
 
   Coverage cov(output.size());
-  Batch batch;
+  FormBatch batch;
   absl::Status scan_status;
   const FormSink sink = [&](SecretBuffer form) {
     for (const DecodeView& view : views) CheckEdges(form.Reveal(), view, &cov);
     // A form longer than the output can only be cut by its edges or cover
     // all of it (checked above); shorter ones are matched whole.
-    if (form.size() <= output.size()) batch.Add(std::move(form));
-    if (batch.bytes() >= kBatchBytes && scan_status.ok()) scan_status = batch.Scan(views, &cov);
+    if (form.size() <= output.size()) batch.Add(std::move(form), 0);
+    if (batch.bytes() >= kBatchBytes && scan_status.ok()) {
+      scan_status = ScanBatch(&batch, views, &cov);
+    }
   };
   for (const SecretBuffer* v : values) {
     if (v == nullptr || v->empty()) continue;
@@ -329,7 +273,7 @@ absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBu
     if (!scan_status.ok()) return scan_status;
     if (cov.all()) return std::string(kRedacted);
   }
-  absl::Status st = batch.Scan(views, &cov);
+  absl::Status st = ScanBatch(&batch, views, &cov);
   if (!st.ok()) return st;
   return cov.Render(output);
 }

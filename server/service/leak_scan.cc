@@ -1,7 +1,5 @@
 #include "server/service/leak_scan.h"
 
-#include <string.h>  // memmem
-
 #include <utility>
 
 #include "common/decode_views.h"
@@ -62,81 +60,73 @@ absl::StatusOr<sandbox::SecretBuffer> Base64Form(std::span<const uint8_t> v, boo
 
 }  // namespace
 
+constexpr size_t kBatchBytes = size_t{1} << 20;
+
 LeakScanner::LeakScanner(std::vector<std::string_view> texts)
     : texts_(std::move(texts)), marks_(texts_.size()) {}
 
-void LeakScanner::MarkForm(std::span<const uint8_t> form, int path,
-                           const std::vector<std::optional<DecodeView>>& views) {
-  ++forms_scanned_;
-  if (form.empty()) return;
-  for (size_t i = 0; i < texts_.size(); ++i) {
-    if (!views[i]) continue;
-    const DecodeView& view = *views[i];
-    std::span<const uint8_t> d = view.Data();
-    if (form.size() > d.size()) continue;
-    const uint8_t* base = d.data();
-    size_t from = 0;
-    while (from + form.size() <= d.size()) {
-      const void* hit = ::memmem(base + from, d.size() - from, form.data(), form.size());
-      if (hit == nullptr) break;
-      const size_t off = static_cast<size_t>(static_cast<const uint8_t*>(hit) - base);
-      // The text bytes the hit was decoded from (the escaped occurrence).
-      const size_t a = view.OriginalBegin(off);
-      const size_t b = view.OriginalEnd(off + form.size());
-      std::vector<Mark>& m = marks_[i];
-      if (m.empty()) m.resize(texts_[i].size());
-      for (size_t k = a; k < b; ++k) {
-        if (m[k].path < 0 || m[k].form_len < b - a) {
-          m[k] = Mark{path, static_cast<uint32_t>(b - a)};
-        }
-      }
-      leaked_.insert(paths_[static_cast<size_t>(path)]);
-      from = off + 1;
-    }
+void LeakScanner::MarkHit(size_t text, size_t begin, size_t end, uint32_t path) {
+  std::vector<Mark>& m = marks_[text];
+  if (m.empty()) m.resize(texts_[text].size());
+  const auto len = static_cast<uint32_t>(end - begin);
+  for (size_t k = begin; k < end; ++k) {
+    if (m[k].path < 0 || m[k].form_len < len) m[k] = Mark{static_cast<int>(path), len};
   }
+  leaked_.insert(paths_[path]);
 }
 
-absl::Status LeakScanner::ForEachForm(std::span<const uint8_t> v,
-                                      const std::function<void(std::span<const uint8_t>)>& fn) {
-  fn(v);
-  for (bool upper : {false, true}) {
-    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer h, HexForm(v, upper));
-    fn(h.Reveal());
-  }
-  for (bool url : {false, true}) {
-    for (size_t align = 0; align < 3; ++align) {
-      for (bool ends_blob : {false, true}) {
-        VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align, ends_blob));
-        fn(b.Reveal());
-      }
+absl::Status LeakScanner::Flush() {
+  if (batch_.empty()) return absl::OkStatus();
+  ++passes_;
+  for (size_t i = 0; i < texts_.size(); ++i) {
+    if (texts_[i].empty()) continue;
+    auto search = [&](const DecodeView& view) {
+      return batch_.Search(view.Data(), [&](uint32_t path, size_t a, size_t b) {
+        // The text bytes the hit was decoded from (the escaped occurrence).
+        MarkHit(i, view.OriginalBegin(a), view.OriginalEnd(b), path);
+      });
+    };
+    VIGO_RETURN_IF_ERROR(search(DecodeView::Identity(AsBytes(texts_[i]))));
+    for (DecodeViewKind kind : kDecodeViewKinds) {
+      VIGO_ASSIGN_OR_RETURN(std::optional<DecodeView> view,
+                            BuildDecodeView(kind, AsBytes(texts_[i])));
+      if (view) VIGO_RETURN_IF_ERROR(search(*view));
     }
   }
+  batch_.Clear();
   return absl::OkStatus();
 }
 
 absl::Status LeakScanner::Scan(std::string_view path, const sandbox::SecretBuffer& value) {
   if (value.size() < kMinLeakScanLen) return absl::OkStatus();
-  const int idx = static_cast<int>(paths_.size());
+  const auto idx = static_cast<uint32_t>(paths_.size());
   paths_.emplace_back(path);
   auto v = value.Reveal();
-  // One kind of view at a time, for all texts: the texts themselves first,
-  // then each decoding. Views are rebuilt per call (see the header's Memory).
-  std::vector<std::optional<DecodeView>> views(texts_.size());
-  for (size_t i = 0; i < texts_.size(); ++i) views[i] = DecodeView::Identity(AsBytes(texts_[i]));
-  auto mark = [&](std::span<const uint8_t> form) { MarkForm(form, idx, views); };
-  VIGO_RETURN_IF_ERROR(ForEachForm(v, mark));
-  for (DecodeViewKind kind : kDecodeViewKinds) {
-    // The previous kind's views go before this kind's are built.
-    for (std::optional<DecodeView>& view : views) view.reset();
-    bool any = false;
-    for (size_t i = 0; i < texts_.size(); ++i) {
-      VIGO_ASSIGN_OR_RETURN(views[i], BuildDecodeView(kind, AsBytes(texts_[i])));
-      any = any || views[i].has_value();
+  // A full batch is searched before the next form is built, so a large
+  // value's forms never sit in locked memory all at once.
+  auto add = [&](sandbox::SecretBuffer form) {
+    ++forms_scanned_;
+    batch_.Add(std::move(form), idx);
+    return batch_.bytes() >= kBatchBytes ? Flush() : absl::OkStatus();
+  };
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer raw, value.Clone());
+  VIGO_RETURN_IF_ERROR(add(std::move(raw)));
+  for (bool upper : {false, true}) {
+    VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer h, HexForm(v, upper));
+    VIGO_RETURN_IF_ERROR(add(std::move(h)));
+  }
+  for (bool url : {false, true}) {
+    for (size_t align = 0; align < 3; ++align) {
+      for (bool ends_blob : {false, true}) {
+        VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer b, Base64Form(v, url, align, ends_blob));
+        VIGO_RETURN_IF_ERROR(add(std::move(b)));
+      }
     }
-    if (any) VIGO_RETURN_IF_ERROR(ForEachForm(v, mark));
   }
   return absl::OkStatus();
 }
+
+absl::Status LeakScanner::Finish() { return Flush(); }
 
 std::string LeakScanner::Redacted(size_t i) const {
   std::string_view text = texts_.at(i);

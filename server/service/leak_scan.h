@@ -13,6 +13,7 @@
 //   for (each entitled path) {
 //     if (!scan.Scan(path, value).ok()) { /* withhold the texts */ }
 //   }
+//   if (!scan.Finish().ok()) { /* withhold the texts */ }
 //   std::string clean = scan.Redacted(2);
 //   if (!scan.leaked().empty()) { /* audit secret.leak.detected */ }
 //
@@ -25,21 +26,21 @@
 // scrubber there is no edge-fragment check: report texts are whole fields,
 // not a captured tail.
 //
-// Memory: the encoded forms of one value are built one at a time in a
-// SecretBuffer and dropped before the next (peak ≈ 2 × the value, for its hex
-// form), so the number and size of entitled values do not add up in the
-// locked arena. Decoding views are rebuilt on every Scan call, one kind at a
-// time for all texts, and dropped before the next kind is built: peak ≈ the
-// total size of the texts in the locked arena (a text with nothing a kind
-// decodes gets no view of that kind) plus 8 bytes of offsets per decoded byte
-// on the heap. They are not kept across values because all kinds at once
-// would need up to 5 × the report (a 4 MiB report could not be scanned in
-// the 16 MiB arena). Cost per value: up to 6 passes of its forms over the
-// texts plus 5 view builds. Per text, one marker entry per byte.
+// Cost and memory: Scan only encodes; the encoded forms of all values go into
+// one FormBatch (common/form_index.h) and are searched together, in one pass
+// over each text and over each of its decoding views, whenever the batch
+// reaches 1 MiB of forms and at Finish. So a report is walked once per
+// batch, not once per form: 1,000 entitled values and 1,000 results cost one
+// pass over ~6 views of ~5,000 short texts. Views are built one text at a
+// time during a pass and dropped at once (peak: one view, ≤ the largest
+// text, plus 8 bytes of heap offsets per decoded byte); forms: at most one
+// batch (≈ 1 MiB plus the last value's forms) and its index. Per text, one
+// marker entry per byte once it has a hit.
 //
-// Failure: Scan returns RESOURCE_EXHAUSTED when a form or a decoding view
-// does not fit in the locked arena; the caller must then not store the texts
-// unscanned (marks made so far stay valid).
+// Failure: Scan and Finish return RESOURCE_EXHAUSTED when a form, the index
+// or a decoding view does not fit in the locked arena; the caller must then
+// not store the texts unscanned (marks made so far stay valid). Redacted()
+// and leaked() reflect only the values searched so far: call Finish first.
 //
 // SECURITY: every encoded form and decoded view lives in a SecretBuffer,
 // wiped when dropped. The search is not constant-time: the scanned text comes
@@ -52,8 +53,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -62,6 +61,7 @@
 
 #include "absl/status/status.h"
 #include "common/decode_views.h"
+#include "common/form_index.h"
 #include "sandbox/secret_buffer.h"
 
 namespace vigo::server::service {
@@ -73,37 +73,37 @@ class LeakScanner {
   // `texts` are borrowed and must outlive the scanner.
   explicit LeakScanner(std::vector<std::string_view> texts);
 
-  // Marks every occurrence of `value`'s forms in every text, and in every
-  // decoding view of it, as `path`. RESOURCE_EXHAUSTED when a form or a view
-  // does not fit in the locked arena (the caller must then not store the
-  // texts unscanned).
+  // Queues `value`'s encoded forms under `path`; searches the queued forms
+  // when they reach the batch size.
   absl::Status Scan(std::string_view path, const sandbox::SecretBuffer& value);
+  // Searches whatever is queued. Call once after the last Scan.
+  absl::Status Finish();
 
   // Text `i` with each maximal marked run replaced by "[redacted:<path>]".
   std::string Redacted(size_t i) const;
   // Paths with at least one hit so far.
   const std::set<std::string>& leaked() const { return leaked_; }
-  // Forms searched so far (for tests).
+  // Forms queued so far (for tests).
   size_t forms_scanned() const { return forms_scanned_; }
+  // Passes over the texts so far (for tests: one per batch).
+  size_t passes() const { return passes_; }
 
  private:
   struct Mark {
     int path = -1;          // index into paths_, -1: not covered
-    uint32_t form_len = 0;  // the covering form's length (longer wins)
+    uint32_t form_len = 0;  // text bytes the covering hit spans (longer wins)
   };
-  // Marks every occurrence of `form` in views[i] (a view of text i, or none)
-  // on the text bytes it was decoded from.
-  void MarkForm(std::span<const uint8_t> form, int path,
-                const std::vector<std::optional<DecodeView>>& views);
-  // Calls `fn` with each encoded form of `v`, built one at a time.
-  static absl::Status ForEachForm(std::span<const uint8_t> v,
-                                  const std::function<void(std::span<const uint8_t>)>& fn);
+  // One pass: every text and each of its decoding views against the batch.
+  absl::Status Flush();
+  void MarkHit(size_t text, size_t begin, size_t end, uint32_t path);
 
   std::vector<std::string_view> texts_;
   std::vector<std::vector<Mark>> marks_;  // per text, per byte; empty until a hit
   std::vector<std::string> paths_;
   std::set<std::string> leaked_;
+  FormBatch batch_;
   size_t forms_scanned_ = 0;
+  size_t passes_ = 0;
 };
 
 }  // namespace vigo::server::service

@@ -333,6 +333,11 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
         }
       }
     }
+    if (absl::Status st = scanner.Finish(); !st.ok()) {
+      Log(LogLevel::kWarn, "report: leak scan did not finish; messages withheld",
+          {{"req", rid}, {"status", st}});
+      scan_complete = false;
+    }
     auto clean = [&](size_t i) {
       std::string out = scanner.Redacted(i);
       if (out.size() > kMaxFieldBytes) {

@@ -118,6 +118,7 @@ RC_GTEST_PROP(LeakScanProperty, NoEncodedFormOfARandomValueSurvives, ()) {
   RC_ASSERT(v.ok());
   LeakScanner scanner(Views(texts));
   RC_ASSERT(scanner.Scan(kPath, *v).ok());
+  RC_ASSERT(scanner.Finish().ok());
   RC_ASSERT(scanner.leaked() == std::set<std::string>{kPath});
   RC_ASSERT(scanner.Redacted(0) == texts[0]);
   for (size_t t = 1; t < texts.size(); ++t) {
@@ -145,6 +146,7 @@ RC_GTEST_PROP(LeakScanProperty, EncodingsOfAnotherValueAreLeftAlone, ()) {
   RC_ASSERT(v.ok());
   LeakScanner scanner(Views(texts));
   RC_ASSERT(scanner.Scan(kPath, *v).ok());
+  RC_ASSERT(scanner.Finish().ok());
   RC_ASSERT(scanner.leaked().empty());
   for (size_t t = 0; t < texts.size(); ++t) RC_ASSERT(scanner.Redacted(t) == texts[t]);
 }

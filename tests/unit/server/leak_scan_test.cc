@@ -8,6 +8,7 @@
 #include "server/service/leak_scan.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <string>
@@ -35,6 +36,7 @@ constexpr const char* kValue = "S3cr3t-Passw0rd!x";
 struct One {
   explicit One(std::string t) : text(std::move(t)), scanner({text}) {
     EXPECT_TRUE(scanner.Scan("db/pw", Buf(kValue)).ok());
+    EXPECT_TRUE(scanner.Finish().ok());
   }
   std::string text;
   LeakScanner scanner;
@@ -77,6 +79,7 @@ std::string ScanOne(const std::string& text, const std::string& value, const std
                     std::set<std::string>* leaked) {
   LeakScanner scanner({text});
   EXPECT_TRUE(scanner.Scan(path, Buf(value)).ok());
+  EXPECT_TRUE(scanner.Finish().ok());
   *leaked = scanner.leaked();
   return scanner.Redacted(0);
 }
@@ -149,6 +152,7 @@ TEST(LeakScanTest, OrdinaryEscapedTextIsLeftAlone) {
       enc::Wrap(enc::Base64("another value entirely, long enough to wrap across lines"), 20, "\n");
   LeakScanner scanner({text, "plain"});
   ASSERT_TRUE(scanner.Scan("db/pw", Buf(kValue)).ok());
+  ASSERT_TRUE(scanner.Finish().ok());
   EXPECT_EQ(scanner.Redacted(0), text);
   EXPECT_EQ(scanner.Redacted(1), "plain");
   EXPECT_TRUE(scanner.leaked().empty());
@@ -159,6 +163,7 @@ TEST(LeakScanTest, EscapedHitInOneTextLeavesOtherTextsAlone) {
   const std::string other = "100%25 ok\nnext";
   LeakScanner scanner({other, hit, other});
   ASSERT_TRUE(scanner.Scan("db/pw", Buf(kValue)).ok());
+  ASSERT_TRUE(scanner.Finish().ok());
   EXPECT_EQ(scanner.Redacted(0), other);
   EXPECT_EQ(scanner.Redacted(1), "pw=[redacted:db/pw]+x");
   EXPECT_EQ(scanner.Redacted(2), other);
@@ -180,9 +185,13 @@ TEST(LeakScanTest, ViewThatDoesNotFitFailsClosed) {
     }
   }
   ASSERT_FALSE(fill.empty());
-  fill.pop_back();  // at least 4 KiB free: room for the forms, not the view
+  // At least 48 KiB free: room for the forms and their index, not the view.
+  for (size_t freed = 0; freed < (48u << 10) && !fill.empty(); fill.pop_back()) {
+    freed += fill.back().size();
+  }
   LeakScanner scanner({text});
-  absl::Status st = scanner.Scan("db/pw", value);
+  ASSERT_TRUE(scanner.Scan("db/pw", value).ok());  // queues the forms
+  absl::Status st = scanner.Finish();              // builds the views
   EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
   // It is the view, not a form, that did not fit.
   EXPECT_NE(st.message().find("decode view"), absl::string_view::npos) << st;
@@ -190,6 +199,7 @@ TEST(LeakScanTest, ViewThatDoesNotFitFailsClosed) {
   // With room again, the same scan succeeds.
   LeakScanner again({text});
   EXPECT_TRUE(again.Scan("db/pw", value).ok());
+  EXPECT_TRUE(again.Finish().ok());
   EXPECT_TRUE(again.leaked().empty());
 }
 
@@ -215,8 +225,30 @@ TEST(LeakScanTest, ValuesTooBigToScanTogetherAreScannedOneAtATime) {
   for (int i = 0; i < 12; ++i) {
     ASSERT_TRUE(scanner.Scan("big/" + std::to_string(i), values[static_cast<size_t>(i)]).ok()) << i;
   }
+  ASSERT_TRUE(scanner.Finish().ok());
+  EXPECT_GE(scanner.passes(), 2u);  // more than one batch of forms
   EXPECT_EQ(scanner.leaked(), std::set<std::string>{"big/11"});
   EXPECT_EQ(scanner.Redacted(0), "head [redacted:big/11] tail");
+}
+
+TEST(LeakScanTest, ManySmallValuesAreSearchedInOnePass) {
+  // 1,000 entitled values, 1,000 results: one pass over the texts, and the
+  // one leaked value (hex, in result 500) is found and named.
+  std::vector<std::string> storage;
+  for (int i = 0; i < 1000; ++i) storage.push_back("created (fingerprint 0123456789abcdef)");
+  storage[500] = "oops " + absl::BytesToHexString("value-0500-xyz") + " done";
+  std::vector<std::string_view> texts(storage.begin(), storage.end());
+  LeakScanner scanner(texts);
+  for (int i = 0; i < 1000; ++i) {
+    char v[32];
+    std::snprintf(v, sizeof(v), "value-%04d-xyz", i);
+    ASSERT_TRUE(scanner.Scan("app/" + std::to_string(i), Buf(v)).ok());
+  }
+  ASSERT_TRUE(scanner.Finish().ok());
+  EXPECT_EQ(scanner.passes(), 1u);
+  EXPECT_EQ(scanner.leaked(), std::set<std::string>{"app/500"});
+  EXPECT_EQ(scanner.Redacted(500), "oops [redacted:app/500] done");
+  EXPECT_EQ(scanner.Redacted(0), storage[0]);
 }
 
 }  // namespace

@@ -123,6 +123,7 @@ TEST(LeakScannerTest, RedactsRawHexAndBase64Forms) {
       "pw=hunter22 hex=68756E7465723232 b64=aHVudGVyMjI= ok", "nothing to see", "hunter22hunter22"};
   LeakScanner s(texts);
   ASSERT_TRUE(s.Scan("a/db", Buf("hunter22")).ok());
+  ASSERT_TRUE(s.Finish().ok());
   EXPECT_EQ(s.Redacted(0), "pw=[redacted:a/db] hex=[redacted:a/db] b64=[redacted:a/db]= ok");
   EXPECT_EQ(s.leaked(), std::set<std::string>{"a/db"});
   EXPECT_EQ(s.Redacted(1), "nothing to see");
@@ -134,6 +135,7 @@ TEST(LeakScannerTest, ShortValuesAreNotScanned) {
   const std::vector<std::string_view> texts = {"pin 123"};
   LeakScanner s(texts);
   ASSERT_TRUE(s.Scan("a/pin", Buf("123")).ok());
+  ASSERT_TRUE(s.Finish().ok());
   EXPECT_EQ(s.forms_scanned(), 0u);
   EXPECT_EQ(s.Redacted(0), "pin 123");
   EXPECT_TRUE(s.leaked().empty());
@@ -150,6 +152,7 @@ TEST(LeakScannerTest, SeveralPathsLongestWins) {
     if (!short_first) {
       ASSERT_TRUE(s.Scan("short", Buf("abcd")).ok());
     }
+    ASSERT_TRUE(s.Finish().ok());
     EXPECT_EQ(s.Redacted(0), "1 [redacted:long] 2 [redacted:short]") << short_first;
     EXPECT_EQ(s.leaked(), (std::set<std::string>{"long", "short"}));
   }
