@@ -1,5 +1,8 @@
 #include "server/service/key_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <utility>
 
@@ -37,6 +40,11 @@ size_t EphemeralKeyPool::ready() const {
 }
 
 void EphemeralKeyPool::Loop() {
+  // Refilling is background work: the lowest nice value (per thread on
+  // Linux) keeps it from competing with the calls it serves, while it still
+  // progresses on a busy machine (if the pool runs dry, Take() generates
+  // inline). Best effort: on failure the thread keeps its priority.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stop_ || keys_.size() < capacity_; });
