@@ -84,7 +84,9 @@ absl::Status Agent::RetryUntil(const char* what, std::chrono::steady_clock::time
     std::chrono::milliseconds sleep(JitterMs(backoff.count()));
     if (std::chrono::steady_clock::now() + sleep >= deadline) return s;
     Log(LogLevel::kWarn, "server unreachable; retrying",
-        {{"rpc", what}, {"attempt", attempt}, {"sleep_ms", static_cast<int64_t>(sleep.count())},
+        {{"rpc", what},
+         {"attempt", attempt},
+         {"sleep_ms", static_cast<int64_t>(sleep.count())},
          {"error", s}});
     std::this_thread::sleep_for(sleep);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
@@ -107,9 +109,10 @@ absl::StatusOr<v1::PolicyBundle> Agent::CheckIn(bool force_bundle) {
     if (absl::Status s = state_.SaveBundle(*bundle_); !s.ok()) {
       Log(LogLevel::kWarn, "cannot save bundle", {{"error", s}});
     }
-    Log(LogLevel::kInfo, "new bundle", {{"digest", bundle_->digest()},
-                                        {"epoch", bundle_->secrets_epoch()},
-                                        {"resources", bundle_->resources_size()}});
+    Log(LogLevel::kInfo, "new bundle",
+        {{"digest", bundle_->digest()},
+         {"epoch", bundle_->secrets_epoch()},
+         {"resources", bundle_->resources_size()}});
     return *bundle_;
   }
   if (!resp.has_no_change() || !bundle_ || resp.no_change().digest() != bundle_->digest()) {
@@ -122,15 +125,18 @@ absl::StatusOr<v1::PolicyBundle> Agent::CheckIn(bool force_bundle) {
 
 absl::Status Agent::ResolveAll(v1::PolicyBundle* bundle) {
   for (int round = 0;; ++round) {
-    cache_.Reset(bundle->secrets_epoch());  // zeroes values of an older epoch
-    std::vector<std::string> missing = cache_.Missing(bundle->secrets_epoch(), bundle->secret_refs());
+    cache_.Reset(bundle->secrets_epoch());     // zeroes values of an older epoch
+    cache_.RetainOnly(bundle->secret_refs());  // and of refs this bundle dropped
+    std::vector<std::string> missing =
+        cache_.Missing(bundle->secrets_epoch(), bundle->secret_refs());
     if (missing.empty()) return absl::OkStatus();
     // One call for the whole bundle, split only where the server caps the
     // refs per call (vigosrv: 256); each call has its own fresh key.
     std::vector<std::vector<std::string>> parts;
     for (size_t i = 0; i < missing.size(); i += kMaxRefsPerCall) {
-      parts.emplace_back(missing.begin() + static_cast<ptrdiff_t>(i),
-                         missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
+      parts.emplace_back(
+          missing.begin() + static_cast<ptrdiff_t>(i),
+          missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
     }
     const auto t0 = std::chrono::steady_clock::now();
     absl::Status s = ResolveParts(*bundle, parts);
@@ -195,7 +201,8 @@ absl::Status Agent::ResolveParts(const v1::PolicyBundle& bundle,
   for (size_t i = 0; i < parts.size(); ++i) {
     if (status[i].ok()) {
       cache_.MergeFrom(local[i]);
-    } else if (first.ok() || (absl::IsFailedPrecondition(status[i]) && !absl::IsFailedPrecondition(first))) {
+    } else if (first.ok() ||
+               (absl::IsFailedPrecondition(status[i]) && !absl::IsFailedPrecondition(first))) {
       first = status[i];
     }
   }
@@ -214,7 +221,8 @@ absl::Status Agent::Report(v1::ReportResultRequest* report) {
   return s;
 }
 
-void Agent::ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms, const std::string& why) {
+void Agent::ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms,
+                          const std::string& why) {
   v1::ReportResultRequest report;
   report.set_run_id(NewRunId());
   if (bundle != nullptr) {
@@ -240,11 +248,20 @@ absl::StatusOr<std::string> Agent::RunOnce() {
   auto bundle = CheckIn(/*force_bundle=*/false);
   if (!bundle.ok()) {
     Log(LogLevel::kError, "check-in failed", {{"error", bundle.status()}});
+    // Refused (revoked or unknown certificate, hardening check): this agent
+    // may no longer hold values, so it forgets them now, not at exit.
+    if (absl::IsUnauthenticated(bundle.status()) || absl::IsPermissionDenied(bundle.status()) ||
+        absl::IsFailedPrecondition(bundle.status())) {
+      const auto forgotten = static_cast<int64_t>(cache_.size());
+      cache_.Clear();
+      Log(LogLevel::kInfo, "check-in refused; cached values forgotten", {{"values", forgotten}});
+    }
     return bundle.status();
   }
   if (absl::Status s = ResolveAll(&*bundle); !s.ok()) {
     Log(LogLevel::kError, "resolving secrets failed", {{"error", s}});
-    ReportFailure(&*bundle, started, StrCat("resolving secrets failed: ", std::string(s.message())));
+    ReportFailure(&*bundle, started,
+                  StrCat("resolving secrets failed: ", std::string(s.message())));
     return s;
   }
   auto report = worker_.ServeRun(*bundle, cache_);
@@ -268,8 +285,8 @@ absl::StatusOr<std::string> Agent::RunOnce() {
   if (absl::Status s = Report(&*report); !s.ok()) {
     Log(LogLevel::kError, "cannot report the run", {{"error", s}});
   }
-  Log(LogLevel::kInfo, "run finished", {{"run_id", report->run_id()}, {"outcome", outcome},
-                                        {"epoch", bundle->secrets_epoch()}});
+  Log(LogLevel::kInfo, "run finished",
+      {{"run_id", report->run_id()}, {"outcome", outcome}, {"epoch", bundle->secrets_epoch()}});
   return outcome;
 }
 
@@ -283,8 +300,8 @@ int Agent::Daemon(const std::atomic<bool>& stop) {
     // Sleep interval ± 10 %, watching the worker socket so a dead worker is
     // noticed at once, and the stop flag.
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.interval).count();
-    const auto until =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(ms - ms / 10 + JitterMs(ms / 5));
+    const auto until = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(ms - ms / 10 + JitterMs(ms / 5));
     while (!stop.load() && std::chrono::steady_clock::now() < until) {
       struct pollfd p = {worker_.fd(), POLLIN, 0};
       int rc = ::poll(&p, 1, 200);

@@ -5,14 +5,16 @@
 //   ... ResolveSecrets(need) ... cache.Put(epoch, ref, std::move(value));
 //   const sandbox::SecretBuffer* v = cache.Find(epoch, "webapp/db_pw");
 //
-// Entries are zeroed when the epoch changes (Reset), on Clear (FAILED_PRECONDITION
-// from the server, exit) and on destruction. Failures are never cached.
+// Entries are zeroed when the epoch changes (Reset), when the bundle no longer
+// needs them (RetainOnly), on Clear (FAILED_PRECONDITION from the server, a
+// refused check-in, exit) and on destruction. Failures are never cached.
 // Thread safety: not synchronized. The broker uses one cache per thread when
 // it resolves in parallel and merges them on one thread (MergeFrom).
 #ifndef VIGO_AGENT_BROKER_SECRET_CACHE_H_
 #define VIGO_AGENT_BROKER_SECRET_CACHE_H_
 
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -33,6 +35,15 @@ class SecretCache {
   void Reset(uint64_t epoch);
   // Zeroes and drops every entry (epoch kept).
   void Clear() { values_.clear(); }
+  // Zeroes and drops every entry whose ref is not in `refs` (a new bundle of
+  // the same epoch that no longer needs some values).
+  template <typename Container>
+  void RetainOnly(const Container& refs) {
+    std::set<std::string_view> keep(refs.begin(), refs.end());
+    for (auto it = values_.begin(); it != values_.end();) {
+      it = keep.count(it->first) != 0 ? std::next(it) : values_.erase(it);
+    }
+  }
 
   // Stores a value for `epoch`. Ignored (value zeroed) when `epoch` is not the
   // cache's epoch.

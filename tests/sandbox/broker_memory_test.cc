@@ -180,6 +180,23 @@ TEST_F(BrokerMemoryTest, ValueOnlyInArenaWhileCachedAndGoneAfterEpochChange) {
                            << (after.where.empty() ? "" : after.where[0]);
 }
 
+TEST_F(BrokerMemoryTest, RevokedEnvoyForgetsItsCachedValuesAtTheNextCheckIn) {
+  StartDaemon();
+  ASSERT_TRUE(WaitForFile(std::string("v=") + kOld)) << ReadFileOrEmpty(fleet_.AgentLog("mem-1"));
+  RunResult r = fleet_.Cli({"envoy", "revoke", "mem-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The daemon checks in every second; the refused check-in empties its cache
+  // (one value) rather than keeping it until exit.
+  bool forgotten = false;
+  for (int i = 0; i < 300 && !forgotten; ++i) {
+    const std::string log = ReadFileOrEmpty(fleet_.AgentLog("mem-1"));
+    forgotten = log.find("check-in refused; cached values forgotten values=1") != std::string::npos;
+    if (!forgotten) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(forgotten) << ReadFileOrEmpty(fleet_.AgentLog("mem-1"));
+  EXPECT_EQ(ScanMemory(daemon_, kOld).hits, 0);
+}
+
 TEST_F(BrokerMemoryTest, CrashProducesNoCoreDumpWhileAControlDoes) {
   const char* kPattern = "/proc/sys/kernel/core_pattern";
   std::string saved = ReadFileOrEmpty(kPattern);

@@ -163,5 +163,19 @@ TEST(SecretCacheTest, EpochChangeDropsEntries) {
   EXPECT_EQ(c.size(), 0u);
 }
 
+TEST(SecretCacheTest, RetainOnlyDropsRefsTheNewBundleNoLongerNeeds) {
+  SecretCache c;
+  c.Reset(3);
+  for (const char* r : {"a", "b", "c"}) c.Put(3, r, *sandbox::SecretBuffer::CopyFrom(Bytes(r)));
+  std::vector<std::string> still = {"c", "a", "z"};
+  c.RetainOnly(still);
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_NE(c.Find(3, "a"), nullptr);
+  EXPECT_EQ(c.Find(3, "b"), nullptr);
+  EXPECT_NE(c.Find(3, "c"), nullptr);
+  c.RetainOnly(std::vector<std::string>{});
+  EXPECT_EQ(c.size(), 0u);
+}
+
 }  // namespace
 }  // namespace vigo::broker
