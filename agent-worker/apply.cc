@@ -198,8 +198,8 @@ void ApplyEngine::FlushWrites(std::vector<v1::ResourceResult>* results,
       for (const std::string& d : failed_dirs) {
         if (p->write.dir == d || p->write.dir.rfind(StrCat(d, "/"), 0) == 0) {
           (*results)[p->result_index] = Failed(
-              p->resource, absl::InternalError(StrCat("written, but not durable: ",
-                                                      std::string(s.message()))));
+              p->resource,
+              absl::InternalError(StrCat("written, but not durable: ", std::string(s.message()))));
           not_converged->insert(p->name);
           break;
         }
@@ -402,6 +402,9 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
       if (existing.ok()) old_fp = Fingerprint(existing->Reveal());
     }
     if (same) {
+      // A named temp a killed worker left behind (it may hold a value) goes
+      // even when the file itself needs no write.
+      if (absl::Status s = RemoveStaleTemp(*path); !s.ok()) return Failed(r, s);
       bool mode_ok = st->mode == mode;
       bool uid_ok = uid == static_cast<uid_t>(-1) || st->uid == uid;
       bool gid_ok = gid == static_cast<gid_t>(-1) || st->gid == gid;

@@ -130,9 +130,11 @@ absl::StatusOr<sandbox::SecretBuffer> ReadFileSecret(const std::string& path, si
   if (!fd) return ErrnoStatus(errno, "open", path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "fstat", path);
-  if (!S_ISREG(st.st_mode)) return absl::FailedPreconditionError(StrCat(path, " is not a regular file"));
+  if (!S_ISREG(st.st_mode))
+    return absl::FailedPreconditionError(StrCat(path, " is not a regular file"));
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return absl::FailedPreconditionError(StrCat(path, " is larger than ", static_cast<uint64_t>(max_bytes), " bytes"));
+    return absl::FailedPreconditionError(
+        StrCat(path, " is larger than ", static_cast<uint64_t>(max_bytes), " bytes"));
   }
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer buf,
                         sandbox::SecretBuffer::Create(static_cast<size_t>(st.st_size)));
@@ -173,6 +175,14 @@ std::string TempNameFor(const std::string& path) {
   return StrCat(dir == "/" ? "" : dir, "/.", base, ".vigo-tmp");
 }
 
+absl::Status RemoveStaleTemp(const std::string& path) {
+  const std::string tmp = TempNameFor(path);
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT && errno != ENOTDIR) {
+    return ErrnoStatus(errno, "unlink stale temp file", tmp);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SyncDirs(std::set<std::string>* dirs, std::set<std::string>* failed) {
   absl::Status first;
   for (const std::string& d : *dirs) {
@@ -192,8 +202,8 @@ PreparedWrite::~PreparedWrite() {
 }
 
 absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
-                                           std::span<const uint8_t> content, mode_t mode,
-                                           uid_t uid, gid_t gid) {
+                                           std::span<const uint8_t> content, mode_t mode, uid_t uid,
+                                           gid_t gid) {
   PreparedWrite w;
   auto [dir, base] = SplitPath(path);
   w.path = path;
@@ -206,8 +216,7 @@ absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
   if (::unlinkat(w.dirfd.get(), w.tmp_base.c_str(), 0) != 0 && errno != ENOENT) {
     return ErrnoStatus(errno, "unlink stale temp file", StrCat(dir, "/", w.tmp_base));
   }
-  w.target_exists =
-      ::faccessat(w.dirfd.get(), base.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+  w.target_exists = ::faccessat(w.dirfd.get(), base.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
   // Preferred: an anonymous inode that vanishes if we die before linking it
   // (linking it needs /proc/self/fd, which the worker's namespace keeps).
   if (::access("/proc/self/fd", X_OK) == 0) {
@@ -253,9 +262,8 @@ absl::Status CommitWrite(PreparedWrite& w, std::set<std::string>* deferred_dir_s
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
-                             mode_t mode, uid_t uid, gid_t gid,
-                             std::set<std::string>* deferred_dir_syncs) {
+absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content, mode_t mode,
+                             uid_t uid, gid_t gid, std::set<std::string>* deferred_dir_syncs) {
   VIGO_ASSIGN_OR_RETURN(PreparedWrite w, PrepareWrite(path, content, mode, uid, gid));
   if (::fsync(w.fd.get()) != 0) return ErrnoStatus(errno, "fsync", path);
   return CommitWrite(w, deferred_dir_syncs);

@@ -61,8 +61,8 @@ absl::Status MakeDirs(const std::string& path, mode_t mode,
 // of -1 keep the writer's ids. When `deferred_dir_syncs` is given, the
 // directory fsync is left to the caller (SyncDirs), which lets one apply
 // fsync each directory once instead of once per file.
-absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content,
-                             mode_t mode, uid_t uid, gid_t gid,
+absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> content, mode_t mode,
+                             uid_t uid, gid_t gid,
                              std::set<std::string>* deferred_dir_syncs = nullptr);
 
 // The two halves of WriteFileAtomic, so that one apply can make many files'
@@ -85,8 +85,8 @@ struct PreparedWrite {
   bool committed = false;
 };
 absl::StatusOr<PreparedWrite> PrepareWrite(const std::string& path,
-                                           std::span<const uint8_t> content, mode_t mode,
-                                           uid_t uid, gid_t gid);
+                                           std::span<const uint8_t> content, mode_t mode, uid_t uid,
+                                           gid_t gid);
 absl::Status CommitWrite(PreparedWrite& w, std::set<std::string>* deferred_dir_syncs);
 
 // fsyncs every directory in `dirs` and clears it. The first error is returned
@@ -103,6 +103,11 @@ absl::Status RemoveFile(const std::string& path);
 
 // The temp name WriteFileAtomic uses for `path` when it needs one.
 std::string TempNameFor(const std::string& path);
+
+// Removes the named temp file (TempNameFor) an earlier worker may have left
+// next to `path` when it was killed mid-write on a file system without
+// O_TMPFILE. Missing is fine; any other failure is returned.
+absl::Status RemoveStaleTemp(const std::string& path);
 
 }  // namespace vigo::worker
 

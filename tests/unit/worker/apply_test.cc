@@ -103,9 +103,9 @@ TEST_F(ApplyTest, FileCreateUnchangedUpdateDelete) {
   auto r4 = Apply(b);
   EXPECT_EQ(r4[0].action(), "updated");
   EXPECT_NE(r4[0].message().find("fingerprint"), std::string::npos);
-  EXPECT_TRUE(vigo::testing::FindCanariesIn(r4[0].message(), "msg",
-                                            {"canary-db-Zq81x", "canary-db-NEW77"})
-                  .empty());
+  EXPECT_TRUE(
+      vigo::testing::FindCanariesIn(r4[0].message(), "msg", {"canary-db-Zq81x", "canary-db-NEW77"})
+          .empty());
   EXPECT_EQ(ReadFileOrEmpty(p), "user: app\npassword: canary-db-NEW77\n");
   EXPECT_FALSE(fs::exists(TempNameFor(p.string())));
 
@@ -213,8 +213,9 @@ TEST_F(ApplyTest, ExecStdinSecretAndCreates) {
 TEST_F(ApplyTest, ExecSecretFileIsSubstitutedAndRemoved) {
   v1::PolicyBundle b;
   // cp the secret file somewhere we can inspect, and record its mode.
-  v1::Resource* e = AddExec(&b, "cp", {"/bin/cp", "--preserve=mode", "{{ .SecretFile }}",
-                                       root_.path().string() + "/copy"});
+  v1::Resource* e =
+      AddExec(&b, "cp",
+              {"/bin/cp", "--preserve=mode", "{{ .SecretFile }}", root_.path().string() + "/copy"});
   e->set_secret_file(MarkerFor("app/api_key"));
   auto r = Apply(b);
   ASSERT_EQ(r[0].status(), "changed") << r[0].message();
@@ -222,18 +223,17 @@ TEST_F(ApplyTest, ExecSecretFileIsSubstitutedAndRemoved) {
   EXPECT_EQ(ModeOf(root_.path() / "copy"), 0600u);
   // Nothing named vigo-secret.* is left in the secret_file dir.
   for (const auto& ent : fs::directory_iterator(root_.path())) {
-    EXPECT_EQ(ent.path().filename().string().find("vigo-secret"), std::string::npos)
-        << ent.path();
+    EXPECT_EQ(ent.path().filename().string().find("vigo-secret"), std::string::npos) << ent.path();
   }
 }
 
 TEST_F(ApplyTest, ExecFailureOutputIsScrubbed) {
   v1::PolicyBundle b;
   // Echo stdin (the secret) in several encodings, then fail.
-  v1::Resource* e = AddExec(
-      &b, "leak",
-      {"/bin/sh", "-c", "v=$(cat); echo \"raw=$v\"; printf %s \"$v\" | base64; "
-                        "printf %s \"$v\" | od -An -tx1 | tr -d ' \\n'; echo; exit 3"});
+  v1::Resource* e = AddExec(&b, "leak",
+                            {"/bin/sh", "-c",
+                             "v=$(cat); echo \"raw=$v\"; printf %s \"$v\" | base64; "
+                             "printf %s \"$v\" | od -An -tx1 | tr -d ' \\n'; echo; exit 3"});
   e->set_stdin(MarkerFor("app/db_pw"));
   auto r = Apply(b);
   ASSERT_EQ(r[0].status(), "failed");
@@ -350,6 +350,19 @@ TEST_F(ApplyTest, StaleTempFileFromCrashIsRemoved) {
   EXPECT_EQ(r[0].action(), "updated");
   EXPECT_FALSE(fs::exists(tmp));
   EXPECT_EQ(ReadFileOrEmpty(root_.path() / "t.txt"), "v2");
+}
+
+TEST_F(ApplyTest, StaleTempFileNextToAnUnchangedFileIsRemovedToo) {
+  v1::PolicyBundle b;
+  AddFile(&b, "f", "/t.txt", "v1");
+  Apply(b);
+  // A worker killed mid-write (named-temp fallback) left a temp holding the
+  // new content; the next run finds the target already up to date.
+  std::string tmp = TempNameFor((root_.path() / "t.txt").string());
+  vigo::testing::WriteFileOrDie(tmp, "v1");
+  auto r = Apply(b);
+  EXPECT_EQ(r[0].action(), "none");
+  EXPECT_FALSE(fs::exists(tmp));
 }
 
 }  // namespace
