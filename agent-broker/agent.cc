@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <poll.h>
+#include <signal.h>
 
 #include <atomic>
 #include <mutex>
@@ -290,13 +291,29 @@ absl::StatusOr<std::string> Agent::RunOnce() {
   return outcome;
 }
 
+int Agent::WorkerGone(const std::atomic<bool>& stop) {
+  WorkerLink::Death death = worker_.ReapDead();
+  // A service manager stopping the agent signals the whole process group, and
+  // the worker may die of it before this process's own handler has run: a
+  // worker ended by SIGTERM/SIGINT/SIGHUP waits briefly for our own stop.
+  if (death.signal == SIGTERM || death.signal == SIGINT || death.signal == SIGHUP) {
+    for (int i = 0; i < 50 && !stop.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (stop.load()) {
+    Log(LogLevel::kInfo, "stopping", {{"worker", death.how}});
+    return 0;
+  }
+  Log(LogLevel::kError, "vigo-worker is gone; exiting for the service manager to restart",
+      {{"worker", death.how}});
+  return 1;
+}
+
 int Agent::Daemon(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     auto outcome = RunOnce();
-    if (worker_dead_) {
-      Log(LogLevel::kError, "vigo-worker is gone; exiting for the service manager to restart");
-      return 1;
-    }
+    if (worker_dead_) return WorkerGone(stop);
     // Sleep interval ± 10 %, watching the worker socket so a dead worker is
     // noticed at once, and the stop flag.
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.interval).count();
@@ -305,10 +322,7 @@ int Agent::Daemon(const std::atomic<bool>& stop) {
     while (!stop.load() && std::chrono::steady_clock::now() < until) {
       struct pollfd p = {worker_.fd(), POLLIN, 0};
       int rc = ::poll(&p, 1, 200);
-      if (rc > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
-        Log(LogLevel::kError, "vigo-worker is gone; exiting for the service manager to restart");
-        return 1;
-      }
+      if (rc > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) return WorkerGone(stop);
       if (rc > 0 && (p.revents & POLLIN) != 0) {
         // The worker may not speak while idle.
         FatalProtocolViolation("idle", absl::FailedPreconditionError("message while idle"));

@@ -55,6 +55,10 @@ class Agent {
   void WipeCache() { cache_.Clear(); }
 
  private:
+  // The worker hung up while the daemon runs: reaps it; 0 when this is part
+  // of a stop (our own stop flag, possibly arriving just after the worker's
+  // SIGTERM), else 1 so the service manager restarts the agent.
+  int WorkerGone(const std::atomic<bool>& stop);
   absl::Status Retry(const char* what, const std::function<absl::Status()>& fn);
   // Retry's loop without setting the client's deadline cap (safe to call
   // from several threads at once).

@@ -111,8 +111,8 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       if (!ref.ok()) FatalProtocolViolation("resolve", ref.status());
       // Re-checked here whatever the worker checked.
       if (allowed.count(*ref) == 0) {
-        FatalProtocolViolation("resolve", absl::PermissionDeniedError(
-                                              StrCat("ref ", *ref, " is not in the current bundle")));
+        FatalProtocolViolation("resolve", absl::PermissionDeniedError(StrCat(
+                                              "ref ", *ref, " is not in the current bundle")));
       }
       const sandbox::SecretBuffer* v = cache.Find(epoch, *ref);
       if (v == nullptr) {
@@ -122,7 +122,8 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kValue));
       absl::Status s = channel.Send(ipc::MsgType::kValue, v->Reveal());
       if (!s.ok()) {
-        if (absl::IsUnavailable(s)) return absl::UnavailableError("vigo-worker exited during the run");
+        if (absl::IsUnavailable(s))
+          return absl::UnavailableError("vigo-worker exited during the run");
         return s;
       }
       ++served;
@@ -140,8 +141,9 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       sizes.reserve(refs->size());
       for (const std::string& ref : *refs) {
         if (allowed.count(ref) == 0) {
-          FatalProtocolViolation("resolve batch", absl::PermissionDeniedError(StrCat(
-                                                      "ref ", ref, " is not in the current bundle")));
+          FatalProtocolViolation(
+              "resolve batch",
+              absl::PermissionDeniedError(StrCat("ref ", ref, " is not in the current bundle")));
         }
         const sandbox::SecretBuffer* v = cache.Find(epoch, ref);
         if (v == nullptr) return absl::InternalError(StrCat("no cached value for ", ref));
@@ -156,7 +158,8 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       absl::Status s = channel.Send(ipc::MsgType::kValues, framed->Reveal());
       framed->Clear();
       if (!s.ok()) {
-        if (absl::IsUnavailable(s)) return absl::UnavailableError("vigo-worker exited during the run");
+        if (absl::IsUnavailable(s))
+          return absl::UnavailableError("vigo-worker exited during the run");
         return s;
       }
       served += n;
@@ -168,11 +171,13 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
     if (!report.ParseFromArray(m->payload.data(), static_cast<int>(m->payload.size()))) {
       FatalProtocolViolation("report", absl::InvalidArgumentError("report does not parse"));
     }
-    if (absl::Status s = ValidateReport(report, bundle); !s.ok()) FatalProtocolViolation("report", s);
+    if (absl::Status s = ValidateReport(report, bundle); !s.ok())
+      FatalProtocolViolation("report", s);
     VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kDone));
     absl::Status s = channel.Send(ipc::MsgType::kDone, std::string_view());
     if (!s.ok() && !absl::IsUnavailable(s)) return s;
-    Log(LogLevel::kDebug, "worker reported", {{"outcome", report.outcome()}, {"values_served", served}});
+    Log(LogLevel::kDebug, "worker reported",
+        {{"outcome", report.outcome()}, {"values_served", served}});
     return report;
   }
 }
@@ -189,7 +194,8 @@ absl::StatusOr<WorkerLink> WorkerLink::Start(const WorkerStartOptions& options) 
   sandbox::SpawnOptions so;
   so.argv = {path};
   if (!options.apply_root.empty()) so.argv.push_back(StrCat("--apply-root=", options.apply_root));
-  if (!options.worker_user.empty()) so.argv.push_back(StrCat("--worker-user=", options.worker_user));
+  if (!options.worker_user.empty())
+    so.argv.push_back(StrCat("--worker-user=", options.worker_user));
   if (!options.log_level.empty()) so.argv.push_back(StrCat("--log-level=", options.log_level));
   if (!options.secret_file_dir.empty()) {
     so.argv.push_back(StrCat("--secret-file-dir=", options.secret_file_dir));
@@ -229,6 +235,15 @@ void WorkerLink::Shutdown() {
   // the broker's filter does not allow; kill(worker pid) + wait4 it does.)
   child_.Kill(SIGKILL);
   (void)child_.Wait();
+}
+
+WorkerLink::Death WorkerLink::ReapDead() {
+  if (!child_.running()) return {"already reaped", 0};
+  channel_ = ipc::Channel();
+  absl::StatusOr<sandbox::ExitInfo> info = child_.Wait();
+  if (!info.ok()) return {StrCat("unknown (", std::string(info.status().message()), ")"), 0};
+  if (info->signaled) return {StrCat("signal ", info->signal), info->signal};
+  return {StrCat("exit code ", info->exit_code), 0};
 }
 
 absl::Status WorkerLink::AwaitHello() {

@@ -67,6 +67,14 @@ class WorkerLink {
   absl::Status AwaitHello();
   // Closes the socket, kills and reaps the (idle) worker.
   void Shutdown();
+  // After the worker hung up: reaps it. `how` says how it ended ("exit code
+  // 3", "signal 9") for the log line that tells the operator why the agent
+  // stops; `signal` is the terminating signal or 0.
+  struct Death {
+    std::string how;
+    int signal = 0;
+  };
+  Death ReapDead();
   absl::StatusOr<v1::ReportResultRequest> ServeRun(const v1::PolicyBundle& bundle,
                                                    const SecretCache& cache) {
     return broker::ServeRun(channel_, phases_, bundle, cache);
