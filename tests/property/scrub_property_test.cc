@@ -28,43 +28,9 @@ std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-std::string StripLineBreaks(std::string s) {
-  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n'; }),
-          s.end());
-  return s;
-}
-
-// One printed encoding: the text put into the output, and the part of it
-// that must not survive (`wrapped`: compare with line breaks removed).
-struct Printed {
-  std::string name;
-  std::string text;
-  std::string secret_part;
-  bool wrapped = false;
-};
-
-std::vector<Printed> AllEncodings(const std::string& v, const std::string& pre,
-                                  const std::string& post, bool upper) {
-  std::vector<Printed> p;
-  p.push_back({"raw", v, v});
-  p.push_back({"hex", enc::Hex(v, upper), enc::Hex(v, upper)});
-  for (bool url : {false, true}) {
-    // Inside a longer base64 stream: `pre` bytes before the value.
-    const std::string stream = enc::Base64(pre + v + post, url);
-    const std::string core = enc::Base64Core(v, pre.size(), url);
-    p.push_back({url ? "base64url" : "base64", stream, core});
-  }
-  const std::string b64 = enc::Base64(pre + v + post);
-  const std::string core = enc::Base64Core(v, pre.size());
-  p.push_back({"mime", enc::Wrap(b64, 76, "\r\n"), core, true});
-  p.push_back({"pem", enc::Wrap(b64, 64, "\n"), core, true});
-  p.push_back({"url-form", enc::UrlForm(v, upper), enc::UrlForm(v, upper)});
-  p.push_back({"json", enc::JsonBytes(v, upper), enc::JsonBytes(v, upper)});
-  p.push_back({"json-all", enc::JsonBytes(v, upper, true), enc::JsonBytes(v, upper, true)});
-  p.push_back({"python", enc::PyRepr(v), enc::PyRepr(v)});
-  p.push_back({"octal", enc::Octal(v), enc::Octal(v)});
-  return p;
-}
+using enc::AllEncodings;
+using enc::Printed;
+using enc::StripLineBreaks;
 
 // Text around the encodings: letters, digits, spaces, punctuation that does
 // not start an escape (a stray '\' or '%' right before an encoding would

@@ -5,9 +5,11 @@
 #ifndef VIGO_TESTS_SUPPORT_ENCODINGS_H_
 #define VIGO_TESTS_SUPPORT_ENCODINGS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vigo::testing::enc {
 
@@ -139,6 +141,46 @@ inline std::string Octal(std::string_view s) {
     out.push_back(static_cast<char>('0' + (c & 7)));
   }
   return out;
+}
+
+// One printed encoding of a value: the text a command or an agent might
+// print, and the part of it that must not survive scrubbing (`wrapped`:
+// compare with line breaks removed).
+struct Printed {
+  std::string name;
+  std::string text;
+  std::string secret_part;
+  bool wrapped = false;
+};
+
+// Every encoding the scrubber and the server's leak scan must catch, with the
+// value inside a longer base64 stream after `pre` and before `post` bytes.
+inline std::vector<Printed> AllEncodings(const std::string& v, const std::string& pre,
+                                         const std::string& post, bool upper) {
+  std::vector<Printed> p;
+  p.push_back({"raw", v, v});
+  p.push_back({"hex", Hex(v, upper), Hex(v, upper)});
+  for (bool url : {false, true}) {
+    p.push_back({url ? "base64url" : "base64", Base64(pre + v + post, url),
+                 Base64Core(v, pre.size(), url)});
+  }
+  const std::string b64 = Base64(pre + v + post);
+  const std::string core = Base64Core(v, pre.size());
+  p.push_back({"mime", Wrap(b64, 76, "\r\n"), core, true});
+  p.push_back({"mime-lf", Wrap(b64, 76, "\n"), core, true});
+  p.push_back({"pem", Wrap(b64, 64, "\n"), core, true});
+  p.push_back({"url-form", UrlForm(v, upper), UrlForm(v, upper)});
+  p.push_back({"json", JsonBytes(v, upper), JsonBytes(v, upper)});
+  p.push_back({"json-all", JsonBytes(v, upper, true), JsonBytes(v, upper, true)});
+  p.push_back({"python", PyRepr(v), PyRepr(v)});
+  p.push_back({"octal", Octal(v), Octal(v)});
+  return p;
+}
+
+inline std::string StripLineBreaks(std::string s) {
+  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n'; }),
+          s.end());
+  return s;
 }
 
 }  // namespace vigo::testing::enc
