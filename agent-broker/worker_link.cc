@@ -240,8 +240,11 @@ void WorkerLink::Shutdown() {
 WorkerLink::Death WorkerLink::ReapDead() {
   if (!child_.running()) return {"already reaped", 0};
   channel_ = ipc::Channel();
-  absl::StatusOr<sandbox::ExitInfo> info = child_.Wait();
+  // A hung-up socket does not prove the process is gone (a broken worker may
+  // close it and linger): wait briefly, then kill.
+  absl::StatusOr<sandbox::ExitInfo> info = child_.WaitPolling(std::chrono::seconds(2));
   if (!info.ok()) return {StrCat("unknown (", std::string(info.status().message()), ")"), 0};
+  if (info->timed_out) return {"closed its socket but kept running; killed", 0};
   if (info->signaled) return {StrCat("signal ", info->signal), info->signal};
   return {StrCat("exit code ", info->exit_code), 0};
 }

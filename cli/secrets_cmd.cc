@@ -168,6 +168,8 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
   struct sigaction saved[std::size(kPromptSignals)] = {};
   for (size_t i = 0; i < std::size(kPromptSignals); ++i) {
     ::sigaction(kPromptSignals[i], &on_signal, &saved[i]);
+    // A signal the caller ignores (nohup: SIGHUP) stays ignored.
+    if (saved[i].sa_handler == SIG_IGN) ::sigaction(kPromptSignals[i], &saved[i], nullptr);
   }
   auto restore_handlers = [&] {
     for (size_t i = 0; i < std::size(kPromptSignals); ++i) {

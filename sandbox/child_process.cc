@@ -323,6 +323,31 @@ absl::StatusOr<ExitInfo> ChildProcess::WaitFor(std::chrono::milliseconds timeout
   return info;
 }
 
+absl::StatusOr<ExitInfo> ChildProcess::WaitPolling(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("wait: no child process");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return DecodeStatus(status);
+    }
+    if (r < 0 && errno != EINTR) {
+      const int err = errno;
+      const pid_t pid = std::exchange(pid_, -1);
+      return ErrnoStatus(err, "waitpid", std::to_string(pid));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  Kill(SIGKILL);
+  absl::StatusOr<ExitInfo> info = Wait();
+  if (!info.ok()) return info;
+  info->timed_out = true;
+  return info;
+}
+
 void ChildProcess::Kill(int sig) {
   if (pid_ <= 0) return;
   if (own_group_ && ::kill(-pid_, sig) == 0) return;

@@ -79,8 +79,12 @@ class ChildProcess {
   // FAILED_PRECONDITION when there is no child.
   absl::StatusOr<ExitInfo> Wait();
   // Waits at most `timeout`; then kills the process group (SIGKILL), reaps,
-  // and returns an ExitInfo with timed_out = true.
+  // and returns an ExitInfo with timed_out = true. Uses pidfd_open when it can
+  // (a seccomp filter that kills on it must use WaitPolling instead).
   absl::StatusOr<ExitInfo> WaitFor(std::chrono::milliseconds timeout);
+  // Like WaitFor, with only waitpid(WNOHANG) and short sleeps (for processes
+  // whose seccomp filter does not allow pidfd_open, e.g. the broker).
+  absl::StatusOr<ExitInfo> WaitPolling(std::chrono::milliseconds timeout);
   // Sends `sig` to the child (or its group when it has one). No-op when no
   // child is owned.
   void Kill(int sig);

@@ -42,6 +42,8 @@ constexpr int kMaxRefsPerCall = 256;
 constexpr int kMaxResults = 10000;
 constexpr size_t kMaxFieldBytes = 64 * 1024;
 constexpr int kMaxMessageBytes = 4 * 1024 * 1024;
+// What a report text is stored as when it could not be scanned for values.
+constexpr char kWithheldText[] = "[withheld: could not be scanned for leaked values]";
 // Pre-generated server X25519 keys (EphemeralKeyPool); a burst beyond this
 // generates inline.
 constexpr size_t kKeyPoolSize = 32;
@@ -338,7 +340,10 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
           {{"req", rid}, {"status", st}});
       scan_complete = false;
     }
+    // Fail closed: when the scan did not cover every value, no text the
+    // agent supplied is stored (only the counts and times), whatever field.
     auto clean = [&](size_t i) {
+      if (!scan_complete) return std::string(kWithheldText);
       std::string out = scanner.Redacted(i);
       if (out.size() > kMaxFieldBytes) {
         out.resize(kMaxFieldBytes);
@@ -360,10 +365,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     results.reserve(static_cast<size_t>(req->results_size()));
     for (size_t i = 0; i < static_cast<size_t>(req->results_size()); ++i) {
       const size_t t = 3 + 5 * i;
-      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3),
-                         scan_complete ? clean(t + 4)
-                                       : std::string("[withheld: could not be scanned for "
-                                                     "leaked values]")});
+      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4)});
     }
     const std::set<std::string>& leaked = scanner.leaked();
     run.redacted = !leaked.empty();

@@ -85,10 +85,14 @@ absl::Status UnlockGate::SetPassphrase(const sandbox::SecretBuffer& passphrase,
     w = w.subspan(piece.size());
   };
   put(head);
-  HexEncodeInto(v.Reveal(), w.first(2 * kVerifierLen));
+  if (!HexEncodeInto(v.Reveal(), w.first(2 * kVerifierLen))) {
+    return absl::InternalError("passphrase file: verifier has the wrong length");
+  }
   w = w.subspan(2 * kVerifierLen);
   put(kMid);
-  HexEncodeInto(token_key.Reveal(), w.first(2 * kTokenKeyLen));
+  if (!HexEncodeInto(token_key.Reveal(), w.first(2 * kTokenKeyLen))) {
+    return absl::InternalError("passphrase file: token key has the wrong length");
+  }
   w = w.subspan(2 * kTokenKeyLen);
   put("\n");
   absl::Status st = dir.CreateExclusive(kPassphraseFile, text.Reveal());

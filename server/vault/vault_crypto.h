@@ -55,7 +55,7 @@ std::string HexEncode(std::span<const uint8_t> bytes);
 // Lower-case hex of `bytes` written into `out` (exactly 2 × bytes.size()
 // long; anything else writes nothing and returns false), for key material
 // whose hex form must stay in a SecretBuffer.
-bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out);
+[[nodiscard]] bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out);
 // Lower/upper hex → bytes; false on odd length or non-hex characters.
 bool HexDecode(std::string_view hex, std::vector<uint8_t>* out);
 // Hex text held in a SecretBuffer → bytes in a new SecretBuffer (for keys).

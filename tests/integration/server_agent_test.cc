@@ -31,8 +31,10 @@ v1::CheckInResponse CheckIn(v1::VigoAgent::Stub& stub, const std::string& known 
   req.set_known_digest(known);
   v1::CheckInResponse resp;
   grpc::Status st = stub.CheckIn(&ctx, req, &resp);
-  if (status) *status = st;
-  else EXPECT_TRUE(st.ok()) << st.error_message();
+  if (status)
+    *status = st;
+  else
+    EXPECT_TRUE(st.ok()) << st.error_message();
   return resp;
 }
 
@@ -222,8 +224,12 @@ TEST_F(ServerAgentTest, UnrecordedOrForeignCertificatesAreRefused) {
   ASSERT_TRUE(server::tls::IssueClientCert(ca, other.path() / "cert.pem", other.path() / "key.pem",
                                            "web-a", std::chrono::hours(1))
                   .ok());
-  EnvoyCreds foreign{"web-a", other.path(), a_.ca_pem, ReadAllFile(other.path() / "cert.pem"),
-                     ReadAllFile(other.path() / "key.pem"), {}};
+  EnvoyCreds foreign{"web-a",
+                     other.path(),
+                     a_.ca_pem,
+                     ReadAllFile(other.path() / "cert.pem"),
+                     ReadAllFile(other.path() / "key.pem"),
+                     {}};
   auto stub_f = fx_->Stub(foreign);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -287,7 +293,8 @@ TEST_F(ServerAgentTest, BackendUnavailableIsUnavailable) {
   EXPECT_EQ(resolves[1].event.outcome, "failed");
   EXPECT_NE(resolves[1].event.detail.find("released nothing"), std::string::npos)
       << resolves[1].event.detail;
-  const std::string call = resolves[0].event.detail.substr(resolves[0].event.detail.find("call="), 37);
+  const std::string call =
+      resolves[0].event.detail.substr(resolves[0].event.detail.find("call="), 37);
   EXPECT_NE(resolves[1].event.detail.find(call), std::string::npos) << call;
 }
 
@@ -385,9 +392,10 @@ TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
   EXPECT_EQ(runs_b->size(), 0u);
 }
 
-// When the leak scan cannot load the envoy's values (backend down), messages
-// are withheld instead of being stored unscanned.
-TEST_F(ServerAgentTest, ReportWhileBackendIsDownWithholdsMessages) {
+// When the leak scan cannot load the envoy's values (backend down), no text
+// the agent supplied is stored unscanned: every field is withheld, whichever
+// one carries the value.
+TEST_F(ServerAgentTest, ReportWhileBackendIsDownWithholdsEveryText) {
   auto stub = fx_->Stub(a_);
   v1::CheckInResponse ci = CheckIn(*stub);
   fx_->backend().unavailable = true;
@@ -398,21 +406,25 @@ TEST_F(ServerAgentTest, ReportWhileBackendIsDownWithholdsMessages) {
   req.set_secrets_epoch(ci.bundle().secrets_epoch());
   req.set_outcome("failed");
   auto* r = req.add_results();
-  r->set_name("register");
+  r->set_name(StrCat("register ", kDbCanary));
   r->set_type("exec");
-  r->set_status("failed");
+  r->set_status(StrCat("failed ", kDbCanary));
   r->set_action("none");
   r->set_message(StrCat("stderr: bad password ", kDbCanary));
   v1::ReportResultResponse resp;
   grpc::Status st = stub->ReportResult(&ctx, req, &resp);
   fx_->backend().unavailable = false;
   ASSERT_TRUE(st.ok()) << st.error_message();
-  auto run = fx_->store().GetRun("run-down");
+  EXPECT_NE(resp.run_id(), "run-down");  // the agent's run id is a text too
+  auto run = fx_->store().GetRun(resp.run_id());
   ASSERT_TRUE(run.ok()) << run.status();
   ASSERT_EQ(run->results.size(), 1u);
-  EXPECT_EQ(run->results[0].message.find(kDbCanary), std::string::npos) << run->results[0].message;
-  EXPECT_NE(run->results[0].message.find("withheld"), std::string::npos) << run->results[0].message;
-  EXPECT_EQ(run->results[0].status, "failed");
+  const auto& res = run->results[0];
+  for (const std::string& text : {res.name, res.type, res.status, res.action, res.message,
+                                  run->outcome, run->bundle_digest}) {
+    EXPECT_EQ(text.find(kDbCanary), std::string::npos) << text;
+    EXPECT_NE(text.find("withheld"), std::string::npos) << text;
+  }
 }
 
 TEST_F(ServerAgentTest, EpochSurvivesRestartAndOnlyIncreases) {
@@ -437,8 +449,7 @@ TEST_F(ServerAgentTest, FailedReloadKeepsLastGoodConfig) {
   WriteFileOrDie(fx_->root() / "stacks" / "roles.vgo", "roles: [not, a, map\n", 0640);
   auto r = fx_->server().Reload("test");
   EXPECT_FALSE(r.ok());
-  EXPECT_NE(std::string(r.status().message()).find("roles.vgo"), std::string::npos)
-      << r.status();
+  EXPECT_NE(std::string(r.status().message()).find("roles.vgo"), std::string::npos) << r.status();
   EXPECT_EQ(fx_->server().epoch(), e1);
   auto stub = fx_->Stub(a_);
   v1::CheckInResponse ci = CheckIn(*stub);

@@ -226,6 +226,25 @@ TEST(ChildProcessTest, WaitForReturnsEarlyWhenChildExits) {
   EXPECT_FALSE(e->timed_out);
 }
 
+TEST(ChildProcessTest, WaitPollingReapsAnExitAndKillsAChildThatLingers) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "exit 5"};
+  absl::StatusOr<ChildProcess> quick = ChildProcess::Spawn(o);
+  ASSERT_TRUE(quick.ok());
+  absl::StatusOr<ExitInfo> e = quick->WaitPolling(10s);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->exit_code, 5);
+  EXPECT_FALSE(e->timed_out);
+  o.argv = {"/bin/sleep", "60"};
+  absl::StatusOr<ChildProcess> slow = ChildProcess::Spawn(o);
+  ASSERT_TRUE(slow.ok());
+  e = slow->WaitPolling(100ms);
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->timed_out);
+  EXPECT_EQ(e->signal, SIGKILL);
+  EXPECT_FALSE(slow->running());
+}
+
 TEST(ChildProcessTest, WaitForTimeoutKillsTheProcessGroup) {
   // The shell starts a grandchild in the same group; the timeout must kill both.
   Pipe p = MakePipe();
