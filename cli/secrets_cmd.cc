@@ -6,6 +6,7 @@
 // prompt. Never from argv. Values are read with read(2) straight into a
 // SecretBuffer and written to stdout with write(2) (no stdio buffer copies).
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -171,10 +172,18 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
     // A signal the caller ignores (nohup: SIGHUP) stays ignored.
     if (saved[i].sa_handler == SIG_IGN) ::sigaction(kPromptSignals[i], &saved[i], nullptr);
   }
+  // The prompt signals stay blocked except inside ppoll(), which unblocks
+  // them atomically while it waits: a signal can never land between the
+  // flag check and the wait (and leave the prompt waiting for a keystroke).
+  sigset_t prompt_set, outside;
+  sigemptyset(&prompt_set);
+  for (int sig : kPromptSignals) sigaddset(&prompt_set, sig);
+  ::sigprocmask(SIG_BLOCK, &prompt_set, &outside);
   auto restore_handlers = [&] {
     for (size_t i = 0; i < std::size(kPromptSignals); ++i) {
       ::sigaction(kPromptSignals[i], &saved[i], nullptr);
     }
+    ::sigprocmask(SIG_SETMASK, &outside, nullptr);
   };
   termios noecho = old;
   noecho.c_lflag &= ~static_cast<tcflag_t>(ECHO);
@@ -192,9 +201,14 @@ absl::StatusOr<SecretBuffer> PromptNoEcho(std::string_view prompt, size_t limit)
   if (out.ok()) {
     std::span<uint8_t> w = out->RevealMutable();
     while (g_prompt_signal == 0) {
+      struct pollfd p = {tty.get(), POLLIN, 0};
+      if (::ppoll(&p, 1, nullptr, &outside) < 0) {
+        if (errno == EINTR) continue;  // the loop condition sees a caught signal
+        break;
+      }
       uint8_t c = 0;
       ssize_t n = ::read(tty.get(), &c, 1);
-      if (n < 0 && errno == EINTR) continue;  // the loop condition sees a caught signal
+      if (n < 0 && errno == EINTR) continue;
       if (n <= 0 || c == '\n') break;
       if (used == w.size()) {
         st = absl::InvalidArgumentError(StrCat("input is longer than ", limit, " bytes"));
