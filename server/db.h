@@ -8,7 +8,8 @@
 //   while (true) { VIGO_ASSIGN_OR_RETURN(bool row, st.Step()); if (!row) break; ... }
 //
 // Thread safety: one Database may be shared by threads; Statement objects
-// may not. SECURITY: nothing stored here may hold a secret value.
+// may not. Lifetime: a Statement must be destroyed before its Database (it
+// returns itself to the Database's statement cache). SECURITY: nothing stored here may hold a secret value.
 #ifndef VIGO_SERVER_DB_H_
 #define VIGO_SERVER_DB_H_
 
