@@ -1,7 +1,8 @@
-// vigocli envoy issue|list|revoke, runs list|show, server reload.
+// vigocli envoy issue|list|revoke, runs list|show|prune, server reload.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -354,6 +355,48 @@ int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+int RunsPrune(const CliContext& ctx, const std::vector<std::string>& args) {
+  ArgSpec spec{"vigocli runs prune [--older-than DUR]",
+               "Delete stored runs received longer ago than DUR (e.g. 12h, 7d), by default "
+               "database.runs_retention from server.yaml (default 30d). Audited (runs.prune): "
+               "the record is written first, so no runs are deleted unaudited.",
+               {{"older-than", true, "delete runs older than DUR instead of the retention"}},
+               0, 0};
+  Parsed p = Parse(spec, args);
+  if (!p.args) return p.exit_code;
+  auto o = Open(ctx);
+  if (!o.ok()) return ErrorStatus(o.status());
+  std::chrono::seconds age = o->cfg.runs_retention;
+  if (p.args->Has("older-than")) {
+    auto d = server::ParseDurationText(*p.args->Get("older-than"));
+    if (!d.ok()) return Error(StrCat("--older-than: ", d.status().message()), kExitUsage);
+    age = *d;
+  }
+  const int64_t cutoff =
+      server::service::NowUnixMs() -
+      std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+  server::AuditLog log(o->db.get());
+  const std::string what = StrCat("runs received before ", IsoTime(cutoff), " (older than ",
+                                  age.count(), " s)");
+  absl::Status au = log.Append({.event = "runs.prune", .actor = Actor(), .envoy = "", .paths = {},
+                                .outcome = "ok", .detail = what});
+  if (!au.ok()) return Error(StrCat("audit log: ", au.message(), "; nothing deleted"));
+  auto n = o->store->PruneRuns(cutoff);
+  if (!n.ok()) {
+    (void)log.Append({.event = "runs.prune", .actor = Actor(), .envoy = "", .paths = {},
+                      .outcome = "failed", .detail = StrCat(what, ": ", n.status().message())});
+    return ErrorStatus(n.status());
+  }
+  if (ctx.json) {
+    std::printf("{\"ok\":true,\"pruned\":%lld,\"before_unix_ms\":%lld}\n",
+                static_cast<long long>(*n), static_cast<long long>(cutoff));
+  } else {
+    std::printf("pruned %lld runs received before %s\n", static_cast<long long>(*n),
+                IsoTime(cutoff).c_str());
+  }
+  return kExitOk;
+}
+
 int ServerReload(const CliContext& ctx, const std::vector<std::string>& args) {
   ArgSpec spec{"vigocli server reload",
                "Tell the running server to reload the stacks now (admin socket, root only). "
@@ -425,7 +468,8 @@ int RunEnvoy(const CliContext& ctx, const std::vector<std::string>& args) {
 int RunRuns(const CliContext& ctx, const std::vector<std::string>& args) {
   return Dispatch("runs",
                   {{"list", RunsList, "list [--envoy NAME]: stored runs"},
-                   {"show", RunsShow, "show ID: one run with its results"}},
+                   {"show", RunsShow, "show ID: one run with its results"},
+                   {"prune", RunsPrune, "prune [--older-than DUR]: delete old runs"}},
                   ctx, args);
 }
 

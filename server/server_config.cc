@@ -26,6 +26,7 @@ absl::StatusOr<std::chrono::seconds> ParseDuration(const std::string& text) {
   if (unit.empty() || unit == "s") mult = 1;
   if (unit == "m") mult = 60;
   if (unit == "h") mult = 3600;
+  if (unit == "d") mult = 86400;
   if (mult == 0 || n <= 0) {
     return absl::InvalidArgumentError(StrCat("bad duration '", text, "' (use e.g. 30s, 5m, 1h)"));
   }
@@ -38,6 +39,10 @@ struct Section {
 };
 
 }  // namespace
+
+absl::StatusOr<std::chrono::seconds> ParseDurationText(const std::string& text) {
+  return ParseDuration(text);
+}
 
 fs::path ServerConfig::Resolve(const std::string& p) const {
   fs::path path(p);
@@ -104,7 +109,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
   static const std::map<std::string, std::set<std::string>> kKnown = {
       {"server", {"grpc_listen", "hostname"}},
       {"secrets", {"backend", "secrets_dir", "url", "token_file", "ca_file", "poll_interval"}},
-      {"database", {"driver", "path", "synchronous"}},
+      {"database", {"driver", "path", "synchronous", "runs_retention"}},
       {"checkin", {"interval", "require_hardening"}},
       {"log", {"level", "json"}},
   };
@@ -175,6 +180,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
           }
           cfg.database_synchronous = v;
         }
+        if (full == "database.runs_retention") st = duration(&cfg.runs_retention);
         if (full == "checkin.interval") st = duration(&cfg.checkin_interval);
         if (full == "checkin.require_hardening") {
           if (v != "none" && v != "strict") {

@@ -32,6 +32,9 @@ struct ServerConfig {
   // that caused it returns. normal: WAL commits are not fsynced one by one
   // (faster; a power loss may lose the newest records, never corrupt them).
   std::string database_synchronous = "full";
+  // Stored runs older than this are pruned by the server (periodically) and
+  // by `vigocli runs prune`.
+  std::chrono::seconds runs_retention{30 * 24 * 3600};
 
   std::chrono::seconds checkin_interval{300};
   // none | strict: strict refuses CheckIn from agents whose attestation
@@ -55,6 +58,10 @@ struct ServerConfig {
 // `allow_missing` is true. Errors name the file, line and key.
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::filesystem::path& root,
                                               bool allow_missing = false);
+
+// Durations as server.yaml takes them (also for CLI flags): "90s", "5m",
+// "2h", "30d", or a bare number of seconds; INVALID_ARGUMENT naming the text.
+absl::StatusOr<std::chrono::seconds> ParseDurationText(const std::string& text);
 
 // The data root from --root, else $VIGO_ROOT, else /srv/vigo; made absolute.
 std::filesystem::path ResolveRoot(const std::string& flag_value);

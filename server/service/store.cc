@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS run_results(
   action TEXT NOT NULL,
   message TEXT NOT NULL,
   PRIMARY KEY(run_id, idx));
+CREATE TABLE IF NOT EXISTS run_sizes(
+  run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+  envoy TEXT NOT NULL,
+  bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS run_sizes_envoy ON run_sizes(envoy);
+CREATE INDEX IF NOT EXISTS runs_received ON runs(received_ms);
 )sql";
 
 // Rolls back unless committed.
@@ -254,8 +260,25 @@ absl::StatusOr<uint64_t> ServerStore::BumpEpoch() {
   return epoch;
 }
 
-absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<ResultRecord>& results) {
+int64_t StoredRunBytes(const RunRecord& run, const std::vector<ResultRecord>& results) {
+  int64_t n = static_cast<int64_t>(run.id.size() + run.envoy.size() + run.bundle_digest.size() +
+                                   run.outcome.size() + 64);
+  for (const ResultRecord& r : results) {
+    n += static_cast<int64_t>(r.name.size() + r.type.size() + r.status.size() + r.action.size() +
+                              r.message.size() + 32);
+  }
+  return n;
+}
+
+absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<ResultRecord>& results,
+                                   int64_t envoy_quota_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
+  const int64_t bytes = StoredRunBytes(run, results);
+  if (envoy_quota_bytes > 0 && bytes > envoy_quota_bytes) {
+    return absl::ResourceExhaustedError(
+        StrCat("run '", run.id, "' is ", bytes, " bytes, more than the per-envoy quota of ",
+               envoy_quota_bytes, " bytes"));
+  }
   Txn txn(db_);
   VIGO_RETURN_IF_ERROR(txn.Begin());
   {
@@ -265,6 +288,32 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     if (row) {
       if (q.ColumnText(0) == run.envoy) return absl::OkStatus();  // retry of a stored run
       return absl::AlreadyExistsError(StrCat("run '", run.id, "' already exists"));
+    }
+  }
+  if (envoy_quota_bytes > 0) {
+    // Make room: drop this envoy's oldest runs until the new one fits. One
+    // envoy can fill only its own share, never the disk.
+    while (true) {
+      VIGO_ASSIGN_OR_RETURN(
+          Statement sum,
+          db_->Prepare("SELECT COALESCE(SUM(bytes), 0) FROM run_sizes WHERE envoy = ?"));
+      sum.BindText(1, run.envoy);
+      VIGO_ASSIGN_OR_RETURN(bool row, sum.Step());
+      const int64_t used = row ? sum.ColumnInt(0) : 0;
+      if (used + bytes <= envoy_quota_bytes) break;
+      std::string oldest;
+      {
+        VIGO_ASSIGN_OR_RETURN(
+            Statement q, db_->Prepare("SELECT r.id FROM runs r JOIN run_sizes s ON s.run_id = r.id "
+                                      "WHERE r.envoy = ? ORDER BY r.received_ms, r.id LIMIT 1"));
+        q.BindText(1, run.envoy);
+        VIGO_ASSIGN_OR_RETURN(bool found, q.Step());
+        if (!found) break;  // nothing of this envoy's left to drop
+        oldest = q.ColumnText(0);
+      }
+      VIGO_ASSIGN_OR_RETURN(Statement del, db_->Prepare("DELETE FROM runs WHERE id = ?"));
+      del.BindText(1, oldest);
+      VIGO_RETURN_IF_ERROR(del.Step().status());
     }
   }
   {
@@ -283,6 +332,14 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     st.BindInt(9, run.redacted ? 1 : 0);
     VIGO_RETURN_IF_ERROR(st.Step().status());
   }
+  {
+    VIGO_ASSIGN_OR_RETURN(
+        Statement sz, db_->Prepare("INSERT INTO run_sizes(run_id, envoy, bytes) VALUES(?,?,?)"));
+    sz.BindText(1, run.id);
+    sz.BindText(2, run.envoy);
+    sz.BindInt(3, bytes);
+    VIGO_RETURN_IF_ERROR(sz.Step().status());
+  }
   VIGO_ASSIGN_OR_RETURN(
       Statement ins,
       db_->Prepare("INSERT INTO run_results(run_id, idx, name, type, status, action, message) "
@@ -300,6 +357,28 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     VIGO_RETURN_IF_ERROR(ins.Step().status());
   }
   return txn.Commit();
+}
+
+absl::StatusOr<int64_t> ServerStore::PruneRuns(int64_t received_before_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  VIGO_RETURN_IF_ERROR(txn.Begin());
+  int64_t count = 0;
+  {
+    VIGO_ASSIGN_OR_RETURN(Statement q,
+                          db_->Prepare("SELECT COUNT(*) FROM runs WHERE received_ms < ?"));
+    q.BindInt(1, received_before_ms);
+    VIGO_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) count = q.ColumnInt(0);
+  }
+  if (count > 0) {
+    // run_results and run_sizes go with their run (ON DELETE CASCADE).
+    VIGO_ASSIGN_OR_RETURN(Statement del, db_->Prepare("DELETE FROM runs WHERE received_ms < ?"));
+    del.BindInt(1, received_before_ms);
+    VIGO_RETURN_IF_ERROR(del.Step().status());
+  }
+  VIGO_RETURN_IF_ERROR(txn.Commit());
+  return count;
 }
 
 absl::StatusOr<std::vector<RunRecord>> ServerStore::ListRuns(std::string_view envoy,

@@ -16,6 +16,7 @@
 //   runs(id PRIMARY KEY, envoy, bundle_digest, secrets_epoch, started_ms,
 //        finished_ms, received_ms, outcome, redacted)
 //   run_results(run_id, idx, name, type, status, action, message)
+//   run_sizes(run_id, envoy, bytes)   -- per-envoy quota accounting
 //
 // Thread safety: all methods are safe to call concurrently (one internal
 // mutex per store; SQLite serializes across processes with its busy timeout).
@@ -101,8 +102,15 @@ class ServerStore {
 
   // Runs. ALREADY_EXISTS when `run.id` exists for another envoy; storing the
   // same id again for the same envoy replaces nothing and returns OK
-  // (agents retry).
-  absl::Status StoreRun(const RunRecord& run, const std::vector<ResultRecord>& results);
+  // (agents retry). With `envoy_quota_bytes` > 0 the envoy's stored runs
+  // (StoredRunBytes each) stay within that many bytes: its oldest runs are
+  // deleted to make room, and a single run larger than the quota is
+  // RESOURCE_EXHAUSTED.
+  absl::Status StoreRun(const RunRecord& run, const std::vector<ResultRecord>& results,
+                        int64_t envoy_quota_bytes = 0);
+  // Deletes every run received before `received_before_ms` (with its
+  // results); returns how many.
+  absl::StatusOr<int64_t> PruneRuns(int64_t received_before_ms);
   // Newest first; `envoy` empty = all; limit <= 0 = all.
   absl::StatusOr<std::vector<RunRecord>> ListRuns(std::string_view envoy, int64_t limit);
   // NOT_FOUND naming the id.
@@ -112,6 +120,10 @@ class ServerStore {
   Database* db_;
   std::mutex mu_;
 };
+
+// What one stored run counts against its envoy's quota: its texts plus a
+// fixed per-row overhead.
+int64_t StoredRunBytes(const RunRecord& run, const std::vector<ResultRecord>& results);
 
 // Run ids from agents: 1–64 bytes of [A-Za-z0-9_.-].
 absl::Status ValidateRunId(std::string_view id);

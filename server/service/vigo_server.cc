@@ -26,6 +26,7 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "sandbox/attestation.h"
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
 #include "server/service/leak_scan.h"
@@ -42,6 +43,15 @@ constexpr int kMaxRefsPerCall = 256;
 constexpr int kMaxResults = 10000;
 constexpr size_t kMaxFieldBytes = 64 * 1024;
 constexpr int kMaxMessageBytes = 4 * 1024 * 1024;
+// A ResolveSecrets reply must fit in one message. Each SealedValue costs its
+// ref, a 12-byte nonce, the value plus a 16-byte tag, and at most 16 bytes of
+// protobuf framing; the reply adds the server key, the call id and the epoch.
+// The 64 KiB margin keeps the estimate above the real encoded size.
+constexpr size_t kResolveReplyOverhead = 1024;
+constexpr size_t kMaxResolveReplyBytes = kMaxMessageBytes - 64 * 1024;
+constexpr size_t SealedValueBytes(size_t ref_bytes, size_t value_bytes) {
+  return ref_bytes + 12 + value_bytes + 16 + 16;
+}
 // What a report text is stored as when it could not be scanned for values.
 constexpr char kWithheldText[] = "[withheld: could not be scanned for leaked values]";
 // Pre-generated server X25519 keys (EphemeralKeyPool); a burst beyond this
@@ -196,6 +206,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                           StrCat("at most ", kMaxRefsPerCall, " refs per call"));
     }
     if (!denied.empty()) {
+      if (grpc::Status t = Throttle(*id, LimitedCall::kDeniedResolve, 0, rid); !t.ok()) return t;
       absl::Status a = server_->Audit({.event = "secret.resolve.denied",
                                        .actor = StrCat("envoy:", id->envoy),
                                        .envoy = id->envoy,
@@ -218,11 +229,14 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                           StrCat("secrets_epoch ", req->secrets_epoch(), " is stale (current ",
                                  state->epoch, "); check in again"));
     }
-    // 3. The audit record is committed before any sealed value leaves. It is
-    //    queued now and written while the sealer is set up and the values are
-    //    read and sealed; the handler waits for it before replying. If
-    //    anything fails after it was queued, a second record with outcome
-    //    "failed" and the same call id says nothing was released.
+    // 3. Every value is read first, so that what the "ok" record names is
+    //    what the reply can carry: a missing secret, a backend error or a
+    //    set of values larger than the response limit is answered with one
+    //    "failed" record and no "ok" record. Then the "ok" record is queued
+    //    and committed while the sealer is set up and the values are sealed;
+    //    the handler waits for it before replying. If anything fails after it
+    //    was queued, a second record with outcome "failed" and the same call
+    //    id says nothing was released.
     if (req->recipient_key().size() != kSealKeyLen) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("recipient_key is ", req->recipient_key().size(),
@@ -230,16 +244,10 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     }
     auto call_id = NewCallId();
     if (!call_id.ok()) return ToGrpc(call_id.status());
-    std::future<absl::Status> audited = server_->AuditAsync(
-        {.event = "secret.resolve",
-         .actor = StrCat("envoy:", id->envoy),
-         .envoy = id->envoy,
-         .paths = asked,
-         .outcome = "ok",
-         .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid)});
+    std::future<absl::Status> audited;
     auto fail = [&](grpc::Status why) {
       resp->Clear();
-      absl::Status first = audited.get();
+      absl::Status first = audited.valid() ? audited.get() : absl::OkStatus();
       absl::Status second =
           server_->Audit({.event = "secret.resolve",
                           .actor = StrCat("envoy:", id->envoy),
@@ -254,12 +262,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       }
       return why;
     };
-    // 4. A sealer for this call: a pre-generated server key (used once), the
-    //    call id, one X25519 agreement with the request's key.
-    auto server_key = server_->key_pool().Take();
-    if (!server_key.ok()) return fail(ToGrpc(server_key.status()));
-    auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
-    if (!sealer.ok()) return fail(ToGrpc(sealer.status()));
+    std::vector<sandbox::SecretBuffer> values;
+    values.reserve(static_cast<size_t>(req->refs_size()));
+    size_t reply_bytes = kResolveReplyOverhead;
     for (const std::string& ref : req->refs()) {
       auto value = server_->backend().Get(ref);
       if (!value.ok()) {
@@ -269,18 +274,70 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
           return fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "secret backend unavailable"));
         }
         if (absl::IsNotFound(value.status())) {
-          return fail(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                   "a secret changed since the last check-in; check in again"));
+          // The envoy is entitled to `ref` (step 1), so naming it tells it
+          // nothing new; the real cause lets its operator act.
+          return fail(grpc::Status(
+              grpc::StatusCode::FAILED_PRECONDITION,
+              StrCat("secret '", ref,
+                     "' is referenced by this envoy's bundle but no longer exists on the server "
+                     "(deleted from the vault); the operator must store it again or change the "
+                     "stacks")));
+        }
+        if (absl::IsDataLoss(value.status()) || absl::IsFailedPrecondition(value.status())) {
+          // A tampered, rolled-back or unreadable vault file: the server log
+          // has the details; the agent learns which of its secrets.
+          return fail(grpc::Status(
+              grpc::StatusCode::FAILED_PRECONDITION,
+              StrCat("secret '", ref,
+                     "' cannot be served: its vault file was refused (see the server log)")));
         }
         return fail(grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error"));
       }
+      reply_bytes += SealedValueBytes(ref.size(), value->size());
+      values.push_back(std::move(value).value());
+      // Stop at the first value past the limit: the call holds at most one
+      // reply's worth (plus one value) of plaintext in locked memory.
+      if (reply_bytes > kMaxResolveReplyBytes) break;
+    }
+    if (reply_bytes > kMaxResolveReplyBytes) {
+      Log(LogLevel::kWarn, "resolve: reply would exceed the message limit",
+          {{"req", rid}, {"envoy", id->envoy}, {"bytes", reply_bytes}});
+      return fail(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          StrCat("the first ", values.size(), " of the ", req->refs_size(),
+                 " values asked for already make a reply of about ", reply_bytes,
+                 " bytes, more than the ", kMaxResolveReplyBytes,
+                 "-byte limit; ask for fewer refs per call")));
+    }
+    audited = server_->AuditAsync(
+        {.event = "secret.resolve",
+         .actor = StrCat("envoy:", id->envoy),
+         .envoy = id->envoy,
+         .paths = asked,
+         .outcome = "ok",
+         .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid)});
+    // 4. A sealer for this call: a pre-generated server key (used once), the
+    //    call id, one X25519 agreement with the request's key.
+    auto server_key = server_->key_pool().Take();
+    if (!server_key.ok()) return fail(ToGrpc(server_key.status()));
+    auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
+    if (!sealer.ok()) return fail(ToGrpc(sealer.status()));
+    for (int i = 0; i < req->refs_size(); ++i) {
+      const std::string& ref = req->refs(i);
       SealContext sctx{id->envoy, state->epoch, ref, sealer->call_id()};
-      auto box = sealer->Seal(sctx, *value);
+      auto box = sealer->Seal(sctx, values[static_cast<size_t>(i)]);
       if (!box.ok()) return fail(ToGrpc(box.status()));
       v1::SealedValue* sv = resp->add_values();
       sv->set_ref(ref);
       sv->set_nonce(std::move(box->nonce));
       sv->set_ciphertext(std::move(box->ciphertext));
+    }
+    values.clear();
+    if (resp->ByteSizeLong() > static_cast<size_t>(kMaxMessageBytes)) {
+      // Cannot happen while SealedValueBytes over-estimates; if it ever did,
+      // gRPC would refuse to send after an "ok" record. Say so instead.
+      return fail(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "reply larger than the message limit; ask for fewer refs per call"));
     }
     absl::Status a = audited.get();
     if (!a.ok()) {
@@ -309,6 +366,14 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("at most ", kMaxResults, " results per report"));
     }
+    // Before any work (the leak scan reads every value): an envoy that
+    // floods reports is refused, so the database grows at a bounded rate.
+    if (grpc::Status t = Throttle(*id, LimitedCall::kReport,
+                                  static_cast<int64_t>(req->ByteSizeLong()), rid);
+        !t.ok()) {
+      return t;
+    }
+    MaybePruneRuns();
     // Defence in depth: look for the values this envoy may hold in every
     // text field of the report. Texts 0-2 are the run's; then 5 per result.
     std::vector<std::string_view> texts = {req->run_id(), req->bundle_digest(), req->outcome()};
@@ -369,7 +434,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     }
     const std::set<std::string>& leaked = scanner.leaked();
     run.redacted = !leaked.empty();
-    absl::Status st = server_->store().StoreRun(run, results);
+    absl::Status st =
+        server_->store().StoreRun(run, results, server_->options().limits.stored_run_bytes);
     if (!leaked.empty()) {
       std::vector<std::string> paths(leaked.begin(), leaked.end());
       absl::Status a = server_->Audit({.event = "secret.leak.detected",
@@ -400,6 +466,57 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
   }
 
  private:
+  // RESOURCE_EXHAUSTED when `id` went over a per-envoy limit in this window;
+  // the first refusal of each window is audited (envoy.throttled), the rest
+  // only counted, so a flood costs at most one record per window.
+  grpc::Status Throttle(const Identity& id, LimitedCall call, int64_t bytes,
+                        const std::string& rid) {
+    EnvoyLimiter::Verdict v = limiter_.Admit(id.envoy, call, bytes);
+    if (v.allowed) return grpc::Status::OK;
+    const EnvoyLimits& l = limiter_.limits();
+    const int64_t window_s = std::chrono::duration_cast<std::chrono::seconds>(l.window).count();
+    const std::string what =
+        call == LimitedCall::kReport
+            ? StrCat("more than ", l.reports, " reports or ", l.report_bytes, " bytes of reports")
+            : StrCat("more than ", l.denied_resolves, " denied resolves");
+    if (v.first_refusal) {
+      absl::Status a = server_->Audit(
+          {.event = "envoy.throttled",
+           .actor = StrCat("envoy:", id.envoy),
+           .envoy = id.envoy,
+           .paths = {},
+           .outcome = "refused",
+           .detail = StrCat(LimitedCallName(call), ": ", what, " in ", window_s,
+                            " s; further calls refused with RESOURCE_EXHAUSTED for ",
+                            (v.retry_after_ms + 999) / 1000, " s (audited once per window) req=",
+                            rid)});
+      Log(LogLevel::kWarn, "envoy throttled",
+          {{"req", rid}, {"envoy", id.envoy}, {"call", std::string(LimitedCallName(call))},
+           {"audit", a}});
+    }
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        StrCat("this envoy sent ", what, " in ", window_s, " s; retry in ",
+                               (v.retry_after_ms + 999) / 1000, " s"));
+  }
+
+  // Deletes runs older than database.runs_retention, at most once per
+  // runs_prune_interval (piggybacked on reports: an idle server does not grow).
+  void MaybePruneRuns() {
+    const int64_t now = NowUnixMs();
+    const int64_t every = server_->options().runs_prune_interval.count();
+    int64_t last = last_prune_ms_.load();
+    if (now - last < every || !last_prune_ms_.compare_exchange_strong(last, now)) return;
+    const int64_t retention_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(server_->config().runs_retention)
+            .count();
+    auto pruned = server_->store().PruneRuns(now - retention_ms);
+    if (!pruned.ok()) {
+      Log(LogLevel::kWarn, "runs prune failed", {{"status", pruned.status()}});
+    } else if (*pruned > 0) {
+      Log(LogLevel::kInfo, "runs pruned", {{"runs", *pruned}, {"retention_ms", retention_ms}});
+    }
+  }
+
   static std::string NewRequestId(grpc::ServerContext* ctx) {
     std::string rid = RandomHex(8);
     ctx->AddInitialMetadata("vigo-request-id", rid);
@@ -476,23 +593,19 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     return true;
   }
 
+  // `checkin.require_hardening: strict`: every report must pass the very
+  // check the agent runs on itself (sandbox::CheckStrict: seccomp, no_new_privs,
+  // dumpable, arena lock/dontdump/backing, skipped steps, capability mask),
+  // and both the broker and the worker must report.
   static absl::Status CheckHardening(const v1::CheckInRequest& req) {
     bool have_broker = false, have_worker = false;
     for (const v1::AttestationReport& r : req.attestation()) {
       if (r.process() == "broker") have_broker = true;
       if (r.process() == "worker") have_worker = true;
-      std::string p = r.process();
-      if (r.seccomp_mode() != 2 || r.seccomp_filters() < 1) {
-        return absl::FailedPreconditionError(StrCat(p, ": seccomp filter not active"));
-      }
-      if (!r.no_new_privs()) return absl::FailedPreconditionError(StrCat(p, ": no_new_privs off"));
-      if (r.dumpable()) return absl::FailedPreconditionError(StrCat(p, ": process is dumpable"));
-      if (!r.arena_locked() || !r.arena_dontdump()) {
-        return absl::FailedPreconditionError(StrCat(p, ": secret arena not locked/dontdump"));
-      }
-      if (r.skipped_steps_size() > 0) {
+      absl::Status st = sandbox::CheckStrict(FromProto(r));
+      if (!st.ok()) {
         return absl::FailedPreconditionError(
-            StrCat(p, ": skipped hardening step '", r.skipped_steps(0), "'"));
+            StrCat(RecordableProcess(r.process()), ": ", st.message()));
       }
     }
     if (!have_broker || !have_worker) {
@@ -502,7 +615,32 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     return absl::OkStatus();
   }
 
+  static sandbox::AttestationReport FromProto(const v1::AttestationReport& r) {
+    sandbox::AttestationReport out;
+    out.process = r.process();
+    out.seccomp_mode = r.seccomp_mode();
+    out.seccomp_filters = r.seccomp_filters();
+    out.no_new_privs = r.no_new_privs();
+    out.cap_eff = r.cap_eff();
+    out.cap_bnd = r.cap_bnd();
+    out.dumpable = r.dumpable();
+    out.vm_lck_kb = r.vm_lck_kb();
+    out.arena_locked = r.arena_locked();
+    out.arena_dontdump = r.arena_dontdump();
+    out.arena_backing = r.arena_backing();
+    out.skipped_steps.assign(r.skipped_steps().begin(), r.skipped_steps().end());
+    return out;
+  }
+
+  // The process name as it may appear in a log line (the envoy chose it).
+  static std::string RecordableProcess(const std::string& p) {
+    if (p == "broker" || p == "worker") return p;
+    return StrCat("<process name, ", p.size(), " bytes>");
+  }
+
   VigoServer* server_;
+  EnvoyLimiter limiter_{server_->options().limits};
+  std::atomic<int64_t> last_prune_ms_{0};
   std::mutex fp_mu_;
   std::unordered_map<std::string, std::string> fp_cache_;
   std::unordered_map<std::string, int64_t> last_touch_;  // under fp_mu_

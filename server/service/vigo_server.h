@@ -42,6 +42,7 @@
 #include "server/db.h"
 #include "server/server_config.h"
 #include "server/service/audit_writer.h"
+#include "server/service/envoy_limits.h"
 #include "server/service/key_pool.h"
 #include "server/service/store.h"
 #include "server/stacks.h"
@@ -68,6 +69,10 @@ struct ServerOptions {
   std::chrono::milliseconds debounce{300};
   // Serve the admin socket (tests that run several servers may turn it off).
   bool enable_admin = true;
+  // Per-envoy rate limits and the stored-run quota (issue 13.4).
+  EnvoyLimits limits;
+  // How often ReportResult also prunes runs older than database.runs_retention.
+  std::chrono::milliseconds runs_prune_interval{std::chrono::hours(1)};
 };
 
 class VigoServer {
@@ -93,6 +98,7 @@ class VigoServer {
   uint64_t epoch() const;
   std::shared_ptr<const PolicyState> state() const;
   const ServerConfig& config() const { return cfg_; }
+  const ServerOptions& options() const { return options_; }
   SecretBackend& backend() { return *backend_; }
   ServerStore& store() { return *store_; }
   int64_t started_unix_ms() const { return started_ms_; }

@@ -282,20 +282,17 @@ TEST_F(ServerAgentTest, BackendUnavailableIsUnavailable) {
   fx_->backend().unavailable = false;
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(r.resp.values_size(), 0);
-  // The resolve record is queued before the values are read; the failure
-  // adds a second record for the same call saying nothing was released.
+  // The values are read before the "ok" record is queued: a read failure
+  // leaves exactly one record, "failed", saying nothing was released.
   std::vector<server::AuditRecord> resolves;
   for (const auto& rec : fx_->AuditRecords()) {
     if (rec.event.event == "secret.resolve") resolves.push_back(rec);
   }
-  ASSERT_EQ(resolves.size(), 2u);
-  EXPECT_EQ(resolves[0].event.outcome, "ok");
-  EXPECT_EQ(resolves[1].event.outcome, "failed");
-  EXPECT_NE(resolves[1].event.detail.find("released nothing"), std::string::npos)
-      << resolves[1].event.detail;
-  const std::string call =
-      resolves[0].event.detail.substr(resolves[0].event.detail.find("call="), 37);
-  EXPECT_NE(resolves[1].event.detail.find(call), std::string::npos) << call;
+  ASSERT_EQ(resolves.size(), 1u);
+  EXPECT_EQ(resolves[0].event.outcome, "failed");
+  EXPECT_NE(resolves[0].event.detail.find("released nothing"), std::string::npos)
+      << resolves[0].event.detail;
+  EXPECT_NE(resolves[0].event.detail.find("call="), std::string::npos) << resolves[0].event.detail;
 }
 
 TEST_F(ServerAgentTest, NoValueLeavesWhenTheAuditRecordCannotBeCommitted) {
@@ -471,6 +468,7 @@ v1::AttestationReport GoodReport(const std::string& process) {
   r.set_arena_locked(true);
   r.set_arena_dontdump(true);
   r.set_arena_backing("mlock");
+  r.set_cap_eff("0000000000000000");
   return r;
 }
 
@@ -501,6 +499,45 @@ TEST(ServerHardeningTest, StrictRefusesWeakenedAgents) {
   v1::AttestationReport no_filter = GoodReport("broker");
   no_filter.set_seccomp_mode(0);
   EXPECT_EQ(call({no_filter, GoodReport("worker")}), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// Issue 13.19: the server runs the shared sandbox::CheckStrict, so a report
+// whose capability drop failed (CapEff still full) or whose arena sits on
+// unlocked memory is refused like any other weakened agent.
+TEST(ServerHardeningTest, StrictRefusesAFailedCapabilityDropAndUnlockedArena) {
+  ServerFixtureOptions o = Opts();
+  o.require_hardening = "strict";
+  ServerFixture fx(o);
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  auto stub = fx.Stub(fx.IssueEnvoy("web-a"));
+  auto call = [&](const v1::AttestationReport& broker, const v1::AttestationReport& worker,
+                  std::string* message = nullptr) {
+    grpc::ClientContext ctx;
+    v1::CheckInRequest req;
+    *req.add_attestation() = broker;
+    *req.add_attestation() = worker;
+    v1::CheckInResponse resp;
+    grpc::Status st = stub->CheckIn(&ctx, req, &resp);
+    EXPECT_EQ(st.ok(), resp.has_bundle());
+    if (message) *message = st.error_message();
+    return st.error_code();
+  };
+  ASSERT_EQ(call(GoodReport("broker"), GoodReport("worker")), grpc::StatusCode::OK);
+  v1::AttestationReport caps = GoodReport("broker");
+  caps.set_cap_eff("000001ffffffffff");  // the drop did not happen
+  std::string why;
+  EXPECT_EQ(call(caps, GoodReport("worker"), &why), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(why.find("cap_eff"), std::string::npos) << why;
+  v1::AttestationReport worker_caps = GoodReport("worker");
+  worker_caps.set_cap_eff("0000000000200000");  // CAP_SYS_ADMIN: never a worker capability
+  EXPECT_EQ(call(GoodReport("broker"), worker_caps), grpc::StatusCode::FAILED_PRECONDITION);
+  v1::AttestationReport no_caps = GoodReport("worker");
+  no_caps.clear_cap_eff();  // an unreadable mask is no proof
+  EXPECT_EQ(call(GoodReport("broker"), no_caps), grpc::StatusCode::FAILED_PRECONDITION);
+  v1::AttestationReport unlocked = GoodReport("broker");
+  unlocked.set_arena_backing("unlocked");
+  EXPECT_EQ(call(unlocked, GoodReport("worker"), &why), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(why.find("arena_backing"), std::string::npos) << why;
 }
 
 TEST(ServerWatcherTest, RotationInTheVaultBumpsTheEpoch) {
