@@ -31,11 +31,20 @@ std::string_view AsView(std::span<const uint8_t> s) {
   return std::string_view(static_cast<const char*>(static_cast<const void*>(s.data())), s.size());
 }
 
-std::string TokenMac(std::span<const uint8_t> key, int64_t uid, int64_t expires) {
-  std::string msg =
-      StrCat("vigo-unlock-v1", std::string(1, '\0'), uid, std::string(1, '\0'), expires);
+constexpr size_t kSessionIdLen = 16;
+
+std::string TokenMac(std::span<const uint8_t> key, int64_t uid, std::string_view session,
+                     int64_t expires) {
+  const std::string nul(1, '\0');
+  std::string msg = StrCat("vigo-unlock-v2", nul, uid, nul, session, nul, expires);
   auto mac = HmacSha256(key, AsBytes(msg));
   return HexEncode(mac);
+}
+
+bool IsSessionId(std::string_view s) {
+  return s.size() == 2 * kSessionIdLen &&
+         std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool ParseInt(std::string_view s, int64_t* out) {
@@ -182,17 +191,52 @@ absl::Status UnlockGate::CheckPassphrase(const sandbox::SecretBuffer& passphrase
   return absl::OkStatus();
 }
 
-absl::Status UnlockGate::Unlock(int64_t now_unix) {
-  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+absl::StatusOr<std::string> UnlockGate::Session() const {
+  VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir_, false));
+  VIGO_ASSIGN_OR_RETURN(auto data, dir.Read(kUnlockSessionFile, 128));
+  if (!data.has_value()) return std::string();
+  std::string_view t = AsView(*data);
+  while (!t.empty() && t.back() == '\n') t.remove_suffix(1);
+  // A garbled id matches no token: locked, never a fallback.
+  return IsSessionId(t) ? std::string(t) : std::string();
+}
+
+absl::StatusOr<std::string> UnlockGate::NewSession() {
+  VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir_, false));
+  std::vector<uint8_t> id(kSessionIdLen);
+  VIGO_RETURN_IF_ERROR(RandomBytes(id));
+  std::string session = HexEncode(id);
+  VIGO_RETURN_IF_ERROR(dir.WriteAtomic(kUnlockSessionFile, AsBytes(StrCat(session, "\n"))));
+  return session;
+}
+
+absl::Status UnlockGate::WriteToken(const Verifier& v, std::string_view session,
+                                    int64_t expires) {
   int64_t uid = static_cast<int64_t>(::geteuid());
-  int64_t expires = now_unix + kUnlockWindowSeconds;
-  std::string token = StrCat("vigo-unlock v1 uid=", uid, " expires=", expires,
-                             " mac=", TokenMac(v.token_key.Reveal(), uid, expires), "\n");
+  std::string token = StrCat("vigo-unlock v2 uid=", uid, " session=", session,
+                             " expires=", expires,
+                             " mac=", TokenMac(v.token_key.Reveal(), uid, session, expires), "\n");
   VIGO_ASSIGN_OR_RETURN(SecureDir root, SecureDir::Open(root_, false));
   return root.WriteAtomic(kUnlockTokenFile, AsBytes(token));
 }
 
+absl::Status UnlockGate::Unlock(int64_t now_unix) {
+  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+  // A new session first: an unlock also ends every earlier token.
+  VIGO_ASSIGN_OR_RETURN(std::string session, NewSession());
+  return WriteToken(v, session, now_unix + kUnlockWindowSeconds);
+}
+
 absl::Status UnlockGate::Lock() {
+  // Revoke first (a fresh session id no token carries), then tidy up: once
+  // the id is replaced, a left-over or restored token file unlocks nothing.
+  if (auto dir = SecureDir::Open(secrets_dir_, false); dir.ok()) {
+    if (dir->Exists(kPassphraseFile) || dir->Exists(kUnlockSessionFile)) {
+      VIGO_RETURN_IF_ERROR(NewSession().status());
+    }
+  } else if (!absl::IsNotFound(dir.status())) {
+    return dir.status();
+  }
   VIGO_ASSIGN_OR_RETURN(SecureDir root, SecureDir::Open(root_, false));
   absl::Status st = root.Remove(kUnlockTokenFile);
   if (absl::IsNotFound(st)) return absl::OkStatus();
@@ -215,26 +259,39 @@ absl::StatusOr<UnlockGate::State> UnlockGate::Check(int64_t now_unix) const {
   }
   std::string_view t = AsView(**data);
   while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.remove_suffix(1);
-  // "vigo-unlock v1 uid=U expires=T mac=HEX"
-  constexpr std::string_view kHead = "vigo-unlock v1 uid=";
+  // "vigo-unlock v2 uid=U session=S expires=T mac=HEX"
+  constexpr std::string_view kHead = "vigo-unlock v2 uid=";
+  constexpr std::string_view kSession = " session=", kExpires = " expires=", kMac = " mac=";
   int64_t uid = -1, expires = 0;
-  std::string_view mac;
+  std::string_view session, mac;
   bool ok = t.substr(0, kHead.size()) == kHead;
   if (ok) {
     t.remove_prefix(kHead.size());
-    size_t a = t.find(" expires=");
-    size_t b = t.find(" mac=");
-    ok = a != std::string_view::npos && b != std::string_view::npos && a < b &&
-         ParseInt(t.substr(0, a), &uid) && ParseInt(t.substr(a + 9, b - a - 9), &expires);
-    if (ok) mac = t.substr(b + 5);
+    size_t a = t.find(kSession);
+    size_t b = t.find(kExpires);
+    size_t c = t.find(kMac);
+    ok = a != std::string_view::npos && b != std::string_view::npos &&
+         c != std::string_view::npos && a < b && b < c && ParseInt(t.substr(0, a), &uid) &&
+         ParseInt(t.substr(b + kExpires.size(), c - b - kExpires.size()), &expires);
+    if (ok) {
+      session = t.substr(a + kSession.size(), b - a - kSession.size());
+      mac = t.substr(c + kMac.size());
+    }
   }
   if (!ok) {
     s.reason = "unlock token is malformed";
     return s;
   }
-  std::string want = TokenMac(v.token_key.Reveal(), uid, expires);
+  std::string want = TokenMac(v.token_key.Reveal(), uid, session, expires);
   if (!sandbox::ConstantTimeEquals(AsBytes(want), AsBytes(mac))) {
     s.reason = "unlock token is not valid (not issued by `vigocli secrets unlock`)";
+    return s;
+  }
+  // A MAC'd token from an earlier session: `secrets lock` (or a later
+  // unlock) revoked it, and a saved copy put back stays revoked.
+  VIGO_ASSIGN_OR_RETURN(std::string current, Session());
+  if (current.empty() || !sandbox::ConstantTimeEquals(AsBytes(current), AsBytes(session))) {
+    s.reason = "unlock token was revoked (by `vigocli secrets lock` or a later unlock)";
     return s;
   }
   if (uid != static_cast<int64_t>(::geteuid())) {
@@ -253,7 +310,10 @@ absl::StatusOr<UnlockGate::State> UnlockGate::Check(int64_t now_unix) const {
 absl::StatusOr<UnlockGate::State> UnlockGate::CheckAndExtend(int64_t now_unix) {
   VIGO_ASSIGN_OR_RETURN(State s, Check(now_unix));
   if (!s.unlocked) return s;
-  VIGO_RETURN_IF_ERROR(Unlock(now_unix));
+  // Same session, later expiry: sliding the window revokes nothing.
+  VIGO_ASSIGN_OR_RETURN(Verifier v, LoadVerifier());
+  VIGO_ASSIGN_OR_RETURN(std::string session, Session());
+  VIGO_RETURN_IF_ERROR(WriteToken(v, session, now_unix + kUnlockWindowSeconds));
   s.expires_unix = now_unix + kUnlockWindowSeconds;
   return s;
 }

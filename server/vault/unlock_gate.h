@@ -10,12 +10,22 @@
 // a random 32-byte token key.
 //
 // Unlock token: <root>/.secrets-unlocked (0600) holds
-//   "vigo-unlock v1 uid=U expires=T mac=HEX"
-// with mac = HMAC-SHA256(token key, "vigo-unlock-v1\0" U "\0" T). Creating
-// the file by hand does not unlock: the MAC needs the token key, which only
-// readers of the 0600 passphrase file (i.e. whoever could read the vault
-// anyway) have. The window is 24 h and slides: each gated verb re-issues the
-// token with a fresh expiry.
+//   "vigo-unlock v2 uid=U session=S expires=T mac=HEX"
+// with mac = HMAC-SHA256(token key, "vigo-unlock-v2\0" U "\0" S "\0" T).
+// Creating the file by hand does not unlock: the MAC needs the token key,
+// which only readers of the 0600 passphrase file (i.e. whoever could read the
+// vault anyway) have. The window is 24 h and slides: each gated verb
+// re-issues the token with a fresh expiry and the same session.
+//
+// Revocation: <secrets>/.vigo-unlock-session (0600) holds the current session
+// id S (128 random bits, hex). `unlock` and `lock` both replace it with a
+// fresh one before anything else, and a token is valid only while its S is
+// the current one, so `lock` revokes every token issued before it: putting
+// back a saved copy of an earlier sentinel does not reopen the gate (its S is
+// stale, and the MAC binds S). A random id rather than a counter: a deleted or
+// garbled file can only lock (no id matches), never roll a counter back onto
+// an old token. The id lives in the vault directory, not next to the sentinel
+// in <root>: whoever can put back both files could as well put back the vault.
 //
 // Failed passphrases are counted in <secrets>/.vigo-unlock-failures; the
 // caller sleeps DelayFor(count) after each failure (1 s, doubling, ≤ 30 s;
@@ -41,6 +51,7 @@ namespace vigo::server::vault {
 inline constexpr std::string_view kPassphraseFile = ".vigo-passphrase";
 inline constexpr std::string_view kUnlockFailuresFile = ".vigo-unlock-failures";
 inline constexpr std::string_view kUnlockTokenFile = ".secrets-unlocked";
+inline constexpr std::string_view kUnlockSessionFile = ".vigo-unlock-session";
 inline constexpr int64_t kUnlockWindowSeconds = 24 * 3600;
 inline constexpr int64_t kFailureWindowSeconds = 15 * 60;
 
@@ -65,9 +76,13 @@ class UnlockGate {
   // FAILED_PRECONDITION when not initialized or the verifier file is bad.
   absl::Status CheckPassphrase(const sandbox::SecretBuffer& passphrase) const;
 
-  // Writes a token valid until now + 24 h.
+  // Starts a new session (revoking every earlier token), then writes a token
+  // valid until now + 24 h.
   absl::Status Unlock(int64_t now_unix);
-  absl::Status Lock();  // removes the token (OK when absent)
+  // Replaces the session id, which revokes every token issued so far (saved
+  // copies included), then removes the token file (OK when absent). An error
+  // when the session could not be replaced: then nothing was revoked.
+  absl::Status Lock();
 
   struct State {
     bool unlocked = false;
@@ -87,6 +102,11 @@ class UnlockGate {
  private:
   struct Verifier;
   absl::StatusOr<Verifier> LoadVerifier() const;
+  // The current session id; empty when there is none (no token is valid).
+  absl::StatusOr<std::string> Session() const;
+  // Writes a fresh session id and returns it.
+  absl::StatusOr<std::string> NewSession();
+  absl::Status WriteToken(const Verifier& v, std::string_view session, int64_t expires);
   std::filesystem::path root_;
   std::filesystem::path secrets_dir_;
 };

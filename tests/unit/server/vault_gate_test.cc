@@ -90,6 +90,70 @@ TEST(UnlockGateTest, HandMadeOrEditedTokenDoesNotUnlock) {
   EXPECT_TRUE(gate.Check(now).value().unlocked);
 }
 
+// issue 13.13: `secrets lock` used to delete the sentinel only, so a saved
+// copy of it, put back, reopened the gate for the rest of its 24 h.
+TEST(UnlockGateTest, LockRevokesARestoredCopyOfAnEarlierToken) {
+  TempDir t;
+  UnlockGate gate(t.path(), t.path() / "secrets");
+  ASSERT_TRUE(gate.SetPassphrase(Buf("pw"), kFast).ok());
+  const int64_t now = 1'800'000'000;
+  auto token = t.path() / ".secrets-unlocked";
+  ASSERT_TRUE(gate.Unlock(now).ok());
+  const std::string saved = ReadFileOrEmpty(token);
+  ASSERT_FALSE(saved.empty());
+  // Sliding the window keeps the session: the extended token stays valid,
+  // and so does the saved one until a lock.
+  ASSERT_TRUE(gate.CheckAndExtend(now + 60).value().unlocked);
+  const std::string extended = ReadFileOrEmpty(token);
+  ASSERT_TRUE(gate.Lock().ok());
+  EXPECT_FALSE(gate.Check(now + 120).value().unlocked);
+  for (const std::string& copy : {saved, extended}) {
+    WriteFileOrDie(token, copy);
+    auto s = gate.Check(now + 120);
+    ASSERT_TRUE(s.ok());
+    EXPECT_FALSE(s->unlocked);
+    EXPECT_THAT(s->reason, HasSubstr("revoked"));
+    EXPECT_FALSE(gate.CheckAndExtend(now + 120).value().unlocked);
+  }
+  // A later unlock starts a new session: the old copy stays dead, the new
+  // token works, and a lock with the new token's file missing still revokes.
+  ASSERT_TRUE(gate.Unlock(now + 200).ok());
+  const std::string second = ReadFileOrEmpty(token);
+  EXPECT_TRUE(gate.Check(now + 201).value().unlocked);
+  WriteFileOrDie(token, saved);
+  EXPECT_FALSE(gate.Check(now + 201).value().unlocked);
+  WriteFileOrDie(token, second);
+  ASSERT_EQ(::unlink(token.c_str()), 0);
+  ASSERT_TRUE(gate.Lock().ok());
+  WriteFileOrDie(token, second);
+  EXPECT_FALSE(gate.Check(now + 202).value().unlocked);
+}
+
+// Deleting or garbling the session file locks; it never makes an old token
+// valid again.
+TEST(UnlockGateTest, MissingOrGarbledSessionLocks) {
+  TempDir t;
+  UnlockGate gate(t.path(), t.path() / "secrets");
+  ASSERT_TRUE(gate.SetPassphrase(Buf("pw"), kFast).ok());
+  const int64_t now = 1'800'000'000;
+  ASSERT_TRUE(gate.Unlock(now).ok());
+  auto session = t.path() / "secrets" / ".vigo-unlock-session";
+  struct stat st;
+  ASSERT_EQ(::stat(session.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const std::string id = ReadFileOrEmpty(session);
+  for (const std::string& bad : {std::string(""), std::string("0\n"), std::string("zz\n")}) {
+    WriteFileOrDie(session, bad);
+    ::chmod(session.c_str(), 0600);
+    EXPECT_FALSE(gate.Check(now + 1).value().unlocked) << bad;
+  }
+  ASSERT_EQ(::unlink(session.c_str()), 0);
+  EXPECT_FALSE(gate.Check(now + 1).value().unlocked);
+  WriteFileOrDie(session, id);
+  ::chmod(session.c_str(), 0600);
+  EXPECT_TRUE(gate.Check(now + 1).value().unlocked);
+}
+
 TEST(UnlockGateTest, FailuresGrowTheDelayAndReset) {
   TempDir t;
   UnlockGate gate(t.path(), t.path() / "secrets");
