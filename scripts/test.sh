@@ -13,5 +13,11 @@ else
   bash scripts/build.sh
 fi
 BUILD_DIR=${VIGO_BUILD_DIR:-build}
-cd "$BUILD_DIR"
-ctest --output-on-failure -j "${VIGO_TEST_JOBS:-2}" "$@"
+# The suite must leave the machine as it found it (scripts/host_check.sh).
+HOST_STATE=$(mktemp /tmp/vigo-host-state.XXXXXX)
+trap 'rm -f "$HOST_STATE"' EXIT
+bash scripts/host_check.sh snapshot "$HOST_STATE"
+rc=0
+(cd "$BUILD_DIR" && ctest --output-on-failure -j "${VIGO_TEST_JOBS:-2}" "$@") || rc=$?
+bash scripts/host_check.sh compare "$HOST_STATE" || rc=1
+exit "$rc"

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -38,17 +39,26 @@ struct ChildResult {
   }
 };
 
-// Forks. The child gets /dev/null on stdin, no core dumps (not dumpable), a
-// watchdog alarm, and runs body(out_fd); its return value is the exit code.
+inline constexpr int kExitNoScratchStdin = 92;
+
+// Forks. The child gets an empty anonymous file of its own on stdin, no core
+// dumps (not dumpable), a watchdog alarm, and runs body(out_fd); its return
+// value is the exit code.
+//
+// Why not /dev/null: the probes call syscalls with all-zero arguments, and
+// fd 0 is then the target: fchmod(0, 0) on an inherited /dev/null set the
+// HOST's /dev/null to mode 0000 and broke every unprivileged process on the
+// machine. A memfd is owned by this child alone, reads as EOF and swallows
+// writes like /dev/null, and whatever a probe does to it dies with the child.
 inline ChildResult RunChild(const std::function<int(int out_fd)>& body, int timeout_s = 20) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return {};
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[0]);
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    ::dup2(null_fd, 0);
-    if (null_fd > 0) ::close(null_fd);
+    int scratch = ::memfd_create("vigo-test-stdin", 0);
+    if (scratch < 0 || ::dup2(scratch, 0) != 0) ::_exit(kExitNoScratchStdin);
+    if (scratch > 0) ::close(scratch);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // a SIGSYS death must not write a core
     ::alarm(static_cast<unsigned>(timeout_s));
     ::_exit(body(fds[1]));

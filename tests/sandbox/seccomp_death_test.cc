@@ -14,6 +14,7 @@
 #include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -42,6 +43,36 @@ using testing::kExitBodyReturned;
 using testing::RunChild;
 
 constexpr int kMaxSyscallNr = 600;  // above every x86-64 syscall (~460 today)
+
+// What a zero-argument probe could change about a shared device node: the
+// probes below call fchmod/fchown/... on fd 0, which must be the child's own
+// scratch file and never a host node (see RunChild).
+std::string HostNodeState(const char* path) {
+  struct stat st {};
+  if (::stat(path, &st) != 0) return std::string(path) + ": " + std::strerror(errno);
+  return std::string(path) + " mode " + std::to_string(st.st_mode) + " uid " +
+         std::to_string(st.st_uid) + " gid " + std::to_string(st.st_gid) + " rdev " +
+         std::to_string(st.st_rdev);
+}
+
+std::string SharedNodesState() {
+  std::string out;
+  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/tty"}) {
+    out += HostNodeState(p) + "\n";
+  }
+  return out;
+}
+
+TEST(SeccompProbeHarnessTest, ChildStdinIsAPrivateScratchFileNotAHostNode) {
+  ChildResult r = RunChild([](int) {
+    struct stat st {};
+    if (::fstat(0, &st) != 0) return 1;
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return 2;  // a device node: shared
+    if (::fchmod(0, 0) != 0) return 3;                          // harmless on our own file
+    return kExitBodyReturned;
+  });
+  EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+}
 
 const SyscallRule* FindRow(const Policy& p, const std::string& name) {
   for (const SyscallRule& r : p.rules) {
@@ -131,6 +162,7 @@ TEST_P(SeccompDeathTest, X32Syscall) {
 
 TEST_P(SeccompDeathTest, ErrnoRowsReturnTheirErrno) {
   const Policy& policy = *GetParam();
+  const std::string host_before = SharedNodesState();
   for (const SyscallRule& row : policy.rules) {
     if (row.action.kind != ActionKind::kErrno) continue;
     const int nr = SyscallNumber(row.name);
@@ -143,6 +175,7 @@ TEST_P(SeccompDeathTest, ErrnoRowsReturnTheirErrno) {
     EXPECT_TRUE(r.exited && r.code == 0)
         << policy.process << " " << row.name << ": " << r.Describe();
   }
+  EXPECT_EQ(SharedNodesState(), host_before) << "a zero-argument probe changed a host device node";
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, SeccompDeathTest, ::testing::ValuesIn(AllPolicies()),
@@ -212,6 +245,7 @@ bool CustomCall(const std::string& name) {
 }
 
 TEST(SeccompAllowTest, UnconditionalAllowsSurvive) {
+  const std::string host_before = SharedNodesState();
   for (const Policy* policy : {&BrokerPolicy(), &WorkerPolicy()}) {
     std::vector<std::string> names = UnconditionallyAllowed(*policy);
     ASSERT_GT(names.size(), 10u);
@@ -230,6 +264,7 @@ TEST(SeccompAllowTest, UnconditionalAllowsSurvive) {
     std::printf("[ INFO ] %s: %zu unconditionally allowed syscalls survived\n", policy->process,
                 names.size());
   }
+  EXPECT_EQ(SharedNodesState(), host_before) << "a zero-argument probe changed a host device node";
 }
 
 // --- Argument rules: both sides of every conditional row -------------------
