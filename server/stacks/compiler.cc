@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,50 @@ namespace {
 bool ValidMode(std::string_view mode) {
   if (mode.size() < 3 || mode.size() > 4) return false;
   return std::all_of(mode.begin(), mode.end(), [](char c) { return c >= '0' && c <= '7'; });
+}
+
+// Occurrences of the marker prefix, overlapping ones included.
+size_t CountMarkerPrefixes(std::string_view text) {
+  size_t n = 0;
+  for (size_t pos = text.find(kMarkerPrefix); pos != std::string_view::npos;
+       pos = text.find(kMarkerPrefix, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Why `path` is not usable as target_path/creates/cwd, or "" when it is. The
+// agent applies absolute paths beneath its root; a relative path would depend
+// on the agent's working directory and '..' would climb out of what the
+// operator reviewed.
+std::string PathProblem(std::string_view path) {
+  if (path.empty() || path.front() != '/') {
+    return StrCat("'", path, "' is not an absolute path (it must start with '/')");
+  }
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    if (part == "." || part == "..") {
+      return StrCat("'", path, "' holds a '", part,
+                    "' component; write the path without '.' or '..'");
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+// One spelling per path for duplicate detection: repeated and trailing '/'
+// removed (PathProblem already refused '.' and '..').
+std::string NormalizedPath(std::string_view path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out.push_back(c);
+  }
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
 }
 
 std::string LocString(const si::Loc& loc) {
@@ -117,20 +162,31 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
   if (out) out->set_envoy_name(std::string(envoy_name));
   std::set<std::string> used;
   bool ok = true;
-  // Renders `t` into `dst`; with `dst` null only checks and collects refs.
-  auto render = [&](const Text& t, std::string* dst) {
-    if (dst) dst->clear();
+  std::string scratch;  // the trial (out == nullptr) renders here when it must look
+  // Renders `t` into `dst` (or `scratch` when dst is null and the text must
+  // be looked at: `need_text`, or several pieces that could join into marker
+  // text). Returns the rendered text, or null when nothing was rendered.
+  auto render = [&](const Text& t, std::string* dst, bool need_text = false) -> const std::string* {
+    const bool joined = t.pieces.size() > 1;
+    std::string* s = dst ? dst : (need_text || joined ? &scratch : nullptr);
+    if (s) s->clear();
     if (refs) refs->insert(t.refs.begin(), t.refs.end());
+    size_t piece_prefixes = 0;  // marker prefixes inside single pieces
+    auto append = [&](std::string_view piece) {
+      if (!s) return;
+      if (joined) piece_prefixes += CountMarkerPrefixes(piece);
+      s->append(piece);
+    };
     for (const Piece& p : t.pieces) {
       switch (p.kind) {
         case PieceKind::kLiteral:
-          if (dst) dst->append(p.text);
+          append(p.text);
           break;
         case PieceKind::kEnvoyName:
-          if (dst) dst->append(envoy_name);
+          append(envoy_name);
           break;
         case PieceKind::kSecretFile:
-          if (dst) dst->append(kSecretFilePlaceholder);
+          append(kSecretFilePlaceholder);
           break;
         case PieceKind::kVar: {
           auto it = rule.scope.find(p.text);
@@ -150,12 +206,35 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
           }
           used.insert(p.text);
           if (refs && it->second.has_ref) refs->insert(it->second.ref_path);
-          if (dst) dst->append(it->second.value);
+          append(it->second.value);
           break;
         }
       }
     }
+    // Markers come only from `secret:` references, each whole inside one
+    // piece. Pieces that join into marker text (`{{ .Vars.a }}{{ .Vars.b }}`
+    // spelling __VIGO_SECRET__...__END__) would forge a reference the load
+    // never checked, in any field, including argv or a path.
+    if (s && joined && CountMarkerPrefixes(*s) != piece_prefixes) {
+      sink->Add(t.loc, t.key,
+                "the template pieces of this value join into marker text (__VIGO_SECRET__...); "
+                "a secret may only be named with \"secret:<path>\"");
+      ok = false;
+    }
+    return s;
   };
+  // target_path, creates and cwd after rendering: absolute, no '.' or '..'.
+  auto check_path = [&](const Text& t, const std::string* rendered) {
+    if (rendered == nullptr) return;
+    std::string problem = PathProblem(*rendered);
+    if (!problem.empty()) {
+      sink->Add(t.loc, t.key, std::move(problem));
+      ok = false;
+    }
+  };
+  // Two resources of one bundle on the same target_path fail or flap on the
+  // node; which one "wins" would depend on the apply order.
+  std::map<std::string, const ResourceSpec*> writers;
   using Mut = std::string* (v1::Resource::*)();
   for (size_t idx : rule.order) {
     const ResourceSpec& r = model.resources[idx];
@@ -168,7 +247,21 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
       pr->set_state(r.state);
       pr->set_timeout_seconds(r.timeout_seconds);
     }
-    if (r.target_path.present) render(r.target_path, dst(&v1::Resource::mutable_target_path));
+    if (r.target_path.present) {
+      const std::string* path =
+          render(r.target_path, dst(&v1::Resource::mutable_target_path), /*need_text=*/true);
+      check_path(r.target_path, path);
+      if (path != nullptr && PathProblem(*path).empty()) {
+        auto [it, inserted] = writers.emplace(NormalizedPath(*path), &r);
+        if (!inserted) {
+          sink->Add(r.target_path.loc, r.target_path.key,
+                    StrCat("target_path '", *path, "' is also the target of resource '",
+                           it->second->name, "' (", LocString(it->second->target_path.loc),
+                           "); two resources of one bundle may not manage the same path"));
+          ok = false;
+        }
+      }
+    }
     if (r.mode.present) {
       std::string mode;
       render(r.mode, &mode);
@@ -202,8 +295,13 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
       }
       if (pr) pr->set_secret_file(std::move(secret_file));
     }
-    if (r.creates.present) render(r.creates, dst(&v1::Resource::mutable_creates));
-    if (r.cwd.present) render(r.cwd, dst(&v1::Resource::mutable_cwd));
+    if (r.creates.present) {
+      check_path(r.creates,
+                 render(r.creates, dst(&v1::Resource::mutable_creates), /*need_text=*/true));
+    }
+    if (r.cwd.present) {
+      check_path(r.cwd, render(r.cwd, dst(&v1::Resource::mutable_cwd), /*need_text=*/true));
+    }
     if (pr) {
       for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);
     }
@@ -296,10 +394,12 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   CompiledBundle out;
   si::ErrorSink sink;
   if (!si::BuildBundle(*model_, *rule, envoy_name, &sink, &out.bundle)) {
-    // Load ran the same checks for this rule; reaching here is a bug.
+    // Load ran the same checks for this rule with a stand-in name; only text
+    // glued to this envoy's name (a path it completes, marker text it
+    // completes) can fail here. Refuse the bundle rather than send it.
     std::vector<LoadError> errors = sink.Take();
-    return absl::InternalError(StrCat("compiling the bundle of envoy '", envoy_name,
-                                      "': ", errors.empty() ? "" : errors.front().ToString()));
+    return absl::InvalidArgumentError(StrCat("compiling the bundle of envoy '", envoy_name,
+                                             "': ", errors.empty() ? "" : errors.front().ToString()));
   }
   out.bundle.set_secrets_epoch(secrets_epoch);
   out.bundle.set_policy_version(model_->policy_version);

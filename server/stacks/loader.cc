@@ -218,6 +218,7 @@ class Parser {
   void ParseResource(const YAML::Node& n, const std::string& crate, si::Crate* c);
 
   void ResolveRule(si::Rule* rule);
+  void ReportTrialErrors();
   void FindCycles();
   bool ScanRawMarkers(const std::string& bytes);
 
@@ -228,6 +229,13 @@ class Parser {
   bool saw_envoys_ = false;
   bool has_cycles_ = false;
   std::vector<RefUse> refs_;
+  struct TrialError {
+    LoadError error;
+    std::string first_rule;
+    size_t more_rules = 0;
+  };
+  std::vector<TrialError> trial_errors_;               // in first-seen order
+  std::map<std::string, size_t> trial_index_;          // error text -> index
   std::map<std::string, Loc> match_seen_;
 };
 
@@ -866,6 +874,7 @@ void Parser::Resolve() {
     info.references = rule.references;
     model_->rule_infos.push_back(std::move(info));
   }
+  ReportTrialErrors();
 }
 
 void Parser::ResolveRule(si::Rule* rule) {
@@ -977,8 +986,26 @@ void Parser::ResolveRule(si::Rule* rule) {
   si::ErrorSink trial;
   si::BuildBundle(*model_, *rule, "envoy", &trial, /*out=*/nullptr, &rule->references);
   for (LoadError& e : trial.Take()) {
-    Error(Loc{e.file, e.line}, e.key, StrCat(e.message, " [", who, "]"));
+    std::string text = e.ToString();
+    auto [it, inserted] = trial_index_.emplace(std::move(text), trial_errors_.size());
+    if (inserted) trial_errors_.push_back(TrialError{std::move(e), who, 0});
+    else ++trial_errors_[it->second].more_rules;
   }
+}
+
+// A problem in a configcrate shared by many rules is one problem: report it
+// once, naming the first rule that hit it and how many others did.
+void Parser::ReportTrialErrors() {
+  for (TrialError& t : trial_errors_) {
+    std::string where = t.first_rule;
+    if (t.more_rules > 0) {
+      StrAppend(&where, " and ", t.more_rules, t.more_rules == 1 ? " other rule" : " other rules");
+    }
+    Error(Loc{t.error.file, t.error.line}, t.error.key,
+          StrCat(t.error.message, " [", where, "]"));
+  }
+  trial_errors_.clear();
+  trial_index_.clear();
 }
 
 void Parser::CheckReferences(SecretBackend& backend) {

@@ -448,3 +448,126 @@ TEST_F(StacksErrorsTest, InvalidUtf8AndNulAreRefused) {
 
 }  // namespace
 }  // namespace vigo::server
+
+namespace vigo::server {
+namespace {
+
+// A crate whose one file resource has `target_path` (line 5).
+std::string CrateWithPath(const std::string& path) {
+  return "configcrate: app\n"
+         "resources:\n"
+         "  - name: a\n"
+         "    type: file\n"
+         "    target_path: \"" +
+         path + "\"\n";
+}
+
+TEST_F(StacksErrorsTest, RelativeTargetPathIsALoadError) {
+  ExpectError("configcrates/app.vgo", CrateWithPath("etc/app.conf"), 5, "not an absolute path",
+              "target_path");
+  ExpectError("configcrates/app.vgo", CrateWithPath("{{ .Envoy.Name }}/app.conf"), 5,
+              "not an absolute path", "target_path");
+}
+
+TEST_F(StacksErrorsTest, DotDotInAPathIsALoadError) {
+  ExpectError("configcrates/app.vgo", CrateWithPath("/etc/../root/.ssh/authorized_keys"), 5,
+              "'..' component", "target_path");
+  ExpectError("configcrates/app.vgo", CrateWithPath("/srv/./x"), 5, "'.' component",
+              "target_path");
+  // Through a var the trial compile renders.
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] =
+      "configcrate: app\nvars:\n  up: \"..\"\nresources:\n"
+      "  - name: a\n    type: file\n    target_path: \"/srv/{{ .Vars.up }}/x\"\n";
+  bool found = false;
+  for (const LoadError& e : LoadErrors(files)) {
+    found |= e.line == 7 && e.key == "target_path" && e.message.find("'..'") != std::string::npos;
+  }
+  EXPECT_TRUE(found);
+  ExpectError("configcrates/app.vgo",
+              "configcrate: app\nresources:\n  - name: m\n    type: exec\n"
+              "    command: [/bin/true]\n    cwd: ../x\n    creates: /a/../b\n",
+              6, "not an absolute path", "cwd");
+  ExpectError("configcrates/app.vgo",
+              "configcrate: app\nresources:\n  - name: m\n    type: exec\n"
+              "    command: [/bin/true]\n    creates: /a/../b\n",
+              6, "'..' component", "creates");
+}
+
+TEST_F(StacksErrorsTest, TwoResourcesOnOneTargetPathAreALoadError) {
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] =
+      "configcrate: app\nresources:\n"
+      "  - name: a\n    type: file\n    target_path: /etc/app.conf\n"          // :5
+      "  - name: b\n    type: directory\n    target_path: \"/etc//app.conf/\"\n";  // :8
+  std::vector<LoadError> errors = LoadErrors(files);
+  ASSERT_EQ(errors.size(), 1u) << (errors.empty() ? "" : errors.front().ToString());
+  EXPECT_EQ(errors[0].line, 8);
+  EXPECT_THAT(errors[0].ToString(), ::testing::HasSubstr("also the target of resource 'a'"));
+  EXPECT_THAT(errors[0].ToString(), ::testing::HasSubstr("configcrates/app.vgo:5"));
+}
+
+TEST_F(StacksErrorsTest, MarkerAssembledFromVarsIsALoadErrorInEveryField) {
+  // Neither var alone is marker text; joined they spell a marker the load
+  // never checked. Each field is tried on its own line.
+  const std::string vars =
+      "configcrate: app\nvars:\n  a: \"__VIGO_SEC\"\n  b: \"RET__app/other__END__\"\n"
+      "resources:\n";  // resources start at line 6
+  struct Case {
+    std::string resource;
+    int line;
+    std::string key;
+  };
+  const std::vector<Case> cases = {
+      {"  - name: x\n    type: exec\n    command: [/bin/echo, \"{{ .Vars.a }}{{ .Vars.b }}\"]\n",
+       8, "command[1]"},
+      {"  - name: x\n    type: file\n    target_path: \"/etc/{{ .Vars.a }}{{ .Vars.b }}\"\n", 8,
+       "target_path"},
+      {"  - name: x\n    type: file\n    target_path: /etc/x\n"
+       "    owner: \"{{ .Vars.a }}{{ .Vars.b }}\"\n",
+       9, "owner"},
+      {"  - name: x\n    type: file\n    target_path: /etc/x\n"
+       "    content: \"pw={{ .Vars.a }}{{ .Vars.b }}\"\n",
+       9, "content"},
+  };
+  for (const Case& c : cases) {
+    Files files = BaseFiles();
+    files["configcrates/app.vgo"] = vars + c.resource;
+    bool found = false;
+    std::string all;
+    for (const LoadError& e : LoadErrors(files)) {
+      all += e.ToString() + "\n";
+      found |= e.line == c.line && e.key == c.key &&
+               e.message.find("join into marker text") != std::string::npos;
+    }
+    EXPECT_TRUE(found) << c.key << ":\n" << all;
+  }
+}
+
+TEST_F(StacksErrorsTest, AnErrorInASharedCrateIsPrintedOnceNotOncePerRule) {
+  Files files = BaseFiles();
+  files["envoys.vgo"] =
+      "envoys:\n  - match: \"web-*\"\n    environment: prod\n    roles: [web]\n"
+      "  - match: \"api-*\"\n    environment: prod\n    roles: [web]\n"
+      "  - match: \"db-*\"\n    environment: prod\n    roles: [web]\n";
+  files["configcrates/app.vgo"] =
+      "configcrate: app\nresources:\n"
+      "  - name: a\n    type: file\n    target_path: \"/srv/{{ .Vars.missing }}\"\n";
+  std::vector<LoadError> errors = LoadErrors(files);
+  std::string all;
+  for (const LoadError& e : errors) all += e.ToString() + "\n";
+  ASSERT_EQ(errors.size(), 1u) << all;
+  EXPECT_THAT(errors[0].ToString(), ::testing::HasSubstr("unknown template name '.Vars.missing'"));
+  EXPECT_THAT(errors[0].ToString(), ::testing::HasSubstr("envoys matching 'web-*'"));
+  EXPECT_THAT(errors[0].ToString(), ::testing::HasSubstr("and 2 other rules"));
+}
+
+TEST_F(StacksErrorsTest, AbsolutePathsWithRepeatedSlashesStillLoad) {
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] = CrateWithPath("/etc//app.conf");
+  auto stacks = Stacks::LoadFiles(files, backend_, nullptr);
+  EXPECT_TRUE(stacks.ok()) << stacks.status();
+}
+
+}  // namespace
+}  // namespace vigo::server
