@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <climits>
 #include <set>
+#include <string_view>
 
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "sandbox/lockdown.h"
 
 namespace vigo::broker {
 namespace {
@@ -182,6 +184,21 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
   }
 }
 
+namespace {
+
+// True when the comma-separated opt-out list names `step`.
+bool SkipsStep(std::string_view list, std::string_view step) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    if (list.substr(0, comma) == step) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<WorkerLink> WorkerLink::Start(const WorkerStartOptions& options) {
   std::string path = options.worker_path;
   if (path.empty()) {
@@ -220,6 +237,12 @@ absl::StatusOr<WorkerLink> WorkerLink::Start(const WorkerStartOptions& options) 
   // Same process group: the locked-down broker may signal only the worker's
   // pid itself (seccomp), never a group.
   so.new_process_group = false;
+  // No controlling terminal for the worker or anything it runs: an operator's
+  // `vigo run --once` from a shell must not hand its tty to exec children.
+  so.new_session = true;
+  // PID 1 of a new PID namespace (the worker's pid_namespace lockdown step
+  // checks it and mounts its own procfs) unless that step is opted out.
+  so.new_pid_namespace = !SkipsStep(options.insecure_skip_lockdown, sandbox::kStepPidNamespace);
   WorkerLink link;
   VIGO_ASSIGN_OR_RETURN(link.child_, sandbox::ChildProcess::Spawn(so));
   sp.worker.reset();  // only the worker holds its end: its death is our EOF

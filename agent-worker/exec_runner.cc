@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,6 +62,32 @@ ssize_t WriteNoSigpipe(int fd, const uint8_t* data, size_t len) {
   return n;
 }
 
+// On a timeout the process group is not enough: a command that called setsid
+// (or setpgid) left it and would outlive the run, still holding the output
+// pipe. The worker is PID 1 of its own PID namespace (lockdown step
+// pid_namespace), and commands run one at a time, so every other process in
+// the namespace is this command's or an orphan of an earlier one: kill(-1)
+// from PID 1 reaches exactly those, and the reaped orphans are collected
+// here. Without the namespace (opted out) only the group is killed.
+void KillEveryDescendant() {
+  if (::getpid() != 1) return;
+  ::kill(-1, SIGKILL);
+  while (true) {
+    pid_t r = ::waitpid(-1, nullptr, 0);
+    if (r > 0) continue;
+    if (r < 0 && errno == EINTR) continue;
+    break;  // ECHILD: nothing left
+  }
+}
+
+// Orphans that exited on their own are reparented to the worker (PID 1):
+// reap them so they do not pile up as zombies.
+void ReapOrphans() {
+  if (::getpid() != 1) return;
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+}
+
 // The pre-exec hook: runs in the child between fork and execve, so only
 // async-signal-safe code (LockDownExecChildAsyncSignalSafe is raw syscalls).
 // ChildProcess reports errno, so the returned error number is put there.
@@ -94,6 +121,8 @@ absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer*
   so.fd_map = {{0, in_r.get()}, {1, out_w.get()}, {2, out_w.get()}};
   so.die_with_parent = true;
   so.new_process_group = true;
+  // No controlling terminal: a command cannot TIOCSTI into a shell's input.
+  so.new_session = true;
   so.pre_exec = &LoadExecChildSeal;
   // Spawn only reads the seal (the hook takes void*); it is never written.
   so.pre_exec_arg = const_cast<sandbox::ExecChildSeal*>(spec.exec_child_seal);
@@ -170,11 +199,13 @@ absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer*
   if (outcome.timed_out) {
     child.Kill(SIGKILL);
     exit = child.Wait();
+    KillEveryDescendant();
   } else {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     exit = child.WaitFor(std::max(left, std::chrono::milliseconds(1)));
   }
+  ReapOrphans();
   if (!exit.ok()) return exit.status();
   outcome.exited = exit->exited;
   outcome.exit_code = exit->exit_code;

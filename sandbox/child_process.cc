@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -27,6 +28,7 @@ enum class Stage : int {
   kPdeathsig = 1,
   kParentGone,
   kSetpgid,
+  kSetsid,
   kSignals,
   kDupHigh,
   kDup2,
@@ -49,6 +51,8 @@ const char* StageName(Stage s) {
       return "parent exited before exec";
     case Stage::kSetpgid:
       return "setpgid";
+    case Stage::kSetsid:
+      return "setsid";
     case Stage::kSignals:
       return "reset signals";
     case Stage::kDupHigh:
@@ -160,18 +164,30 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   const pid_t parent_pid = ::getpid();
   const bool die_with_parent = options.die_with_parent;
   const bool new_group = options.new_process_group;
+  const bool new_session = options.new_session;
   int (*const pre_exec)(void*) = options.pre_exec;
   void* const pre_exec_arg = options.pre_exec_arg;
 
-  const pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus(errno, "fork");
+  // clone without CLONE_VM is fork (glibc caches no pid since 2.25).
+  const pid_t pid = options.new_pid_namespace
+                        ? static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, 0, 0, 0, 0))
+                        : ::fork();
+  if (pid < 0) {
+    return ErrnoStatus(errno, options.new_pid_namespace ? "clone(CLONE_NEWPID)" : "fork");
+  }
+  const bool own_pid_ns = options.new_pid_namespace;
   if (pid == 0) {
     int err_fd = err_write.get();
     if (die_with_parent) {
       if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(err_fd, Stage::kPdeathsig, errno);
-      if (::getppid() != parent_pid) ChildFail(err_fd, Stage::kParentGone, ESRCH);
+      // In a new PID namespace the parent is outside it: getppid() is 0.
+      if (!own_pid_ns && ::getppid() != parent_pid) ChildFail(err_fd, Stage::kParentGone, ESRCH);
     }
-    if (new_group && ::setpgid(0, 0) != 0) ChildFail(err_fd, Stage::kSetpgid, errno);
+    if (new_session) {
+      if (::setsid() < 0) ChildFail(err_fd, Stage::kSetsid, errno);
+    } else if (new_group && ::setpgid(0, 0) != 0) {
+      ChildFail(err_fd, Stage::kSetpgid, errno);
+    }
     // Handlers reset on exec, but ignored signals and the mask are inherited.
     sigset_t all;
     sigfillset(&all);
@@ -233,8 +249,10 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   }
 
   // Parent. Set the group from this side too so Kill() works even if we run
-  // before the child's setpgid (EACCES after exec is harmless).
-  if (new_group) ::setpgid(pid, pid);
+  // before the child's setpgid (EACCES after exec is harmless). Not for a new
+  // session: a group leader cannot setsid, and Spawn returns only after the
+  // exec (the error pipe closes), by when the child's setsid has run.
+  if (new_group && !new_session) ::setpgid(pid, pid);
   ChildProcess child(pid, new_group);
   err_write.reset();
   ChildError ce;

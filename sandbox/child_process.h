@@ -43,6 +43,19 @@ struct SpawnOptions {
   bool die_with_parent = true;
   // Start the child in its own process group (so timeouts kill the tree).
   bool new_process_group = true;
+  // Start the child in a new session (setsid): it has no controlling
+  // terminal, so it cannot push input into the operator's shell (TIOCSTI
+  // needs the caller's own controlling tty) or receive its job-control
+  // signals. A session leader also leads its own process group, so with
+  // new_process_group Kill() still reaches the whole group.
+  bool new_session = false;
+  // Start the child as PID 1 of a new PID namespace (clone CLONE_NEWPID;
+  // needs CAP_SYS_ADMIN). When it dies the kernel kills every process left in
+  // that namespace, so nothing it started can outlive it; it sees none of
+  // the host's processes once it mounts its own procfs. Inside, getppid() is
+  // 0, so the "parent exited before exec" check is not possible; the
+  // parent-death signal still is.
+  bool new_pid_namespace = false;
   // Optional last step in the child, after fds, cwd and signals are set up and
   // right before execve (e.g. sandbox::LockDownExecChildAsyncSignalSafe). It
   // runs between fork and exec, so it must be async-signal-safe: no malloc,

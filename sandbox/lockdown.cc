@@ -188,8 +188,9 @@ absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec) {
 
 absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   StepRunner run("worker", spec.insecure_skip);
-  if (auto st = run.ValidateSkips({kStepCloseFds, kStepMountNamespace, kStepRlimits, kStepDumpable,
-                                   kStepArena, kStepCapabilities, kStepNoNewPrivs, kStepSeccomp});
+  if (auto st = run.ValidateSkips({kStepCloseFds, kStepMountNamespace, kStepPidNamespace,
+                                   kStepRlimits, kStepDumpable, kStepArena, kStepCapabilities,
+                                   kStepNoNewPrivs, kStepSeccomp});
       !st.ok()) {
     return st;
   }
@@ -203,11 +204,17 @@ absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   if (auto st = run.Run(kStepMountNamespace,
                         [&]() -> absl::Status {
                           if (auto s = EnterPrivateMountNamespace(); !s.ok()) return s;
+                          if (auto s = MountMinimalDev(); !s.ok()) return s;
                           return HidePaths(spec.hidden_paths);
                         });
       !st.ok()) {
     return st;
   }
+  // 2b. PID 1 of its own PID namespace (the broker spawned it with
+  //     CLONE_NEWPID) with its own procfs: host processes, and their
+  //     /proc/<pid>/root, cwd and fd links, do not exist for the worker or
+  //     anything it runs; when the worker dies every process it started dies.
+  if (auto st = run.Run(kStepPidNamespace, MountOwnProc); !st.ok()) return st;
   // 3.-5.
   if (auto st = run.Run(kStepRlimits, SetCoreLimitZero); !st.ok()) return st;
   if (auto st = run.Run(kStepDumpable, SetNotDumpable); !st.ok()) return st;

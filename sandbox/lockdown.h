@@ -30,8 +30,12 @@
 //
 // The order, fixed here and nowhere else:
 //   1. close_fds        everything not in keep_fds (nothing inherited leaks in)
-//   2. mount_namespace  worker: own mount ns, credential/state dirs covered
-//                       (needs CAP_SYS_ADMIN, so before the capability drop)
+//   2. mount_namespace  worker: own mount ns, a minimal /dev (no block or tty
+//                       device), credential/state dirs covered (needs
+//                       CAP_SYS_ADMIN, so before the capability drop)
+//  2b. pid_namespace    worker: must be PID 1 of its own PID namespace (the
+//                       broker spawns it with CLONE_NEWPID); mounts its own
+//                       procfs, so host processes do not exist for it
 //   3. rlimits          RLIMIT_CORE = 0 (no core file with secrets)
 //   4. dumpable         PR_SET_DUMPABLE 0 (no ptrace/proc-mem by same uid)
 //   5. arena            InitArena(): lock the secret arena while CAP_IPC_LOCK
@@ -79,6 +83,7 @@ namespace vigo::sandbox {
 // Step names, as used in insecure_skip, skipped_steps and attestation.
 inline constexpr char kStepCloseFds[] = "close_fds";
 inline constexpr char kStepMountNamespace[] = "mount_namespace";
+inline constexpr char kStepPidNamespace[] = "pid_namespace";
 inline constexpr char kStepRlimits[] = "rlimits";
 inline constexpr char kStepDumpable[] = "dumpable";
 inline constexpr char kStepArena[] = "arena";

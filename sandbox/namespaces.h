@@ -44,6 +44,22 @@ absl::StatusOr<std::vector<int>> ListOpenFds();
 // we mount leaks to the host and host mounts stop propagating in.
 absl::Status EnterPrivateMountNamespace();
 
+// Replaces /dev with a read-only tmpfs holding only null, zero, full, random
+// and urandom (read-write binds of the host's nodes), the fd/stdin/stdout/
+// stderr links, an empty private /dev/shm and the syslog socket /dev/log
+// when the host has one. No block device, no tty, no pty, no /dev/mem: a
+// process in this mount namespace cannot read a file system around the
+// mount covers (debugfs on the raw device) or reach a terminal. Requires
+// EnterPrivateMountNamespace first (FAILED_PRECONDITION otherwise).
+absl::Status MountMinimalDev();
+
+// For PID 1 of a new PID namespace, in a private mount namespace: mounts a
+// fresh procfs on /proc, so /proc shows only this namespace's processes and
+// /proc/<pid>/root|cwd|fd of host processes does not exist. Fails
+// (FAILED_PRECONDITION) unless getpid() == 1 and the mount namespace is
+// private.
+absl::Status MountOwnProc();
+
 // Covers each path: a directory with an empty, read-only, mode 000,
 // nosuid/nodev/noexec tmpfs; a regular file with a read-only bind of
 // /dev/null. A missing path is NOT_FOUND (fail closed: a typo must not leave

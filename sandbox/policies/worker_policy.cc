@@ -120,8 +120,9 @@ constexpr SyscallRule kWorkerAllows[] = {
     {"inotify_rm_watch", {}, Allow(), "programs"},
     {"memfd_create", {}, Allow(), "programs; secret_file staging"},
     {"ioctl", {}, Allow(),
-     "terminal and file ioctls of arbitrary commands; TIOCSTI needs CAP_SYS_ADMIN (dropped); "
-     "a request allowlist would break ordinary programs"},
+     "terminal and file ioctls of arbitrary commands (a request allowlist would break ordinary "
+     "programs); TIOCSTI/TIOCLINUX are killed by the exec-child layer, and the worker has no "
+     "controlling terminal (own session) and no tty in its /dev"},
     // --- processes: running exec resources ---
     {"clone", {}, Allow(), "fork for exec resources and threads; namespace flags need CAP_SYS_ADMIN (dropped)"},
     {"clone3", {}, Errno(ENOSYS), "flags in memory are uncheckable: glibc falls back to clone"},

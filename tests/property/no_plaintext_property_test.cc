@@ -16,7 +16,12 @@
 // exec that asked for the value.
 #include <rapidcheck.h>
 
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <map>
 #include <string>
 #include <vector>
@@ -104,9 +109,12 @@ std::map<std::string, std::string> BuildStacks(const Fleet& f, Failure failure) 
                  "\"\n    command: [\"/bin/sh\", \"-c\", \"cat; cat >&2; echo; exit 1\"]\n";
       }
       if (failure == Failure::kKilledWorker) {
-        // The exec child's parent is vigo-worker: kill it while the run holds values.
-        crate += "  - name: kill-worker-" + e + "\n    type: exec\n    stdin: \"secret:" + p +
-                 "\"\n    command: [\"/bin/sh\", \"-c\", \"kill -9 $PPID; sleep 5\"]\n";
+        // The worker is PID 1 of its own PID namespace, so a command cannot
+        // signal it: the command says when the run holds values, and the test
+        // kills the worker from the host (RunAgentAndKillWorker).
+        crate += "  - name: kill-worker-" + e + "\n    type: exec\n    cwd: /capture\n    stdin: \"secret:" + p +
+                 "\"\n    command: [\"/bin/sh\", \"-c\", \"cat >/dev/null; touch kill-me; "
+                 "sleep 5\"]\n";
       }
       if (failure == Failure::kExecTimesOut) {
         crate += "  - name: slow-" + e +
@@ -123,6 +131,39 @@ std::map<std::string, std::string> BuildStacks(const Fleet& f, Failure failure) 
   }
   files["envoys.vgo"] = envoys;
   return files;
+}
+
+// The host pid of a vigo-worker that is PID 1 of its own namespace.
+pid_t FindWorker() {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string n = e.path().filename();
+    if (n.empty() || n[0] < '0' || n[0] > '9') continue;
+    std::string status = ReadFileOrEmpty(e.path() / "status");
+    if (status.find("Name:\tvigo-worker\n") == std::string::npos) continue;
+    if (status.find("\t1\n", status.find("NSpid:")) == std::string::npos) continue;
+    return static_cast<pid_t>(std::stol(n));
+  }
+  return -1;
+}
+
+// Runs the agent; when its exec resource creates `marker`, SIGKILLs the
+// worker from outside (values are in its memory at that point).
+RunResult RunAgentAndKillWorker(E2eFleet& fleet, const std::string& envoy,
+                                const std::filesystem::path& marker) {
+  std::atomic<bool> done{false};
+  std::thread killer([&] {
+    while (!done) {
+      if (std::filesystem::exists(marker)) {
+        if (pid_t w = FindWorker(); w > 0) ::kill(w, SIGKILL);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  RunResult r = fleet.RunAgent(envoy);
+  done = true;
+  killer.join();
+  return r;
 }
 
 void AddProcFiles(pid_t pid, const std::filesystem::path& out) {
@@ -163,7 +204,9 @@ void RunScenario(const Fleet& f, Failure failure) {
     }
     for (const std::string& e : f.envoys) {
       std::filesystem::create_directories(fleet.ApplyRoot(e) / "capture");
-      RunResult r = fleet.RunAgent(e);
+      RunResult r = failure == Failure::kKilledWorker
+                        ? RunAgentAndKillWorker(fleet, e, fleet.ApplyRoot(e) / "capture/kill-me")
+                        : fleet.RunAgent(e);
       keep(r);
       if (failure == Failure::kKilledWorker)
         RC_ASSERT(r.exit_code != 0);  // a failed run, not a hang

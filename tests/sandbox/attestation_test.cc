@@ -18,6 +18,7 @@ namespace vigo::sandbox {
 namespace {
 
 using testing::ChildResult;
+using testing::RunWorkerChild;
 using testing::kExitBodyReturned;
 using testing::RunChild;
 using testing::WriteAll;
@@ -56,7 +57,7 @@ std::map<std::string, std::string> Parse(const std::string& out) {
 // Runs `lock` in a child, then attests from inside the locked process.
 std::map<std::string, std::string> AttestIn(
     const std::function<absl::StatusOr<LockdownResult>(int out)>& lock) {
-  ChildResult r = RunChild([&](int out) {
+  ChildResult r = RunWorkerChild([&](int out) {
     auto locked = lock(out);
     if (!locked.ok()) {
       WriteAll(out, "lockdown_error=" + std::string(locked.status().message()) + "\n");

@@ -23,6 +23,7 @@ namespace vigo::sandbox {
 namespace {
 
 using testing::ChildResult;
+using testing::RunWorkerChild;
 using testing::kExitBodyReturned;
 using testing::RunChild;
 using testing::WriteAll;
@@ -48,7 +49,7 @@ std::vector<int> ParseInts(const std::string& s) {
 }
 
 TEST(LockdownTest, WorkerLeavesOnlyTheKeptFds) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     OpenLeakyFds();
     WorkerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
@@ -71,7 +72,7 @@ TEST(LockdownTest, WorkerLeavesOnlyTheKeptFds) {
 }
 
 TEST(LockdownTest, BrokerLeavesOnlyTheKeptFds) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     OpenLeakyFds();
     BrokerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
@@ -93,7 +94,7 @@ TEST(LockdownTest, BrokerLeavesOnlyTheKeptFds) {
 }
 
 TEST(LockdownTest, RefusesToRunWithTwoThreads) {
-  ChildResult r = RunChild([](int) {
+  ChildResult r = RunWorkerChild([](int) {
     std::thread t([] { ::pause(); });
     t.detach();
     auto result = LockDownBroker({});
@@ -105,7 +106,7 @@ TEST(LockdownTest, RefusesToRunWithTwoThreads) {
 }
 
 TEST(LockdownTest, UnknownSkipNameIsRejected) {
-  ChildResult r = RunChild([](int) {
+  ChildResult r = RunWorkerChild([](int) {
     BrokerLockdownSpec spec;
     spec.insecure_skip = {"seccmop"};
     auto result = LockDownBroker(spec);
@@ -117,7 +118,7 @@ TEST(LockdownTest, UnknownSkipNameIsRejected) {
 }
 
 TEST(LockdownTest, BrokerHasNoMountNamespaceStep) {
-  ChildResult r = RunChild([](int) {
+  ChildResult r = RunWorkerChild([](int) {
     BrokerLockdownSpec spec;
     spec.insecure_skip = {kStepMountNamespace};
     return LockDownBroker(spec).ok() ? 1 : kExitBodyReturned;
@@ -129,7 +130,7 @@ TEST(LockdownTest, BrokerHasNoMountNamespaceStep) {
 // without NNP and without CAP_SYS_ADMIN the filter cannot load, and lockdown
 // fails at the seccomp step.
 TEST(LockdownTest, SkippingNoNewPrivsAloneFailsAtSeccomp) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     BrokerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
     spec.insecure_skip = {kStepNoNewPrivs};
@@ -143,7 +144,7 @@ TEST(LockdownTest, SkippingNoNewPrivsAloneFailsAtSeccomp) {
 }
 
 TEST(LockdownTest, RunsOnlyOnce) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     WorkerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
     if (!LockDownWorker(spec).ok()) return 3;
@@ -156,7 +157,7 @@ TEST(LockdownTest, RunsOnlyOnce) {
 }
 
 TEST(LockdownTest, SkippedStepIsAnnouncedOnStderrAndReturned) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     ::dup2(out, 2);  // capture the warning
     BrokerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
@@ -173,7 +174,7 @@ TEST(LockdownTest, SkippedStepIsAnnouncedOnStderrAndReturned) {
 // The exec-child seal: compiled before fork, loaded between fork and exec.
 // Ordinary programs run; a hard-denied syscall kills; both layers stack.
 TEST(LockdownTest, ExecChildSealRunsShellAndKillsDeniedSyscalls) {
-  ChildResult r = RunChild([](int out) {
+  ChildResult r = RunWorkerChild([](int out) {
     WorkerLockdownSpec spec;
     spec.keep_fds = {0, 1, 2, out};
     if (!LockDownWorker(spec).ok()) return 3;
@@ -219,7 +220,7 @@ TEST(LockdownTest, EverydayProgramsRunUnderWorkerAndExecChildFilters) {
       "exit 0'",
   };
   for (const std::string& cmd : commands) {
-    ChildResult r = RunChild([&](int out) {
+    ChildResult r = RunWorkerChild([&](int out) {
       WorkerLockdownSpec spec;
       spec.keep_fds = {0, 1, 2, out};
       if (!LockDownWorker(spec).ok()) return 3;
@@ -250,7 +251,7 @@ TEST(LockdownTest, EverydayProgramsRunUnderWorkerAndExecChildFilters) {
 
 TEST(LockdownTest, ExecChildSealAloneKillsHardDenials) {
   for (const char* name : {"keyctl", "ptrace", "bpf", "mount", "setns", "process_vm_readv"}) {
-    ChildResult r = RunChild([&](int) {
+    ChildResult r = RunWorkerChild([&](int) {
       auto seal = PrepareExecChildSeal();
       if (!seal.ok()) return 4;
       if (LockDownExecChildAsyncSignalSafe(*seal) != 0) return 5;

@@ -4,10 +4,12 @@
 #define VIGO_TESTS_SANDBOX_SANDBOX_TEST_UTIL_H_
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,10 +52,16 @@ inline constexpr int kExitNoScratchStdin = 92;
 // HOST's /dev/null to mode 0000 and broke every unprivileged process on the
 // machine. A memfd is owned by this child alone, reads as EOF and swallows
 // writes like /dev/null, and whatever a probe does to it dies with the child.
-inline ChildResult RunChild(const std::function<int(int out_fd)>& body, int timeout_s = 20) {
+//
+// With `own_pid_namespace` the child is PID 1 of a new PID namespace, as the
+// broker starts the real worker (LockDownWorker's pid_namespace step needs it).
+inline ChildResult RunChild(const std::function<int(int out_fd)>& body, int timeout_s = 20,
+                            bool own_pid_namespace = false) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return {};
-  pid_t pid = ::fork();
+  pid_t pid = own_pid_namespace
+                  ? static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, 0, 0, 0, 0))
+                  : ::fork();
   if (pid == 0) {
     ::close(fds[0]);
     int scratch = ::memfd_create("vigo-test-stdin", 0);
@@ -81,6 +89,11 @@ inline ChildResult RunChild(const std::function<int(int out_fd)>& body, int time
   r.signaled = WIFSIGNALED(status);
   r.sig = r.signaled ? WTERMSIG(status) : 0;
   return r;
+}
+
+// RunChild for code that runs LockDownWorker: PID 1 of its own namespace.
+inline ChildResult RunWorkerChild(const std::function<int(int out_fd)>& body, int timeout_s = 20) {
+  return RunChild(body, timeout_s, /*own_pid_namespace=*/true);
 }
 
 // In a child: no_new_privs, then compile and load the real policy.

@@ -89,6 +89,8 @@ std::vector<int> ForbiddenSyscalls(const Policy& p) {
     std::string name = SyscallName(nr);
     if (name.empty()) continue;
     const SyscallRule* row = FindRow(p, name);
+    // Rows with an argument rule kill only some calls: SeccompArgRuleDeathTest.
+    if (row != nullptr && !row->args.empty()) continue;
     Action a = row == nullptr ? p.default_action : row->action;
     if (a == KillProcess()) out.push_back(nr);
   }
@@ -337,6 +339,34 @@ std::vector<ArgCase> WorkerCases() {
   };
 }
 
+// The exec-child layer allows by default; its conditional rows kill.
+std::vector<ArgCase> ExecChildCases() {
+  constexpr long kHigh = 1L << 32;
+  return {
+      {"ioctl", {0, TIOCSTI, 0}, false, "TIOCSTI"},
+      {"ioctl", {0, kHigh | TIOCSTI, 0}, false, "TIOCSTI with the register's upper half set"},
+      {"ioctl", {0, TIOCLINUX, 0}, false, "TIOCLINUX"},
+      {"ioctl", {0, kHigh | TIOCLINUX, 0}, false, "TIOCLINUX with the upper half set"},
+      {"ioctl", {0, TCGETS, 0}, true, "TCGETS (isatty)"},
+      {"ioctl", {0, FIONREAD, 0}, true, "FIONREAD"},
+      {"ioctl", {0, TIOCGWINSZ, 0}, true, "TIOCGWINSZ"},
+  };
+}
+
+// Every conditional row that kills must be exercised on both sides too.
+void ExpectKillRowCoverage(const Policy& policy, const std::vector<ArgCase>& cases) {
+  for (const SyscallRule& row : policy.rules) {
+    if (row.action != KillProcess() || row.args.empty()) continue;
+    bool pos = false, neg = false;
+    for (const ArgCase& c : cases) {
+      if (std::string(c.name) != row.name) continue;
+      (c.allowed ? pos : neg) = true;
+    }
+    EXPECT_TRUE(pos && neg) << policy.process << ": conditional kill row " << row.name
+                            << " needs an allowed and a killed case in this test";
+  }
+}
+
 // Every conditional allow row must be exercised on both sides.
 void ExpectCoverage(const Policy& policy, const std::vector<ArgCase>& cases,
                     const std::set<std::string>& allowed_elsewhere) {
@@ -382,6 +412,12 @@ TEST(SeccompArgRuleDeathTest, Broker) {
   // clone with CLONE_THREAD: BrokerThreadsWork; kill(worker): BrokerMayKillOnlyItsWorker.
   ExpectCoverage(BrokerPolicy(), cases, {"clone", "kill"});
   RunArgCases(BrokerPolicy(), cases, /*peer=*/0);
+}
+
+TEST(SeccompArgRuleDeathTest, ExecChildTerminalInjectionIoctlsKill) {
+  std::vector<ArgCase> cases = ExecChildCases();
+  ExpectKillRowCoverage(ExecChildPolicy(), cases);
+  RunArgCases(ExecChildPolicy(), cases, 0);
 }
 
 TEST(SeccompArgRuleDeathTest, Worker) {

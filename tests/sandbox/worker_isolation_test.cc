@@ -30,6 +30,7 @@ namespace {
 using testing::ChildResult;
 using testing::kExitBodyReturned;
 using testing::RunChild;
+using testing::RunWorkerChild;
 using testing::WriteAll;
 
 constexpr char kCanary[] = "VIGO-CANARY-7f3a9c1e52b84d06";
@@ -134,7 +135,7 @@ TEST_F(WorkerIsolationTest, CannotOpenClientKeyEvenAsRootWithDacOverride) {
   // Control: outside the worker's namespace the key is readable.
   ASSERT_EQ(OpenErrno(key_.string()), 0);
   const std::string key = key_.string(), state = (state_dir_ / "state.db").string();
-  ChildResult r = RunChild([&](int out) {
+  ChildResult r = RunWorkerChild([&](int out) {
     auto locked = LockDownWorker(Spec(out));
     if (!locked.ok()) {
       WriteAll(out, "lockdown_failed 1\n");
@@ -160,23 +161,95 @@ TEST_F(WorkerIsolationTest, CannotOpenClientKeyEvenAsRootWithDacOverride) {
   EXPECT_EQ(OpenErrno(key_.string()), 0);
 }
 
-TEST_F(WorkerIsolationTest, CannotReadBrokerMemEnvironOrRoot) {
+// In its own PID namespace with its own procfs the broker does not exist for
+// the worker at all (ENOENT); with that step opted out, the broker's
+// non-dumpable flag still refuses (EACCES/EPERM): both walls are tried.
+class WorkerProcWallTest : public WorkerIsolationTest,
+                           public ::testing::WithParamInterface<bool> {};
+
+TEST_P(WorkerProcWallTest, CannotReadBrokerMemEnvironOrRoot) {
+  const bool own_pid_ns = GetParam();
   Victim broker("broker");
   ASSERT_TRUE(broker.ready());
   const std::string proc = "/proc/" + std::to_string(broker.pid());
   const std::string key_via_root = proc + "/root" + key_.string();
   ChildResult r = RunChild([&](int out) {
-    if (!LockDownWorker(Spec(out)).ok()) return 3;
+    WorkerLockdownSpec spec = Spec(out);
+    if (!own_pid_ns) spec.insecure_skip = {kStepPidNamespace};
+    if (!LockDownWorker(spec).ok()) return 3;
     WriteAll(out, "mem " + std::to_string(OpenErrno(proc + "/mem")) + "\nenviron " +
                       std::to_string(OpenErrno(proc + "/environ")) + "\nroot " +
                       std::to_string(OpenErrno(key_via_root)) + "\n");
     return kExitBodyReturned;
-  });
+  }, 20, /*own_pid_namespace=*/own_pid_ns);
   ASSERT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
   auto m = ParseLines(r.out);
   for (const char* what : {"mem", "environ", "root"}) {
-    EXPECT_TRUE(m[what] == std::to_string(EACCES) || m[what] == std::to_string(EPERM))
-        << what << ": open of the broker's /proc file returned errno " << m[what];
+    if (own_pid_ns) {
+      EXPECT_EQ(m[what], std::to_string(ENOENT))
+          << what << ": the broker's /proc entry is visible from the worker's PID namespace";
+    } else {
+      EXPECT_TRUE(m[what] == std::to_string(EACCES) || m[what] == std::to_string(EPERM))
+          << what << ": open of the broker's /proc file returned errno " << m[what];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(PidNamespace, WorkerProcWallTest, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "Own" : "OptedOut"; });
+
+// The route the review used: a --worker-user worker reads the key through
+// /proc/<pid>/root of a dumpable process of the SAME user that lives in the
+// host's mount namespace (same uid, subset capabilities: the ptrace access
+// check passes). With the PID namespace opted out the route is open (the
+// control proves the test can see it); in the worker's own PID namespace the
+// process does not exist.
+TEST_P(WorkerProcWallTest, KeyViaProcRootOfAProcessOfTheWorkerUser) {
+  const bool own_pid_ns = GetParam();
+  const uid_t nobody = 65534;
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  pid_t victim = ::fork();
+  if (victim == 0) {
+    if (::setresgid(nobody, nobody, nobody) != 0 || ::setresuid(nobody, nobody, nobody) != 0) {
+      ::_exit(126);
+    }
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
+    char* envp[] = {nullptr};
+    ::execve("/bin/sleep", argv, envp);  // exec re-arms dumpable: an ordinary user process
+    ::_exit(127);
+  }
+  ASSERT_GT(victim, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  // Wait until the exec happened (its /proc/<pid>/exe is /bin/sleep or coreutils).
+  for (int i = 0; i < 200; ++i) {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(victim) + "/exe", ec);
+    if (!ec && exe.filename() != "sandbox_worker_isolation_test") break;
+    ::usleep(10000);
+  }
+  const std::string via_root = "/proc/" + std::to_string(victim) + "/root" + key_.string();
+  ChildResult r = RunChild([&](int out) {
+    WorkerLockdownSpec spec = Spec(out);
+    spec.run_as = UserSwitch{nobody, nobody, {}};
+    if (!own_pid_ns) spec.insecure_skip = {kStepPidNamespace};
+    if (!LockDownWorker(spec).ok()) return 3;
+    std::string text = vigo::testing::ReadFileOrEmpty(via_root);
+    WriteAll(out, std::string("errno ") + std::to_string(OpenErrno(via_root)) + "\nleaked " +
+                      (text.find(kCanary) != std::string::npos ? "1" : "0") + "\n");
+    return kExitBodyReturned;
+  }, 20, own_pid_ns);
+  ::kill(victim, SIGKILL);
+  ::waitpid(victim, nullptr, 0);
+  ASSERT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+  auto m = ParseLines(r.out);
+  if (own_pid_ns) {
+    EXPECT_EQ(m["leaked"], "0");
+    EXPECT_EQ(m["errno"], std::to_string(ENOENT)) << "host process visible in the worker's /proc";
+  } else {
+    EXPECT_EQ(m["leaked"], "1") << "control: the route the PID namespace closes (errno "
+                                << m["errno"] << ")";
   }
 }
 
@@ -194,7 +267,7 @@ TEST_F(WorkerIsolationTest, PtraceOfBrokerKillsTheWorker) {
   Victim broker("broker");
   ASSERT_TRUE(broker.ready());
   const pid_t target = broker.pid();
-  ChildResult r = RunChild([&](int out) {
+  ChildResult r = RunWorkerChild([&](int out) {
     if (!LockDownWorker(Spec(out)).ok()) return 3;
     ::syscall(SYS_ptrace, PTRACE_ATTACH, target, 0, 0);
     return kExitBodyReturned;
@@ -208,11 +281,16 @@ TEST_F(WorkerIsolationTest, PtraceFailsEvenWithoutSeccomp) {
   Victim broker("broker");
   ASSERT_TRUE(broker.ready());
   const pid_t target = broker.pid();
+  // The PID namespace would make the broker invisible (ESRCH): opt out of
+  // it too, to try the non-dumpable wall on its own.
   ChildResult r = RunChild([&](int out) {
     WorkerLockdownSpec spec = Spec(out);
-    spec.insecure_skip = {kStepSeccomp};
+    spec.insecure_skip = {kStepSeccomp, kStepPidNamespace};
     auto locked = LockDownWorker(spec);
-    if (!locked.ok() || locked->skipped_steps != std::vector<std::string>{"seccomp"}) return 3;
+    if (!locked.ok() ||
+        locked->skipped_steps != std::vector<std::string>{"pid_namespace", "seccomp"}) {
+      return 3;
+    }
     long rc = ::syscall(SYS_ptrace, PTRACE_ATTACH, target, 0, 0);
     WriteAll(out, "rc " + std::to_string(rc) + "\nerrno " + std::to_string(errno) + "\n");
     return kExitBodyReturned;
@@ -224,7 +302,7 @@ TEST_F(WorkerIsolationTest, PtraceFailsEvenWithoutSeccomp) {
 }
 
 TEST_F(WorkerIsolationTest, MissingHiddenPathFailsClosed) {
-  ChildResult r = RunChild([&](int out) {
+  ChildResult r = RunWorkerChild([&](int out) {
     WorkerLockdownSpec spec = Spec(out);
     spec.hidden_paths.push_back((tmp_.path() / "does-not-exist").string());
     auto locked = LockDownWorker(spec);

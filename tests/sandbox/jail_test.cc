@@ -1,0 +1,319 @@
+// The worker's jail tried from the exec-child position: a real vigosrv and a
+// real `vigo run --once` apply a stack whose exec resource is a hostile
+// program (tests/helpers/exec_attacker_main.cc, or a shell). Each test has a
+// control that shows the route exists outside the jail, so a pass means a
+// wall, not a broken probe.
+#include <fcntl.h>
+#include <signal.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/integration/e2e_fixture.h"
+#include "tests/support/test_env.h"
+
+namespace vigo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kCanary[] = "VIGO-JAIL-CANARY-4c1d9e77a0b3";
+
+std::map<std::string, std::string> ReadReport(const fs::path& p) {
+  std::map<std::string, std::string> m;
+  std::istringstream in(ReadFileOrEmpty(p));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
+  }
+  return m;
+}
+
+// YAML flow list of JSON-quoted strings.
+std::string Argv(const std::vector<std::string>& argv) {
+  std::string out = "[";
+  for (const std::string& a : argv) out += (out.size() > 1 ? ", \"" : "\"") + a + "\"";
+  return out + "]";
+}
+
+class JailTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "jail tests run as root (CI does)";
+    ASSERT_TRUE(fleet_.Init()) << fleet_.last_error();
+  }
+
+  // Starts the server with one exec resource for web-1 and issues web-1.
+  void StartWithExec(const std::vector<std::string>& command, int timeout_s = 60) {
+    fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [probe]\n"},
+                        {"configcrates/probe.vgo",
+                         "configcrate: probe\nresources:\n  - name: attack\n    type: exec\n"
+                         "    command: " +
+                             Argv(command) + "\n    timeout: " + std::to_string(timeout_s) +
+                             "\n"}});
+    ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+    ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  }
+
+  fs::path Report() const { return fleet_.dir() / "attack.report"; }
+  std::string Attacker() const { return TestBinPath("exec_attacker").string(); }
+
+  E2eFleet fleet_;
+};
+
+// --- The operator's terminal ------------------------------------------------
+
+// Runs argv as a session leader whose controlling terminal is the pty
+// behind `master` (as an interactive shell runs `vigo run --once`); returns
+// the exit status. The master is drained so the child never blocks on it.
+int RunOnTerminal(int master, const std::vector<std::string>& argv) {
+  const std::string slave_name = ::ptsname(master);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    int s = ::open(slave_name.c_str(), O_RDWR);  // becomes the controlling tty
+    if (s < 0) ::_exit(120);
+    ::dup2(s, 0);
+    ::dup2(s, 1);
+    ::dup2(s, 2);
+    if (s > 2) ::close(s);
+    std::vector<char*> a;
+    for (const std::string& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+    a.push_back(nullptr);
+    ::execv(a[0], a.data());
+    ::_exit(127);
+  }
+  std::atomic<bool> done{false};
+  std::thread drain([&] {
+    char buf[4096];
+    while (!done) {
+      struct pollfd p = {master, POLLIN, 0};
+      if (::poll(&p, 1, 50) > 0 && ::read(master, buf, sizeof(buf)) <= 0) break;
+    }
+  });
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  done = true;
+  drain.join();
+  return status;
+}
+
+// Bytes waiting in the terminal's input queue: what a shell would read next.
+int PendingInput(int slave) {
+  int n = 0;
+  return ::ioctl(slave, FIONREAD, &n) == 0 ? n : -1;
+}
+
+struct Pty {
+  int master = -1, slave = -1;
+  Pty() {
+    master = ::posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return;
+    slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+    struct termios t;
+    if (slave >= 0 && ::tcgetattr(slave, &t) == 0) {
+      ::cfmakeraw(&t);  // every injected byte is readable at once
+      ::tcsetattr(slave, TCSANOW, &t);
+    }
+  }
+  ~Pty() {
+    if (slave >= 0) ::close(slave);
+    if (master >= 0) ::close(master);
+  }
+};
+
+TEST_F(JailTest, ControlTheAttackerInjectsIntoItsTerminalOutsideTheJail) {
+  Pty pty;
+  ASSERT_GE(pty.slave, 0);
+  int status = RunOnTerminal(pty.master, {Attacker(), "tiocsti", Report().string()});
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  auto m = ReadReport(Report());
+  EXPECT_EQ(m["fd0"], "ok") << "control: TIOCSTI on its own terminal must work unjailed";
+  EXPECT_GT(PendingInput(pty.slave), 0) << "control: the injected input must be visible";
+}
+
+TEST_F(JailTest, ExecCannotPushInputIntoTheOperatorsTerminal) {
+  StartWithExec({Attacker(), "tiocsti", Report().string()});
+  Pty pty;
+  ASSERT_GE(pty.slave, 0);
+  std::vector<std::string> argv = {BinPath("vigo").string(), "run", "--once"};
+  for (const std::string& f : fleet_.AgentFlags("web-1")) argv.push_back(f);
+  argv.push_back("--log-level=warn");
+  RunOnTerminal(pty.master, argv);
+  auto m = ReadReport(Report());
+  ASSERT_EQ(m["done"], "1") << "the attacker did not run: " << ReadFileOrEmpty(Report());
+  // Nothing reached the terminal's input queue (the shell would run it).
+  EXPECT_EQ(PendingInput(pty.slave), 0);
+  // Every attempt was refused: stdio is not the terminal (pipes), the
+  // command has no controlling tty, /dev has no tty, and the exec-child
+  // filter kills TIOCSTI/TIOCLINUX (SIGSYS = 31).
+  for (const char* k : {"fd0", "fd1", "fd2", "/dev/tty", "/dev/console", "/dev/tty0", "tioclinux"}) {
+    EXPECT_NE(m[k], "ok") << k << " was injectable";
+  }
+  EXPECT_EQ(m["tioclinux"], "killed 31");
+  for (const auto& [k, v] : m) {
+    if (k.rfind("/dev/pts/", 0) == 0) ADD_FAILURE() << "exec saw " << k << " (" << v << ")";
+  }
+}
+
+// --- Raw devices ------------------------------------------------------------
+
+// A loop device over a file holding the canary, detached at the end.
+class LoopDevice {
+ public:
+  explicit LoopDevice(const fs::path& image) {
+    std::string data(1 << 20, '\0');
+    data.replace(4096, sizeof(kCanary) - 1, kCanary);
+    WriteFileOrDie(image, data, 0600);
+    RunResult r = Run({"/sbin/losetup", "--find", "--show", image.string()});
+    if (r.exit_code == 0) dev_ = r.out.substr(0, r.out.find('\n'));
+  }
+  ~LoopDevice() {
+    if (!dev_.empty()) Run({"/sbin/losetup", "-d", dev_});
+  }
+  const std::string& dev() const { return dev_; }
+
+ private:
+  std::string dev_;
+};
+
+TEST_F(JailTest, ExecCannotReadABlockDeviceOrMakeOne) {
+  LoopDevice loop(fleet_.dir() / "disk.img");
+  ASSERT_FALSE(loop.dev().empty()) << "losetup failed";
+  // Control: unjailed root reads the canary straight from the device.
+  std::string head = ReadFileOrEmpty(loop.dev()).substr(0, 1 << 16);
+  ASSERT_NE(head.find(kCanary), std::string::npos) << "control: canary not on " << loop.dev();
+
+  StartWithExec({Attacker(), "devices", Report().string(), kCanary});
+  RunResult r = fleet_.RunAgent("web-1");
+  auto m = ReadReport(Report());
+  ASSERT_EQ(m["done"], "1") << r.err;
+  EXPECT_GT(std::stoi(m["block_tried"]), 0) << "the kernel has block devices to try";
+  EXPECT_EQ(m["block_opened"], "0") << "a block device is reachable in the worker's /dev";
+  EXPECT_EQ(m["block_leaked"], "0");
+  EXPECT_NE(m["mknod"], "ok") << "an exec made a device node";
+  // The whole /dev: the five character devices, the links, shm and log.
+  std::istringstream names(m["dev_names"]);
+  std::string name;
+  const std::vector<std::string> allowed = {"null", "zero",   "full",   "random", "urandom", "fd",
+                                            "stdin", "stdout", "stderr", "shm",    "log"};
+  while (std::getline(names, name, ',')) {
+    if (name.empty()) continue;
+    EXPECT_NE(std::find(allowed.begin(), allowed.end(), name), allowed.end())
+        << "/dev/" << name << " is in the worker's /dev";
+  }
+}
+
+// --- Other processes' /proc/<pid>/root ----------------------------------------
+
+// A capability-less root process in the host namespaces (dumpable, so the
+// kernel's ptrace-read check lets any root process with a superset of its
+// capabilities through /proc/<pid>/root).
+class CapabilityLessRootProcess {
+ public:
+  CapabilityLessRootProcess() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+      char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("120"), nullptr};
+      char* envp[] = {nullptr};
+      ::execve("/bin/sleep", argv, envp);  // root exec with an empty bounding set: no caps
+      ::_exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      std::string status = ReadFileOrEmpty("/proc/" + std::to_string(pid_) + "/status");
+      if (status.find("CapEff:\t0000000000000000") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ~CapabilityLessRootProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class JailProcTest : public JailTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(JailProcTest, ExecCannotReachTheKeyThroughAHostProcessRoot) {
+  const bool opted_out = GetParam();  // control: the route the PID namespace closes
+  CapabilityLessRootProcess victim;
+  ASSERT_GT(victim.pid(), 0);
+  // The key the worker must not read: the envoy's own client key, hidden by
+  // the mount cover; the canary stands in for it.
+  const fs::path key = fleet_.CredsDir("web-1") / "key.pem";
+  StartWithExec({Attacker(), "proc", Report().string(), std::to_string(victim.pid()),
+                 key.string(), "PRIVATE KEY"});
+  std::vector<std::string> extra;
+  if (opted_out) extra = {"--insecure-skip-lockdown=pid_namespace"};
+  RunResult r = fleet_.RunAgent("web-1", extra);
+  auto m = ReadReport(Report());
+  ASSERT_EQ(m["done"], "1") << r.err;
+  if (opted_out) {
+    EXPECT_EQ(m["root_leaked"], "1")
+        << "control: without the PID namespace the key is readable via /proc/<pid>/root";
+    return;
+  }
+  EXPECT_EQ(m["root_leaked"], "0") << "the client key was read through /proc/<pid>/root";
+  EXPECT_EQ(m["saw_target"], "0") << "a host process is visible in the worker's /proc";
+  // The worker (PID 1), the command and its own child at most.
+  EXPECT_LE(std::stoi(m["proc_pids"]), 4) << "host processes are visible";
+}
+
+INSTANTIATE_TEST_SUITE_P(PidNamespace, JailProcTest, ::testing::Bool(),
+                         [](const auto& param_info) {
+                           return param_info.param ? "ControlOptedOut" : "Jailed";
+                         });
+
+// --- Timeouts -----------------------------------------------------------------
+
+bool ProcessWithArgExists(const std::string& token) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string n = e.path().filename();
+    if (n.empty() || n[0] < '0' || n[0] > '9') continue;
+    if (ReadFileOrEmpty(e.path() / "cmdline").find(token) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(JailTest, ASetsidGrandchildDiesWithTheTimeout) {
+  const std::string started = (fleet_.dir() / "grandchild.started").string();
+  // The grandchild leaves the command's process group and session, so a
+  // process-group kill would miss it.
+  StartWithExec({"/bin/sh", "-c",
+                 "setsid /bin/sh -c 'echo up > " + started + "; exec sleep 918273' & exec sleep 918274"},
+                /*timeout_s=*/2);
+  RunResult r = fleet_.RunAgent("web-1");
+  EXPECT_TRUE(fs::exists(started)) << "the grandchild never ran: " << r.err;
+  bool alive = true;
+  for (int i = 0; i < 50 && alive; ++i) {  // the kill is synchronous; allow reaping
+    alive = ProcessWithArgExists("918273") || ProcessWithArgExists("918274");
+    if (alive) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_FALSE(alive) << "a descendant of the timed-out command outlived the run";
+}
+
+}  // namespace
+}  // namespace vigo::testing
