@@ -237,6 +237,13 @@ absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
   VIGO_RETURN_IF_ERROR(RefuseExisting(cert_out));
   VIGO_RETURN_IF_ERROR(RefuseExisting(key_out));
   VIGO_ASSIGN_OR_RETURN(LoadedCa loaded, LoadCa(ca));
+  {
+    VIGO_ASSIGN_OR_RETURN(CertInfo ca_info, InfoOf(loaded.cert.get()));
+    absl::Status within = CheckValidityWithinCa(ca_info, validity, ::time(nullptr));
+    if (!within.ok()) {
+      return absl::FailedPreconditionError(StrCat(ca.cert.string(), ": ", within.message()));
+    }
+  }
   VIGO_ASSIGN_OR_RETURN(Ptr<EVP_PKEY> key, NewP256Key());
   VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert, NewCert(key.get(), cn, validity));
   if (X509_set_issuer_name(cert.get(), X509_get_subject_name(loaded.cert.get())) != 1) {
@@ -315,6 +322,29 @@ absl::StatusOr<CertInfo> IssueServerCert(const CaFiles& ca, const fs::path& cert
   if (hostname != "localhost") san = StrCat("DNS:", hostname, ",", san);
   return IssueLeaf(ca, cert_out, key_out, hostname, std::chrono::hours(24 * 730),
                    "serverAuth", san);
+}
+
+absl::Status CheckValidityWithinCa(const CertInfo& ca, std::chrono::seconds validity,
+                                   int64_t now_unix) {
+  std::time_t t = static_cast<std::time_t>(ca.not_after_unix);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const int64_t left = ca.not_after_unix - now_unix;
+  if (left <= 0) {
+    return absl::FailedPreconditionError(
+        StrCat("the CA certificate expired at ", when, "; it cannot issue certificates"));
+  }
+  if (validity.count() > left) {
+    constexpr int64_t kDay = 24 * 3600;
+    return absl::FailedPreconditionError(
+        StrCat("a certificate valid for ", validity.count() / kDay, " days (", validity.count(),
+               " s) would outlive the CA certificate, which expires at ", when, " (in ",
+               left / kDay, " days); the longest validity allowed now is ", left / kDay,
+               " days"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CertInfo> IssueClientCert(const CaFiles& ca, const fs::path& cert_out,
