@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <ctime>
 #include <filesystem>
 
 #include "gtest/gtest.h"
@@ -53,6 +54,46 @@ TEST_F(PkiTest, CaServerAndClientCertificates) {
   auto again = CertInfoFromPem(vigo::testing::ReadFileOrEmpty(dir_.path() / "c1.pem"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->fingerprint_sha256, c1->fingerprint_sha256);
+}
+
+// Issue 13.15: a certificate must not outlive the CA that signed it.
+TEST_F(PkiTest, ClientCertificateThatWouldOutliveTheCaIsRefusedAndNothingWritten) {
+  auto ca_info = ReadCertInfo(ca_.cert);
+  ASSERT_TRUE(ca_info.ok());
+  const int64_t ca_left = ca_info->not_after_unix - ::time(nullptr);
+  ASSERT_GT(ca_left, 0);
+  auto longer = IssueClientCert(ca_, dir_.path() / "long.pem", dir_.path() / "long.key", "web-1",
+                                std::chrono::seconds(ca_left + 24 * 3600));
+  ASSERT_EQ(longer.status().code(), absl::StatusCode::kFailedPrecondition) << longer.status();
+  EXPECT_NE(longer.status().message().find("outlive the CA"), std::string::npos)
+      << longer.status();
+  EXPECT_NE(longer.status().message().find(ca_.cert.string()), std::string::npos)
+      << "names the CA file: " << longer.status();
+  EXPECT_FALSE(fs::exists(dir_.path() / "long.pem"));
+  EXPECT_FALSE(fs::exists(dir_.path() / "long.key"));
+  // Up to the CA's remaining lifetime is fine, and ends no later than the CA.
+  auto within = IssueClientCert(ca_, dir_.path() / "ok.pem", dir_.path() / "ok.key", "web-1",
+                                std::chrono::seconds(ca_left - 3600));
+  ASSERT_TRUE(within.ok()) << within.status();
+  EXPECT_LE(within->not_after_unix, ca_info->not_after_unix);
+}
+
+TEST(PkiValidityTest, ValidityIsCheckedAgainstTheCaRemainingLifetime) {
+  const int64_t now = 2'000'000'000;
+  CertInfo ca;
+  ca.not_after_unix = now + 2 * 86400 + 600;  // two days and ten minutes left
+  EXPECT_TRUE(CheckValidityWithinCa(ca, std::chrono::hours(24), now).ok());
+  EXPECT_TRUE(CheckValidityWithinCa(ca, std::chrono::hours(48), now).ok());
+  absl::Status three = CheckValidityWithinCa(ca, std::chrono::hours(72), now);
+  EXPECT_EQ(three.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(three.message().find("longest validity allowed now is 2 days"), std::string::npos)
+      << three;
+  EXPECT_NE(three.message().find("2033-05-20T"), std::string::npos)
+      << "names the CA's notAfter: " << three;
+  ca.not_after_unix = now - 1;
+  absl::Status expired = CheckValidityWithinCa(ca, std::chrono::hours(1), now);
+  EXPECT_EQ(expired.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(expired.message().find("expired"), std::string::npos) << expired;
 }
 
 TEST_F(PkiTest, NeverOverwrites) {
