@@ -152,13 +152,17 @@ absl::Status AddExt(X509* cert, X509* issuer, int nid, const std::string& value)
   return absl::OkStatus();
 }
 
+// Valid from `now` (less five minutes of clock skew) for `validity`.
 absl::StatusOr<Ptr<X509>> NewCert(EVP_PKEY* subject_key, std::string_view cn,
-                                  std::chrono::seconds validity) {
+                                  std::chrono::seconds validity, std::time_t now) {
   Ptr<X509> cert(X509_new());
   if (!cert || X509_set_version(cert.get(), 2) != 1) return absl::InternalError("X509_new");
   VIGO_RETURN_IF_ERROR(SetRandomSerial(cert.get()));
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300);  // tolerate small clock skew
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
+  if (X509_time_adj_ex(X509_getm_notBefore(cert.get()), 0, -300, &now) == nullptr ||
+      X509_time_adj_ex(X509_getm_notAfter(cert.get()), 0, static_cast<long>(validity.count()),
+                       &now) == nullptr) {
+    return absl::InvalidArgumentError("certificate validity out of range");
+  }
   X509_NAME* name = X509_get_subject_name(cert.get());
   std::string cn_s(cn);
   if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -237,15 +241,18 @@ absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
   VIGO_RETURN_IF_ERROR(RefuseExisting(cert_out));
   VIGO_RETURN_IF_ERROR(RefuseExisting(key_out));
   VIGO_ASSIGN_OR_RETURN(LoadedCa loaded, LoadCa(ca));
+  // One `now` for the check and the certificate, so the leaf's notAfter is
+  // exactly what was checked.
+  const std::time_t now = ::time(nullptr);
   {
     VIGO_ASSIGN_OR_RETURN(CertInfo ca_info, InfoOf(loaded.cert.get()));
-    absl::Status within = CheckValidityWithinCa(ca_info, validity, ::time(nullptr));
+    absl::Status within = CheckValidityWithinCa(ca_info, validity, now);
     if (!within.ok()) {
       return absl::FailedPreconditionError(StrCat(ca.cert.string(), ": ", within.message()));
     }
   }
   VIGO_ASSIGN_OR_RETURN(Ptr<EVP_PKEY> key, NewP256Key());
-  VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert, NewCert(key.get(), cn, validity));
+  VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert, NewCert(key.get(), cn, validity, now));
   if (X509_set_issuer_name(cert.get(), X509_get_subject_name(loaded.cert.get())) != 1) {
     return absl::InternalError("X509_set_issuer_name");
   }
@@ -298,7 +305,8 @@ absl::Status CreateCa(const CaFiles& out, std::string_view common_name) {
   VIGO_RETURN_IF_ERROR(RefuseExisting(out.key));
   VIGO_ASSIGN_OR_RETURN(Ptr<EVP_PKEY> key, NewP256Key());
   VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert,
-                        NewCert(key.get(), common_name, std::chrono::hours(24 * 3650)));
+                        NewCert(key.get(), common_name, std::chrono::hours(24 * 3650),
+                                ::time(nullptr)));
   X509* c = cert.get();
   if (X509_set_issuer_name(c, X509_get_subject_name(c)) != 1) {
     return absl::InternalError("X509_set_issuer_name");
