@@ -237,7 +237,7 @@ absl::StatusOr<LoadedCa> LoadCa(const CaFiles& ca) {
 absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
                                    const fs::path& key_out, std::string_view cn,
                                    std::chrono::seconds validity, const std::string& eku,
-                                   const std::string& san) {
+                                   const std::string& san, bool cap_at_ca = false) {
   VIGO_RETURN_IF_ERROR(RefuseExisting(cert_out));
   VIGO_RETURN_IF_ERROR(RefuseExisting(key_out));
   VIGO_ASSIGN_OR_RETURN(LoadedCa loaded, LoadCa(ca));
@@ -246,6 +246,10 @@ absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
   const std::time_t now = ::time(nullptr);
   {
     VIGO_ASSIGN_OR_RETURN(CertInfo ca_info, InfoOf(loaded.cert.get()));
+    if (cap_at_ca && ca_info.not_after_unix > now &&
+        validity.count() > ca_info.not_after_unix - now) {
+      validity = std::chrono::seconds(ca_info.not_after_unix - now);
+    }
     absl::Status within = CheckValidityWithinCa(ca_info, validity, now);
     if (!within.ok()) {
       return absl::FailedPreconditionError(StrCat(ca.cert.string(), ": ", within.message()));
@@ -328,8 +332,10 @@ absl::StatusOr<CertInfo> IssueServerCert(const CaFiles& ca, const fs::path& cert
   }
   std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
   if (hostname != "localhost") san = StrCat("DNS:", hostname, ",", san);
+  // Capped, not refused: init has no flag to choose a shorter validity, and
+  // the server certificate is replaced together with the CA anyway.
   return IssueLeaf(ca, cert_out, key_out, hostname, std::chrono::hours(24 * 730),
-                   "serverAuth", san);
+                   "serverAuth", san, /*cap_at_ca=*/true);
 }
 
 absl::Status CheckValidityWithinCa(const CertInfo& ca, std::chrono::seconds validity,

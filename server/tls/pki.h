@@ -49,7 +49,8 @@ absl::Status ValidateEnvoyName(std::string_view name);
 absl::Status CreateCa(const CaFiles& out, std::string_view common_name);
 
 // A server certificate for `hostname` with SANs DNS:hostname, DNS:localhost,
-// IP:127.0.0.1, IP:::1 (EKU serverAuth), valid 2 years.
+// IP:127.0.0.1, IP:::1 (EKU serverAuth), valid 2 years, or until the CA
+// expires if that is sooner (capped: it never outlives the CA).
 absl::StatusOr<CertInfo> IssueServerCert(const CaFiles& ca, const std::filesystem::path& cert_out,
                                          const std::filesystem::path& key_out,
                                          std::string_view hostname);

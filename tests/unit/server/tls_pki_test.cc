@@ -1,9 +1,15 @@
 #include "server/tls/pki.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "tests/support/test_env.h"
@@ -76,6 +82,62 @@ TEST_F(PkiTest, ClientCertificateThatWouldOutliveTheCaIsRefusedAndNothingWritten
                                 std::chrono::seconds(ca_left - 3600));
   ASSERT_TRUE(within.ok()) << within.status();
   EXPECT_LE(within->not_after_unix, ca_info->not_after_unix);
+}
+
+// A self-signed CA valid for `days` (CreateCa always makes 10 years).
+void WriteShortLivedCa(const CaFiles& out, int days) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  ASSERT_NE(key, nullptr);
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -300);
+  X509_gmtime_adj(X509_getm_notAfter(cert), static_cast<long>(days) * 86400);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                             static_cast<const unsigned char*>(static_cast<const void*>("Short CA")), -1, -1, 0);
+  X509_set_issuer_name(cert, X509_get_subject_name(cert));
+  X509_set_pubkey(cert, key);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE"},
+                            std::pair{NID_key_usage, "critical,keyCertSign,cRLSign"},
+                            std::pair{NID_subject_key_identifier, "hash"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value);
+    ASSERT_NE(ext, nullptr);
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
+  FILE* f = std::fopen(out.cert.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(out.key.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  ::chmod(out.key.c_str(), 0600);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+}
+
+TEST(PkiShortCaTest, ServerCertificateIsCappedAtTheCaAndClientCertificateIsRefused) {
+  TempDir dir;
+  CaFiles ca{dir.path() / "ca.pem", dir.path() / "ca.key"};
+  WriteShortLivedCa(ca, 30);
+  auto ca_info = ReadCertInfo(ca.cert);
+  ASSERT_TRUE(ca_info.ok()) << ca_info.status();
+  auto srv = IssueServerCert(ca, dir.path() / "server.pem", dir.path() / "server.key", "h");
+  ASSERT_TRUE(srv.ok()) << srv.status();
+  EXPECT_EQ(srv->not_after_unix, ca_info->not_after_unix) << "2 years capped at the CA's 30 days";
+  auto client = IssueClientCert(ca, dir.path() / "c.pem", dir.path() / "c.key", "web-1",
+                                std::chrono::hours(24 * 31));
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kFailedPrecondition) << client.status();
+  EXPECT_FALSE(fs::exists(dir.path() / "c.key"));
+  auto ok = IssueClientCert(ca, dir.path() / "c.pem", dir.path() / "c.key", "web-1",
+                            std::chrono::hours(24 * 29));
+  EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
 TEST(PkiValidityTest, ValidityIsCheckedAgainstTheCaRemainingLifetime) {
