@@ -61,12 +61,13 @@ bool EmptyRootFlag(std::string_view value) {
 absl::Status RequireDataRoot(const std::filesystem::path& root) {
   struct stat st;
   if (::stat(root.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
       return absl::NotFoundError(StrCat("data root ", root.string(),
                                         " does not exist (check --root or $VIGO_ROOT; "
                                         "`vigosrv init --root DIR` creates one)"));
     }
-    return sandbox::ErrnoStatus(errno, "stat data root", root.string());
+    return sandbox::ErrnoStatus(err, "stat data root", root.string());
   }
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(
@@ -81,13 +82,14 @@ absl::StatusOr<std::unique_ptr<server::Database>> OpenExistingDatabase(
   const std::filesystem::path db = cfg.DatabasePath();
   struct stat st;
   if (::lstat(db.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
       return absl::NotFoundError(
           StrCat("database ", db.string(),
                  " does not exist (check database.path in server.yaml; only `vigosrv init` "
                  "and commands that write create it)"));
     }
-    return sandbox::ErrnoStatus(errno, "stat database", db.string());
+    return sandbox::ErrnoStatus(err, "stat database", db.string());
   }
   return server::Database::Open(db);
 }

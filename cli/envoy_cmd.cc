@@ -135,7 +135,9 @@ struct OutDir {
 
 absl::StatusOr<OutDir> PrepareOutDir(const std::string& flag) {
   OutDir d;
-  d.path = fs::absolute(flag).lexically_normal();
+  std::error_code ec;
+  d.path = fs::absolute(flag, ec).lexically_normal();
+  if (ec) return absl::FailedPreconditionError(StrCat("--out ", flag, ": cannot resolve"));
   if (d.path.filename().empty() && d.path.has_parent_path() && d.path != d.path.root_path()) {
     d.path = d.path.parent_path();  // "dir/" → "dir"
   }
@@ -147,9 +149,9 @@ absl::StatusOr<OutDir> PrepareOutDir(const std::string& flag) {
     }
     return d;
   }
-  if (errno != ENOENT) {
+  if (const int err = errno; err != ENOENT) {
     return absl::FailedPreconditionError(
-        StrCat("--out ", d.path.string(), ": cannot stat (", std::strerror(errno), ")"));
+        StrCat("--out ", d.path.string(), ": cannot stat (", std::strerror(err), ")"));
   }
   const fs::path parent = d.path.parent_path();
   if (::stat(parent.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
@@ -162,9 +164,10 @@ absl::StatusOr<OutDir> PrepareOutDir(const std::string& flag) {
                                       " does not exist; create it first (nothing created)"));
   }
   if (::mkdir(d.path.c_str(), 0700) != 0) {
+    const int err = errno;
     return absl::FailedPreconditionError(StrCat("--out ", d.path.string(),
                                                 ": cannot create directory (",
-                                                std::strerror(errno), ")"));
+                                                std::strerror(err), ")"));
   }
   d.created = true;
   return d;
