@@ -1,11 +1,16 @@
 #include "cli/cli.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <string_view>
 
 #include "common/args.h"
 #include "sandbox/lockdown.h"
 #include "common/exit_codes.h"
+#include "common/strings.h"
+#include "sandbox/syscall_status.h"
 #include "server/server_config.h"
 
 namespace vigo::cli {
@@ -41,7 +46,53 @@ void PrintUsage(std::FILE* out) {
                "  --help       show this help (also: vigocli COMMAND --help)\n");
 }
 
+// `--root` with an empty value is a mistake (an unset shell variable), not a
+// request for the default root.
+bool EmptyRootFlag(std::string_view value) {
+  if (!value.empty()) return false;
+  std::fprintf(stderr,
+               "vigocli: flag '--root' is empty; give a directory (or leave the flag out to use "
+               "$VIGO_ROOT or /srv/vigo)\n");
+  return true;
+}
+
 }  // namespace
+
+absl::Status RequireDataRoot(const std::filesystem::path& root) {
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(StrCat("data root ", root.string(),
+                                        " does not exist (check --root or $VIGO_ROOT; "
+                                        "`vigosrv init --root DIR` creates one)"));
+    }
+    return sandbox::ErrnoStatus(err, "stat data root", root.string());
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        StrCat("data root ", root.string(), " is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<server::Database>> OpenExistingDatabase(
+    const server::ServerConfig& cfg) {
+  if (absl::Status st = RequireDataRoot(cfg.root); !st.ok()) return st;
+  const std::filesystem::path db = cfg.DatabasePath();
+  struct stat st;
+  if (::lstat(db.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(
+          StrCat("database ", db.string(),
+                 " does not exist (check database.path in server.yaml; only `vigosrv init` "
+                 "and commands that write create it)"));
+    }
+    return sandbox::ErrnoStatus(err, "stat database", db.string());
+  }
+  return server::Database::Open(db);
+}
 
 int Main(int argc, char** argv) {
   // vigocli handles passphrases, the master key and revealed values: no core
@@ -74,8 +125,10 @@ int Main(int argc, char** argv) {
         return kExitUsage;
       }
       root_flag = args[++i];
+      if (EmptyRootFlag(root_flag)) return kExitUsage;
     } else if (a.substr(0, 7) == "--root=") {
       root_flag = std::string(a.substr(7));
+      if (EmptyRootFlag(root_flag)) return kExitUsage;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "vigocli: unknown flag '%s'\n", args[i].c_str());
       return kExitUsage;
@@ -95,7 +148,11 @@ int Main(int argc, char** argv) {
     if (args[j] == "--json") {
       ctx.json = true;
     } else if (args[j] == "--root" && j + 1 < args.size()) {
+      if (EmptyRootFlag(args[j + 1])) return kExitUsage;
       ctx.root = server::ResolveRoot(args[++j]);
+    } else if (args[j].rfind("--root=", 0) == 0) {
+      if (EmptyRootFlag(std::string_view(args[j]).substr(7))) return kExitUsage;
+      ctx.root = server::ResolveRoot(args[j].substr(7));
     } else {
       rest.push_back(args[j]);
     }

@@ -2,13 +2,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
 
 #include "cli/cli.h"
+#include "cli/terminal_text.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
 #include "common/strings.h"
@@ -83,12 +86,15 @@ struct Opened {
   std::unique_ptr<ServerStore> store;
 };
 
+// The existing root, config and database: no verb here creates a root or a
+// database (a typo must not look like an empty, healthy installation).
 absl::StatusOr<Opened> Open(const CliContext& ctx) {
   Opened o;
+  if (absl::Status st = RequireDataRoot(ctx.root); !st.ok()) return st;
   auto cfg = server::LoadServerConfig(ctx.root);
   if (!cfg.ok()) return cfg.status();
   o.cfg = *cfg;
-  auto db = server::Database::Open(o.cfg.DatabasePath());
+  auto db = OpenExistingDatabase(o.cfg);
   if (!db.ok()) return db.status();
   o.db = std::move(*db);
   o.store = std::make_unique<ServerStore>(o.db.get());
@@ -117,14 +123,66 @@ absl::Status CopyCaIfMissing(const fs::path& from, const fs::path& to) {
   return absl::OkStatus();
 }
 
+// The --out directory of `envoy issue`: an existing directory is used as it
+// is (its mode untouched: `--out /tmp` must not change /tmp); a missing one is
+// created 0700, but only its last component: a missing parent is refused
+// (NOT_FOUND naming it, nothing created), so a typo cannot grow a tree of
+// 0755 directories from the file system root.
+struct OutDir {
+  fs::path path;
+  bool created = false;
+};
+
+absl::StatusOr<OutDir> PrepareOutDir(const std::string& flag) {
+  OutDir d;
+  std::error_code ec;
+  d.path = fs::absolute(flag, ec).lexically_normal();
+  if (ec) return absl::FailedPreconditionError(StrCat("--out ", flag, ": cannot resolve"));
+  if (d.path.filename().empty() && d.path.has_parent_path() && d.path != d.path.root_path()) {
+    d.path = d.path.parent_path();  // "dir/" → "dir"
+  }
+  struct stat st;
+  if (::stat(d.path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          StrCat("--out ", d.path.string(), ": exists and is not a directory"));
+    }
+    return d;
+  }
+  if (const int err = errno; err != ENOENT) {
+    return absl::FailedPreconditionError(
+        StrCat("--out ", d.path.string(), ": cannot stat (", std::strerror(err), ")"));
+  }
+  const fs::path parent = d.path.parent_path();
+  if (::stat(parent.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(StrCat("--out ", d.path.string(), ": ", parent.string(),
+                                                " is not a directory (nothing created)"));
+  }
+  if (::stat(parent.c_str(), &st) != 0) {
+    return absl::NotFoundError(StrCat("--out ", d.path.string(), ": the parent directory ",
+                                      parent.string(),
+                                      " does not exist; create it first (nothing created)"));
+  }
+  if (::mkdir(d.path.c_str(), 0700) != 0) {
+    const int err = errno;
+    return absl::FailedPreconditionError(StrCat("--out ", d.path.string(),
+                                                ": cannot create directory (",
+                                                std::strerror(err), ")"));
+  }
+  d.created = true;
+  return d;
+}
+
 // ---------------------------------------------------------------------------
 
 int EnvoyIssue(const CliContext& ctx, const std::vector<std::string>& args) {
   ArgSpec spec{"vigocli envoy issue NAME --out DIR [--days N]",
                "Issue a client certificate for envoy NAME (CN = NAME) signed by the server CA; "
                "writes DIR/ca.pem, DIR/cert.pem and DIR/key.pem (0600) and records it.",
-               {{"out", true, "output directory (created 0700)"},
-                {"days", true, "validity in days (default 365)"}},
+               {{"out", true,
+                 "output directory (created 0700 if missing; its parent must exist)"},
+                {"days", true,
+                 "validity in days (default 365; refused if it would outlive the CA)"}},
                1, 1};
   Parsed p = Parse(spec, args);
   if (!p.args) return p.exit_code;
@@ -141,17 +199,32 @@ int EnvoyIssue(const CliContext& ctx, const std::vector<std::string>& args) {
     }
     days = std::stol(d);
   }
+  if (p.args->Get("out")->empty()) return Error("--out needs a directory", kExitUsage);
   auto o = Open(ctx);
   if (!o.ok()) return ErrorStatus(o.status());
-  fs::path out = fs::absolute(*p.args->Get("out"));
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) return Error(StrCat(out.string(), ": cannot create directory"));
-  ::chmod(out.c_str(), 0700);
   server::tls::CaFiles ca{o->cfg.TlsDir() / "ca.pem", o->cfg.TlsDir() / "ca.key"};
-  auto info = server::tls::IssueClientCert(ca, out / "cert.pem", out / "key.pem", name,
-                                           std::chrono::hours(24 * days));
-  if (!info.ok()) return ErrorStatus(info.status());
+  const std::chrono::seconds validity = std::chrono::hours(24 * days);
+  // Refuse a --days that outlives the CA before anything is written (the
+  // issuer checks again). Refused rather than capped: a certificate shorter
+  // than asked for would surprise whoever schedules its renewal.
+  {
+    auto ca_info = server::tls::ReadCertInfo(ca.cert);
+    if (!ca_info.ok()) return ErrorStatus(ca_info.status());
+    absl::Status within =
+        server::tls::CheckValidityWithinCa(*ca_info, validity, ::time(nullptr));
+    if (!within.ok()) {
+      return Error(StrCat("--days ", days, ": ", within.message(), " (nothing written)"),
+                   kExitUsage);
+    }
+  }
+  auto out_dir = PrepareOutDir(*p.args->Get("out"));
+  if (!out_dir.ok()) return ErrorStatus(out_dir.status());
+  const fs::path out = out_dir->path;
+  auto info = server::tls::IssueClientCert(ca, out / "cert.pem", out / "key.pem", name, validity);
+  if (!info.ok()) {
+    if (out_dir->created) ::rmdir(out.c_str());  // leave no trace of a failed issue
+    return ErrorStatus(info.status());
+  }
   absl::Status st = CopyCaIfMissing(ca.cert, out / "ca.pem");
   if (!st.ok()) return ErrorStatus(st);
   st = o->store->RecordEnvoyCert(name, *info);
@@ -187,7 +260,9 @@ int EnvoyIssue(const CliContext& ctx, const std::vector<std::string>& args) {
 }
 
 int EnvoyList(const CliContext& ctx, const std::vector<std::string>& args) {
-  ArgSpec spec{"vigocli envoy list", "Issued envoy certificates, with revocation and last seen.",
+  ArgSpec spec{"vigocli envoy list",
+               "Issued envoy certificates, with revocation and last seen. STATE is revoked, "
+               "expired (its notAfter has passed, computed now) or active.",
                {}, 0, 0};
   Parsed p = Parse(spec, args);
   if (!p.args) return p.exit_code;
@@ -199,14 +274,20 @@ int EnvoyList(const CliContext& ctx, const std::vector<std::string>& args) {
     std::printf("%-24s %-8s %-20s %-20s %-20s %s\n", "NAME", "STATE", "ISSUED", "LAST_SEEN",
                 "NOT_AFTER", "SERIAL");
   }
+  // Expiry is computed from the certificate's notAfter at every listing, never
+  // stored: an inventory must not call an expired certificate active.
+  const int64_t now_unix = server::service::NowUnixMs() / 1000;
   for (const EnvoyCertRecord& r : *list) {
-    const char* state = r.revoked_at_ms ? "revoked" : "active";
+    const bool expired = r.not_after_unix <= now_unix;
+    const char* state = r.revoked_at_ms ? "revoked" : expired ? "expired" : "active";
     if (ctx.json) {
       rapidjson::StringBuffer sb;
       JsonWriter w(sb);
       w.StartObject();
       Str(w, "name", r.name);
       Str(w, "state", state);
+      Key(w, "expired");
+      w.Bool(expired);
       Str(w, "serial", r.serial);
       Str(w, "fingerprint", r.fingerprint);
       Str(w, "issued_at", IsoTime(r.issued_at_ms));
@@ -216,10 +297,10 @@ int EnvoyList(const CliContext& ctx, const std::vector<std::string>& args) {
       w.EndObject();
       std::printf("%s\n", sb.GetString());
     } else {
-      std::printf("%-24s %-8s %-20s %-20s %-20s %s\n", r.name.c_str(), state,
+      std::printf("%-24s %-8s %-20s %-20s %-20s %s\n", TerminalText(r.name).c_str(), state,
                   IsoTime(r.issued_at_ms).c_str(),
                   r.last_seen_ms ? IsoTime(*r.last_seen_ms).c_str() : "-",
-                  IsoTime(r.not_after_unix * 1000).c_str(), r.serial.c_str());
+                  IsoTime(r.not_after_unix * 1000).c_str(), TerminalText(r.serial).c_str());
     }
   }
   return kExitOk;
@@ -316,8 +397,9 @@ int RunsList(const CliContext& ctx, const std::vector<std::string>& args) {
       RunJson(w, r, false);
       std::printf("%s\n", sb.GetString());
     } else {
-      std::printf("%-34s %-20s %-8s %-7llu %-20s %lld%s\n", r.id.c_str(), r.envoy.c_str(),
-                  r.outcome.c_str(), static_cast<unsigned long long>(r.secrets_epoch),
+      std::printf("%-34s %-20s %-8s %-7llu %-20s %lld%s\n", TerminalText(r.id).c_str(),
+                  TerminalText(r.envoy).c_str(), TerminalText(r.outcome).c_str(),
+                  static_cast<unsigned long long>(r.secrets_epoch),
                   IsoTime(r.finished_ms).c_str(), static_cast<long long>(r.result_count),
                   r.redacted ? " (redacted: the agent leaked a value)" : "");
     }
@@ -342,15 +424,18 @@ int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
   }
   std::printf("run       %s\nenvoy     %s\noutcome   %s\nepoch     %llu\nbundle    %s\n"
               "started   %s\nfinished  %s\nreceived  %s\n",
-              run->id.c_str(), run->envoy.c_str(), run->outcome.c_str(),
-              static_cast<unsigned long long>(run->secrets_epoch), run->bundle_digest.c_str(),
+              TerminalText(run->id).c_str(), TerminalText(run->envoy).c_str(),
+              TerminalText(run->outcome).c_str(),
+              static_cast<unsigned long long>(run->secrets_epoch),
+              TerminalText(run->bundle_digest).c_str(),
               IsoTime(run->started_ms).c_str(), IsoTime(run->finished_ms).c_str(),
               IsoTime(run->received_ms).c_str());
   if (run->redacted) std::printf("note      the agent leaked a secret value; stored redacted\n");
   std::printf("\n%-24s %-10s %-8s %-8s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION", "MESSAGE");
   for (const auto& r : run->results) {
-    std::printf("%-24s %-10s %-8s %-8s %s\n", r.name.c_str(), r.type.c_str(), r.status.c_str(),
-                r.action.c_str(), r.message.c_str());
+    std::printf("%-24s %-10s %-8s %-8s %s\n", TerminalText(r.name).c_str(),
+                TerminalText(r.type).c_str(), TerminalText(r.status).c_str(),
+                TerminalText(r.action).c_str(), TerminalText(r.message).c_str());
   }
   return kExitOk;
 }

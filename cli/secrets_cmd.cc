@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/terminal_text.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
 #include "common/secret_ref.h"
@@ -472,18 +473,21 @@ int SecretsLock(const CliContext& ctx, const std::vector<std::string>& args) {
 
 int SecretsStatus(const CliContext& ctx, const std::vector<std::string>& args) {
   const ArgSpec spec{"vigocli secrets status",
-                     "Print whether the vault is locked or unlocked, and until when.",
+                     "Print whether the vault is locked or unlocked, and until when.\n"
+                     "Exit 0 when unlocked, 3 when locked, 4 when the vault is not initialized "
+                     "(or the data root does not exist), 1 on an error. Creates nothing.",
                      {}};
   constexpr std::string_view kCmd = "secrets status";
   ParsedArgs a;
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
+  if (absl::Status root = RequireDataRoot(ctx.root); !root.ok()) return Fail(kCmd, root);
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
   if (!gate.Initialized()) {
     std::printf(ctx.json ? "{\"initialized\":false,\"state\":\"locked\"}\n"
                          : "not initialized (run `vigocli secrets init`)\n");
-    return kExitOk;
+    return kExitNotFound;
   }
   auto st = gate.Check(server::vault::NowUnix());
   if (!st.ok()) return Fail(kCmd, st.status());
@@ -515,7 +519,8 @@ int SecretsStatus(const CliContext& ctx, const std::vector<std::string>& args) {
           "an interrupted rotation is pending: run `vigocli secrets rotate` to finish it\n");
     }
   }
-  return kExitOk;
+  // As `vault status`: scripts can test the state by the exit code alone.
+  return st->unlocked ? kExitOk : kExitLocked;
 }
 
 int SecretsSet(const CliContext& ctx, const std::vector<std::string>& args) {
@@ -620,6 +625,7 @@ int SecretsList(const CliContext& ctx, const std::vector<std::string>& args) {
   ParsedArgs a;
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
   std::string prefix = a.positional().empty() ? "" : a.positional()[0];
+  if (absl::Status root = RequireDataRoot(ctx.root); !root.ok()) return Fail(kCmd, root);
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
   if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
@@ -631,7 +637,7 @@ int SecretsList(const CliContext& ctx, const std::vector<std::string>& args) {
     if (ctx.json) {
       std::printf("{\"path\":%s}\n", JsonString(p).c_str());
     } else {
-      std::printf("%s\n", p.c_str());
+      std::printf("%s\n", TerminalText(p).c_str());
     }
   }
   return kExitOk;
@@ -807,7 +813,7 @@ int AuditList(const CliContext& ctx, const std::vector<std::string>& args) {
   }
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
-  auto db = server::Database::Open(env->cfg.DatabasePath());
+  auto db = OpenExistingDatabase(env->cfg);
   if (!db.ok()) return Fail(kCmd, db.status());
   server::AuditLog log(db->get());
   auto records = log.List(after, limit);
@@ -819,11 +825,14 @@ int AuditList(const CliContext& ctx, const std::vector<std::string>& args) {
     }
     std::string paths;
     for (const std::string& p : r.event.paths) StrAppend(&paths, paths.empty() ? "" : ",", p);
+    // Envoys supply names, paths and details (refused CNs, denied refs).
     std::printf("%lld  %s  %-22s %-10s %-8s %-7s %s%s%s\n", static_cast<long long>(r.seq),
-                FormatUnix(r.time_unix_ms / 1000).c_str(), r.event.event.c_str(),
-                r.event.actor.c_str(), r.event.envoy.empty() ? "-" : r.event.envoy.c_str(),
-                r.event.outcome.c_str(), paths.empty() ? "-" : paths.c_str(),
-                r.event.detail.empty() ? "" : "  ", r.event.detail.c_str());
+                FormatUnix(r.time_unix_ms / 1000).c_str(), TerminalText(r.event.event).c_str(),
+                TerminalText(r.event.actor).c_str(),
+                r.event.envoy.empty() ? "-" : TerminalText(r.event.envoy).c_str(),
+                TerminalText(r.event.outcome).c_str(),
+                paths.empty() ? "-" : TerminalText(paths).c_str(),
+                r.event.detail.empty() ? "" : "  ", TerminalText(r.event.detail).c_str());
   }
   return kExitOk;
 }
@@ -838,7 +847,7 @@ int AuditVerify(const CliContext& ctx, const std::vector<std::string>& args) {
   if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
-  auto db = server::Database::Open(env->cfg.DatabasePath());
+  auto db = OpenExistingDatabase(env->cfg);
   if (!db.ok()) return Fail(kCmd, db.status());
   server::AuditLog log(db->get());
   auto r = log.Verify();

@@ -78,7 +78,7 @@ done
 echo "vigosrv pid $SERVER_PID listening on 127.0.0.1:$PORT"
 
 step "3. two envoys"
-for e in web-a web-b; do cli envoy issue "$e" --out "$WORK/$e/creds"; done
+for e in web-a web-b; do mkdir -p "$WORK/$e" && cli envoy issue "$e" --out "$WORK/$e/creds"; done
 cli envoy list
 
 run_agent() {  # envoy

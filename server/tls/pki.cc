@@ -152,13 +152,17 @@ absl::Status AddExt(X509* cert, X509* issuer, int nid, const std::string& value)
   return absl::OkStatus();
 }
 
+// Valid from `now` (less five minutes of clock skew) for `validity`.
 absl::StatusOr<Ptr<X509>> NewCert(EVP_PKEY* subject_key, std::string_view cn,
-                                  std::chrono::seconds validity) {
+                                  std::chrono::seconds validity, std::time_t now) {
   Ptr<X509> cert(X509_new());
   if (!cert || X509_set_version(cert.get(), 2) != 1) return absl::InternalError("X509_new");
   VIGO_RETURN_IF_ERROR(SetRandomSerial(cert.get()));
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300);  // tolerate small clock skew
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
+  if (X509_time_adj_ex(X509_getm_notBefore(cert.get()), 0, -300, &now) == nullptr ||
+      X509_time_adj_ex(X509_getm_notAfter(cert.get()), 0, static_cast<long>(validity.count()),
+                       &now) == nullptr) {
+    return absl::InvalidArgumentError("certificate validity out of range");
+  }
   X509_NAME* name = X509_get_subject_name(cert.get());
   std::string cn_s(cn);
   if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -233,12 +237,26 @@ absl::StatusOr<LoadedCa> LoadCa(const CaFiles& ca) {
 absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
                                    const fs::path& key_out, std::string_view cn,
                                    std::chrono::seconds validity, const std::string& eku,
-                                   const std::string& san) {
+                                   const std::string& san, bool cap_at_ca = false) {
   VIGO_RETURN_IF_ERROR(RefuseExisting(cert_out));
   VIGO_RETURN_IF_ERROR(RefuseExisting(key_out));
   VIGO_ASSIGN_OR_RETURN(LoadedCa loaded, LoadCa(ca));
+  // One `now` for the check and the certificate, so the leaf's notAfter is
+  // exactly what was checked.
+  const std::time_t now = ::time(nullptr);
+  {
+    VIGO_ASSIGN_OR_RETURN(CertInfo ca_info, InfoOf(loaded.cert.get()));
+    if (cap_at_ca && ca_info.not_after_unix > now &&
+        validity.count() > ca_info.not_after_unix - now) {
+      validity = std::chrono::seconds(ca_info.not_after_unix - now);
+    }
+    absl::Status within = CheckValidityWithinCa(ca_info, validity, now);
+    if (!within.ok()) {
+      return absl::FailedPreconditionError(StrCat(ca.cert.string(), ": ", within.message()));
+    }
+  }
   VIGO_ASSIGN_OR_RETURN(Ptr<EVP_PKEY> key, NewP256Key());
-  VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert, NewCert(key.get(), cn, validity));
+  VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert, NewCert(key.get(), cn, validity, now));
   if (X509_set_issuer_name(cert.get(), X509_get_subject_name(loaded.cert.get())) != 1) {
     return absl::InternalError("X509_set_issuer_name");
   }
@@ -291,7 +309,8 @@ absl::Status CreateCa(const CaFiles& out, std::string_view common_name) {
   VIGO_RETURN_IF_ERROR(RefuseExisting(out.key));
   VIGO_ASSIGN_OR_RETURN(Ptr<EVP_PKEY> key, NewP256Key());
   VIGO_ASSIGN_OR_RETURN(Ptr<X509> cert,
-                        NewCert(key.get(), common_name, std::chrono::hours(24 * 3650)));
+                        NewCert(key.get(), common_name, std::chrono::hours(24 * 3650),
+                                ::time(nullptr)));
   X509* c = cert.get();
   if (X509_set_issuer_name(c, X509_get_subject_name(c)) != 1) {
     return absl::InternalError("X509_set_issuer_name");
@@ -313,8 +332,33 @@ absl::StatusOr<CertInfo> IssueServerCert(const CaFiles& ca, const fs::path& cert
   }
   std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
   if (hostname != "localhost") san = StrCat("DNS:", hostname, ",", san);
+  // Capped, not refused: init has no flag to choose a shorter validity, and
+  // the server certificate is replaced together with the CA anyway.
   return IssueLeaf(ca, cert_out, key_out, hostname, std::chrono::hours(24 * 730),
-                   "serverAuth", san);
+                   "serverAuth", san, /*cap_at_ca=*/true);
+}
+
+absl::Status CheckValidityWithinCa(const CertInfo& ca, std::chrono::seconds validity,
+                                   int64_t now_unix) {
+  std::time_t t = static_cast<std::time_t>(ca.not_after_unix);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const int64_t left = ca.not_after_unix - now_unix;
+  if (left <= 0) {
+    return absl::FailedPreconditionError(
+        StrCat("the CA certificate expired at ", when, "; it cannot issue certificates"));
+  }
+  if (validity.count() > left) {
+    constexpr int64_t kDay = 24 * 3600;
+    return absl::FailedPreconditionError(
+        StrCat("a certificate valid for ", validity.count() / kDay, " days (", validity.count(),
+               " s) would outlive the CA certificate, which expires at ", when, " (in ",
+               left / kDay, " days); the longest validity allowed now is ", left / kDay,
+               " days"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CertInfo> IssueClientCert(const CaFiles& ca, const fs::path& cert_out,

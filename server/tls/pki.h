@@ -49,12 +49,23 @@ absl::Status ValidateEnvoyName(std::string_view name);
 absl::Status CreateCa(const CaFiles& out, std::string_view common_name);
 
 // A server certificate for `hostname` with SANs DNS:hostname, DNS:localhost,
-// IP:127.0.0.1, IP:::1 (EKU serverAuth), valid 2 years.
+// IP:127.0.0.1, IP:::1 (EKU serverAuth), valid 2 years, or until the CA
+// expires if that is sooner (capped: it never outlives the CA).
 absl::StatusOr<CertInfo> IssueServerCert(const CaFiles& ca, const std::filesystem::path& cert_out,
                                          const std::filesystem::path& key_out,
                                          std::string_view hostname);
 
+// A certificate issued at `now_unix` for `validity` must not outlive the CA
+// that signs it (`ca`: the CA certificate's info): a leaf that outlives its
+// CA stops working on the CA's last day while its notAfter says otherwise.
+// FAILED_PRECONDITION naming the CA's notAfter and the whole days it has left
+// (the largest validity still allowed), also when the CA has expired.
+// Every issuer below (server and client certificates) enforces it.
+absl::Status CheckValidityWithinCa(const CertInfo& ca, std::chrono::seconds validity,
+                                   int64_t now_unix);
+
 // A client certificate with CN = envoy_name (EKU clientAuth).
+// FAILED_PRECONDITION when `validity` would outlive the CA (see above).
 absl::StatusOr<CertInfo> IssueClientCert(const CaFiles& ca, const std::filesystem::path& cert_out,
                                          const std::filesystem::path& key_out,
                                          std::string_view envoy_name,

@@ -146,6 +146,8 @@ class E2eFleet {
   }
 
   bool IssueEnvoy(const std::string& name) {
+    // `envoy issue` creates only the last component of --out.
+    std::filesystem::create_directories(CredsDir(name).parent_path());
     RunResult r = Cli({"envoy", "issue", name, "--out", CredsDir(name).string()});
     if (r.exit_code != 0) return Fail("envoy issue " + name, r);
     std::filesystem::create_directories(ApplyRoot(name));

@@ -64,7 +64,7 @@ class VaultCliTest : public ::testing::Test {
 
 TEST_F(VaultCliTest, FullLifecycle) {
   RunResult r = Cli({"secrets", "status"});
-  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.exit_code, 4) << "not initialized is not success";
   EXPECT_THAT(r.out, HasSubstr("not initialized"));
   InitAndUnlock();
   struct stat st;
@@ -143,6 +143,7 @@ TEST_F(VaultCliTest, FullLifecycle) {
   r = Cli({"secrets", "lock"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = Cli({"secrets", "status"});
+  EXPECT_EQ(r.exit_code, 3) << "locked is exit 3";
   EXPECT_THAT(r.out, HasSubstr("locked"));
   EXPECT_THAT(r.out, Not(HasSubstr("unlocked")));
 
