@@ -6,9 +6,11 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -77,53 +79,83 @@ std::string OctalMode(mode_t m) {
   return buf;
 }
 
-// Overwrites <dir>/secret with zeros, unlinks it and removes <dir>; returns
-// whether the directory is gone. O_NONBLOCK + S_ISREG: the directory belongs
-// to the resource's owner, who could swap the file for a FIFO to hang the
-// worker here.
-bool WipeSecretDir(const std::string& dir) {
-  const std::string file = StrCat(dir, "/secret");
-  int fd = ::open(file.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+constexpr std::string_view kSecretDirPrefix = "vigo-secret.";
+
+// Overwrites <dir>/secret with zeros and removes it, the lock file and the
+// directory, all relative to `parent_fd` and never through a link: the
+// directory may belong to the resource's owner (an unprivileged user), who
+// could swap `secret` for a symlink, a hard link to a file of theirs, or a
+// FIFO to hang the worker. Only a regular file with one link, owned by the
+// directory's owner, is zeroed. Returns whether the directory is gone.
+bool WipeSecretDirAt(int parent_fd, const std::string& name) {
+  int dir_fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) return false;
+  struct stat dst;
+  if (::fstat(dir_fd, &dst) != 0) {
+    ::close(dir_fd);
+    return false;
+  }
+  int fd = ::openat(dir_fd, "secret", O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd >= 0) {
     struct stat st;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        st.st_uid == dst.st_uid && st.st_size > 0) {
       std::vector<uint8_t> zeros(static_cast<size_t>(st.st_size), 0);
       (void)!::write(fd, zeros.data(), zeros.size());
       ::fsync(fd);
     }
     ::close(fd);
   }
-  ::unlink(file.c_str());
-  return ::rmdir(dir.c_str()) == 0;
+  ::unlinkat(dir_fd, "secret", 0);
+  ::unlinkat(dir_fd, "lock", 0);
+  ::close(dir_fd);
+  return ::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) == 0;
 }
 
-// A private 0700 directory holding one 0600 file; wiped and removed on scope exit.
+// A private 0700 directory "<base>/vigo-secret.XXXXXX" holding one 0600
+// file `secret` and a file `lock` that this worker holds an exclusive flock
+// on while the directory is in use; wiped and removed on scope exit. A
+// killed worker's lock is released by the kernel, which is how a later
+// worker's sweep tells a dead directory from a live one: pids cannot tell
+// (every worker is PID 1 of its own PID namespace).
 class SecretFile {
  public:
   ~SecretFile() {
-    if (!dir_.empty()) WipeSecretDir(dir_);
+    if (parent_fd_ >= 0) {
+      WipeSecretDirAt(parent_fd_, name_);
+      ::close(parent_fd_);
+    }
+    if (lock_fd_ >= 0) ::close(lock_fd_);
   }
   absl::Status Create(const std::string& base_dir, std::span<const uint8_t> value, uid_t uid,
                       gid_t gid) {
-    // The worker's pid in the name lets a later worker sweep what a killed
-    // one left behind (SweepStaleSecretFiles) without touching live ones.
-    std::string tmpl = StrCat(base_dir, "/vigo-secret.", ::getpid(), ".XXXXXX");
+    std::string tmpl = StrCat(base_dir, "/", kSecretDirPrefix, "XXXXXX");
     std::vector<char> t(tmpl.begin(), tmpl.end());
     t.push_back('\0');
     if (::mkdtemp(t.data()) == nullptr) {
       return absl::InternalError(StrCat("cannot create a secret_file directory in ", base_dir));
     }
-    dir_ = t.data();
-    path_ = StrCat(dir_, "/secret");
+    const std::string dir = t.data();
+    name_ = dir.substr(base_dir.size() + 1);
+    parent_fd_ = ::open(base_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent_fd_ < 0) return absl::InternalError(StrCat("cannot open ", base_dir));
+    lock_fd_ = ::open(StrCat(dir, "/lock").c_str(),
+                      O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return absl::InternalError(StrCat("cannot lock the secret_file directory in ", base_dir));
+    }
+    path_ = StrCat(dir, "/secret");
     if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1))) {
-      (void)!::chown(dir_.c_str(), uid, gid);
+      (void)!::chown(dir.c_str(), uid, gid);
     }
     return WriteFileAtomic(path_, value, 0600, uid, gid);
   }
   const std::string& path() const { return path_; }
 
  private:
-  std::string dir_;
+  int parent_fd_ = -1;
+  int lock_fd_ = -1;
+  std::string name_;
   std::string path_;
 };
 
@@ -229,21 +261,37 @@ std::vector<const SecretBuffer*> MapValueSource::Resolved() const {
 
 int SweepStaleSecretFiles(const std::string& dir) {
   int removed = 0;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return 0;
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return 0;
+  DIR* d = ::fdopendir(::dup(dir_fd));
+  if (d == nullptr) {
+    ::close(dir_fd);
+    return 0;
+  }
   while (dirent* e = ::readdir(d)) {
-    std::string_view name = e->d_name;
-    constexpr std::string_view kPrefix = "vigo-secret.";
-    if (name.substr(0, kPrefix.size()) != kPrefix) continue;
-    std::string_view rest = name.substr(kPrefix.size());
-    size_t dot = rest.find('.');
-    if (dot == std::string_view::npos || dot == 0) continue;
-    std::string pid(rest.substr(0, dot));
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (::access(StrCat("/proc/", pid).c_str(), F_OK) == 0) continue;  // its worker lives
-    if (WipeSecretDir(StrCat(dir, "/", name))) ++removed;
+    const std::string name = e->d_name;
+    if (name.compare(0, kSecretDirPrefix.size(), kSecretDirPrefix) != 0) continue;
+    // A real directory only: a symlink named like one is never followed.
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+      continue;
+    }
+    int sub = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) continue;
+    int lock = ::openat(sub, "lock", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    ::close(sub);
+    bool live = false;
+    if (lock >= 0) {
+      struct stat lst;
+      live = ::fstat(lock, &lst) == 0 && S_ISREG(lst.st_mode) &&
+             ::flock(lock, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+      ::close(lock);
+    }
+    if (live) continue;  // its worker still holds the lock
+    if (WipeSecretDirAt(dir_fd, name)) ++removed;
   }
   ::closedir(d);
+  ::close(dir_fd);
   return removed;
 }
 

@@ -92,9 +92,12 @@ struct ApplyOptions {
   std::shared_ptr<const sandbox::ExecChildSeal> exec_child_seal;
 };
 
-// Wipes and removes exec secret_file dirs ("vigo-secret.<pid>.*") in `dir`
-// whose worker pid no longer exists: a worker killed mid-exec cannot clean up
-// itself. Live workers' dirs are never touched. Returns how many were removed.
+// Wipes and removes exec secret_file dirs ("vigo-secret.*") in `dir` whose
+// worker is gone (nobody holds the flock on their `lock` file): a worker
+// killed mid-exec cannot clean up itself. Live workers' dirs are never
+// touched; entries that are not real directories (a symlink planted with a
+// matching name) are skipped, and nothing inside is followed. Returns how
+// many were removed.
 int SweepStaleSecretFiles(const std::string& dir);
 
 class ApplyEngine {

@@ -1,6 +1,8 @@
 // The worker's apply engine on a temp apply-root.
 #include "agent-worker/apply.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -279,15 +281,52 @@ TEST_F(ApplyTest, ExecOutputIsScrubbedOfValuesNotYetResolvedThisRun) {
 // A worker killed mid-exec leaves its secret_file behind; the next worker
 // removes it, but never a live worker's.
 TEST_F(ApplyTest, StaleSecretFileDirsOfDeadWorkersAreSwept) {
-  // A pid that does not exist now (pid_max is far below 2^30 on Linux).
-  const std::string dead = (root_.path() / "vigo-secret.1073741000.AbCdEf").string();
-  const std::string live =
-      (root_.path() / ("vigo-secret." + std::to_string(::getpid()) + ".GhIjKl")).string();
+  // Dead: its worker's lock is gone (a killed worker's flock is released).
+  const std::string dead = (root_.path() / "vigo-secret.AbCdEf").string();
   vigo::testing::WriteFileOrDie(dead + "/secret", "canary-db-Zq81x", 0600);
+  vigo::testing::WriteFileOrDie(dead + "/lock", "", 0600);
+  // Live: the lock file is held (by this test, as a worker would).
+  const std::string live = (root_.path() / "vigo-secret.GhIjKl").string();
   vigo::testing::WriteFileOrDie(live + "/secret", "still-in-use", 0600);
+  vigo::testing::WriteFileOrDie(live + "/lock", "", 0600);
+  int held = ::open((live + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
   EXPECT_EQ(SweepStaleSecretFiles(root_.path().string()), 1);
   EXPECT_FALSE(std::filesystem::exists(dead));
   EXPECT_EQ(vigo::testing::ReadFileOrEmpty(live + "/secret"), "still-in-use");
+  ::close(held);
+  // Once the holder is gone, the next sweep removes it too.
+  EXPECT_EQ(SweepStaleSecretFiles(root_.path().string()), 1);
+  EXPECT_FALSE(std::filesystem::exists(live));
+}
+
+// A local user plants `vigo-secret.*` as a symlink to a directory holding a
+// root-owned file named `secret`: the sweep must not zero or delete it.
+TEST_F(ApplyTest, SweepDoesNotFollowASymlinkedSecretDir) {
+  const std::filesystem::path victim_dir = root_.path() / "victim";
+  vigo::testing::WriteFileOrDie(victim_dir / "secret", "root-owned-data", 0600);
+  std::filesystem::create_directory_symlink(victim_dir, root_.path() / "vigo-secret.Planted");
+  EXPECT_EQ(SweepStaleSecretFiles(root_.path().string()), 0);
+  EXPECT_EQ(vigo::testing::ReadFileOrEmpty(victim_dir / "secret"), "root-owned-data");
+  EXPECT_TRUE(std::filesystem::is_symlink(root_.path() / "vigo-secret.Planted"));
+}
+
+// Inside a real stale dir, `secret` swapped for a symlink or a hard link to
+// another file: that file is neither zeroed nor removed.
+TEST_F(ApplyTest, SweepDoesNotZeroALinkedSecretFile) {
+  const std::filesystem::path other = root_.path() / "other-file";
+  vigo::testing::WriteFileOrDie(other, "keep-me", 0600);
+  const std::filesystem::path sym_dir = root_.path() / "vigo-secret.SymLnk";
+  std::filesystem::create_directories(sym_dir);
+  std::filesystem::create_symlink(other, sym_dir / "secret");
+  const std::filesystem::path hard_dir = root_.path() / "vigo-secret.HrdLnk";
+  std::filesystem::create_directories(hard_dir);
+  std::filesystem::create_hard_link(other, hard_dir / "secret");
+  SweepStaleSecretFiles(root_.path().string());
+  EXPECT_EQ(vigo::testing::ReadFileOrEmpty(other), "keep-me");
+  EXPECT_FALSE(std::filesystem::exists(sym_dir));
+  EXPECT_FALSE(std::filesystem::exists(hard_dir));
 }
 
 TEST_F(ApplyTest, ExecEnvironmentIsClean) {
