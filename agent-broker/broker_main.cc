@@ -1,6 +1,8 @@
 #include "agent-broker/broker_main.h"
 
 #include <fcntl.h>
+#include <grpc/grpc.h>
+#include <grpc/support/log.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include "agent-broker/agent_client.h"
 #include "agent-broker/broker_lockdown.h"
 #include "agent-broker/state_dir.h"
+#include "agent-broker/tls_check.h"
 #include "agent-broker/worker_link.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
@@ -30,6 +33,8 @@ namespace vigo::broker {
 namespace {
 
 constexpr const char* kDefaultStateDir = "/var/lib/vigo";
+// CONTRACT §8: `vigo daemon --interval` minimum 10 s.
+constexpr std::chrono::seconds kMinInterval{10};
 std::atomic<bool> g_stop{false};
 
 void OnStopSignal(int) { g_stop.store(true); }
@@ -59,6 +64,26 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* f
   return out;
 }
 
+// gRPC's own log lines ("E1203 ... ssl_transport_security.cc:1420] Handshake
+// failed ...") are not for the operator: the agent says what went wrong in its
+// own words. They go to our logger at debug level, and gRPC only formats the
+// severities that level can show.
+void RouteGrpcLog(gpr_log_func_args* args) {
+  Log(LogLevel::kDebug, "grpc",
+      {{"severity", gpr_log_severity_string(args->severity)},
+       {"file", args->file != nullptr ? args->file : ""},
+       {"line", args->line},
+       {"message", args->message != nullptr ? args->message : ""}});
+}
+
+void RouteGrpcLogs() {
+  gpr_set_log_function(RouteGrpcLog);
+  const LogLevel level = GetLogLevel();
+  gpr_set_log_verbosity(level <= LogLevel::kTrace   ? GPR_LOG_SEVERITY_DEBUG
+                        : level <= LogLevel::kDebug ? GPR_LOG_SEVERITY_INFO
+                                                    : GPR_LOG_SEVERITY_ERROR);
+}
+
 ArgSpec Spec() {
   return ArgSpec{
       "vigo run --once|daemon|status [flags]",
@@ -73,7 +98,7 @@ ArgSpec Spec() {
        {"state-dir", true, "state directory (default /var/lib/vigo)"},
        {"apply-root", true, "prefix for every target_path, creates and cwd"},
        {"worker-user", true, "user vigo-worker applies as"},
-       {"interval", true, "daemon: seconds between check-ins (default 300)"},
+       {"interval", true, "daemon: seconds between check-ins (default 300, minimum 10)"},
        {"retry-for", true, "seconds to keep retrying an unreachable server (default 60)"},
        {"log-level", true, "trace|debug|info|warn|error (default info)"},
        {"log-json", false, "log JSON lines"},
@@ -115,6 +140,32 @@ int Status(const ParsedArgs& args) {
   return kExitOk;
 }
 
+// The gRPC part of a run; every gRPC object it creates is gone when it returns.
+int Serve(const AgentOptions& ao, ClientOptions co, WorkerLink worker, const StateDir& state,
+          const v1::AttestationReport& broker_att, bool daemon) {
+  auto client = AgentClient::Create(std::move(co));
+  if (!client.ok()) {
+    Log(LogLevel::kError, "cannot create the gRPC client", {{"error", client.status()}});
+    return kExitError;
+  }
+  Agent agent(ao, std::move(*client), std::move(worker), state, broker_att);
+  if (daemon) {
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    int rc = agent.Daemon(g_stop);
+    agent.WipeCache();
+    return rc;
+  }
+  auto outcome = agent.RunOnce();
+  agent.WipeCache();
+  if (!outcome.ok()) {
+    return ExitCodeFor(outcome.status()) == kExitOk ? kExitError : ExitCodeFor(outcome.status());
+  }
+  return *outcome == "failed" ? kExitError : kExitOk;
+}
+
 int Run(const ParsedArgs& args, bool daemon) {
   for (const char* f : {"server", "ca-file", "cert-file", "key-file"}) {
     if (!args.Has(f)) {
@@ -134,6 +185,14 @@ int Run(const ParsedArgs& args, bool daemon) {
       *target = std::chrono::seconds(n);
     }
   }
+  // A daemon that checks in many times a second is a flood, not a schedule
+  // (issue 13.4: `--interval 0` made ~120 runs/s): below the minimum is a
+  // usage error, never silently raised.
+  if (args.Has("interval") && ao.interval < kMinInterval) {
+    std::fprintf(stderr, "vigo: --interval: must be at least %lld seconds\n",
+                 static_cast<long long>(kMinInterval.count()));
+    return kExitUsage;
+  }
   if (daemon && !args.Has("retry-for")) ao.retry_for = std::max(ao.interval, std::chrono::seconds(60));
 
   const bool insecure_mem = args.Has("insecure-allow-unlocked-memory");
@@ -147,6 +206,7 @@ int Run(const ParsedArgs& args, bool daemon) {
   // Certificates are public; the key is only checked for readability until
   // the worker has been started.
   ClientOptions co;
+  const TlsFiles tls_files{*args.Get("ca-file"), *args.Get("cert-file"), *args.Get("key-file")};
   co.server = *args.Get("server");
   co.server_name_override = args.Get("server-name").value_or("");
   {
@@ -160,6 +220,12 @@ int Run(const ParsedArgs& args, bool daemon) {
     }
     co.ca_pem = std::move(*ca);
     co.cert_pem = std::move(*cert);
+    // Permanent misconfiguration fails now, in one line, not after
+    // --retry-for of "server unreachable".
+    if (absl::Status s = CheckClientCertificate(tls_files, co.ca_pem, co.cert_pem); !s.ok()) {
+      std::fprintf(stderr, "vigo: %s\n", std::string(s.message()).c_str());
+      return kExitError;
+    }
     if (::access(args.Get("key-file")->c_str(), R_OK) != 0) {
       std::fprintf(stderr, "vigo: --key-file %s: %s\n", args.Get("key-file")->c_str(),
                    std::strerror(errno));
@@ -178,11 +244,16 @@ int Run(const ParsedArgs& args, bool daemon) {
   }
   StateDir state(args.Get("state-dir").value_or(kDefaultStateDir));
   absl::Status state_ok = state.Ensure();
+  if (state_ok.ok()) state_ok = state.Lock();
   if (state_ok.ok()) state_ok = state.OpenForWriting();
   if (!state_ok.ok()) {
     std::fprintf(stderr, "vigo: --state-dir: %s\n", std::string(state_ok.message()).c_str());
     return kExitError;
   }
+
+  // Name resolution for the TLS probe happens now: after lockdown glibc's
+  // resolver could need a socket the broker's filter forbids.
+  const ServerProbe probe = ServerProbe::Resolve(co.server, co.server_name_override);
 
   // 1. The worker starts before any secret (key or value) is in this process.
   WorkerStartOptions wo;
@@ -225,26 +296,32 @@ int Run(const ParsedArgs& args, bool daemon) {
     return kExitError;
   }
   co.key_pem = std::move(*key);  // moved, not copied; AgentClient::Create wipes it
-  auto client = AgentClient::Create(std::move(co));
-  if (!client.ok()) {
-    Log(LogLevel::kError, "cannot create the gRPC client", {{"error", client.status()}});
+  absl::Status tls = CheckKeyMatchesCertificate(tls_files, co.cert_pem, co.key_pem);
+  if (tls.ok()) {
+    // One handshake of our own: a server certificate that is not for the
+    // expected name or not from --ca-file never heals; gRPC would only say
+    // "unavailable" until --retry-for runs out. Bounded by 2 s: a server
+    // that does not answer is left to the retries.
+    tls = probe.Handshake(tls_files, co.ca_pem, co.cert_pem, co.key_pem,
+                          std::min<std::chrono::milliseconds>(std::chrono::seconds(2), ao.retry_for));
+    if (absl::IsUnavailable(tls)) {
+      Log(LogLevel::kDebug, "TLS probe inconclusive; leaving it to the retries", {{"error", tls}});
+      tls = absl::OkStatus();
+    }
+  }
+  if (!tls.ok()) {
+    sandbox::SecureZero(co.key_pem.data(), co.key_pem.size());
+    std::fprintf(stderr, "vigo: %s\n", std::string(tls.message()).c_str());
     return kExitError;
   }
-
-  Agent agent(ao, std::move(*client), std::move(*worker), state, *broker_att);
-  if (daemon) {
-    struct sigaction sa = {};
-    sa.sa_handler = OnStopSignal;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-    int rc = agent.Daemon(g_stop);
-    agent.WipeCache();
-    return rc;
-  }
-  auto outcome = agent.RunOnce();
-  agent.WipeCache();
-  if (!outcome.ok()) return ExitCodeFor(outcome.status()) == kExitOk ? kExitError : ExitCodeFor(outcome.status());
-  return *outcome == "failed" ? kExitError : kExitOk;
+  // gRPC is shut down in order before the process exits: the channel and its
+  // stub (inside the agent) first, then the library, waiting for its threads.
+  // exit() with live gRPC threads (a handshake that never completed keeps
+  // event_engine work pending) crashed the broker now and then (issue 13.7).
+  grpc_init();
+  const int rc = Serve(ao, std::move(co), std::move(*worker), state, *broker_att, daemon);
+  grpc_shutdown_blocking();
+  return rc;
 }
 
 }  // namespace
@@ -274,6 +351,7 @@ int BrokerMain(int argc, char** argv) {
     SetLogLevel(*level);
   }
   if (parsed->Has("log-json")) SetLogJson(true);
+  RouteGrpcLogs();  // before anything can start gRPC
   if (parsed->positional().empty()) {
     std::fprintf(stderr, "vigo: missing command; usage: %s\n", spec.usage.c_str());
     return kExitUsage;

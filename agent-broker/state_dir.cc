@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,8 +54,39 @@ absl::Status StateDir::OpenForWriting() {
   return absl::OkStatus();
 }
 
+absl::Status StateDir::Lock() {
+  const std::string path = StrCat(dir_, "/agent.lock");
+  auto fd = std::make_shared<sandbox::UniqueFd>(
+      ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!*fd) return sandbox::ErrnoStatus(errno, "open", path);
+  int rc;
+  do {
+    rc = ::flock(fd->get(), LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno != EWOULDBLOCK) return sandbox::ErrnoStatus(errno, "flock", path);
+    // The holder writes its pid right after taking the lock; it may not have
+    // yet, so an unreadable pid is reported as unknown, not guessed.
+    char buf[32] = {};
+    ssize_t n = ::pread(fd->get(), buf, sizeof(buf) - 1, 0);
+    std::string pid;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
+    return absl::FailedPreconditionError(
+        StrCat(dir_, " is in use by another vigo agent (pid ", pid.empty() ? "unknown" : pid,
+               "); one agent per state dir: stop it, wait for it, or use another --state-dir"));
+  }
+  const std::string me = StrCat(static_cast<int64_t>(::getpid()), "\n");
+  if (::ftruncate(fd->get(), 0) != 0 ||
+      ::pwrite(fd->get(), me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+    return sandbox::ErrnoStatus(errno, "write", path);
+  }
+  lock_fd_ = std::move(fd);
+  return absl::OkStatus();
+}
+
 std::vector<int> StateDir::fds() const {
   std::vector<int> out;
+  if (lock_fd_) out.push_back(lock_fd_->get());
   for (const auto& [name, fd] : fds_) out.push_back(fd->get());
   return out;
 }

@@ -109,7 +109,7 @@ class AgentRunTest : public ::testing::Test {
       a.push_back("--once");
     } else {
       a.push_back("daemon");
-      a.push_back("--interval=1");
+      a.push_back("--interval=10");  // the minimum
     }
     for (std::string f : {
              "--server=" + target,

@@ -98,7 +98,7 @@ class AgentServerKillTest : public ::testing::Test {
   }
 
   void StartDaemon() {
-    std::vector<std::string> argv = {BinPath("vigo").string(), "daemon", "--interval=1",
+    std::vector<std::string> argv = {BinPath("vigo").string(), "daemon", "--interval=10",
                                      "--retry-for=60"};
     for (const auto& f : fleet_.AgentFlags("web-1")) argv.push_back(f);
     sandbox::UniqueFd log(
