@@ -426,6 +426,9 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
   if (!next) return absl::InternalError("rotation: the new key did not load");
   VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir->ListFiles());
   std::set<std::string> dirs_to_sync;
+  // The replaced files' bytes (ciphertext), to put back exactly if the commit
+  // callback fails.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> originals;
   for (const std::string& path : files) {
     if (!vault::ValidateLocalPath(path).ok()) continue;
     VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> file,
@@ -458,6 +461,7 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     // still on disk, so a rename lost in a crash only means this file is
     // re-encrypted again by the next run.
     VIGO_RETURN_IF_ERROR(dir->WriteAtomic(path, out, /*sync_dir=*/false));
+    if (commit && !result.resumed) originals.emplace_back(path, std::move(*file));
     size_t slash = path.rfind('/');
     dirs_to_sync.insert(slash == std::string::npos ? std::string() : path.substr(0, slash));
     ++result.reencrypted;
@@ -477,19 +481,9 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
                                               "; the master key was not swapped (the interrupted "
                                               "rotation is still pending)"));
       }
-      // Back under the old key, then drop the new one: as before the run.
-      for (const std::string& path : files) {
-        if (!vault::ValidateLocalPath(path).ok()) continue;
-        auto file = dir->Read(path, vault::kMaxSecretFileLen);
-        if (!file.ok() || !file->has_value()) continue;
-        auto h = vault::ParseSecretFileHeader(**file, path);
-        if (!h.ok() || h->key_id != next->id) continue;
-        auto value = vault::DecryptSecretFile(next->bytes.Reveal(), path, **file);
-        absl::Status undo = value.status();
-        if (undo.ok()) {
-          auto out = vault::EncryptSecretFile(cur->bytes.Reveal(), path, h->version, *value);
-          undo = out.ok() ? dir->WriteAtomic(path, *out) : out.status();
-        }
+      // The original files back, then drop the new key: as before the run.
+      for (const auto& [path, bytes] : originals) {
+        absl::Status undo = dir->WriteAtomic(path, bytes);
         if (!undo.ok()) {
           return absl::Status(st.code(),
                               StrCat(st.message(), "; undoing the rotation failed at '", path,
@@ -504,8 +498,8 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
                                               vault::kPendingKeyFile, " stays: ", rm.message()));
       }
       return absl::Status(st.code(),
-                          StrCat(st.message(), "; the rotation was undone: the old master key "
-                                               "stays current"));
+                          StrCat(st.message(), "; the rotation was undone: the vault is as it "
+                                               "was, under the old master key"));
     }
   }
   // The commit point: one atomic rename makes the new key current.
