@@ -43,6 +43,7 @@
 #include "server/vault/secret_file.h"
 #include "server/vault/unlock_gate.h"
 #include "server/vault/vault_crypto.h"
+#include "server/vault/version_floor.h"
 
 namespace vigo::cli {
 namespace {
@@ -274,11 +275,16 @@ absl::StatusOr<Env> LoadEnv(const CliContext& ctx) {
   return env;
 }
 
-absl::Status Audit(Env* env, std::string_view event, std::vector<std::string> paths,
-                   std::string_view outcome, std::string_view detail) {
+absl::Status EnsureDb(Env* env) {
   if (!env->db) {
     VIGO_ASSIGN_OR_RETURN(env->db, server::Database::Open(env->cfg.DatabasePath()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Audit(Env* env, std::string_view event, std::vector<std::string> paths,
+                   std::string_view outcome, std::string_view detail) {
+  VIGO_RETURN_IF_ERROR(EnsureDb(env));
   server::AuditLog log(env->db.get());
   server::AuditEvent e;
   e.event = std::string(event);
@@ -309,19 +315,54 @@ int FailAudited(Env* env, std::string_view cmd, std::string_view event,
   return Fail(cmd, st);
 }
 
-absl::StatusOr<std::unique_ptr<server::LocalBackend>> OpenVault(const Env& env) {
+// The ok record of a vault change, written by the backend's commit callback
+// (under the vault lock, after the change is on disk) in one transaction
+// with the raised version floor of `floor_paths`: if it cannot be committed
+// (database full, locked, unwritable) the backend undoes the change, so a
+// change and its audit record succeed or fail together.
+absl::Status CommitAudit(Env* env, std::string_view event, std::vector<std::string> paths,
+                         std::string_view detail,
+                         const std::vector<std::pair<std::string, uint64_t>>& floor_paths) {
+  server::AuditEvent e;
+  e.event = std::string(event);
+  e.actor = env->actor;
+  e.paths = std::move(paths);
+  e.outcome = "ok";
+  e.detail = std::string(detail);
+  absl::Status st = EnsureDb(env);
+  if (st.ok()) {
+    server::AuditLog log(env->db.get());
+    st = log.AppendWith(e, [&](server::Database* db) -> absl::Status {
+      for (const auto& [path, version] : floor_paths) {
+        VIGO_RETURN_IF_ERROR(server::vault::VersionFloor::RaiseInTransaction(db, path, version));
+      }
+      return absl::OkStatus();
+    });
+  }
+  if (st.ok()) return st;
+  return absl::Status(st.code(), StrCat("cannot write the audit record (", st.message(), ")"));
+}
+
+absl::StatusOr<std::unique_ptr<server::LocalBackend>> OpenVault(Env& env) {
   if (env.cfg.secrets_backend != "local") {
     return absl::FailedPreconditionError(
         StrCat("server.yaml selects the '", env.cfg.secrets_backend,
                "' backend; `vigocli secrets` manages the local vault only"));
   }
-  return server::LocalBackend::Open(env.cfg.SecretsDir());
+  // Reads and writes check the highest committed version per path (rollback
+  // guard); it lives in the database, read-only here.
+  VIGO_RETURN_IF_ERROR(EnsureDb(&env));
+  return server::LocalBackend::Open(env.cfg.SecretsDir(),
+                                    std::make_shared<server::vault::VersionFloor>(env.db.get()));
 }
 
 // The unlock gate for gated verbs: returns -1 to go on, else an exit code.
-int Gate(Env* env, std::string_view cmd) {
+// Only verbs that change something slide the window (`extend`): a read verb
+// writes nothing, so it works on a full disk.
+int Gate(Env* env, std::string_view cmd, bool extend = true) {
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
-  auto st = gate.CheckAndExtend(server::vault::NowUnix());
+  auto st = extend ? gate.CheckAndExtend(server::vault::NowUnix())
+                   : gate.Check(server::vault::NowUnix());
   if (!st.ok()) return Fail(cmd, st.status());
   if (!st->unlocked) {
     std::fprintf(stderr,
@@ -463,10 +504,8 @@ int SecretsLock(const CliContext& ctx, const std::vector<std::string>& args) {
   if (!env.ok()) return Fail(kCmd, env.status());
   if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
-  absl::Status st = gate.Lock();
+  absl::Status st = gate.Lock([&] { return CommitAudit(&*env, "secrets.lock", {}, "", {}); });
   if (!st.ok()) return Fail(kCmd, st);
-  absl::Status au = Audit(&*env, "secrets.lock", {}, "ok", "");
-  if (!au.ok()) return Fail(kCmd, au);
   std::printf(ctx.json ? "{\"state\":\"locked\"}\n" : "locked\n");
   return kExitOk;
 }
@@ -574,11 +613,11 @@ int SecretsSet(const CliContext& ctx, const std::vector<std::string>& args) {
     }
     return FailAudited(&*env, kCmd, "secret.set", {path}, st);
   }
-  auto version = (*vault)->Set(path, *value);
+  auto version = (*vault)->Set(path, *value, [&](uint64_t v) {
+    return CommitAudit(&*env, "secret.set", {path}, StrCat("version ", v), {{path, v}});
+  });
   value->Clear();
   if (!version.ok()) return FailAudited(&*env, kCmd, "secret.set", {path}, version.status());
-  absl::Status au = Audit(&*env, "secret.set", {path}, "ok", StrCat("version ", *version));
-  if (!au.ok()) return Fail(kCmd, au);
   if (ctx.json) {
     std::printf("{\"ok\":true,\"path\":%s,\"version\":%llu}\n", JsonString(path).c_str(),
                 static_cast<unsigned long long>(*version));
@@ -601,7 +640,7 @@ int SecretsReveal(const CliContext& ctx, const std::vector<std::string>& args) {
   const std::string path = a.positional()[0];
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
-  if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
+  if (int rc = Gate(&*env, kCmd, /*extend=*/false); rc >= 0) return rc;
   auto vault = OpenVault(*env);
   if (!vault.ok()) return FailAudited(&*env, kCmd, "secret.reveal", {path}, vault.status());
   auto value = (*vault)->Get(path);
@@ -628,7 +667,7 @@ int SecretsList(const CliContext& ctx, const std::vector<std::string>& args) {
   if (absl::Status root = RequireDataRoot(ctx.root); !root.ok()) return Fail(kCmd, root);
   auto env = LoadEnv(ctx);
   if (!env.ok()) return Fail(kCmd, env.status());
-  if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
+  if (int rc = Gate(&*env, kCmd, /*extend=*/false); rc >= 0) return rc;
   auto vault = OpenVault(*env);
   if (!vault.ok()) return Fail(kCmd, vault.status());
   auto paths = (*vault)->List(prefix);
@@ -659,10 +698,11 @@ int SecretsDelete(const CliContext& ctx, const std::vector<std::string>& args) {
   if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
   auto vault = OpenVault(*env);
   if (!vault.ok()) return FailAudited(&*env, kCmd, "secret.delete", {path}, vault.status());
-  absl::Status st = (*vault)->Delete(path);
+  // The floor stays: a deleted secret's old file put back is still refused.
+  absl::Status st = (*vault)->Delete(path, [&](uint64_t v) {
+    return CommitAudit(&*env, "secret.delete", {path}, "", {{path, v}});
+  });
   if (!st.ok()) return FailAudited(&*env, kCmd, "secret.delete", {path}, st);
-  absl::Status au = Audit(&*env, "secret.delete", {path}, "ok", "");
-  if (!au.ok()) return Fail(kCmd, au);
   if (ctx.json) {
     std::printf("{\"ok\":true,\"path\":%s}\n", JsonString(path).c_str());
   } else {
@@ -699,12 +739,16 @@ int SecretsRotate(const CliContext& ctx, const std::vector<std::string>& args) {
   if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
   auto vault = OpenVault(*env);
   if (!vault.ok()) return FailAudited(&*env, kCmd, "secrets.rotate", {}, vault.status());
-  auto r = (*vault)->Rotate(CrashHookFromEnv());
+  auto r = (*vault)->Rotate(
+      CrashHookFromEnv(), [&](const server::LocalBackend::RotateResult& res) {
+        // Every file's counter joins the floor: files from before the floor
+        // existed are guarded from here on.
+        return CommitAudit(&*env, "secrets.rotate", {}, 
+                           StrCat(res.reencrypted, " of ", res.secrets, " secrets re-encrypted",
+                                  res.resumed ? " (finished an interrupted rotation)" : ""),
+                           res.versions);
+      });
   if (!r.ok()) return FailAudited(&*env, kCmd, "secrets.rotate", {}, r.status());
-  absl::Status au = Audit(&*env, "secrets.rotate", {}, "ok",
-                          StrCat(r->reencrypted, " of ", r->secrets, " secrets re-encrypted",
-                                 r->resumed ? " (finished an interrupted rotation)" : ""));
-  if (!au.ok()) return Fail(kCmd, au);
   if (ctx.json) {
     std::printf("{\"ok\":true,\"secrets\":%zu,\"reencrypted\":%zu,\"resumed\":%s}\n", r->secrets,
                 r->reencrypted, r->resumed ? "true" : "false");
@@ -753,12 +797,12 @@ int SecretsGenerate(const CliContext& ctx, const std::vector<std::string>& args)
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   for (uint8_t& c : value->RevealMutable()) c = static_cast<uint8_t>(kAlphabet[c & 63]);
-  auto version = (*vault)->Set(path, *value);
+  auto version = (*vault)->Set(path, *value, [&](uint64_t v) {
+    return CommitAudit(&*env, "secret.generate", {path},
+                       StrCat(length, " characters, version ", v), {{path, v}});
+  });
   value->Clear();
   if (!version.ok()) return FailAudited(&*env, kCmd, "secret.generate", {path}, version.status());
-  absl::Status au = Audit(&*env, "secret.generate", {path}, "ok",
-                          StrCat(length, " characters, version ", *version));
-  if (!au.ok()) return Fail(kCmd, au);
   if (ctx.json) {
     std::printf("{\"ok\":true,\"path\":%s,\"length\":%zu,\"version\":%llu}\n",
                 JsonString(path).c_str(), length, static_cast<unsigned long long>(*version));
@@ -766,6 +810,81 @@ int SecretsGenerate(const CliContext& ctx, const std::vector<std::string>& args)
     std::printf("generated %s (%zu characters)\n", path.c_str(), length);
   }
   Notify(*env, StrCat("secrets generate ", path));
+  return kExitOk;
+}
+
+int SecretsRestore(const CliContext& ctx, const std::vector<std::string>& args) {
+  const ArgSpec spec{
+      "vigocli secrets restore PATH [--from-file F]",
+      "Go back to an older value of PATH on purpose, audited. The vault refuses a vault file "
+      "whose version is below the highest one committed for its path (a restored or "
+      "rolled-back file); restore takes such a file - F (e.g. a backup copy of "
+      "<secrets>/PATH), else the file now at PATH - checks that it authenticates for PATH under "
+      "the current (or pending) master key, and stores its value again with a new, highest "
+      "version. Writes a secret.restore audit record naming both versions. Notifies a running "
+      "server.",
+      {{"from-file", true, "the vault file to restore (default: the file now at PATH)"}},
+      1,
+      1};
+  constexpr std::string_view kCmd = "secrets restore";
+  ParsedArgs a;
+  if (int rc = Parse(spec, args, kCmd, &a); rc >= 0) return rc;
+  const std::string path = a.positional()[0];
+  auto env = LoadEnv(ctx);
+  if (!env.ok()) return Fail(kCmd, env.status());
+  if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
+  absl::Status valid = server::vault::ValidateLocalPath(path);
+  if (!valid.ok()) return FailAudited(&*env, kCmd, "secret.restore", {path}, valid);
+  std::optional<std::vector<uint8_t>> file;
+  std::string source = "the file at the path";
+  if (a.Has("from-file")) {
+    // A vault file holds ciphertext only: an ordinary read is fine.
+    const std::string f = *a.Get("from-file");
+    sandbox::UniqueFd fd(::open(f.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      return FailAudited(&*env, kCmd, "secret.restore", {path},
+                         sandbox::ErrnoStatus(errno, "open vault file", f));
+    }
+    std::vector<uint8_t> bytes;
+    uint8_t buf[65536];
+    while (true) {
+      ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        return FailAudited(&*env, kCmd, "secret.restore", {path},
+                           sandbox::ErrnoStatus(errno, "read vault file", f));
+      }
+      if (n == 0) break;
+      bytes.insert(bytes.end(), buf, buf + n);
+      if (bytes.size() > server::vault::kMaxSecretFileLen) {
+        return FailAudited(&*env, kCmd, "secret.restore", {path},
+                           absl::InvalidArgumentError(
+                               StrCat("vault file ", f, " is larger than any valid vault file")));
+      }
+    }
+    file = std::move(bytes);
+    source = StrCat("file ", f);
+  }
+  auto vault = OpenVault(*env);
+  if (!vault.ok()) return FailAudited(&*env, kCmd, "secret.restore", {path}, vault.status());
+  auto r = (*vault)->Restore(
+      path, std::move(file), [&](const server::LocalBackend::RestoreResult& res) {
+        return CommitAudit(&*env, "secret.restore", {path},
+                           StrCat("value of version ", res.from_version, " (", source,
+                                  ") stored again as version ", res.version),
+                           {{path, res.version}});
+      });
+  if (!r.ok()) return FailAudited(&*env, kCmd, "secret.restore", {path}, r.status());
+  if (ctx.json) {
+    std::printf("{\"ok\":true,\"path\":%s,\"from_version\":%llu,\"version\":%llu}\n",
+                JsonString(path).c_str(), static_cast<unsigned long long>(r->from_version),
+                static_cast<unsigned long long>(r->version));
+  } else {
+    std::printf("restored %s: the value of version %llu is now version %llu\n", path.c_str(),
+                static_cast<unsigned long long>(r->from_version),
+                static_cast<unsigned long long>(r->version));
+  }
+  Notify(*env, StrCat("secrets restore ", path));
   return kExitOk;
 }
 
@@ -786,6 +905,7 @@ constexpr Verb kSecretsVerbs[] = {
     {"delete", SecretsDelete, "remove a secret"},
     {"rotate", SecretsRotate, "re-encrypt everything under a new master key (crash-safe)"},
     {"generate", SecretsGenerate, "store a random value without showing it"},
+    {"restore", SecretsRestore, "go back to an older vault file of a path (audited)"},
 };
 
 // ---------------------------------------------------------------- audit

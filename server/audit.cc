@@ -152,6 +152,15 @@ absl::Status AuditLog::Append(const AuditEvent& event) {
 }
 
 absl::Status AuditLog::AppendBatch(std::span<const AuditEvent> events) {
+  return AppendBatchWith(events, nullptr);
+}
+
+absl::Status AuditLog::AppendWith(const AuditEvent& event, const InTransaction& also) {
+  return AppendBatchWith(std::span<const AuditEvent>(&event, 1), also);
+}
+
+absl::Status AuditLog::AppendBatchWith(std::span<const AuditEvent> events,
+                                       const InTransaction& also) {
   if (events.empty()) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(db_->mu());
   VIGO_RETURN_IF_ERROR(EnsureTable());
@@ -203,6 +212,7 @@ absl::Status AuditLog::AppendBatch(std::span<const AuditEvent> events) {
       (void)row;
       r.prev_hash = r.hash;
     }
+    if (also) VIGO_RETURN_IF_ERROR(also(db_));
     return absl::OkStatus();
   };
   absl::Status st = body();

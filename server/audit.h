@@ -14,6 +14,7 @@
 #define VIGO_SERVER_AUDIT_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,11 +61,17 @@ class AuditLog {
   // fsync under synchronous=FULL): either every record is chained and
   // durable or none is. Used for group commit by the server's AuditWriter.
   absl::Status AppendBatch(std::span<const AuditEvent> events);
+  // Appends `event` and runs `also` on the same connection inside the same
+  // transaction: both commit or neither does (used to raise the vault's
+  // version floor together with the record that explains it).
+  using InTransaction = std::function<absl::Status(Database* db)>;
+  absl::Status AppendWith(const AuditEvent& event, const InTransaction& also);
   absl::StatusOr<std::vector<AuditRecord>> List(int64_t after_seq = 0, int64_t limit = -1);
   absl::StatusOr<AuditVerifyResult> Verify();
 
  private:
   absl::Status EnsureTable();
+  absl::Status AppendBatchWith(std::span<const AuditEvent> events, const InTransaction& also);
   Database* db_;
   bool table_ready_ = false;
 };

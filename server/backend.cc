@@ -5,13 +5,18 @@
 #include "server/isopass/isopass_backend.h"
 #include "server/server_config.h"
 #include "server/vault/local_backend.h"
+#include "server/vault/version_floor.h"
 
 namespace vigo::server {
 
 absl::StatusOr<std::unique_ptr<SecretBackend>> OpenBackend(const ServerConfig& config) {
   if (config.secrets_backend == "local") {
+    // The rollback guard: the highest committed version per path, kept in
+    // the database next to the audit chain (server/vault/version_floor.h).
+    VIGO_ASSIGN_OR_RETURN(std::shared_ptr<vault::VersionFloor> floor,
+                          vault::VersionFloor::Open(config.DatabasePath()));
     VIGO_ASSIGN_OR_RETURN(std::unique_ptr<LocalBackend> local,
-                          LocalBackend::Open(config.SecretsDir()));
+                          LocalBackend::Open(config.SecretsDir(), std::move(floor)));
     VIGO_RETURN_IF_ERROR(local->CheckHealth());
     return std::unique_ptr<SecretBackend>(std::move(local));
   }

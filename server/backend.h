@@ -46,6 +46,10 @@ class SecretBackend {
   virtual absl::StatusOr<uint64_t> Version(std::string_view path) = 0;
   // Paths under `prefix` ("" = all), sorted.
   virtual absl::StatusOr<std::vector<std::string>> List(std::string_view prefix) = 0;
+  // Called by every server reload before anything is read: re-resolve what
+  // was opened at start (the local vault reopens its directory and reloads
+  // its keys). On error the reload fails and the previous state is kept.
+  virtual absl::Status Refresh() { return absl::OkStatus(); }
 };
 
 // The backend named in `config.secrets.backend`, checked with CheckHealth().

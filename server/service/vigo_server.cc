@@ -807,7 +807,12 @@ absl::StatusOr<std::shared_ptr<const PolicyState>> VigoServer::LoadState(LoadRep
 absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
   std::lock_guard<std::mutex> lock(reload_mu_);
   LoadReport report;
-  auto state = LoadState(&report);
+  // Reopen what the backend opened at start (the local vault directory and
+  // its master key) before reading anything: a replaced directory or a
+  // changed, malformed or loosened key is seen now, not at the next restart.
+  absl::Status refreshed = backend_->Refresh();
+  auto state = refreshed.ok() ? LoadState(&report)
+                              : absl::StatusOr<std::shared_ptr<const PolicyState>>(refreshed);
   if (!state.ok()) {
     last_reload_failed_ = true;
     std::string why;
@@ -967,6 +972,9 @@ absl::Status VigoServer::Start(const std::string& listen) {
 }
 
 bool VigoServer::VersionsChanged() {
+  // A vault directory replaced under us changes nothing we would see through
+  // the old descriptor; a failed refresh means the reload must report it.
+  if (!backend_->Refresh().ok()) return true;
   auto st = state();
   for (const auto& [path, version] : st->versions) {
     auto v = backend_->Version(path);

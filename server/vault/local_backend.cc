@@ -100,7 +100,7 @@ uint64_t NowMicros() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Open(
-    const std::filesystem::path& secrets_dir) {
+    const std::filesystem::path& secrets_dir, std::shared_ptr<vault::VersionFloorSource> floor) {
   auto dir = vault::SecureDir::Open(secrets_dir, /*create=*/false);
   if (!dir.ok()) {
     if (absl::IsNotFound(dir.status())) {
@@ -110,25 +110,33 @@ absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Open(
     }
     return dir.status();
   }
-  std::unique_ptr<LocalBackend> b(new LocalBackend(std::move(dir).value()));
+  std::unique_ptr<LocalBackend> b(new LocalBackend(
+      secrets_dir, std::make_shared<const vault::SecureDir>(std::move(dir).value()),
+      std::move(floor)));
   VIGO_RETURN_IF_ERROR(b->LoadKeys());
   return b;
 }
 
-absl::Status LocalBackend::LoadKeys() {
-  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer cur, vault::LoadKeyFile(dir_, vault::kMasterKeyFile));
+std::shared_ptr<const vault::SecureDir> LocalBackend::Dir() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dir_;
+}
+
+absl::Status LocalBackend::LoadKeys(std::shared_ptr<const vault::SecureDir> install) {
+  std::shared_ptr<const vault::SecureDir> dir = install ? install : Dir();
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer cur, vault::LoadKeyFile(*dir, vault::kMasterKeyFile));
   auto current = std::make_shared<Key>();
   current->id = vault::KeyIdFor(cur.Reveal());
   current->bytes = std::move(cur);
   std::shared_ptr<Key> pending;
-  if (dir_.Exists(vault::kPendingKeyFile)) {
-    auto next = vault::LoadKeyFile(dir_, vault::kPendingKeyFile);
+  if (dir->Exists(vault::kPendingKeyFile)) {
+    auto next = vault::LoadKeyFile(*dir, vault::kPendingKeyFile);
     if (next.ok()) {
       pending = std::make_shared<Key>();
       pending->id = vault::KeyIdFor(next->Reveal());
       pending->bytes = std::move(next).value();
     } else if (!absl::IsFailedPrecondition(next.status()) ||
-               dir_.Exists(vault::kPendingKeyFile)) {
+               dir->Exists(vault::kPendingKeyFile)) {
       // Still there and unusable (mode, owner, format): a real problem.
       return next.status();
     }
@@ -136,29 +144,47 @@ absl::Status LocalBackend::LoadKeys() {
     // rotation just finished); the caller reloads on an unknown key id.
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (install) dir_ = std::move(install);
   current_ = std::move(current);
   pending_ = std::move(pending);
   return absl::OkStatus();
 }
 
-bool LocalBackend::RotationPending() const { return dir_.Exists(vault::kPendingKeyFile); }
+absl::Status LocalBackend::Refresh() {
+  // By path, not through the open descriptor: the directory may have been
+  // replaced (moved away and a copy put back) since we opened it. Nothing is
+  // swapped unless the new directory and its keys pass every check.
+  auto dir = vault::SecureDir::Open(path_, /*create=*/false);
+  if (!dir.ok()) {
+    if (absl::IsNotFound(dir.status())) {
+      return absl::FailedPreconditionError(
+          StrCat("secrets directory ", path_.string(), " does not exist any more"));
+    }
+    return dir.status();
+  }
+  return LoadKeys(std::make_shared<const vault::SecureDir>(std::move(dir).value()));
+}
+
+bool LocalBackend::RotationPending() const { return Dir()->Exists(vault::kPendingKeyFile); }
 
 absl::Status LocalBackend::CheckHealth() {
   VIGO_RETURN_IF_ERROR(LoadKeys());
-  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir_.ListFiles());
+  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, Dir()->ListFiles());
   (void)files;
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<uint8_t>> LocalBackend::ReadFile(std::string_view path) {
+absl::StatusOr<std::vector<uint8_t>> LocalBackend::ReadFile(const vault::SecureDir& dir,
+                                                            std::string_view path) {
   VIGO_RETURN_IF_ERROR(vault::ValidateLocalPath(path));
   VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> file,
-                        dir_.Read(path, vault::kMaxSecretFileLen));
+                        dir.Read(path, vault::kMaxSecretFileLen));
   if (!file) return absl::NotFoundError(StrCat("secret '", path, "' not found"));
   return std::move(*file);
 }
 
-absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Decrypt(std::string_view path,
+absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Decrypt(const vault::SecureDir& dir,
+                                                            std::string_view path,
                                                             std::span<const uint8_t> file) {
   VIGO_ASSIGN_OR_RETURN(vault::SecretFileHeader h, vault::ParseSecretFileHeader(file, path));
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -176,7 +202,7 @@ absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Decrypt(std::string_view pat
       if (!v.ok()) {
         return absl::Status(v.status().code(),
                             StrCat(v.status().message(), " [file ",
-                                   (dir_.base() / std::string(path)).string(), "]"));
+                                   (dir.base() / std::string(path)).string(), "]"));
       }
       return v;
     }
@@ -184,11 +210,33 @@ absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Decrypt(std::string_view pat
     VIGO_RETURN_IF_ERROR(LoadKeys());
   }
   return absl::DataLossError(StrCat("secret '", path, "': encrypted under an unknown master key [file ",
-                                    (dir_.base() / std::string(path)).string(), "]"));
+                                    (dir.base() / std::string(path)).string(), "]"));
+}
+
+absl::StatusOr<uint64_t> LocalBackend::FloorOf(std::string_view path) {
+  if (!floor_) return uint64_t{0};
+  auto f = floor_->Floor(path);
+  if (!f.ok()) {
+    // Fail closed: without the floor a rolled-back file cannot be told apart.
+    return absl::Status(f.status().code(),
+                        StrCat("secret '", path, "': cannot read its highest committed version: ",
+                               f.status().message()));
+  }
+  return *f;
+}
+
+absl::Status LocalBackend::CheckFloor(std::string_view path, uint64_t version) {
+  VIGO_ASSIGN_OR_RETURN(uint64_t floor, FloorOf(path));
+  if (version >= floor) return absl::OkStatus();
+  return absl::DataLossError(
+      StrCat("secret '", path, "': the vault file has version ", version,
+             ", older than version ", floor,
+             " already committed for this path (a restored or rolled-back file); refusing it. "
+             "To go back on purpose run `vigocli secrets restore ", path, "`"));
 }
 
 absl::StatusOr<bool> LocalBackend::Exists(std::string_view path) {
-  auto file = ReadFile(path);
+  auto file = ReadFile(*Dir(), path);
   if (absl::IsNotFound(file.status())) return false;
   if (!file.ok()) return file.status();
   VIGO_RETURN_IF_ERROR(vault::ParseSecretFileHeader(*file, path).status());
@@ -196,20 +244,27 @@ absl::StatusOr<bool> LocalBackend::Exists(std::string_view path) {
 }
 
 absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Get(std::string_view path) {
-  VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadFile(path));
-  return Decrypt(path, file);
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadFile(*dir, path));
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer value, Decrypt(*dir, path, file));
+  // The counter is authenticated now (it is in the associated data).
+  VIGO_ASSIGN_OR_RETURN(vault::SecretFileHeader h, vault::ParseSecretFileHeader(file, path));
+  VIGO_RETURN_IF_ERROR(CheckFloor(path, h.version));
+  return value;
 }
 
 absl::StatusOr<uint64_t> LocalBackend::Version(std::string_view path) {
-  VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadFile(path));
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadFile(*dir, path));
   // Authenticate first: the counter is only trusted from a file that decrypts.
-  VIGO_RETURN_IF_ERROR(Decrypt(path, file).status());
+  VIGO_RETURN_IF_ERROR(Decrypt(*dir, path, file).status());
   VIGO_ASSIGN_OR_RETURN(vault::SecretFileHeader h, vault::ParseSecretFileHeader(file, path));
+  VIGO_RETURN_IF_ERROR(CheckFloor(path, h.version));
   return h.version;
 }
 
 absl::StatusOr<std::vector<std::string>> LocalBackend::List(std::string_view prefix) {
-  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir_.ListFiles());
+  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, Dir()->ListFiles());
   std::vector<std::string> out;
   for (std::string& f : files) {
     if (f.compare(0, prefix.size(), prefix) != 0) continue;
@@ -219,52 +274,138 @@ absl::StatusOr<std::vector<std::string>> LocalBackend::List(std::string_view pre
   return out;
 }
 
+std::shared_ptr<const LocalBackend::Key> LocalBackend::WriteKey() {
+  std::lock_guard<std::mutex> l(mu_);
+  // During an interrupted rotation new writes use the pending key: it is
+  // the one that will remain.
+  return pending_ ? pending_ : current_;
+}
+
+absl::Status LocalBackend::Undo(const vault::SecureDir& dir, std::string_view path,
+                                const std::optional<std::vector<uint8_t>>& old,
+                                const absl::Status& failure) {
+  absl::Status undo = old ? dir.WriteAtomic(path, *old) : dir.Remove(path);
+  if (!old && absl::IsNotFound(undo)) undo = absl::OkStatus();
+  if (undo.ok()) {
+    return absl::Status(failure.code(), StrCat(failure.message(), "; the change was undone: '",
+                                               path, "' is as it was"));
+  }
+  return absl::Status(failure.code(),
+                      StrCat(failure.message(), "; undoing the change of '", path,
+                             "' failed too: ", undo.message()));
+}
+
 absl::StatusOr<uint64_t> LocalBackend::Set(std::string_view path,
-                                           const sandbox::SecretBuffer& value) {
+                                           const sandbox::SecretBuffer& value,
+                                           const CommitFn& commit) {
   VIGO_RETURN_IF_ERROR(vault::ValidateLocalPath(path));
   if (value.size() > vault::kMaxValueBytes) {
     return absl::InvalidArgumentError(
         StrCat("value for '", path, "' is ", value.size(), " bytes; the local vault limit is ",
                vault::kMaxValueBytes, " bytes (1 MiB)"));
   }
-  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir_.LockExclusive());
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir->LockExclusive());
+  dir->RemoveTempFiles();
   VIGO_RETURN_IF_ERROR(LoadKeys());
   uint64_t version = NowMicros();
   VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> old,
-                        dir_.Read(path, vault::kMaxSecretFileLen));
+                        dir->Read(path, vault::kMaxSecretFileLen));
   if (old) {
     auto h = vault::ParseSecretFileHeader(*old, path);
     // Strictly increasing even across clock steps; a delete + set starts
     // from the clock so it never reuses an earlier version.
     if (h.ok() && h->version >= version) version = h->version + 1;
   }
-  std::shared_ptr<const Key> key;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    // During an interrupted rotation new writes use the pending key: it is
-    // the one that will remain.
-    key = pending_ ? pending_ : current_;
-  }
+  // Above everything ever committed, whatever file is in place now.
+  VIGO_ASSIGN_OR_RETURN(uint64_t floor, FloorOf(path));
+  if (floor >= version) version = floor + 1;
+  std::shared_ptr<const Key> key = WriteKey();
   VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file,
                         vault::EncryptSecretFile(key->bytes.Reveal(), path, version, value));
-  VIGO_RETURN_IF_ERROR(dir_.WriteAtomic(path, file));
+  VIGO_RETURN_IF_ERROR(dir->WriteAtomic(path, file));
+  if (commit) {
+    absl::Status st = commit(version);
+    if (!st.ok()) return Undo(*dir, path, old, st);
+  }
   return version;
 }
 
-absl::Status LocalBackend::Delete(std::string_view path) {
+absl::Status LocalBackend::Delete(std::string_view path, const CommitFn& commit) {
   VIGO_RETURN_IF_ERROR(vault::ValidateLocalPath(path));
-  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir_.LockExclusive());
-  absl::Status st = dir_.Remove(path);
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir->LockExclusive());
+  dir->RemoveTempFiles();
+  // The bytes are kept (ciphertext only) to put back if the commit fails.
+  auto old = dir->Read(path, vault::kMaxSecretFileLen);
+  if (old.ok() && !old->has_value()) {
+    return absl::NotFoundError(StrCat("secret '", path, "' not found"));
+  }
+  if (!old.ok() && commit) return old.status();
+  absl::Status st = dir->Remove(path);
   if (absl::IsNotFound(st)) return absl::NotFoundError(StrCat("secret '", path, "' not found"));
-  return st;
+  VIGO_RETURN_IF_ERROR(st);
+  if (commit) {
+    uint64_t version = 0;
+    if (auto h = vault::ParseSecretFileHeader(**old, path); h.ok()) version = h->version;
+    absl::Status c = commit(version);
+    if (!c.ok()) return Undo(*dir, path, *old, c);
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook& hook) {
+absl::StatusOr<LocalBackend::RestoreResult> LocalBackend::Restore(
+    std::string_view path, std::optional<std::vector<uint8_t>> file,
+    const RestoreCommitFn& commit) {
+  VIGO_RETURN_IF_ERROR(vault::ValidateLocalPath(path));
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir->LockExclusive());
+  dir->RemoveTempFiles();
+  VIGO_RETURN_IF_ERROR(LoadKeys());
+  VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> current,
+                        dir->Read(path, vault::kMaxSecretFileLen));
+  if (!file) {
+    if (!current) {
+      return absl::NotFoundError(StrCat("secret '", path,
+                                        "' not found; give the vault file to restore with "
+                                        "--from-file"));
+    }
+    file = current;
+  }
+  // Authenticated for this very path under a key we hold: a file of another
+  // path or a foreign vault is refused like any tampered file.
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer value, Decrypt(*dir, path, *file));
+  VIGO_ASSIGN_OR_RETURN(vault::SecretFileHeader from, vault::ParseSecretFileHeader(*file, path));
+  RestoreResult result;
+  result.from_version = from.version;
+  uint64_t version = NowMicros();
+  if (current) {
+    auto h = vault::ParseSecretFileHeader(*current, path);
+    if (h.ok() && h->version >= version) version = h->version + 1;
+  }
+  VIGO_ASSIGN_OR_RETURN(uint64_t floor, FloorOf(path));
+  if (floor >= version) version = floor + 1;
+  if (from.version >= version) version = from.version + 1;
+  result.version = version;
+  std::shared_ptr<const Key> key = WriteKey();
+  VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> out,
+                        vault::EncryptSecretFile(key->bytes.Reveal(), path, version, value));
+  VIGO_RETURN_IF_ERROR(dir->WriteAtomic(path, out));
+  if (commit) {
+    absl::Status st = commit(result);
+    if (!st.ok()) return Undo(*dir, path, current, st);
+  }
+  return result;
+}
+
+absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook& hook,
+                                                                const RotateCommitFn& commit) {
   auto step = [&hook](std::string_view name, size_t n) {
     if (hook) hook(name, n);
   };
-  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir_.LockExclusive());
-  dir_.RemoveTempFiles();
+  std::shared_ptr<const vault::SecureDir> dir = Dir();
+  VIGO_ASSIGN_OR_RETURN(sandbox::UniqueFd lock, dir->LockExclusive());
+  dir->RemoveTempFiles();
   RotateResult result;
   VIGO_RETURN_IF_ERROR(LoadKeys());
   {
@@ -272,7 +413,7 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     result.resumed = pending_ != nullptr;
   }
   if (!result.resumed) {
-    VIGO_RETURN_IF_ERROR(vault::CreatePendingKey(dir_));
+    VIGO_RETURN_IF_ERROR(vault::CreatePendingKey(*dir));
     VIGO_RETURN_IF_ERROR(LoadKeys());
     step("next-key", 0);
   }
@@ -283,12 +424,15 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     next = pending_;
   }
   if (!next) return absl::InternalError("rotation: the new key did not load");
-  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir_.ListFiles());
+  VIGO_ASSIGN_OR_RETURN(std::vector<std::string> files, dir->ListFiles());
   std::set<std::string> dirs_to_sync;
+  // The replaced files' bytes (ciphertext), to put back exactly if the commit
+  // callback fails.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> originals;
   for (const std::string& path : files) {
     if (!vault::ValidateLocalPath(path).ok()) continue;
     VIGO_ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> file,
-                          dir_.Read(path, vault::kMaxSecretFileLen));
+                          dir->Read(path, vault::kMaxSecretFileLen));
     if (!file) continue;  // deleted meanwhile (cannot happen under the lock)
     auto h = vault::ParseSecretFileHeader(*file, path);
     if (!h.ok()) {
@@ -297,6 +441,7 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
                  ". Restore or delete that file, then run `vigocli secrets rotate` again"));
     }
     ++result.secrets;
+    result.versions.emplace_back(path, h->version);
     if (h->key_id == next->id) continue;  // done by an interrupted run
     if (h->key_id != cur->id) {
       return absl::DataLossError(
@@ -315,18 +460,50 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
     // The directory fsync is batched below: until the commit the old key is
     // still on disk, so a rename lost in a crash only means this file is
     // re-encrypted again by the next run.
-    VIGO_RETURN_IF_ERROR(dir_.WriteAtomic(path, out, /*sync_dir=*/false));
+    VIGO_RETURN_IF_ERROR(dir->WriteAtomic(path, out, /*sync_dir=*/false));
+    if (commit && !result.resumed) originals.emplace_back(path, std::move(*file));
     size_t slash = path.rfind('/');
     dirs_to_sync.insert(slash == std::string::npos ? std::string() : path.substr(0, slash));
     ++result.reencrypted;
     step("file", result.reencrypted);
   }
   for (const std::string& d : dirs_to_sync) {
-    VIGO_RETURN_IF_ERROR(dir_.SyncDirOf(d.empty() ? std::string("x") : StrCat(d, "/x")));
+    VIGO_RETURN_IF_ERROR(dir->SyncDirOf(d.empty() ? std::string("x") : StrCat(d, "/x")));
   }
   step("before-swap", result.reencrypted);
+  if (commit) {
+    absl::Status st = commit(result);
+    if (!st.ok()) {
+      if (result.resumed) {
+        // The rotation was already pending before this run; it stays so
+        // (every file is readable under one of the two keys).
+        return absl::Status(st.code(), StrCat(st.message(),
+                                              "; the master key was not swapped (the interrupted "
+                                              "rotation is still pending)"));
+      }
+      // The original files back, then drop the new key: as before the run.
+      for (const auto& [path, bytes] : originals) {
+        absl::Status undo = dir->WriteAtomic(path, bytes);
+        if (!undo.ok()) {
+          return absl::Status(st.code(),
+                              StrCat(st.message(), "; undoing the rotation failed at '", path,
+                                     "' (", undo.message(),
+                                     "); nothing is lost: run `vigocli secrets rotate` again"));
+        }
+      }
+      absl::Status rm = dir->Remove(vault::kPendingKeyFile);
+      VIGO_RETURN_IF_ERROR(LoadKeys());
+      if (!rm.ok()) {
+        return absl::Status(st.code(), StrCat(st.message(), "; the rotation was undone but ",
+                                              vault::kPendingKeyFile, " stays: ", rm.message()));
+      }
+      return absl::Status(st.code(),
+                          StrCat(st.message(), "; the rotation was undone: the vault is as it "
+                                               "was, under the old master key"));
+    }
+  }
   // The commit point: one atomic rename makes the new key current.
-  VIGO_RETURN_IF_ERROR(dir_.Rename(vault::kPendingKeyFile, vault::kMasterKeyFile));
+  VIGO_RETURN_IF_ERROR(dir->Rename(vault::kPendingKeyFile, vault::kMasterKeyFile));
   step("after-swap", result.reencrypted);
   VIGO_RETURN_IF_ERROR(LoadKeys());
   return result;

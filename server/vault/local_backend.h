@@ -23,8 +23,26 @@
 // keys, so every file is readable at every instant. A later Rotate() (or
 // Set) after a crash continues with the pending key and finishes.
 //
-// Writers (Set/Delete/Rotate) serialize across processes with flock on
-// <secrets>/.vigo-lock. Readers take no lock.
+// Writers (Set/Delete/Rotate/Restore) serialize across processes with flock
+// on <secrets>/.vigo-lock. Readers take no lock. Each write first removes
+// stale ".vigo-tmp.*" files a killed writer left (SecureDir::RemoveTempFiles).
+//
+// Rollback: with a VersionFloorSource (server/vault/version_floor.h), Get and
+// Version refuse a file whose authenticated counter is below the highest
+// version ever committed for its path (DATA_LOSS naming the path and both
+// versions); Set always writes above it. Restore() is the one way back.
+//
+// Commit callbacks: Set/Delete/Restore/Rotate take an optional `commit`
+// called under the writer lock once the change is on disk (Rotate: just
+// before its commit point). When it fails, the change is undone (the previous
+// file is put back; a rotation is re-encrypted back and abandoned) and its
+// error is returned: `vigocli` writes the audit record there, so a change and
+// its record succeed or fail together. (A crash between the two can still
+// leave one without the other.)
+//
+// Refresh() reopens the directory by path and reloads the keys, so a vault
+// directory replaced under a running server (moved away, copy put back) or a
+// changed, malformed or loosened master key is seen on the next reload.
 //
 // Thread safety: all methods are thread-safe.
 // SECURITY: values and keys live only in SecretBuffers; errors never hold them.
@@ -38,6 +56,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,13 +83,23 @@ absl::StatusOr<sandbox::SecretBuffer> LoadKeyFile(const SecureDir& dir, std::str
 
 // A path the local vault accepts: the contract grammar plus no reserved segment.
 absl::Status ValidateLocalPath(std::string_view path);
+
+// Where the highest committed version per path comes from.
+class VersionFloorSource {
+ public:
+  virtual ~VersionFloorSource() = default;
+  // 0 when none is known.
+  virtual absl::StatusOr<uint64_t> Floor(std::string_view path) = 0;
+};
 }  // namespace vault
 
 class LocalBackend : public SecretBackend {
  public:
   // Opens the vault in `secrets_dir` and loads its key(s).
+  // `floor` may be null: then no rollback check (unit tests, tools).
   static absl::StatusOr<std::unique_ptr<LocalBackend>> Open(
-      const std::filesystem::path& secrets_dir);
+      const std::filesystem::path& secrets_dir,
+      std::shared_ptr<vault::VersionFloorSource> floor = nullptr);
 
   std::string_view Name() const override { return "local"; }
   absl::Status CheckHealth() override;
@@ -78,43 +107,79 @@ class LocalBackend : public SecretBackend {
   absl::StatusOr<sandbox::SecretBuffer> Get(std::string_view path) override;
   absl::StatusOr<uint64_t> Version(std::string_view path) override;
   absl::StatusOr<std::vector<std::string>> List(std::string_view prefix) override;
+  absl::Status Refresh() override;
+
+  // Gets the version just written; a failure undoes the change.
+  using CommitFn = std::function<absl::Status(uint64_t version)>;
 
   // Stores `value` atomically; returns the new version counter.
-  absl::StatusOr<uint64_t> Set(std::string_view path, const sandbox::SecretBuffer& value);
-  // NOT_FOUND when missing.
-  absl::Status Delete(std::string_view path);
+  absl::StatusOr<uint64_t> Set(std::string_view path, const sandbox::SecretBuffer& value,
+                               const CommitFn& commit = nullptr);
+  // NOT_FOUND when missing. `commit` gets the deleted file's version.
+  absl::Status Delete(std::string_view path, const CommitFn& commit = nullptr);
+
+  struct RestoreResult {
+    uint64_t from_version = 0;  // the counter in the restored file
+    uint64_t version = 0;       // the new counter (above every earlier one)
+  };
+  // Stores again the value of an older vault file for `path`: `file` (e.g. a
+  // backup copy), or when empty the file now at `path` (one that Get refuses
+  // as rolled back). The file must authenticate for `path` under a loaded
+  // key. The value is re-encrypted with a fresh, highest version.
+  using RestoreCommitFn = std::function<absl::Status(const RestoreResult&)>;
+  absl::StatusOr<RestoreResult> Restore(std::string_view path,
+                                        std::optional<std::vector<uint8_t>> file,
+                                        const RestoreCommitFn& commit = nullptr);
 
   struct RotateResult {
     size_t secrets = 0;       // files under the new key at the end
     size_t reencrypted = 0;   // files this run re-encrypted
     bool resumed = false;     // finished an interrupted rotation
+    std::vector<std::pair<std::string, uint64_t>> versions;  // every file's counter
   };
   // Called at each step ("next-key", "file" after each re-encrypted file with
   // the running count, "before-swap", "after-swap"); tests use it to crash.
   using RotateHook = std::function<void(std::string_view step, size_t files_done)>;
-  absl::StatusOr<RotateResult> Rotate(const RotateHook& hook = nullptr);
+  using RotateCommitFn = std::function<absl::Status(const RotateResult&)>;
+  absl::StatusOr<RotateResult> Rotate(const RotateHook& hook = nullptr,
+                                      const RotateCommitFn& commit = nullptr);
 
   // True when an interrupted rotation is pending (.master.key.next exists).
   bool RotationPending() const;
-  const std::filesystem::path& secrets_dir() const { return dir_.base(); }
+  const std::filesystem::path& secrets_dir() const { return path_; }
 
  private:
   struct Key {
     sandbox::SecretBuffer bytes;
     vault::KeyId id{};
   };
-  explicit LocalBackend(vault::SecureDir dir) : dir_(std::move(dir)) {}
-  absl::Status LoadKeys();
-  absl::StatusOr<std::vector<uint8_t>> ReadFile(std::string_view path);
+  LocalBackend(std::filesystem::path path, std::shared_ptr<const vault::SecureDir> dir,
+               std::shared_ptr<vault::VersionFloorSource> floor)
+      : path_(std::move(path)), dir_(std::move(dir)), floor_(std::move(floor)) {}
+  std::shared_ptr<const vault::SecureDir> Dir() const;
+  // Loads the keys from `dir` (default: the current one) and, when given,
+  // installs `dir` as the current directory together with them.
+  absl::Status LoadKeys(std::shared_ptr<const vault::SecureDir> dir = nullptr);
+  absl::StatusOr<std::vector<uint8_t>> ReadFile(const vault::SecureDir& dir, std::string_view path);
   // Decrypts `file` with whichever loaded key its key id names (reloading
   // the keys once when neither matches: another process may have rotated).
-  absl::StatusOr<sandbox::SecretBuffer> Decrypt(std::string_view path,
+  absl::StatusOr<sandbox::SecretBuffer> Decrypt(const vault::SecureDir& dir, std::string_view path,
                                                 std::span<const uint8_t> file);
+  absl::StatusOr<uint64_t> FloorOf(std::string_view path);
+  // DATA_LOSS naming the path and both versions when `version` is below the floor.
+  absl::Status CheckFloor(std::string_view path, uint64_t version);
+  // Puts `old` back at `path` (or removes `path` when there was none) after
+  // `failure`; returns `failure` with what happened appended.
+  absl::Status Undo(const vault::SecureDir& dir, std::string_view path,
+                    const std::optional<std::vector<uint8_t>>& old, const absl::Status& failure);
+  std::shared_ptr<const Key> WriteKey();
 
-  vault::SecureDir dir_;
-  mutable std::mutex mu_;  // guards the two pointers (keys are immutable)
+  const std::filesystem::path path_;
+  mutable std::mutex mu_;  // guards dir_ and the two key pointers (all immutable)
+  std::shared_ptr<const vault::SecureDir> dir_;
   std::shared_ptr<const Key> current_;
   std::shared_ptr<const Key> pending_;  // null unless a rotation is in progress
+  const std::shared_ptr<vault::VersionFloorSource> floor_;
 };
 
 }  // namespace vigo::server

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
 #include <functional>
 
 #include "common/status_macros.h"
@@ -382,8 +383,12 @@ absl::StatusOr<std::vector<std::string>> SecureDir::ListFiles() const {
   return out;
 }
 
-void SecureDir::RemoveTempFiles() const {
-  std::function<void(int)> walk = [&](int dir_fd) {
+size_t SecureDir::RemoveTempFiles(std::chrono::seconds min_age) const {
+  size_t removed = 0;
+  const time_t now = ::time(nullptr);
+  const uid_t me = ::geteuid();
+  std::function<void(int, int)> walk = [&](int dir_fd, int depth) {
+    if (depth > 64) return;
     UniqueFd dup(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dup) return;
     DIR* d = ::fdopendir(dup.get());
@@ -397,17 +402,23 @@ void SecureDir::RemoveTempFiles() const {
     for (const std::string& name : names) {
       struct stat sb;
       if (::fstatat(::dirfd(d), name.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      if (name.rfind(kTempPrefix, 0) == 0 && S_ISREG(sb.st_mode)) {
-        ::unlinkat(::dirfd(d), name.c_str(), 0);
+      if (name.rfind(kTempPrefix, 0) == 0) {
+        // Only our own, plain, old files: a symlink or a file someone else
+        // planted is left alone (unlinkat never follows the name either).
+        if (S_ISREG(sb.st_mode) && sb.st_uid == me && now - sb.st_mtime >= min_age.count() &&
+            ::unlinkat(::dirfd(d), name.c_str(), 0) == 0) {
+          ++removed;
+        }
       } else if (S_ISDIR(sb.st_mode)) {
         UniqueFd sub(
             ::openat(::dirfd(d), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (sub) walk(sub.get());
+        if (sub) walk(sub.get(), depth + 1);
       }
     }
     ::closedir(d);
   };
-  walk(fd_.get());
+  walk(fd_.get(), 0);
+  return removed;
 }
 
 absl::StatusOr<UniqueFd> SecureDir::LockExclusive() const {

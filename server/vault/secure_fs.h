@@ -21,6 +21,7 @@
 #ifndef VIGO_SERVER_VAULT_SECURE_FS_H_
 #define VIGO_SERVER_VAULT_SECURE_FS_H_
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -37,6 +38,9 @@
 namespace vigo::server::vault {
 
 inline constexpr std::string_view kTempPrefix = ".vigo-tmp.";
+// A temp file this old belongs to no live writer (a write of at most 1 MiB
+// plus fsync never takes this long).
+inline constexpr std::chrono::seconds kStaleTempAge{60};
 
 class SecureDir {
  public:
@@ -76,8 +80,14 @@ class SecureDir {
   // ".vigo" or ".master.key" are the vault's own files and are skipped, so
   // are symlinks and special files.
   absl::StatusOr<std::vector<std::string>> ListFiles() const;
-  // Deletes leftover temp files (after a crash).
-  void RemoveTempFiles() const;
+  // Deletes leftover temp files (a writer killed between create and rename):
+  // regular files named ".vigo-tmp.*", owned by the running uid, whose mtime
+  // is at least `min_age` old. Callers hold LockExclusive(), so no vault
+  // writer is live; the age rule also spares an unlock-gate write in flight
+  // (those take no lock). Symlinks and other files are never touched or
+  // followed (fstatat AT_SYMLINK_NOFOLLOW, openat O_NOFOLLOW). Returns how
+  // many were removed.
+  size_t RemoveTempFiles(std::chrono::seconds min_age = kStaleTempAge) const;
 
   // An exclusive advisory lock (flock) on base/.vigo-lock, held until the
   // returned fd is closed. Serializes writers across processes.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "common/status_macros.h"
@@ -241,6 +242,38 @@ absl::Status UnlockGate::Lock() {
   absl::Status st = root.Remove(kUnlockTokenFile);
   if (absl::IsNotFound(st)) return absl::OkStatus();
   return st;
+}
+
+absl::Status UnlockGate::Lock(const std::function<absl::Status()>& commit) {
+  // Snapshots of what Lock() replaces (a session id and a MAC'd token: no
+  // value, no key), to undo the lock when its audit record cannot be written.
+  std::optional<std::vector<uint8_t>> old_session, old_token;
+  if (auto dir = SecureDir::Open(secrets_dir_, false); dir.ok()) {
+    VIGO_ASSIGN_OR_RETURN(old_session, dir->Read(kUnlockSessionFile, 128));
+  }
+  if (auto root = SecureDir::Open(root_, false); root.ok()) {
+    VIGO_ASSIGN_OR_RETURN(old_token, root->Read(kUnlockTokenFile, 512));
+  }
+  VIGO_RETURN_IF_ERROR(Lock());
+  absl::Status st = commit ? commit() : absl::OkStatus();
+  if (st.ok()) return st;
+  absl::Status undo;
+  if (auto dir = SecureDir::Open(secrets_dir_, false); dir.ok()) {
+    undo = old_session ? dir->WriteAtomic(kUnlockSessionFile, *old_session)
+                       : dir->Remove(kUnlockSessionFile);
+    if (absl::IsNotFound(undo)) undo = absl::OkStatus();
+  }
+  if (undo.ok() && old_token) {
+    VIGO_ASSIGN_OR_RETURN(SecureDir root, SecureDir::Open(root_, false));
+    undo = root.WriteAtomic(kUnlockTokenFile, *old_token);
+  }
+  if (!undo.ok()) {
+    return absl::Status(st.code(), StrCat(st.message(), "; the vault stays locked (putting the "
+                                                        "unlock back failed: ",
+                                          undo.message(), ")"));
+  }
+  return absl::Status(st.code(),
+                      StrCat(st.message(), "; the lock was undone: the vault is as it was"));
 }
 
 absl::StatusOr<UnlockGate::State> UnlockGate::Check(int64_t now_unix) const {

@@ -15,7 +15,8 @@
 // Creating the file by hand does not unlock: the MAC needs the token key,
 // which only readers of the 0600 passphrase file (i.e. whoever could read the
 // vault anyway) have. The window is 24 h and slides: each gated verb
-// re-issues the token with a fresh expiry and the same session.
+// re-issues the token with a fresh expiry and the same session. Read-only
+// verbs use Check() and never rewrite the token (they work on a full disk).
 //
 // Revocation: <secrets>/.vigo-unlock-session (0600) holds the current session
 // id S (128 random bits, hex). `unlock` and `lock` both replace it with a
@@ -39,6 +40,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -83,6 +85,10 @@ class UnlockGate {
   // copies included), then removes the token file (OK when absent). An error
   // when the session could not be replaced: then nothing was revoked.
   absl::Status Lock();
+  // Lock(), then `commit` (vigocli writes the audit record there). When the
+  // commit fails the previous session id and token are put back, so the gate
+  // is as it was, and the commit's error is returned.
+  absl::Status Lock(const std::function<absl::Status()>& commit);
 
   struct State {
     bool unlocked = false;

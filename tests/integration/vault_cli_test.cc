@@ -1,9 +1,14 @@
 // `vigocli secrets` and `vigocli audit` end to end: the real binary against a
 // data root in a temp dir.
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
 
 #include <cerrno>
 #include <chrono>
@@ -58,9 +63,120 @@ class VaultCliTest : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.out;
   }
+  // `secrets set PATH` with --json; returns the version it reports.
+  uint64_t SetJson(const std::string& path, const std::string& value) {
+    RunResult r = Cli({"--json", "secrets", "set", path}, value);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    size_t at = r.out.find("\"version\":");
+    if (at == std::string::npos) return 0;
+    return std::strtoull(r.out.c_str() + at + 10, nullptr, 10);
+  }
   TempDir tmp_;
   TempDir in_;  // input files (passphrase, values): outside the data root
 };
+
+// Every file under `dir` (relative name → bytes), for "nothing changed" checks.
+std::map<std::string, std::string> Snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = ReadFileOrEmpty(e.path());
+  }
+  return out;
+}
+
+// Fills the file system holding `dir` until write(2) fails with ENOSPC.
+void FillFileSystem(const fs::path& dir) {
+  int fd = ::open((dir / "filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  std::string chunk(4096, 'f');
+  while (::write(fd, chunk.data(), chunk.size()) > 0) {
+  }
+  int err = errno;
+  // Top up the last partial page, byte by byte.
+  while (::write(fd, "f", 1) > 0) {
+  }
+  ::close(fd);
+  ASSERT_EQ(err, ENOSPC);
+}
+
+TEST_F(VaultCliTest, RolledBackVaultFileIsRefusedNamingBothVersionsAndRestoreIsAudited) {
+  InitAndUnlock();
+  const fs::path file = root() / "secrets/app/pw";
+  const uint64_t v1 = SetJson("app/pw", "the-old-value");
+  const std::string old_bytes = ReadFileOrEmpty(file);
+  const uint64_t v2 = SetJson("app/pw", "the-new-value");
+  ASSERT_GT(v2, v1);
+  const std::string new_bytes = ReadFileOrEmpty(file);
+  // A valid, older file for the same path put back (a backup, a copy).
+  WriteFileOrDie(file, old_bytes);
+  RunResult r = Cli({"secrets", "reveal", "app/pw"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("app/pw"));
+  EXPECT_THAT(r.err, HasSubstr("version " + std::to_string(v1)));
+  EXPECT_THAT(r.err, HasSubstr("version " + std::to_string(v2)));
+  EXPECT_THAT(r.err, HasSubstr("vigocli secrets restore app/pw"));
+  EXPECT_THAT(r.out, Not(HasSubstr("the-old-value")));
+
+  // The audited way back: the file now in place...
+  r = Cli({"--json", "secrets", "restore", "app/pw"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"from_version\":" + std::to_string(v1)));
+  EXPECT_EQ(Reveal("app/pw"), "the-old-value");
+  // ...or a backup copy given with --from-file.
+  WriteFileOrDie(in_.path() / "backup", new_bytes);
+  r = Cli({"secrets", "restore", "app/pw", "--from-file", (in_.path() / "backup").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Reveal("app/pw"), "the-new-value");
+  // A file of another path does not authenticate for this one.
+  ASSERT_EQ(Cli({"secrets", "set", "app/other"}, "other-value").exit_code, 0);
+  WriteFileOrDie(in_.path() / "foreign", ReadFileOrEmpty(root() / "secrets/app/other"));
+  r = Cli({"secrets", "restore", "app/pw", "--from-file", (in_.path() / "foreign").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("authentication failed"));
+  EXPECT_EQ(Reveal("app/pw"), "the-new-value");
+  // Deleting does not lower the floor: the old file put back stays refused.
+  ASSERT_EQ(Cli({"secrets", "delete", "app/pw"}).exit_code, 0);
+  WriteFileOrDie(file, old_bytes);
+  EXPECT_EQ(Cli({"secrets", "reveal", "app/pw"}).exit_code, 1);
+
+  std::string audit = AuditJson();
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"secret.restore\""));
+  EXPECT_THAT(audit, HasSubstr("value of version " + std::to_string(v1)));
+  EXPECT_THAT(audit, Not(HasSubstr("the-old-value")));
+  EXPECT_EQ(Cli({"audit", "verify"}).exit_code, 0);
+  r = Cli({"secrets", "restore", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("usage: vigocli secrets restore PATH [--from-file F]"));
+}
+
+TEST_F(VaultCliTest, StaleTempFilesAreRemovedByTheNextWriteWithoutFollowingLinks) {
+  InitAndUnlock();
+  ASSERT_EQ(Cli({"secrets", "set", "app/pw"}, "v1").exit_code, 0);
+  const fs::path sec = root() / "secrets";
+  // What `kill -9` of `secrets set` leaves: a temp file nobody removes.
+  const fs::path dead = sec / "app/.vigo-tmp.0123456789abcdef";
+  const fs::path fresh = sec / ".vigo-tmp.fedcba9876543210";  // a writer still at work
+  const fs::path foreign = sec / "app/.vigo-tmp.foreign";     // not ours
+  const fs::path link = sec / "app/.vigo-tmp.link";           // a planted symlink
+  const fs::path outside = in_.path() / "outside";
+  WriteFileOrDie(dead, "ciphertext");
+  WriteFileOrDie(fresh, "ciphertext");
+  WriteFileOrDie(foreign, "ciphertext");
+  WriteFileOrDie(outside, "keep me");
+  ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+  fs::create_symlink(outside, link);
+  struct timespec old_times[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+  for (const fs::path& p : {dead, foreign, link}) {
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), old_times, AT_SYMLINK_NOFOLLOW), 0) << p;
+  }
+  ASSERT_EQ(Cli({"secrets", "set", "other/x"}, "v2").exit_code, 0);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dead)));
+  EXPECT_TRUE(fs::exists(fs::symlink_status(fresh)));
+  EXPECT_TRUE(fs::exists(fs::symlink_status(foreign)));
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(ReadFileOrEmpty(outside), "keep me");
+  EXPECT_EQ(Reveal("app/pw"), "v1");
+}
 
 TEST_F(VaultCliTest, FullLifecycle) {
   RunResult r = Cli({"secrets", "status"});
@@ -341,6 +457,85 @@ TEST_F(VaultCliDiskFullTest, DiskFullDuringSetKeepsTheOldValue) {
   }
   std::string audit = AuditJson();
   EXPECT_THAT(audit, HasSubstr("\"outcome\":\"failed\""));
+}
+
+TEST_F(VaultCliDiskFullTest, ReadVerbsWorkOnAFullDiskAndLeaveTheTokenAlone) {
+  WriteFileOrDie(mnt_ / "server.yaml",
+                 "database:\n  driver: sqlite\n  path: " + (tmp_.path() / "db/vigo.db").string() +
+                     "\n");
+  InitAndUnlock();
+  ASSERT_EQ(Cli({"secrets", "set", "app/pw"}, "the-value").exit_code, 0);
+  const std::string token = ReadFileOrEmpty(mnt_ / ".secrets-unlocked");
+  FillFileSystem(mnt_);
+  RunResult r = Cli({"secrets", "reveal", "app/pw"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "the-value");
+  r = Cli({"secrets", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "app/pw\n");
+  EXPECT_EQ(ReadFileOrEmpty(mnt_ / ".secrets-unlocked"), token);
+}
+
+// The database lives on a small tmpfs that the test fills; the vault does not.
+class VaultCliDatabaseFullTest : public VaultCliTest {
+ protected:
+  void SetUp() override {
+    db_mnt_ = in_.path() / "dbmnt";
+    fs::create_directories(db_mnt_);
+    if (::mount("tmpfs", db_mnt_.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): "
+                   << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (holder_ != nullptr) sqlite3_close(holder_);
+    if (mounted_) ::umount2(db_mnt_.c_str(), MNT_DETACH);
+  }
+  fs::path db_mnt_;
+  bool mounted_ = false;
+  sqlite3* holder_ = nullptr;
+};
+
+TEST_F(VaultCliDatabaseFullTest, FullDatabaseLeavesTheVaultAsItWasAndExits1) {
+  const fs::path db = db_mnt_ / "vigo.db";
+  WriteFileOrDie(root() / "server.yaml",
+                 "database:\n  driver: sqlite\n  path: " + db.string() + "\n");
+  InitAndUnlock();
+  ASSERT_EQ(Cli({"secrets", "set", "app/pw"}, "the-old-value").exit_code, 0);
+  ASSERT_EQ(Cli({"secrets", "set", "app/two"}, "second").exit_code, 0);
+  const std::string before_audit = AuditJson();
+  // A connection held open keeps the WAL file: emptied now, so the next
+  // commit must grow it on the full disk (the main file is only read).
+  ASSERT_EQ(sqlite3_open(db.c_str(), &holder_), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  FillFileSystem(db_mnt_);
+  const auto vault_before = Snapshot(root() / "secrets");
+  const std::vector<std::vector<std::string>> changes = {
+      {"secrets", "set", "app/pw"},      {"secrets", "set", "app/new"},
+      {"secrets", "delete", "app/two"},  {"secrets", "generate", "app/gen"},
+      {"secrets", "rotate"},             {"secrets", "restore", "app/pw"},
+      {"secrets", "lock"}};
+  for (const auto& args : changes) {
+    RunResult r = Cli(args, "the-new-value");
+    EXPECT_EQ(r.exit_code, 1) << args[1] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("cannot write the audit record")) << args[1];
+    EXPECT_THAT(r.err, HasSubstr("full")) << args[1];
+    EXPECT_THAT(r.err, HasSubstr("as it was")) << args[1];
+    EXPECT_EQ(Snapshot(root() / "secrets"), vault_before) << args[1];
+  }
+  EXPECT_THAT(Cli({"secrets", "status"}).out, HasSubstr("unlocked"));
+  ASSERT_EQ(::unlink((db_mnt_ / "filler").c_str()), 0);
+  EXPECT_EQ(Reveal("app/pw"), "the-old-value");
+  EXPECT_EQ(Reveal("app/two"), "second");
+  // No record of a change that did not happen.
+  std::string audit = AuditJson();
+  EXPECT_EQ(audit.find("app/new"), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("app/gen"), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("secrets.rotate"), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("secrets.lock"), std::string::npos) << audit;
+  EXPECT_EQ(Cli({"audit", "verify"}).exit_code, 0);
 }
 
 }  // namespace
