@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/credentials.h>
 
+#include <algorithm>
 #include <map>
 
 #include "common/log.h"
@@ -44,10 +45,12 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Create(ClientOptions o
   c->server_ = options.server;
   c->stub_ = v1::VigoAgent::NewStub(channel);
   c->rpc_timeout_ = options.rpc_timeout;
+  c->probe_ = std::move(options.probe);
   return c;
 }
 
-std::unique_ptr<grpc::ClientContext> AgentClient::Context(std::string_view rpc) const {
+absl::StatusOr<std::unique_ptr<grpc::ClientContext>> AgentClient::Context(
+    std::string_view rpc) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   // Wait through transient failures (a restarting server) instead of failing
   // fast; the deadline bounds the wait.
@@ -62,6 +65,14 @@ std::unique_ptr<grpc::ClientContext> AgentClient::Context(std::string_view rpc) 
   if (channel_ && channel_->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY &&
       !channel_->WaitForConnected(std::chrono::system_clock::now() +
                                   std::min(budget, std::chrono::milliseconds(2000)))) {
+    if (probe_ != nullptr && probe_->enabled()) {
+      // Within what is left of this call's deadline, at most 1 s.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          ctx->deadline() - std::chrono::system_clock::now());
+      absl::Status p = probe_->Handshake(
+          std::clamp(left, std::chrono::milliseconds(100), std::chrono::milliseconds(1000)));
+      if (absl::IsFailedPrecondition(p)) return absl::FailedPreconditionError(StrCat(rpc, ": ", p.message()));
+    }
     Log(LogLevel::kWarn, "server unreachable; waiting for it",
         {{"rpc", rpc}, {"server", server_}, {"wait_ms", static_cast<int64_t>(budget.count())}});
   }
@@ -70,7 +81,7 @@ std::unique_ptr<grpc::ClientContext> AgentClient::Context(std::string_view rpc) 
 
 absl::StatusOr<v1::CheckInResponse> AgentClient::CheckIn(const v1::CheckInRequest& request) {
   v1::CheckInResponse response;
-  auto ctx = Context("CheckIn");
+  VIGO_ASSIGN_OR_RETURN(auto ctx, Context("CheckIn"));
   VIGO_RETURN_IF_ERROR(FromGrpc(stub_->CheckIn(ctx.get(), request, &response), "CheckIn"));
   return response;
 }
@@ -78,7 +89,7 @@ absl::StatusOr<v1::CheckInResponse> AgentClient::CheckIn(const v1::CheckInReques
 absl::StatusOr<v1::ReportResultResponse> AgentClient::ReportResult(
     const v1::ReportResultRequest& request) {
   v1::ReportResultResponse response;
-  auto ctx = Context("ReportResult");
+  VIGO_ASSIGN_OR_RETURN(auto ctx, Context("ReportResult"));
   VIGO_RETURN_IF_ERROR(FromGrpc(stub_->ReportResult(ctx.get(), request, &response), "ReportResult"));
   return response;
 }
@@ -93,7 +104,7 @@ absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
   request.set_secrets_epoch(bundle.secrets_epoch());
   request.set_recipient_key(key.public_key());
   v1::ResolveSecretsResponse response;
-  auto ctx = Context("ResolveSecrets");
+  VIGO_ASSIGN_OR_RETURN(auto ctx, Context("ResolveSecrets"));
   VIGO_RETURN_IF_ERROR(
       FromGrpc(stub_->ResolveSecrets(ctx.get(), request, &response), "ResolveSecrets"));
   if (response.secrets_epoch() != bundle.secrets_epoch()) {

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent-broker/secret_cache.h"
+#include "agent-broker/tls_check.h"
 #include "vigo/v1/agent.grpc.pb.h"
 
 namespace vigo::broker {
@@ -34,6 +35,10 @@ struct ClientOptions {
   std::string key_pem;    // wiped by Create after the credentials are built
   std::string server_name_override;  // TLS name when it differs from HOST
   std::chrono::seconds rpc_timeout{30};
+  // Optional (prepared): when a call finds the server unreachable, one TLS
+  // handshake of its own tells a permanent failure (a server certificate not
+  // for the expected name or not from the CA) from a server that is down.
+  std::shared_ptr<const ServerProbe> probe;
 };
 
 class AgentClient {
@@ -47,17 +52,20 @@ class AgentClient {
 
   // Calls wait for the channel to become ready (wait_for_ready) until their
   // deadline: now + rpc_timeout, but never past `cap` (the retry budget).
-  // A call that finds the server unreachable for 2 s logs
+  // A call that finds the server unreachable for 2 s first asks the probe
+  // (if any): a permanent TLS failure fails the call at once with
+  // FAILED_PRECONDITION naming the cause (not retried); otherwise it logs
   // "server unreachable; waiting for it" (rpc, server) and keeps waiting.
   void SetDeadlineCap(std::chrono::steady_clock::time_point cap) { cap_ = cap; }
 
  private:
   AgentClient() = default;
   // `rpc` names the call in the unreachable-server log line.
-  std::unique_ptr<grpc::ClientContext> Context(std::string_view rpc) const;
+  absl::StatusOr<std::unique_ptr<grpc::ClientContext>> Context(std::string_view rpc) const;
   std::shared_ptr<grpc::Channel> channel_;
   std::string server_;
   std::unique_ptr<v1::VigoAgent::Stub> stub_;
+  std::shared_ptr<const ServerProbe> probe_;
   std::chrono::seconds rpc_timeout_{30};
   std::chrono::steady_clock::time_point cap_ = std::chrono::steady_clock::time_point::max();
 };

@@ -13,6 +13,8 @@
 #include <set>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -140,6 +142,20 @@ int Status(const ParsedArgs& args) {
   return kExitOk;
 }
 
+// The "Threads:" count of /proc/self/status (a read-only open, allowed after
+// lockdown), or -1.
+int64_t ThreadCount() {
+  int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "\nThreads:");
+  return at == nullptr ? -1 : std::strtoll(at + 9, nullptr, 10);
+}
+
 // The gRPC part of a run; every gRPC object it creates is gone when it returns.
 int Serve(const AgentOptions& ao, ClientOptions co, WorkerLink worker, const StateDir& state,
           const v1::AttestationReport& broker_att, bool daemon) {
@@ -253,7 +269,7 @@ int Run(const ParsedArgs& args, bool daemon) {
 
   // Name resolution for the TLS probe happens now: after lockdown glibc's
   // resolver could need a socket the broker's filter forbids.
-  const ServerProbe probe = ServerProbe::Resolve(co.server, co.server_name_override);
+  auto probe = std::make_shared<ServerProbe>(ServerProbe::Resolve(co.server, co.server_name_override));
 
   // 1. The worker starts before any secret (key or value) is in this process.
   WorkerStartOptions wo;
@@ -302,8 +318,11 @@ int Run(const ParsedArgs& args, bool daemon) {
     // expected name or not from --ca-file never heals; gRPC would only say
     // "unavailable" until --retry-for runs out. Bounded by 2 s: a server
     // that does not answer is left to the retries.
-    tls = probe.Handshake(tls_files, co.ca_pem, co.cert_pem, co.key_pem,
-                          std::min<std::chrono::milliseconds>(std::chrono::seconds(2), ao.retry_for));
+    tls = probe->Prepare(tls_files, co.ca_pem, co.cert_pem, co.key_pem);
+    if (tls.ok()) {
+      tls = probe->Handshake(
+          std::min<std::chrono::milliseconds>(std::chrono::seconds(2), ao.retry_for));
+    }
     if (absl::IsUnavailable(tls)) {
       Log(LogLevel::kDebug, "TLS probe inconclusive; leaving it to the retries", {{"error", tls}});
       tls = absl::OkStatus();
@@ -318,10 +337,31 @@ int Run(const ParsedArgs& args, bool daemon) {
   // stub (inside the agent) first, then the library, waiting for its threads.
   // exit() with live gRPC threads (a handshake that never completed keeps
   // event_engine work pending) crashed the broker now and then (issue 13.7).
+  co.probe = probe;  // asked again when the server later seems unreachable
   grpc_init();
   const int rc = Serve(ao, std::move(co), std::move(*worker), state, *broker_att, daemon);
   grpc_shutdown_blocking();
+  // Its threads end with it (measured: 1 thread left, this one); should one
+  // linger (gRPC 1.51 keeps some global state, such as its default
+  // EventEngine, past grpc_shutdown), wait up to 1 s and say how many remain.
+  int64_t threads = ThreadCount();
+  for (int i = 0; i < 100 && threads > 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    threads = ThreadCount();
+  }
+  Log(LogLevel::kDebug, "gRPC shut down", {{"threads", threads}});
   return rc;
+}
+
+// After gRPC ran, the process ends without running static destructors:
+// exit() would tear down globals (absl, gRPC, iostreams) under any thread
+// gRPC still keeps, which is how a give-up crashed with SIGSEGV in an
+// event_engine thread. Every resource of ours is already released (agent,
+// worker, channel, library); stdio is flushed; the kernel frees the rest
+// (the locked arena included) at once.
+[[noreturn]] void EndProcess(int rc) {
+  std::fflush(nullptr);
+  ::_exit(rc);
 }
 
 }  // namespace
@@ -363,9 +403,9 @@ int BrokerMain(int argc, char** argv) {
       std::fprintf(stderr, "vigo: run needs --once (use `vigo daemon` to keep running)\n");
       return kExitUsage;
     }
-    return Run(*parsed, /*daemon=*/false);
+    EndProcess(Run(*parsed, /*daemon=*/false));
   }
-  if (cmd == "daemon") return Run(*parsed, /*daemon=*/true);
+  if (cmd == "daemon") EndProcess(Run(*parsed, /*daemon=*/true));
   std::fprintf(stderr, "vigo: unknown command '%s'; usage: %s\n", cmd.c_str(), spec.usage.c_str());
   return kExitUsage;
 }

@@ -59,8 +59,7 @@ bool IssuerError(long err) {
          err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
          err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
          err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-         err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-         err == X509_V_ERR_CERT_SIGNATURE_FAILURE;
+         err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT || err == X509_V_ERR_CERT_SIGNATURE_FAILURE;
 }
 
 // The cause of a failed verification of `what` (a phrase naming the
@@ -91,7 +90,8 @@ absl::StatusOr<Ptr<X509_STORE>> CaStore(const TlsFiles& files, const std::string
   Ptr<X509_STORE> store(X509_STORE_new());
   if (!store) return absl::InternalError("X509_STORE_new");
   for (auto& c : cas) {
-    if (X509_STORE_add_cert(store.get(), c.get()) != 1) return absl::InternalError("X509_STORE_add_cert");
+    if (X509_STORE_add_cert(store.get(), c.get()) != 1)
+      return absl::InternalError("X509_STORE_add_cert");
   }
   return store;
 }
@@ -202,9 +202,9 @@ absl::Status CheckKeyMatchesCertificate(const TlsFiles& files, const std::string
         StrCat("--key-file ", files.key_file, ": not a PEM private key (or an encrypted one)"));
   }
   if (X509_check_private_key(certs[0].get(), key.get()) != 1) {
-    return absl::FailedPreconditionError(StrCat("--key-file ", files.key_file,
-                                                " is not the key of the certificate in --cert-file ",
-                                                files.cert_file, " (they do not match)"));
+    return absl::FailedPreconditionError(
+        StrCat("--key-file ", files.key_file, " is not the key of the certificate in --cert-file ",
+               files.cert_file, " (they do not match)"));
   }
   return absl::OkStatus();
 }
@@ -221,7 +221,8 @@ ServerProbe ServerProbe::Resolve(const std::string& server, const std::string& n
   std::string host, port;
   if (!server.empty() && server[0] == '[') {
     size_t close = server.find(']');
-    if (close == std::string::npos || close + 1 >= server.size() || server[close + 1] != ':') return p;
+    if (close == std::string::npos || close + 1 >= server.size() || server[close + 1] != ':')
+      return p;
     host = server.substr(1, close - 1);
     port = server.substr(close + 2);
   } else {
@@ -249,36 +250,40 @@ ServerProbe ServerProbe::Resolve(const std::string& server, const std::string& n
   return p;
 }
 
-absl::Status ServerProbe::Handshake(const TlsFiles& files, const std::string& ca_pem,
-                                    const std::string& cert_pem, const std::string& key_pem,
-                                    std::chrono::milliseconds timeout) const {
-  if (!enabled()) return absl::UnavailableError("no address to probe");
+absl::Status ServerProbe::Prepare(const TlsFiles& files, const std::string& ca_pem,
+                                  const std::string& cert_pem, const std::string& key_pem) {
   ClearErrors clear;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  files_ = files;
   auto store = CaStore(files, ca_pem);
   if (!store.ok()) return store.status();
-  Ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()));
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
   if (!ctx) return absl::InternalError("SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_cert_store(ctx.get(), store->release());  // the context owns it now
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  {
-    std::vector<Ptr<X509>> certs = ReadCerts(cert_pem);
-    Ptr<BIO> bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
-    Ptr<EVP_PKEY> key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr)
-                          : nullptr);
-    if (certs.empty() || !key || SSL_CTX_use_certificate(ctx.get(), certs[0].get()) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
-      return absl::FailedPreconditionError(StrCat("--key-file ", files.key_file,
-                                                  " does not go with --cert-file ",
-                                                  files.cert_file));
-    }
-    for (size_t i = 1; i < certs.size(); ++i) {
-      if (SSL_CTX_add1_chain_cert(ctx.get(), certs[i].get()) != 1) {
-        return absl::InternalError("SSL_CTX_add1_chain_cert");
-      }
+  std::vector<Ptr<X509>> certs = ReadCerts(cert_pem);
+  Ptr<BIO> bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  Ptr<EVP_PKEY> key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr)
+                        : nullptr);
+  if (certs.empty() || !key || SSL_CTX_use_certificate(ctx.get(), certs[0].get()) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+    return absl::FailedPreconditionError(
+        StrCat("--key-file ", files.key_file, " does not go with --cert-file ", files.cert_file));
+  }
+  for (size_t i = 1; i < certs.size(); ++i) {
+    if (SSL_CTX_add1_chain_cert(ctx.get(), certs[i].get()) != 1) {
+      return absl::InternalError("SSL_CTX_add1_chain_cert");
     }
   }
+  ctx_ = std::move(ctx);
+  return absl::OkStatus();
+}
+
+absl::Status ServerProbe::Handshake(std::chrono::milliseconds timeout) const {
+  if (!enabled()) return absl::UnavailableError("no address to probe");
+  ClearErrors clear;
+  const TlsFiles& files = files_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<sockaddr_storage> addrs;
   std::vector<socklen_t> lens;
   for (const Address& a : addresses_) {
@@ -287,7 +292,7 @@ absl::Status ServerProbe::Handshake(const TlsFiles& files, const std::string& ca
   }
   sandbox::UniqueFd fd = Connect(addrs, lens, deadline);
   if (!fd) return absl::UnavailableError(StrCat(server_, " is not reachable"));
-  Ptr<SSL> ssl(SSL_new(ctx.get()));
+  Ptr<SSL> ssl(SSL_new(ctx_.get()));
   if (!ssl || SSL_set_fd(ssl.get(), fd.get()) != 1) return absl::InternalError("SSL_new");
   if (IsIpLiteral(name_)) {
     if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name_.c_str()) != 1) {
@@ -304,7 +309,8 @@ absl::Status ServerProbe::Handshake(const TlsFiles& files, const std::string& ca
     if (rc == 1) return absl::OkStatus();
     const int err = SSL_get_error(ssl.get(), rc);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      struct pollfd p = {fd.get(), static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+      struct pollfd p = {fd.get(),
+                         static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
       int prc;
       do {
         prc = ::poll(&p, 1, RemainingMs(deadline));
@@ -324,14 +330,14 @@ absl::Status ServerProbe::Handshake(const TlsFiles& files, const std::string& ca
     }
     const unsigned long e = ERR_peek_last_error();
     if (err == SSL_ERROR_SSL && RefusedCertificate(e)) {
-      return absl::FailedPreconditionError(
-          StrCat("the server ", server_, " refused this envoy's certificate (--cert-file ",
-                 files.cert_file, "): ", Reason(e)));
+      return absl::FailedPreconditionError(StrCat("the server ", server_,
+                                                  " refused this envoy's certificate (--cert-file ",
+                                                  files.cert_file, "): ", Reason(e)));
     }
     // Anything else (a reset, EOF, not TLS) may be a server that is starting
     // or overloaded: left to the retries.
-    return absl::UnavailableError(StrCat(server_, ": TLS handshake failed: ",
-                                         e != 0 ? Reason(e) : "connection closed"));
+    return absl::UnavailableError(
+        StrCat(server_, ": TLS handshake failed: ", e != 0 ? Reason(e) : "connection closed"));
   }
 }
 

@@ -5,10 +5,12 @@
 //
 //   TlsFiles files{ca_file, cert_file, key_file};
 //   VIGO_RETURN_IF_ERROR(CheckClientCertificate(files, ca_pem, cert_pem));   // before the worker
-//   VIGO_ASSIGN_OR_RETURN(ServerProbe probe, ServerProbe::Resolve(server, name));  // before lockdown
+//   VIGO_ASSIGN_OR_RETURN(ServerProbe probe, ServerProbe::Resolve(server, name));  // before
+//   lockdown
 //   ...read the key...
 //   VIGO_RETURN_IF_ERROR(CheckKeyMatchesCertificate(files, cert_pem, key_pem));
-//   absl::Status s = probe.Handshake(files, ca_pem, cert_pem, key_pem, 2s);
+//   VIGO_RETURN_IF_ERROR(probe.Prepare(files, ca_pem, cert_pem, key_pem));
+//   absl::Status s = probe.Handshake(2s);   // again whenever the server seems unreachable
 //
 // Every error is FAILED_PRECONDITION (permanent: fix the flags or the files)
 // except Handshake's UNAVAILABLE (no TCP connection or no complete handshake
@@ -23,18 +25,22 @@
 // resolution happens in Resolve, before lockdown (glibc may open a netlink
 // socket to sort addresses, which the broker's filter forbids).
 //
-// Thread safety: the functions are reentrant; a ServerProbe is immutable
-// after Resolve and may be used from any one thread at a time.
+// Thread safety: the functions are reentrant; after Prepare a ServerProbe is
+// not modified and Handshake may run on several threads at once (each makes
+// its own SSL from the shared context).
 #ifndef VIGO_AGENT_BROKER_TLS_CHECK_H_
 #define VIGO_AGENT_BROKER_TLS_CHECK_H_
 
 #include <sys/socket.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace vigo::broker {
 
@@ -60,12 +66,18 @@ class ServerProbe {
   // disabled (Handshake returns UNAVAILABLE and gRPC's own retries decide).
   static ServerProbe Resolve(const std::string& server, const std::string& name);
 
-  bool enabled() const { return !addresses_.empty(); }
+  // Builds the TLS context (CA, certificate, key) the handshakes use. The
+  // context holds the private key in OpenSSL's heap for the probe's life,
+  // as gRPC's channel credentials do for the channel's.
+  absl::Status Prepare(const TlsFiles& files, const std::string& ca_pem,
+                       const std::string& cert_pem, const std::string& key_pem);
+
+  bool enabled() const { return !addresses_.empty() && ctx_ != nullptr; }
   const std::string& name() const { return name_; }
 
-  absl::Status Handshake(const TlsFiles& files, const std::string& ca_pem,
-                         const std::string& cert_pem, const std::string& key_pem,
-                         std::chrono::milliseconds timeout) const;
+  // One TLS handshake within `timeout`: OK, FAILED_PRECONDITION (permanent)
+  // or UNAVAILABLE (not reachable, no handshake in time, or not enabled).
+  absl::Status Handshake(std::chrono::milliseconds timeout) const;
 
  private:
   struct Address {
@@ -75,6 +87,8 @@ class ServerProbe {
   std::string server_;
   std::string name_;
   std::vector<Address> addresses_;
+  TlsFiles files_;
+  std::shared_ptr<ssl_ctx_st> ctx_;  // SSL_CTX; shared by copies, used read-only
 };
 
 }  // namespace vigo::broker
