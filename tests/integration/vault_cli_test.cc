@@ -324,7 +324,8 @@ TEST_F(VaultCliTest, WrongPassphraseFailsSlowlyAndIsAudited) {
 
 TEST_F(VaultCliTest, HelpAndUsage) {
   for (const char* verb :
-       {"init", "unlock", "lock", "status", "set", "reveal", "list", "delete", "rotate", "generate"}) {
+       {"init", "unlock", "lock", "status", "set", "reveal", "list", "delete", "rotate", "generate",
+        "restore"}) {
     RunResult r = Cli({"secrets", verb, "--help"});
     EXPECT_EQ(r.exit_code, 0) << verb;
     EXPECT_THAT(r.out, HasSubstr("usage: vigocli secrets")) << verb;
