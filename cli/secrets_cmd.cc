@@ -361,8 +361,8 @@ absl::StatusOr<std::unique_ptr<server::LocalBackend>> OpenVault(Env& env) {
 // writes nothing, so it works on a full disk.
 int Gate(Env* env, std::string_view cmd, bool extend = true) {
   UnlockGate gate(env->cfg.root, env->cfg.SecretsDir());
-  auto st = extend ? gate.CheckAndExtend(server::vault::NowUnix())
-                   : gate.Check(server::vault::NowUnix());
+  auto st =
+      extend ? gate.CheckAndExtend(server::vault::NowUnix()) : gate.Check(server::vault::NowUnix());
   if (!st.ok()) return Fail(cmd, st.status());
   if (!st->unlocked) {
     std::fprintf(stderr,
@@ -739,15 +739,14 @@ int SecretsRotate(const CliContext& ctx, const std::vector<std::string>& args) {
   if (int rc = Gate(&*env, kCmd); rc >= 0) return rc;
   auto vault = OpenVault(*env);
   if (!vault.ok()) return FailAudited(&*env, kCmd, "secrets.rotate", {}, vault.status());
-  auto r = (*vault)->Rotate(
-      CrashHookFromEnv(), [&](const server::LocalBackend::RotateResult& res) {
-        // Every file's counter joins the floor: files from before the floor
-        // existed are guarded from here on.
-        return CommitAudit(&*env, "secrets.rotate", {}, 
-                           StrCat(res.reencrypted, " of ", res.secrets, " secrets re-encrypted",
-                                  res.resumed ? " (finished an interrupted rotation)" : ""),
-                           res.versions);
-      });
+  auto r = (*vault)->Rotate(CrashHookFromEnv(), [&](const server::LocalBackend::RotateResult& res) {
+    // Every file's counter joins the floor: files from before the floor
+    // existed are guarded from here on.
+    return CommitAudit(&*env, "secrets.rotate", {},
+                       StrCat(res.reencrypted, " of ", res.secrets, " secrets re-encrypted",
+                              res.resumed ? " (finished an interrupted rotation)" : ""),
+                       res.versions);
+  });
   if (!r.ok()) return FailAudited(&*env, kCmd, "secrets.rotate", {}, r.status());
   if (ctx.json) {
     std::printf("{\"ok\":true,\"secrets\":%zu,\"reencrypted\":%zu,\"resumed\":%s}\n", r->secrets,
@@ -798,8 +797,8 @@ int SecretsGenerate(const CliContext& ctx, const std::vector<std::string>& args)
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   for (uint8_t& c : value->RevealMutable()) c = static_cast<uint8_t>(kAlphabet[c & 63]);
   auto version = (*vault)->Set(path, *value, [&](uint64_t v) {
-    return CommitAudit(&*env, "secret.generate", {path},
-                       StrCat(length, " characters, version ", v), {{path, v}});
+    return CommitAudit(&*env, "secret.generate", {path}, StrCat(length, " characters, version ", v),
+                       {{path, v}});
   });
   value->Clear();
   if (!version.ok()) return FailAudited(&*env, kCmd, "secret.generate", {path}, version.status());
@@ -867,8 +866,8 @@ int SecretsRestore(const CliContext& ctx, const std::vector<std::string>& args) 
   }
   auto vault = OpenVault(*env);
   if (!vault.ok()) return FailAudited(&*env, kCmd, "secret.restore", {path}, vault.status());
-  auto r = (*vault)->Restore(
-      path, std::move(file), [&](const server::LocalBackend::RestoreResult& res) {
+  auto r =
+      (*vault)->Restore(path, std::move(file), [&](const server::LocalBackend::RestoreResult& res) {
         return CommitAudit(&*env, "secret.restore", {path},
                            StrCat("value of version ", res.from_version, " (", source,
                                   ") stored again as version ", res.version),

@@ -135,8 +135,7 @@ absl::Status LocalBackend::LoadKeys(std::shared_ptr<const vault::SecureDir> inst
       pending = std::make_shared<Key>();
       pending->id = vault::KeyIdFor(next->Reveal());
       pending->bytes = std::move(next).value();
-    } else if (!absl::IsFailedPrecondition(next.status()) ||
-               dir->Exists(vault::kPendingKeyFile)) {
+    } else if (!absl::IsFailedPrecondition(next.status()) || dir->Exists(vault::kPendingKeyFile)) {
       // Still there and unusable (mode, owner, format): a real problem.
       return next.status();
     }
@@ -209,7 +208,8 @@ absl::StatusOr<sandbox::SecretBuffer> LocalBackend::Decrypt(const vault::SecureD
     // Another process may have rotated the key since we loaded it.
     VIGO_RETURN_IF_ERROR(LoadKeys());
   }
-  return absl::DataLossError(StrCat("secret '", path, "': encrypted under an unknown master key [file ",
+  return absl::DataLossError(StrCat("secret '", path,
+                                    "': encrypted under an unknown master key [file ",
                                     (dir.base() / std::string(path)).string(), "]"));
 }
 
@@ -228,11 +228,11 @@ absl::StatusOr<uint64_t> LocalBackend::FloorOf(std::string_view path) {
 absl::Status LocalBackend::CheckFloor(std::string_view path, uint64_t version) {
   VIGO_ASSIGN_OR_RETURN(uint64_t floor, FloorOf(path));
   if (version >= floor) return absl::OkStatus();
-  return absl::DataLossError(
-      StrCat("secret '", path, "': the vault file has version ", version,
-             ", older than version ", floor,
-             " already committed for this path (a restored or rolled-back file); refusing it. "
-             "To go back on purpose run `vigocli secrets restore ", path, "`"));
+  return absl::DataLossError(StrCat(
+      "secret '", path, "': the vault file has version ", version, ", older than version ", floor,
+      " already committed for this path (a restored or rolled-back file); refusing it. "
+      "To go back on purpose run `vigocli secrets restore ",
+      path, "`"));
 }
 
 absl::StatusOr<bool> LocalBackend::Exists(std::string_view path) {
@@ -290,9 +290,8 @@ absl::Status LocalBackend::Undo(const vault::SecureDir& dir, std::string_view pa
     return absl::Status(failure.code(), StrCat(failure.message(), "; the change was undone: '",
                                                path, "' is as it was"));
   }
-  return absl::Status(failure.code(),
-                      StrCat(failure.message(), "; undoing the change of '", path,
-                             "' failed too: ", undo.message()));
+  return absl::Status(failure.code(), StrCat(failure.message(), "; undoing the change of '", path,
+                                             "' failed too: ", undo.message()));
 }
 
 absl::StatusOr<uint64_t> LocalBackend::Set(std::string_view path,
@@ -485,10 +484,10 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
       for (const auto& [path, bytes] : originals) {
         absl::Status undo = dir->WriteAtomic(path, bytes);
         if (!undo.ok()) {
-          return absl::Status(st.code(),
-                              StrCat(st.message(), "; undoing the rotation failed at '", path,
-                                     "' (", undo.message(),
-                                     "); nothing is lost: run `vigocli secrets rotate` again"));
+          return absl::Status(
+              st.code(),
+              StrCat(st.message(), "; undoing the rotation failed at '", path, "' (",
+                     undo.message(), "); nothing is lost: run `vigocli secrets rotate` again"));
         }
       }
       absl::Status rm = dir->Remove(vault::kPendingKeyFile);
@@ -497,9 +496,9 @@ absl::StatusOr<LocalBackend::RotateResult> LocalBackend::Rotate(const RotateHook
         return absl::Status(st.code(), StrCat(st.message(), "; the rotation was undone but ",
                                               vault::kPendingKeyFile, " stays: ", rm.message()));
       }
-      return absl::Status(st.code(),
-                          StrCat(st.message(), "; the rotation was undone: the vault is as it "
-                                               "was, under the old master key"));
+      return absl::Status(st.code(), StrCat(st.message(),
+                                            "; the rotation was undone: the vault is as it "
+                                            "was, under the old master key"));
     }
   }
   // The commit point: one atomic rename makes the new key current.

@@ -12,8 +12,9 @@
 //
 // Associated data = the 40 header bytes || "\0path\0" || the secret path. So the
 // format version, the key id, the version counter and the path are all
-// authenticated: a file copied or renamed to another path, a rolled-back
-// counter, or any flipped bit fails with DATA_LOSS.
+// authenticated: a file copied or renamed to another path, an edited
+// counter, or any flipped bit fails with DATA_LOSS. (A whole older file for the
+// same path authenticates; LocalBackend refuses it by its version floor.)
 //
 //   VIGO_ASSIGN_OR_RETURN(std::vector<uint8_t> file,
 //                         EncryptSecretFile(key, "webapp/db_pw", /*version=*/7, value));

@@ -268,8 +268,9 @@ absl::Status UnlockGate::Lock(const std::function<absl::Status()>& commit) {
     undo = root.WriteAtomic(kUnlockTokenFile, *old_token);
   }
   if (!undo.ok()) {
-    return absl::Status(st.code(), StrCat(st.message(), "; the vault stays locked (putting the "
-                                                        "unlock back failed: ",
+    return absl::Status(st.code(), StrCat(st.message(),
+                                          "; the vault stays locked (putting the "
+                                          "unlock back failed: ",
                                           undo.message(), ")"));
   }
   return absl::Status(st.code(),

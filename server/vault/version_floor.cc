@@ -26,7 +26,8 @@ absl::StatusOr<uint64_t> VersionFloor::Floor(std::string_view path) {
   {
     VIGO_ASSIGN_OR_RETURN(
         Statement t,
-        db_->Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vault_versions'"));
+        db_->Prepare(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vault_versions'"));
     VIGO_ASSIGN_OR_RETURN(bool has, t.Step());
     if (!has) return uint64_t{0};
   }

@@ -6,14 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <map>
-
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -324,8 +323,8 @@ TEST_F(VaultCliTest, WrongPassphraseFailsSlowlyAndIsAudited) {
 }
 
 TEST_F(VaultCliTest, HelpAndUsage) {
-  for (const char* verb :
-       {"init", "unlock", "lock", "status", "set", "reveal", "list", "delete", "rotate", "generate"}) {
+  for (const char* verb : {"init", "unlock", "lock", "status", "set", "reveal", "list", "delete",
+                           "rotate", "generate", "restore"}) {
     RunResult r = Cli({"secrets", verb, "--help"});
     EXPECT_EQ(r.exit_code, 0) << verb;
     EXPECT_THAT(r.out, HasSubstr("usage: vigocli secrets")) << verb;
@@ -460,9 +459,8 @@ TEST_F(VaultCliDiskFullTest, DiskFullDuringSetKeepsTheOldValue) {
 }
 
 TEST_F(VaultCliDiskFullTest, ReadVerbsWorkOnAFullDiskAndLeaveTheTokenAlone) {
-  WriteFileOrDie(mnt_ / "server.yaml",
-                 "database:\n  driver: sqlite\n  path: " + (tmp_.path() / "db/vigo.db").string() +
-                     "\n");
+  WriteFileOrDie(mnt_ / "server.yaml", "database:\n  driver: sqlite\n  path: " +
+                                           (tmp_.path() / "db/vigo.db").string() + "\n");
   InitAndUnlock();
   ASSERT_EQ(Cli({"secrets", "set", "app/pw"}, "the-value").exit_code, 0);
   const std::string token = ReadFileOrEmpty(mnt_ / ".secrets-unlocked");
@@ -483,8 +481,7 @@ class VaultCliDatabaseFullTest : public VaultCliTest {
     db_mnt_ = in_.path() / "dbmnt";
     fs::create_directories(db_mnt_);
     if (::mount("tmpfs", db_mnt_.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
-      GTEST_SKIP() << "cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): "
-                   << std::strerror(errno);
+      GTEST_SKIP() << "cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): " << std::strerror(errno);
     }
     mounted_ = true;
   }
@@ -512,11 +509,13 @@ TEST_F(VaultCliDatabaseFullTest, FullDatabaseLeavesTheVaultAsItWasAndExits1) {
             SQLITE_OK);
   FillFileSystem(db_mnt_);
   const auto vault_before = Snapshot(root() / "secrets");
-  const std::vector<std::vector<std::string>> changes = {
-      {"secrets", "set", "app/pw"},      {"secrets", "set", "app/new"},
-      {"secrets", "delete", "app/two"},  {"secrets", "generate", "app/gen"},
-      {"secrets", "rotate"},             {"secrets", "restore", "app/pw"},
-      {"secrets", "lock"}};
+  const std::vector<std::vector<std::string>> changes = {{"secrets", "set", "app/pw"},
+                                                         {"secrets", "set", "app/new"},
+                                                         {"secrets", "delete", "app/two"},
+                                                         {"secrets", "generate", "app/gen"},
+                                                         {"secrets", "rotate"},
+                                                         {"secrets", "restore", "app/pw"},
+                                                         {"secrets", "lock"}};
   for (const auto& args : changes) {
     RunResult r = Cli(args, "the-new-value");
     EXPECT_EQ(r.exit_code, 1) << args[1] << ": " << r.err;
