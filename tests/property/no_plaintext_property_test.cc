@@ -133,14 +133,18 @@ std::map<std::string, std::string> BuildStacks(const Fleet& f, Failure failure) 
   return files;
 }
 
-// The host pid of a vigo-worker that is PID 1 of its own namespace.
-pid_t FindWorker() {
+// The host pid of the vigo-worker applying to `apply_root` (its argv names
+// it): other tests' workers may run at the same time and must not be hit.
+pid_t FindWorker(const std::filesystem::path& apply_root) {
+  const std::string want = "--apply-root=" + apply_root.string();
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string n = e.path().filename();
     if (n.empty() || n[0] < '0' || n[0] > '9') continue;
     std::string status = ReadFileOrEmpty(e.path() / "status");
     if (status.find("Name:\tvigo-worker\n") == std::string::npos) continue;
-    if (status.find("\t1\n", status.find("NSpid:")) == std::string::npos) continue;
+    std::string cmdline = ReadFileOrEmpty(e.path() / "cmdline");
+    for (char& c : cmdline) c = c == '\0' ? '\n' : c;
+    if (cmdline.find(want + "\n") == std::string::npos) continue;
     return static_cast<pid_t>(std::stol(n));
   }
   return -1;
@@ -154,7 +158,7 @@ RunResult RunAgentAndKillWorker(E2eFleet& fleet, const std::string& envoy,
   std::thread killer([&] {
     while (!done) {
       if (std::filesystem::exists(marker)) {
-        if (pid_t w = FindWorker(); w > 0) ::kill(w, SIGKILL);
+        if (pid_t w = FindWorker(fleet.ApplyRoot(envoy)); w > 0) ::kill(w, SIGKILL);
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
