@@ -914,6 +914,10 @@ absl::Status VigoServer::Start(const std::string& listen) {
 
   agent_service_ = std::make_unique<AgentServiceImpl>(this);
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second vigosrv on the same port
+  // would then bind without error and silently take a share of the agents.
+  // Without it a port in use fails the start ("cannot listen on ...").
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(addr, creds, &port_);
   builder.RegisterService(agent_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
