@@ -104,8 +104,11 @@ absl::Status MountMinimalDev() {
       return absl::FailedPreconditionError(StrCat("minimal /dev: ", path, " is not a character device"));
     }
   }
-  auto close_all = [&] {
-    for (int fd : node_fds) ::close(fd);
+  auto close_all = [&] {  // idempotent: an error after the binds must not close twice
+    for (int& fd : node_fds) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
   };
   // /dev/log: a socket (syslog) or a symlink to one (systemd's journal).
   std::string log_link;
