@@ -131,7 +131,7 @@ Root MakeRoot() {
 }
 
 std::vector<Creds> IssueEnvoys(const Root& r, int n) {
-  auto db = server::Database::Open(r.cfg.DatabasePath());
+  auto db = server::Database::Create(r.cfg.DatabasePath());
   if (!db.ok()) Die("db");
   server::service::ServerStore store(db->get());
   Check(store.Init(), "store");

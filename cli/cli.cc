@@ -79,19 +79,8 @@ absl::Status RequireDataRoot(const std::filesystem::path& root) {
 absl::StatusOr<std::unique_ptr<server::Database>> OpenExistingDatabase(
     const server::ServerConfig& cfg) {
   if (absl::Status st = RequireDataRoot(cfg.root); !st.ok()) return st;
-  const std::filesystem::path db = cfg.DatabasePath();
-  struct stat st;
-  if (::lstat(db.c_str(), &st) != 0) {
-    const int err = errno;
-    if (err == ENOENT || err == ENOTDIR) {
-      return absl::NotFoundError(
-          StrCat("database ", db.string(),
-                 " does not exist (check database.path in server.yaml; only `vigosrv init` "
-                 "and commands that write create it)"));
-    }
-    return sandbox::ErrnoStatus(err, "stat database", db.string());
-  }
-  return server::Database::Open(db);
+  // Database::Open refuses a missing file with a message naming it.
+  return server::Database::Open(cfg.DatabasePath());
 }
 
 int Main(int argc, char** argv) {

@@ -125,7 +125,16 @@ bool Statement::ColumnIsNull(int index) const {
 }
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::path& path) {
-  VIGO_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
+  return OpenFile(path, /*create=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Create(const std::filesystem::path& path) {
+  return OpenFile(path, /*create=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenFile(const std::filesystem::path& path,
+                                                             bool create) {
+  if (create) VIGO_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
   // SECURITY/DURABILITY: never open() and close() a database file that
   // SQLite may already hold in this process. POSIX record locks belong to the
   // process, and closing ANY fd of the file drops all of them; another process
@@ -137,7 +146,15 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::
   {
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0) {
-      if (errno != ENOENT) return sandbox::ErrnoStatus(errno, "stat", path.string());
+      if (errno != ENOENT && errno != ENOTDIR) {
+        return sandbox::ErrnoStatus(errno, "stat", path.string());
+      }
+      if (!create) {
+        return absl::NotFoundError(
+            StrCat("database ", path.string(),
+                   " does not exist (check database.path in server.yaml; only `vigosrv init` "
+                   "creates the database)"));
+      }
       sandbox::UniqueFd fd(
           ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
       if (!fd && errno != EEXIST) {
@@ -159,7 +176,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::filesystem::
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &raw,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+      SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX |
+          SQLITE_OPEN_NOFOLLOW,
       nullptr);
   if (rc != SQLITE_OK) {
     absl::Status st = SqliteError(raw, "open", path);

@@ -60,8 +60,13 @@ class Statement {
 
 class Database {
  public:
-  // Opens (creating the file 0600 and its directory 0700 when missing).
+  // Opens an existing database. A missing file is NOT_FOUND naming the path:
+  // a typo in database.path must not start a server (or a vigocli write) on
+  // a new, empty database that no envoy is registered in (#13.22).
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::filesystem::path& path);
+  // Opens, creating the file 0600 and its directory 0700 when missing. Only
+  // `vigosrv init` (and tests) create a database.
+  static absl::StatusOr<std::unique_ptr<Database>> Create(const std::filesystem::path& path);
   ~Database();
 
   absl::Status Exec(std::string_view sql);
@@ -83,6 +88,8 @@ class Database {
 
  private:
   friend class Statement;
+  static absl::StatusOr<std::unique_ptr<Database>> OpenFile(const std::filesystem::path& path,
+                                                            bool create);
   Database(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
   // Takes back a finished statement (reset by the caller); finalizes it when
   // the cache already holds one for that SQL or is full.

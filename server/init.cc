@@ -159,7 +159,7 @@ absl::Status InitRoot(const fs::path& root, const std::string& hostname, InitRep
   // operator edited an existing file).
   VIGO_ASSIGN_OR_RETURN(ServerConfig cfg, LoadServerConfig(root));
   bool had_db = Exists(cfg.DatabasePath());
-  VIGO_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(cfg.DatabasePath()));
+  VIGO_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Create(cfg.DatabasePath()));
   VIGO_RETURN_IF_ERROR(service::EnsureServerSchema(*db));
   (had_db ? report->kept : report->created).push_back(cfg.database_path);
   return absl::OkStatus();

@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "common/log.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "yaml-cpp/yaml.h"
 
@@ -116,6 +118,16 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
   auto where = [&](const YAML::Node& n) {
     return StrCat(file.string(), ":", n.Mark().line + 1);
   };
+  // yaml-cpp keeps both entries of a repeated key; the last would silently
+  // win, so a key given twice (a section or a key within one) is an error
+  // naming both lines.
+  std::map<std::string, int> seen;  // "section" or "section.key" -> line
+  auto once = [&](const std::string& name, const YAML::Node& n) -> absl::Status {
+    auto [it, fresh] = seen.emplace(name, n.Mark().line + 1);
+    if (fresh) return absl::OkStatus();
+    return absl::InvalidArgumentError(StrCat(where(n), ": duplicate key '", name,
+                                             "' (first given on line ", it->second, ")"));
+  };
   try {
     for (const auto& sec : doc) {
       std::string sname = sec.first.as<std::string>();
@@ -124,6 +136,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
         return absl::InvalidArgumentError(
             StrCat(where(sec.first), ": unknown key '", sname, "'"));
       }
+      VIGO_RETURN_IF_ERROR(once(sname, sec.first));
       if (sec.second.IsNull()) continue;
       if (!sec.second.IsMap()) {
         return absl::InvalidArgumentError(
@@ -141,6 +154,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
         }
         std::string v = kv.second.as<std::string>();
         std::string full = StrCat(sname, ".", key);
+        VIGO_RETURN_IF_ERROR(once(full, kv.first));
         auto duration = [&](std::chrono::seconds* out) -> absl::Status {
           auto d = ParseDuration(v);
           if (!d.ok()) {
@@ -189,8 +203,22 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
           }
           cfg.require_hardening = v;
         }
-        if (full == "log.level") cfg.log_level = v;
-        if (full == "log.json") cfg.log_json = (v == "true");
+        if (full == "log.level") {
+          if (auto lv = ParseLogLevel(v); !lv.ok()) {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": 'log.level': ", std::string(lv.status().message())));
+          }
+          cfg.log_level = v;
+        }
+        if (full == "log.json") {
+          // Only the two YAML booleans: `maybe`, `yes` or `1` are typos here,
+          // not a silent "false".
+          if (v != "true" && v != "false") {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": 'log.json' is '", v, "'; expected true or false"));
+          }
+          cfg.log_json = (v == "true");
+        }
         if (!st.ok()) return st;
       }
     }

@@ -37,10 +37,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/ipc/agent_ipc.h"
 #include "server/backend.h"
 #include "vigo/v1/bundle.pb.h"
 
 namespace vigo::server {
+
+// The largest bundle the server sends (CheckIn) and the broker passes on to
+// the worker: the broker→worker frame limit less room for the frame's own
+// fields. A rule whose bundle can exceed it is a load error naming the rule
+// and the size (#13.9); Compile refuses a larger one as a second wall.
+inline constexpr size_t kMaxBundleBytes = ipc::kMaxBundleBytes - 64 * 1024;
 
 namespace stacks_internal {
 struct Model;

@@ -825,15 +825,32 @@ absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
       }
       if (report.errors.size() > 10) StrAppend(&why, "; ... (", report.errors.size(), " errors)");
     }
+    // One answer for every agent while the stacks do not load: the last good
+    // stacks stay, but a changed, deleted or restored secret they reference
+    // still moves the epoch. Without this a `--once` agent (no cache) got the
+    // new value while a daemon kept its cached one until the stacks were
+    // fixed. Only when the backend itself could not be refreshed does nothing
+    // move (there is no trustworthy version to compare).
+    std::string secrets_note;
+    if (refreshed.ok()) {
+      auto moved = RefreshSecretsOnly();
+      if (!moved.ok()) {
+        secrets_note = StrCat(" (secrets not refreshed: ", moved.status().message(), ")");
+      } else if (*moved) {
+        secrets_note = StrCat(" (referenced secrets changed: secrets_epoch ", epoch(),
+                              " serves them with the last good stacks)");
+      }
+    }
     Log(LogLevel::kError, "reload failed; keeping the last good config",
-        {{"reason", reason}, {"error", why}, {"epoch", epoch()}});
+        {{"reason", reason}, {"error", why}, {"epoch", epoch()}, {"secrets", secrets_note}});
     (void)Audit({.event = "config.reload",
                  .actor = "server",
                  .envoy = "",
                  .paths = {},
                  .outcome = "failed",
-                 .detail = StrCat("reason=", reason, " ", why.substr(0, 512))});
-    return absl::Status(state.status().code(), why);
+                 .detail = StrCat("reason=", reason, " epoch=", epoch(), " ", why.substr(0, 512),
+                                  secrets_note)});
+    return absl::Status(state.status().code(), why + secrets_note);
   }
   uint64_t epoch = (*state)->epoch;
   {
@@ -855,6 +872,30 @@ absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
        {"policy_version", (*state)->stacks->policy_version()},
        {"references", report.references}});
   return epoch;
+}
+
+absl::StatusOr<bool> VigoServer::RefreshSecretsOnly() {
+  std::shared_ptr<const PolicyState> cur = state();
+  std::map<std::string, uint64_t> versions;
+  for (const std::string& path : cur->stacks->AllReferences()) {
+    auto v = backend_->Version(path);
+    // A missing or refused secret is version 0: the epoch moves, and the
+    // agents' next resolve is told why it cannot be served (ResolveSecrets).
+    versions[path] = v.ok() ? *v : 0;
+  }
+  if (versions == cur->versions) return false;
+  VIGO_ASSIGN_OR_RETURN(uint64_t epoch, store_->BumpEpoch());
+  auto next = std::make_shared<PolicyState>();
+  next->stacks = cur->stacks;
+  next->epoch = epoch;
+  next->versions = std::move(versions);
+  {
+    std::lock_guard<std::mutex> slock(state_mu_);
+    state_ = std::move(next);
+    bundle_cache_.clear();
+    bundle_cache_state_ = nullptr;
+  }
+  return true;
 }
 
 uint64_t VigoServer::epoch() const { return state()->epoch; }
@@ -921,7 +962,9 @@ absl::Status VigoServer::Start(const std::string& listen) {
   builder.AddListeningPort(addr, creds, &port_);
   builder.RegisterService(agent_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Replies: a CheckIn carries one bundle of up to stacks' kMaxBundleBytes
+  // (refused at load when larger); every other reply stays far below.
+  builder.SetMaxSendMessageSize(static_cast<int>(kMaxBundleBytes + 64 * 1024));
   agent_server_ = builder.BuildAndStart();
   if (!agent_server_ || port_ == 0) {
     agent_server_.reset();

@@ -125,6 +125,10 @@ class VigoServer {
   VigoServer(ServerConfig cfg, ServerOptions options);
   absl::StatusOr<std::shared_ptr<const PolicyState>> LoadState(LoadReport* report);
   absl::StatusOr<std::map<std::string, uint64_t>> Versions(const Stacks& stacks);
+  // After a failed stacks load: re-reads the versions of what the last good
+  // stacks reference and, when any differs, installs the same stacks under a
+  // new epoch. True when the epoch moved. Caller holds reload_mu_.
+  absl::StatusOr<bool> RefreshSecretsOnly();
   void WatchLoop();
   // True when a referenced secret's Version() differs (or fails).
   bool VersionsChanged();

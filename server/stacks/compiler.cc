@@ -158,10 +158,21 @@ const si::Rule* FindRule(const si::Model& model, std::string_view name) {
 namespace stacks_internal {
 
 bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name, ErrorSink* sink,
-                 v1::PolicyBundle* out, std::set<std::string>* refs) {
+                 v1::PolicyBundle* out, std::set<std::string>* refs, size_t* max_bytes) {
   if (out) out->set_envoy_name(std::string(envoy_name));
   std::set<std::string> used;
   bool ok = true;
+  // Upper bound of the serialized bundle: a length-delimited field costs at
+  // most kField bytes beyond its payload (tag ≤ 2 bytes, length varint ≤ 5,
+  // rounded up); a resource's scalar fields and its own framing fit in
+  // kResource. Envoy-name pieces count as the longest name ValidateEnvoyName
+  // accepts, so the bound holds for every envoy the rule matches.
+  constexpr size_t kField = 8;
+  constexpr size_t kResource = 64;
+  constexpr size_t kLongestEnvoyName = 253;
+  size_t bound = kField + kLongestEnvoyName + 64 /* epoch, policy version, digest framing */ +
+                 64 /* sha-256 hex digest */;
+  auto count = [&](size_t payload) { bound += kField + payload; };
   std::string scratch;  // the trial (out == nullptr) renders here when it must look
   // Renders `t` into `dst` (or `scratch` when dst is null and the text must
   // be looked at: `need_text`, or several pieces that could join into marker
@@ -171,6 +182,7 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     std::string* s = dst ? dst : (need_text || joined ? &scratch : nullptr);
     if (s) s->clear();
     if (refs) refs->insert(t.refs.begin(), t.refs.end());
+    bound += kField;
     size_t piece_prefixes = 0;  // marker prefixes inside single pieces
     auto append = [&](std::string_view piece) {
       if (!s) return;
@@ -180,12 +192,15 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     for (const Piece& p : t.pieces) {
       switch (p.kind) {
         case PieceKind::kLiteral:
+          bound += p.text.size();
           append(p.text);
           break;
         case PieceKind::kEnvoyName:
+          bound += kLongestEnvoyName;
           append(envoy_name);
           break;
         case PieceKind::kSecretFile:
+          bound += kSecretFilePlaceholder.size();
           append(kSecretFilePlaceholder);
           break;
         case PieceKind::kVar: {
@@ -206,6 +221,7 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
           }
           used.insert(p.text);
           if (refs && it->second.has_ref) refs->insert(it->second.ref_path);
+          bound += it->second.value.size();
           append(it->second.value);
           break;
         }
@@ -240,6 +256,13 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     const ResourceSpec& r = model.resources[idx];
     v1::Resource* pr = out ? out->add_resources() : nullptr;
     auto dst = [pr](Mut mut) -> std::string* { return pr ? (pr->*mut)() : nullptr; };
+    bound += kResource;
+    count(r.name.size());
+    count(r.type.size());
+    count(r.crate.size());
+    count(r.state.size());
+    for (const auto& [dep, loc] : r.depends_on) count(dep.size());
+    for (const auto& [name, value] : r.environment) count(name.size() + kField /* EnvVar */);
     if (pr) {
       pr->set_name(r.name);
       pr->set_type(r.type);
@@ -306,6 +329,13 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
       for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);
     }
   }
+  for (const std::string& name : used) {
+    count(name.size() + kField + rule.scope.at(name).value.size() + kField /* Var */);
+  }
+  if (refs) {
+    for (const std::string& p : *refs) count(p.size());  // secret_refs
+  }
+  if (max_bytes) *max_bytes = bound;
   // Only the vars the resources use go into the bundle: a var holding a
   // reference that no resource uses must not entitle the envoy.
   if (out) {
@@ -404,6 +434,13 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   out.bundle.set_secrets_epoch(secrets_epoch);
   out.bundle.set_policy_version(model_->policy_version);
   VIGO_ASSIGN_OR_RETURN(out.entitlement, si::FinalizeBundle(&out.bundle));
+  // The load bounded this rule's bundle (kMaxBundleBytes); this is the
+  // second wall, so an error in the bound cannot send what no agent takes.
+  if (size_t n = out.bundle.ByteSizeLong(); n > kMaxBundleBytes) {
+    return absl::FailedPreconditionError(
+        StrCat("the bundle of envoy '", envoy_name, "' is ", n, " bytes, more than the ",
+               kMaxBundleBytes, "-byte limit"));
+  }
   // The envoy name is the one input the trial compile at load did not see.
   // It cannot legitimately add or remove a marker; if it did (text glued to
   // literal config text), refuse rather than entitle.

@@ -984,7 +984,17 @@ void Parser::ResolveRule(si::Rule* rule) {
   // and cannot hold a reference; Compile re-checks the references against
   // EntitlementOf of every bundle it builds).
   si::ErrorSink trial;
-  si::BuildBundle(*model_, *rule, "envoy", &trial, /*out=*/nullptr, &rule->references);
+  size_t max_bytes = 0;
+  si::BuildBundle(*model_, *rule, "envoy", &trial, /*out=*/nullptr, &rule->references, &max_bytes);
+  // A bundle no agent can receive would pass validate and reload and then
+  // stop every envoy of the rule at check-in: refuse it here (#13.9).
+  if (max_bytes > kMaxBundleBytes) {
+    Error(rule->loc, "match",
+          StrCat("the bundle of ", who, " can be up to ", max_bytes,
+                 " bytes, more than the ", kMaxBundleBytes,
+                 "-byte limit of one bundle; split these resources across rules or move large "
+                 "content into secret_file or files the node fetches"));
+  }
   for (LoadError& e : trial.Take()) {
     std::string text = e.ToString();
     auto [it, inserted] = trial_index_.emplace(std::move(text), trial_errors_.size());

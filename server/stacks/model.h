@@ -160,9 +160,14 @@ inline constexpr std::string_view kSecretFilePlaceholder = "{{ .SecretFile }}";
 // (attributed to the field's file:line). Returns false when any was found.
 // With `out` null it only checks (the load-time trial, which skips building
 // strings it does not need); `refs`, when set, receives the paths of the
-// markers the bundle holds, computed from the parsed pieces.
+// markers the bundle holds, computed from the parsed pieces. `max_bytes`,
+// when set, receives an upper bound of the serialized, finalized bundle of
+// ANY envoy this rule matches (envoy-name pieces counted at the longest valid
+// name; every field with its largest tag and length prefix), so the load can
+// refuse a rule whose bundle no agent could receive without rendering it.
 bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name, ErrorSink* sink,
-                 v1::PolicyBundle* out, std::set<std::string>* refs = nullptr);
+                 v1::PolicyBundle* out, std::set<std::string>* refs = nullptr,
+                 size_t* max_bytes = nullptr);
 
 // Fills secret_refs and digest from the built bundle; returns the entitlement.
 absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);

@@ -129,6 +129,7 @@ TEST(CliReadVerbsTest, SecretsStatusExitCodeSaysLockedOrNotInitialized) {
   EXPECT_FALSE(fs::exists(root / "secrets")) << "status created the vault dir";
   EXPECT_FALSE(fs::exists(root / "db")) << "status created the database";
   WriteFileOrDie(in.path() / "pass", "a long test passphrase 123\n");
+  ASSERT_EQ(vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root.string()}).exit_code, 0);
   ASSERT_EQ(CliAt(root, {"secrets", "init", "--passphrase-file", (in.path() / "pass").string()})
                 .exit_code,
             0);
@@ -162,7 +163,7 @@ class CliRootTest : public ::testing::Test {
   // Writes straight to the database, as a server storing what an agent sent.
   template <typename F>
   void WithStore(F f) {
-    auto db = server::Database::Open(root_ / "db/vigo.db");
+    auto db = server::Database::Create(root_ / "db/vigo.db");
     ASSERT_TRUE(db.ok()) << db.status();
     server::service::ServerStore store(db->get());
     ASSERT_TRUE(store.Init().ok());

@@ -275,7 +275,7 @@ class IsopassServerTest : public ::testing::Test {
                                              std::chrono::hours(24));
     EXPECT_TRUE(info.ok()) << info.status();
     if (!info.ok()) return c;
-    auto db = server::Database::Open(cfg_.DatabasePath());
+    auto db = server::Database::Create(cfg_.DatabasePath());
     EXPECT_TRUE(db.ok()) << db.status();
     if (!db.ok()) return c;
     server::service::ServerStore store(db->get());

@@ -173,7 +173,7 @@ class ServerFixture {
       return;
     }
     }
-    auto db = server::Database::Open(cfg_.DatabasePath());
+    auto db = server::Database::Create(cfg_.DatabasePath());
     if (!db.ok()) {
       Fail("db", db.status());
       return;

@@ -86,11 +86,43 @@ TEST_F(ServerStartupTest, InitCreatesTheSkeletonAndNeverOverwrites) {
 }
 
 TEST_F(ServerStartupTest, UnknownKeyInServerYamlNamesKeyAndFile) {
-  WriteFileOrDie(root_ / "server.yaml",
-                 ReadAllFile(root_ / "server.yaml") + "checkin:\n  intervall: 5m\n", 0640);
-  // (a duplicate 'checkin' section is still parsed key by key)
+  std::string yaml = ReadAllFile(root_ / "server.yaml");
+  ASSERT_NE(yaml.find("  interval: 5m"), std::string::npos);
+  yaml.replace(yaml.find("  interval: 5m"), 14, "  intervall: 5m");
+  WriteFileOrDie(root_ / "server.yaml", yaml, 0640);
   RunResult r = Serve();
   ExpectOneLineNaming(r, {"server.yaml", "intervall"});
+}
+
+// #13.22: a typo in database.path must not start a server on a new, empty
+// database in which no envoy is registered; only `vigosrv init` creates one.
+TEST_F(ServerStartupTest, MissingDatabaseIsRefusedAndNotCreated) {
+  std::string yaml = ReadAllFile(root_ / "server.yaml");
+  ASSERT_NE(yaml.find("path: db/vigo.db"), std::string::npos);
+  yaml.replace(yaml.find("path: db/vigo.db"), 16, "path: db/vigo-typo.db");
+  WriteFileOrDie(root_ / "server.yaml", yaml, 0640);
+  ExpectOneLineNaming(Serve(), {"vigo-typo.db", "does not exist", "vigosrv init"});
+  EXPECT_FALSE(fs::exists(root_ / "db" / "vigo-typo.db"));
+  // vigocli writes refuse it too, and change nothing in the vault.
+  RunResult r = Cli({"secrets", "unlock"}, "a long test passphrase 123\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("vigo-typo.db"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "db" / "vigo-typo.db"));
+}
+
+// #13.23: a key given twice and a boolean that is not one are errors at
+// file:line, not "the last one wins" or a silent false.
+TEST_F(ServerStartupTest, DuplicateKeyInServerYamlNamesBothLines) {
+  WriteFileOrDie(root_ / "server.yaml",
+                 "log:\n  level: info\n  level: debug\n", 0640);
+  ExpectOneLineNaming(Serve(), {"server.yaml:3", "duplicate key 'log.level'", "line 2"});
+  WriteFileOrDie(root_ / "server.yaml", "log:\n  level: info\nlog:\n  json: true\n", 0640);
+  ExpectOneLineNaming(Serve(), {"server.yaml:3", "duplicate key 'log'"});
+}
+
+TEST_F(ServerStartupTest, LogJsonThatIsNotABooleanIsAnError) {
+  WriteFileOrDie(root_ / "server.yaml", "log:\n  json: maybe\n", 0640);
+  ExpectOneLineNaming(Serve(), {"server.yaml:2", "log.json", "maybe", "true or false"});
 }
 
 TEST_F(ServerStartupTest, MalformedServerYamlFails) {

@@ -45,7 +45,13 @@ class VaultCliTest : public ::testing::Test {
     return vigo::testing::Run(argv, in, env);
   }
   virtual fs::path root() { return tmp_.path(); }
+  // Only `vigosrv init` creates the database that vigocli's writes audit to.
+  void InitServerRoot() {
+    RunResult r = vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root().string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   void InitAndUnlock() {
+    InitServerRoot();
     WriteFileOrDie(in_.path() / "pass.txt", std::string(kPass) + "\n");
     RunResult r = Cli({"secrets", "init", "--passphrase-file", (in_.path() / "pass.txt").string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -278,6 +284,7 @@ TEST_F(VaultCliTest, FullLifecycle) {
 }
 
 TEST_F(VaultCliTest, LockedVaultRefusesGatedVerbsWithExit3) {
+  InitServerRoot();
   WriteFileOrDie(in_.path() / "pass.txt", kPass);
   ASSERT_EQ(Cli({"secrets", "init", "--passphrase-file", (in_.path() / "pass.txt").string()})
                 .exit_code,

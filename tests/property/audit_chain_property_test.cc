@@ -88,7 +88,7 @@ const std::vector<std::string> kEvents = {
 
 RC_GTEST_PROP(AuditChainProperty, AnySingleBitFlipIsDetectedAndNamed, ()) {
   vigo::testing::TempDir dir;
-  auto db = Database::Open(dir.path() / "db" / "vigo.db");
+  auto db = Database::Create(dir.path() / "db" / "vigo.db");
   RC_ASSERT(db.ok());
   AuditLog log(db->get());
   const int n = *rc::gen::inRange(1, 12);
@@ -138,7 +138,7 @@ RC_GTEST_PROP(AuditChainProperty, AnySingleBitFlipIsDetectedAndNamed, ()) {
 // not detectable by a hash chain alone; SECURITY.md says so.)
 RC_GTEST_PROP(AuditChainProperty, DeletedRecordIsDetected, ()) {
   vigo::testing::TempDir dir;
-  auto db = Database::Open(dir.path() / "db" / "vigo.db");
+  auto db = Database::Create(dir.path() / "db" / "vigo.db");
   RC_ASSERT(db.ok());
   AuditLog log(db->get());
   const int n = *rc::gen::inRange(2, 10);

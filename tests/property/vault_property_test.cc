@@ -36,7 +36,9 @@ struct SharedVault {
   }
   SharedVault() {
     fs::create_directories(root);
-    ok = Cli({"secrets", "init"}, "prop-passphrase\n").exit_code == 0 &&
+    ok = vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root.string()})
+                 .exit_code == 0 &&
+         Cli({"secrets", "init"}, "prop-passphrase\n").exit_code == 0 &&
          Cli({"secrets", "unlock"}, "prop-passphrase\n").exit_code == 0;
   }
 };

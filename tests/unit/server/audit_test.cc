@@ -34,7 +34,7 @@ class AuditTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = tmp_.path() / "db" / "vigo.db";
-    auto db = Database::Open(path_);
+    auto db = Database::Create(path_);
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(db).value();
     log_ = std::make_unique<AuditLog>(db_.get());
@@ -128,7 +128,7 @@ TEST_F(AuditTest, TamperingWithEachColumnIsDetectedAndNamed) {
   for (const std::string& sql : updates) {
     TempDir t;
     path_ = t.path() / "vigo.db";
-    auto db = Database::Open(path_);
+    auto db = Database::Create(path_);
     ASSERT_TRUE(db.ok());
     db_ = std::move(db).value();
     log_ = std::make_unique<AuditLog>(db_.get());
@@ -156,7 +156,7 @@ TEST_F(AuditTest, DeletedMiddleRecordIsDetected) {
 
 TEST_F(AuditTest, ConcurrentAppendersKeepOneChain) {
   // Two connections (as vigocli and vigosrv would have) appending at once.
-  auto db2 = Database::Open(path_);
+  auto db2 = Database::Create(path_);
   ASSERT_TRUE(db2.ok());
   AuditLog log2(db2->get());
   std::thread t1([&] {

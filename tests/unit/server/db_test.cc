@@ -18,7 +18,7 @@ using vigo::testing::TempDir;
 TEST(DatabaseTest, CreatesPrivateFileAndDirectory) {
   TempDir t;
   auto path = t.path() / "nested" / "db" / "vigo.db";
-  auto db = Database::Open(path);
+  auto db = Database::Create(path);
   ASSERT_TRUE(db.ok()) << db.status();
   struct stat st;
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
@@ -36,7 +36,7 @@ TEST(DatabaseTest, CreatesPrivateFileAndDirectory) {
 
 TEST(DatabaseTest, PreparedStatementsBindAndRead) {
   TempDir t;
-  auto db = Database::Open(t.path() / "x.db");
+  auto db = Database::Create(t.path() / "x.db");
   ASSERT_TRUE(db.ok());
   ASSERT_TRUE((*db)->Exec("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d TEXT)").ok());
   auto ins = (*db)->Prepare("INSERT INTO t VALUES (?, ?, ?, ?)");
@@ -59,7 +59,7 @@ TEST(DatabaseTest, PreparedStatementsBindAndRead) {
 
 TEST(DatabaseTest, ErrorsNameTheDatabase) {
   TempDir t;
-  auto db = Database::Open(t.path() / "x.db");
+  auto db = Database::Create(t.path() / "x.db");
   ASSERT_TRUE(db.ok());
   auto bad = (*db)->Prepare("SELEKT nonsense");
   ASSERT_FALSE(bad.ok());
@@ -68,7 +68,7 @@ TEST(DatabaseTest, ErrorsNameTheDatabase) {
 
 TEST(DatabaseTest, RollbackDiscards) {
   TempDir t;
-  auto db = Database::Open(t.path() / "x.db");
+  auto db = Database::Create(t.path() / "x.db");
   ASSERT_TRUE((*db)->Exec("CREATE TABLE t (a INTEGER)").ok());
   ASSERT_TRUE((*db)->Begin().ok());
   ASSERT_TRUE((*db)->Exec("INSERT INTO t VALUES (1)").ok());
@@ -84,7 +84,7 @@ TEST(DatabaseTest, RollbackDiscards) {
 TEST(DatabaseTest, SymlinkedDatabaseIsRefused) {
   TempDir t;
   std::filesystem::create_symlink(t.path() / "elsewhere.db", t.path() / "x.db");
-  EXPECT_FALSE(Database::Open(t.path() / "x.db").ok());
+  EXPECT_FALSE(Database::Create(t.path() / "x.db").ok());
 }
 
 // Regression: the server holds two connections to vigo.db; vigocli opens and
@@ -95,10 +95,10 @@ TEST(DatabaseTest, SymlinkedDatabaseIsRefused) {
 TEST(DatabaseTest, CommitsStayVisibleToOtherProcessesWithTwoConnections) {
   vigo::testing::TempDir dir;
   const auto path = dir.path() / "db" / "vigo.db";
-  auto a = Database::Open(path);
+  auto a = Database::Create(path);
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE((*a)->Exec("CREATE TABLE t (x INTEGER)").ok());
-  auto b = Database::Open(path);  // the second connection in this process
+  auto b = Database::Create(path);  // the second connection in this process
   ASSERT_TRUE(b.ok()) << b.status();
 
   // A separate program (not a fork: a forked child shares SQLite's in-process
@@ -123,8 +123,8 @@ TEST(DatabaseTest, CommitsStayVisibleToOtherProcessesWithTwoConnections) {
 
 TEST(DatabaseTest, ARecycledStatementStartsClean) {
   TempDir tmp;
-  auto db = Database::Open(tmp.path() / "db" / "vigo.db");
-  auto other = Database::Open(tmp.path() / "db" / "vigo.db");
+  auto db = Database::Create(tmp.path() / "db" / "vigo.db");
+  auto other = Database::Create(tmp.path() / "db" / "vigo.db");
   ASSERT_TRUE(db.ok() && other.ok());
   ASSERT_TRUE((*db)->Exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (7), (9)").ok());
   constexpr char kSql[] = "SELECT count(*) FROM t WHERE x > ?";

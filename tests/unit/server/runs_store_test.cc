@@ -20,7 +20,7 @@ sandbox::SecretBuffer Buf(std::string_view s) {
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto db = Database::Open(dir_.path() / "vigo.db");
+    auto db = Database::Create(dir_.path() / "vigo.db");
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
     store_ = std::make_unique<ServerStore>(db_.get());

@@ -96,6 +96,48 @@ class StacksErrorsTest : public ::testing::Test {
   testing::FakeBackend backend_;
 };
 
+// A crate whose `copies` resources each carry `var_bytes` of one var.
+std::string BigCrate(int copies, size_t var_bytes) {
+  std::string crate = "configcrate: app\nvars:\n  user: app\n  big: \"" + std::string(var_bytes, 'b') +
+                      "\"\nresources:\n";
+  for (int i = 0; i < copies; ++i) {
+    crate += "  - name: big-" + std::to_string(i) + "\n    type: file\n    target_path: /etc/big-" +
+             std::to_string(i) + "\n    content: \"{{ .Vars.big }} {{ .Vars.pw }}\"\n";
+  }
+  return crate;
+}
+
+// #13.9: a bundle over the old 4 MiB message limit is delivered (the server
+// sends up to kMaxBundleBytes); one that can exceed kMaxBundleBytes is a load
+// error naming the rule and the size, not a fleet that silently stops.
+TEST_F(StacksErrorsTest, BundleOverFourMebibytesCompiles) {
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] = BigCrate(4, 1536 * 1024);
+  LoadReport report;
+  auto stacks = Stacks::LoadFiles(files, backend_, &report);
+  ASSERT_TRUE(stacks.ok()) << stacks.status();
+  auto b = (*stacks)->Compile("web-1", 1);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_GT(b->bundle.ByteSizeLong(), size_t{4} << 20);
+  EXPECT_LT(b->bundle.ByteSizeLong(), kMaxBundleBytes);
+}
+
+TEST_F(StacksErrorsTest, BundleThatCanExceedTheLimitIsALoadErrorNamingTheRuleAndSize) {
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] = BigCrate(12, 1536 * 1024);
+  std::vector<LoadError> errors = LoadErrors(files);
+  bool found = false;
+  for (const LoadError& e : errors) {
+    const std::string t = e.ToString();
+    if (e.file == "envoys.vgo" && t.find("web-*") != std::string::npos &&
+        t.find("can be up to") != std::string::npos &&
+        t.find(std::to_string(kMaxBundleBytes)) != std::string::npos) {
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found) << (errors.empty() ? "no errors" : errors.front().ToString());
+}
+
 TEST_F(StacksErrorsTest, BaseSetLoads) {
   LoadReport report;
   auto stacks = Stacks::LoadFiles(BaseFiles(), backend_, &report);
