@@ -26,6 +26,7 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/utf8_text.h"
 #include "sandbox/attestation.h"
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
@@ -409,10 +410,12 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     // agent supplied is stored (only the counts and times), whatever field.
     auto clean = [&](size_t i) {
       if (!scan_complete) return std::string(kWithheldText);
-      std::string out = scanner.Redacted(i);
+      // Stored texts stay valid UTF-8 (they are served back in proto3
+      // `string` fields): a redaction edge or the cut may fall inside a
+      // character.
+      std::string out = ValidUtf8Text(scanner.Redacted(i));
       if (out.size() > kMaxFieldBytes) {
-        out.resize(kMaxFieldBytes);
-        out += "...[truncated]";
+        out = StrCat(Utf8Head(out, kMaxFieldBytes), "...[truncated]");
       }
       return out;
     };

@@ -1,0 +1,88 @@
+// Issue 13.1: an exec whose output is not UTF-8 (binary bytes, Latin-1 text,
+// a truncated sequence) used to make the worker's report unparsable: the
+// broker ended itself with a protocol violation, no run reached the server
+// and the agent exited 1 after every run. Real `vigo run --once` +
+// `vigo-worker` against a real server: the run is stored with the output
+// escaped (\xHH), a secret printed next to those bytes is still redacted,
+// and the agent exits 0.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/integration/server_fixture.h"
+
+namespace vigo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Holds bytes that are not UTF-8 itself: the scrubber must find it raw.
+const std::string kBinCanary = "K9\xff\xfe" "BINCANARY-4d21\xe9";
+
+ServerFixtureOptions Options() {
+  ServerFixtureOptions o;
+  o.secrets = {{"app/bin", kBinCanary}};
+  o.stacks = {
+      {"envoys.vgo", "envoys:\n  - match: \"web-1\"\n    environment: prod\n    roles: [app]\n"},
+      {"roles.vgo", "roles:\n  app:\n    configcrates: [app]\n"},
+      {"environments.vgo", "env:\n  prod: {}\n"},
+      // printf's octal escapes: ff fe, Latin-1 "café", the first two bytes
+      // of the three-byte euro sign; then the secret from stdin, raw.
+      {"configcrates/app.vgo",
+       "configcrate: app\n"
+       "resources:\n"
+       "  - name: bytes\n"
+       "    type: exec\n"
+       "    command: [\"/bin/sh\", \"-c\", \"printf '\\\\377\\\\376 caf\\\\351 \\\\342\\\\202 <'; "
+       "cat; printf '>'\"]\n"
+       "    stdin: \"secret:app/bin\"\n"},
+  };
+  o.server_options.enable_watcher = false;
+  return o;
+}
+
+TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentExitsZero) {
+  ServerFixture fx(Options());
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  EnvoyCreds creds = fx.IssueEnvoy("web-1");
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  TempDir work;
+  const fs::path root = work.path() / "root", state = work.path() / "state";
+  fs::create_directories(root);
+  fs::create_directories(state);
+  RunResult r = vigo::testing::Run(
+      {BinPath("vigo").string(), "run", "--once", "--server=" + fx.target(),
+       "--ca-file=" + (creds.dir / "ca.pem").string(),
+       "--cert-file=" + (creds.dir / "cert.pem").string(),
+       "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + state.string(),
+       "--apply-root=" + root.string(), "--log-level=trace", "--retry-for=20"});
+  EXPECT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
+  EXPECT_EQ(r.err.find("protocol violation"), std::string::npos);
+
+  // The run reached the server, with the bytes spelled out.
+  auto runs = fx.store().ListRuns("web-1", 10);
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  ASSERT_EQ(runs->size(), 1u);
+  auto run = fx.store().GetRun((*runs)[0].id);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->outcome, "changed");
+  ASSERT_EQ(run->results.size(), 1u);
+  const std::string& message = run->results[0].message;
+  EXPECT_EQ(run->results[0].status, "changed") << message;
+  EXPECT_NE(message.find("output: \\xff\\xfe caf\\xe9 \\xe2\\x82 <[REDACTED]>"),
+            std::string::npos)
+      << message;
+  // Neither the raw value nor its escaped spelling left the agent.
+  EXPECT_EQ(message.find("BINCANARY"), std::string::npos) << message;
+  EXPECT_FALSE(run->redacted) << "the worker's scrubber, not the server's scan, must catch it";
+
+  // last_run.json holds the same escaped text (JSON-escaped once more).
+  const std::string last = ReadFileOrEmpty(state / "last_run.json");
+  EXPECT_NE(last.find("caf\\\\xe9"), std::string::npos) << last;
+  EXPECT_EQ(FindCanariesIn(r.err + r.out + last, "agent output", {"BINCANARY"}),
+            std::vector<std::string>{});
+}
+
+}  // namespace
+}  // namespace vigo::testing
