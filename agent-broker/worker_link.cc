@@ -18,8 +18,6 @@ namespace vigo::broker {
 namespace {
 
 constexpr int kMaxResults = 100000;
-constexpr size_t kMaxResultName = 1024;
-constexpr size_t kMaxResultType = 64;
 
 bool OneOf(std::string_view v, std::initializer_list<const char*> set) {
   for (const char* s : set) {
@@ -58,7 +56,8 @@ absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8
       return absl::InvalidArgumentError("report: bad action");
     }
     if (res.message().size() > ipc::kMaxResultMessageBytes ||
-        res.name().size() > kMaxResultName || res.type().size() > kMaxResultType) {
+        res.name().size() > ipc::kMaxResultNameBytes ||
+        res.type().size() > ipc::kMaxResultTypeBytes) {
       return absl::InvalidArgumentError("report: field too long");
     }
     // Free text becomes valid UTF-8 here, whatever the worker sent: the

@@ -20,22 +20,24 @@ int64_t NowUnixMs() {
 
 v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results,
                                    int64_t started_unix_ms, int64_t finished_unix_ms) {
-  static constexpr std::string_view kCut = "...[truncated]";
+  // Valid UTF-8 within the broker's cap, cut at a character boundary.
+  auto text = [](std::string_view s, size_t cap) {
+    static constexpr std::string_view kCut = "...[truncated]";
+    std::string t = ValidUtf8Text(s);
+    if (t.size() > cap) t = StrCat(Utf8Head(t, cap - kCut.size()), kCut);
+    return t;
+  };
   v1::WorkerReport report;
   report.set_started_unix_ms(started_unix_ms);
   report.set_finished_unix_ms(finished_unix_ms);
   report.set_outcome(ApplyEngine::Outcome(results));
   for (v1::ResourceResult& r : results) {
     v1::WorkerResourceResult* o = report.add_results();
-    o->set_name(ValidUtf8Text(r.name()));
-    o->set_type(ValidUtf8Text(r.type()));
+    o->set_name(text(r.name(), ipc::kMaxResultNameBytes));
+    o->set_type(text(r.type(), ipc::kMaxResultTypeBytes));
     o->set_status(std::move(*r.mutable_status()));
     o->set_action(std::move(*r.mutable_action()));
-    std::string message = ValidUtf8Text(r.message());
-    if (message.size() > ipc::kMaxResultMessageBytes) {
-      message = StrCat(Utf8Head(message, ipc::kMaxResultMessageBytes - kCut.size()), kCut);
-    }
-    o->set_message(std::move(message));
+    o->set_message(text(r.message(), ipc::kMaxResultMessageBytes));
   }
   return report;
 }

@@ -92,9 +92,12 @@ inline constexpr size_t kMaxBundleBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxResolveBytes = 256;  // kMaxSecretPathLen
 inline constexpr size_t kMaxValueBytes = 1024 * 1024;  // the vault's value limit
 inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
-// One result's message in kReport, after the worker made it valid UTF-8 (the
-// worker cuts longer ones; a longer one from the worker is a violation).
+// Caps on one result's text fields in kReport, after the worker made them
+// valid UTF-8 (the worker cuts longer ones; a longer one from the worker is
+// a violation).
 inline constexpr size_t kMaxResultMessageBytes = 4096;
+inline constexpr size_t kMaxResultNameBytes = 1024;
+inline constexpr size_t kMaxResultTypeBytes = 64;
 inline constexpr size_t kMaxRefsPerBatch = 256;
 inline constexpr size_t kMaxResolveBatchBytes = kMaxRefsPerBatch * (kMaxResolveBytes + 1);
 // Framed values of one kValues message. Larger than one framed value of the

@@ -26,7 +26,6 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "common/utf8_text.h"
 #include "sandbox/attestation.h"
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
@@ -410,14 +409,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     // agent supplied is stored (only the counts and times), whatever field.
     auto clean = [&](size_t i) {
       if (!scan_complete) return std::string(kWithheldText);
-      // Stored texts stay valid UTF-8 (they are served back in proto3
-      // `string` fields): a redaction edge or the cut may fall inside a
-      // character.
-      std::string out = ValidUtf8Text(scanner.Redacted(i));
-      if (out.size() > kMaxFieldBytes) {
-        out = StrCat(Utf8Head(out, kMaxFieldBytes), "...[truncated]");
-      }
-      return out;
+      // Valid UTF-8, cut at a character boundary (leak_scan.h).
+      return StoredReportText(scanner.Redacted(i), kMaxFieldBytes);
     };
     RunRecord run;
     run.id = clean(0);
