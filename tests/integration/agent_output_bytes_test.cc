@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/utf8_text.h"
 #include "gtest/gtest.h"
 #include "tests/integration/server_fixture.h"
 
@@ -82,6 +83,37 @@ TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentEx
   EXPECT_NE(last.find("caf\\\\xe9"), std::string::npos) << last;
   EXPECT_EQ(FindCanariesIn(r.err + r.out + last, "agent output", {"BINCANARY"}),
             std::vector<std::string>{});
+}
+
+// The broker → server direction: a client that sends such bytes in a proto3
+// `string` field anyway gets that one call refused by gRPC's parser; the
+// server stays up and stores the next, valid report (the escaped text).
+TEST(AgentOutputBytesTest, ServerSurvivesAReportWithNonUtf8TextAndStoresTheEscapedOne) {
+  ServerFixture fx(Options());
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  auto stub = fx.Stub(fx.IssueEnvoy("web-1"));
+  auto report = [&](const std::string& run_id, const std::string& message) {
+    grpc::ClientContext ctx;
+    v1::ReportResultRequest req;
+    req.set_run_id(run_id);
+    req.set_outcome("changed");
+    v1::ResourceResult* r = req.add_results();
+    r->set_name("bytes");
+    r->set_type("exec");
+    r->set_status("changed");
+    r->set_action("updated");
+    r->set_message(message);
+    v1::ReportResultResponse resp;
+    return stub->ReportResult(&ctx, req, &resp);
+  };
+  grpc::Status raw = report("run-raw-bytes-1", "output: caf\xe9");
+  EXPECT_FALSE(raw.ok());
+  grpc::Status escaped = report("run-escaped-1", "output: " + EscapeInvalidUtf8("caf\xe9"));
+  ASSERT_TRUE(escaped.ok()) << escaped.error_message();
+  auto run = fx.store().GetRun("run-escaped-1");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->results.size(), 1u);
+  EXPECT_EQ(run->results[0].message, "output: caf\\xe9");
 }
 
 }  // namespace
