@@ -150,11 +150,13 @@ absl::StatusOr<size_t> AgentClient::ResolveOnce(const v1::PolicyBundle& bundle,
     VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, opener.Open(ctx_seal, box));
     opened.push_back(std::move(v));
   }
-  for (size_t i = 0; i < n; ++i) cache->Put(response.secrets_epoch(), refs[i], std::move(opened[i]));
-  Log(LogLevel::kDebug, "resolved", {{"count", static_cast<int64_t>(n)},
-                                     {"deferred", static_cast<int64_t>(response.deferred())},
-                                     {"epoch", response.secrets_epoch()},
-                                     {"call_id", response.call_id()}});
+  for (size_t i = 0; i < n; ++i)
+    cache->Put(response.secrets_epoch(), refs[i], std::move(opened[i]));
+  Log(LogLevel::kDebug, "resolved",
+      {{"count", static_cast<int64_t>(n)},
+       {"deferred", static_cast<int64_t>(response.deferred())},
+       {"epoch", response.secrets_epoch()},
+       {"call_id", response.call_id()}});
   return n;
 }
 

@@ -18,8 +18,8 @@ int64_t NowUnixMs() {
 
 }  // namespace
 
-v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results,
-                                   int64_t started_unix_ms, int64_t finished_unix_ms) {
+v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int64_t started_unix_ms,
+                                   int64_t finished_unix_ms) {
   // Valid UTF-8 within the broker's cap, cut at a character boundary.
   auto text = [](std::string_view s, size_t cap) {
     static constexpr std::string_view kCut = "...[truncated]";

@@ -51,8 +51,8 @@ class IpcValueSource : public ValueSource {
 // (common/utf8_text.h ValidUtf8Text; exec output already is, see
 // ScrubOutputAsText) and each message is cut to ipc::kMaxResultMessageBytes
 // at a character boundary, so the broker's checks hold for any content.
-v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results,
-                                   int64_t started_unix_ms, int64_t finished_unix_ms);
+v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int64_t started_unix_ms,
+                                   int64_t finished_unix_ms);
 
 class WorkerSession {
  public:

@@ -306,10 +306,11 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
               {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"bytes", value->size()}});
           return fail(grpc::Status(
               grpc::StatusCode::RESOURCE_EXHAUSTED,
-              StrCat("secret '", ref, "' is ", value->size(),
-                     " bytes, more than one ResolveSecrets reply can carry (",
-                     kMaxResolveReplyBytes - kResolveReplyOverhead,
-                     " bytes with its framing); it can never be delivered: store a smaller value")));
+              StrCat(
+                  "secret '", ref, "' is ", value->size(),
+                  " bytes, more than one ResolveSecrets reply can carry (",
+                  kMaxResolveReplyBytes - kResolveReplyOverhead,
+                  " bytes with its framing); it can never be delivered: store a smaller value")));
         }
         break;  // this value (wiped now) and the rest are deferred
       }
@@ -317,8 +318,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       values.push_back(std::move(value).value());
     }
     // What this reply releases: the first values.size() refs.
-    const std::vector<std::string> released(
-        asked.begin(), asked.begin() + static_cast<ptrdiff_t>(values.size()));
+    const std::vector<std::string> released(asked.begin(),
+                                            asked.begin() + static_cast<ptrdiff_t>(values.size()));
     const size_t deferred = asked.size() - released.size();
     audited = server_->AuditAsync(
         {.event = "secret.resolve",

@@ -39,8 +39,8 @@ bool AllTextValid(const vigo::v1::ReportResultRequest& r) {
   bool ok = vigo::IsValidUtf8(r.run_id()) && vigo::IsValidUtf8(r.bundle_digest()) &&
             vigo::IsValidUtf8(r.outcome());
   for (const auto& res : r.results()) {
-    for (const std::string* s : {&res.name(), &res.type(), &res.status(), &res.action(),
-                                 &res.message()}) {
+    for (const std::string* s :
+         {&res.name(), &res.type(), &res.status(), &res.action(), &res.message()}) {
       ok = ok && vigo::IsValidUtf8(*s);
     }
   }

@@ -19,7 +19,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // Holds bytes that are not UTF-8 itself: the scrubber must find it raw.
-const std::string kBinCanary = "K9\xff\xfe" "BINCANARY-4d21\xe9";
+const std::string kBinCanary =
+    "K9\xff\xfe"
+    "BINCANARY-4d21\xe9";
 
 ServerFixtureOptions Options() {
   ServerFixtureOptions o;
@@ -71,8 +73,7 @@ TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentEx
   ASSERT_EQ(run->results.size(), 1u);
   const std::string& message = run->results[0].message;
   EXPECT_EQ(run->results[0].status, "changed") << message;
-  EXPECT_NE(message.find("output: \\xff\\xfe caf\\xe9 \\xe2\\x82 <[REDACTED]>"),
-            std::string::npos)
+  EXPECT_NE(message.find("output: \\xff\\xfe caf\\xe9 \\xe2\\x82 <[REDACTED]>"), std::string::npos)
       << message;
   // Neither the raw value nor its escaped spelling left the agent.
   EXPECT_EQ(message.find("BINCANARY"), std::string::npos) << message;

@@ -145,8 +145,7 @@ TEST(ServerReplyLimitTest, ValueLargerThanAnyReplyFailsNamingItsPath) {
   grpc::Status st = Resolve(*stub, {"a/db", "a/token"}, epoch, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   EXPECT_NE(st.error_message().find("'a/db'"), std::string::npos) << st.error_message();
-  EXPECT_NE(st.error_message().find("never be delivered"), std::string::npos)
-      << st.error_message();
+  EXPECT_NE(st.error_message().find("never be delivered"), std::string::npos) << st.error_message();
   EXPECT_EQ(resp.values_size(), 0);
   auto resolves = Events(fx, "secret.resolve");
   ASSERT_EQ(resolves.size(), 1u);

@@ -167,8 +167,7 @@ TEST_F(WorkerLinkTest, ReportTextThatIsNotUtf8IsEscapedNotAViolation) {
   fake_worker.join();
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->results_size(), 1);
-  EXPECT_EQ(report->results(0).message(),
-            "ran (exit 0); output: \\xff\\xfe caf\\xe9 \\xe2\\x82");
+  EXPECT_EQ(report->results(0).message(), "ran (exit 0); output: \\xff\\xfe caf\\xe9 \\xe2\\x82");
   EXPECT_EQ(report->results(0).name(), "r1\\xff");
   // The forwarded report parses again (the server's side of the wire).
   v1::ReportResultRequest reparsed;

@@ -16,16 +16,16 @@ using namespace std::string_literals;
 TEST(Utf8TextTest, InvalidBytesBecomeHexEscapes) {
   EXPECT_EQ(EscapeInvalidUtf8("\xff\xfe"), "\\xff\\xfe");
   EXPECT_EQ(EscapeInvalidUtf8("caf\xe9"), "caf\\xe9");
-  EXPECT_EQ(EscapeInvalidUtf8("euro \xe2\x82"), "euro \\xe2\\x82");  // truncated sequence
-  EXPECT_EQ(EscapeInvalidUtf8("\xc0\xaf"), "\\xc0\\xaf");            // overlong '/'
-  EXPECT_EQ(EscapeInvalidUtf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");   // surrogate
+  EXPECT_EQ(EscapeInvalidUtf8("euro \xe2\x82"), "euro \\xe2\\x82");          // truncated sequence
+  EXPECT_EQ(EscapeInvalidUtf8("\xc0\xaf"), "\\xc0\\xaf");                    // overlong '/'
+  EXPECT_EQ(EscapeInvalidUtf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");           // surrogate
   EXPECT_EQ(EscapeInvalidUtf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // > U+10FFFF
 }
 
 TEST(Utf8TextTest, ValidTextIsUnchanged) {
-  for (std::string s : {"plain"s, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91"s,
-                        "json \\n \\u00e9 \\\\ C:\\temp"s, "nul \0 and \x01 controls"s,
-                        "ascii escape \\x41 stays"s, "trailing \\"s}) {
+  for (std::string s :
+       {"plain"s, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91"s, "json \\n \\u00e9 \\\\ C:\\temp"s,
+        "nul \0 and \x01 controls"s, "ascii escape \\x41 stays"s, "trailing \\"s}) {
     EXPECT_TRUE(IsValidUtf8(s)) << s;
     EXPECT_EQ(EscapeInvalidUtf8(s), s) << s;
     EXPECT_EQ(ValidUtf8Text(s), s) << s;
@@ -43,8 +43,12 @@ TEST(Utf8TextTest, BackslashesBeforeWhatReadsAsAnEscapedByteAreDoubled) {
 }
 
 TEST(Utf8TextTest, TailAndHeadNeverCutACharacter) {
-  const std::string s = "a\xe2\x82\xac" "b";  // a € b
-  EXPECT_EQ(Utf8Tail(s, 4), "\xe2\x82\xac" "b");
+  const std::string s =
+      "a\xe2\x82\xac"
+      "b";  // a € b
+  EXPECT_EQ(Utf8Tail(s, 4),
+            "\xe2\x82\xac"
+            "b");
   EXPECT_EQ(Utf8Tail(s, 3), "b");
   EXPECT_EQ(Utf8Head(s, 3), "a");
   EXPECT_EQ(Utf8Head(s, 4), "a\xe2\x82\xac");

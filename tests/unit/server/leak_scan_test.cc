@@ -61,7 +61,9 @@ TEST(LeakScanTest, Base64AtEveryOffsetAndBothAlphabetsIsFound) {
 TEST(LeakScanTest, ValueWithNonUtf8BytesIsFoundInTheEscapedOutputAgentsReport) {
   // Agents report non-UTF-8 output as \xHH (common/utf8_text.h); the C-escape
   // view reads it back, so a raw binary value the worker missed is still found.
-  const std::string value = "K9\xff\xfe" "BIN-77a1\xe9";
+  const std::string value =
+      "K9\xff\xfe"
+      "BIN-77a1\xe9";
   const std::string text = EscapeInvalidUtf8("out: " + value + " end");
   ASSERT_TRUE(IsValidUtf8(text));
   LeakScanner scanner({text});

@@ -47,7 +47,9 @@ TEST(ScrubTest, OutputAsTextEscapesBytesThatAreNotUtf8) {
 }
 
 TEST(ScrubTest, OutputAsTextRedactsARawValueWithBytesThatAreNotUtf8) {
-  const std::string value = "K9\xff\xfe" "BIN-77a1\xe9";
+  const std::string value =
+      "K9\xff\xfe"
+      "BIN-77a1\xe9";
   const std::string text = ScrubText("<" + value + ">", value);
   EXPECT_EQ(text, "<[REDACTED]>");
 }
