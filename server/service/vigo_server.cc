@@ -232,8 +232,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     // 3. The values that fit one reply are read first, so that what the "ok"
     //    record names is exactly what the reply carries: the longest prefix
     //    of the refs (in request order) whose sealed values fit; the rest are
-    //    named in deferred_refs, not read, released or audited, and the agent
-    //    asks again. A missing secret, a backend error or a single value that
+    //    counted in `deferred`, not read (but the one that did not fit),
+    //    released or audited, and the agent asks again. A missing secret, a backend error or a single value that
     //    can never fit a reply is answered with one "failed" record and no
     //    "ok" record. Then the "ok" record is queued and committed while the
     //    sealer is set up and the values are sealed; the handler waits for it
@@ -248,6 +248,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     auto call_id = NewCallId();
     if (!call_id.ok()) return ToGrpc(call_id.status());
     std::future<absl::Status> audited;
+    // What a "failed" record names: what was asked, or once the "ok" record
+    // is queued, what that record said was released.
+    const std::vector<std::string>* failed_paths = &asked;
     auto fail = [&](grpc::Status why) {
       resp->Clear();
       absl::Status first = audited.valid() ? audited.get() : absl::OkStatus();
@@ -255,7 +258,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
           server_->Audit({.event = "secret.resolve",
                           .actor = StrCat("envoy:", id->envoy),
                           .envoy = id->envoy,
-                          .paths = asked,
+                          .paths = *failed_paths,
                           .outcome = "failed",
                           .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid,
                                            " released nothing: ", why.error_message())});
@@ -312,7 +315,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                   kMaxResolveReplyBytes - kResolveReplyOverhead,
                   " bytes with its framing); it can never be delivered: store a smaller value")));
         }
-        break;  // this value (wiped now) and the rest are deferred
+        // This value (wiped now) and the rest are deferred: the call holds at
+        // most one reply's worth, plus one value, of plaintext.
+        break;
       }
       reply_bytes += sealed;
       values.push_back(std::move(value).value());
@@ -321,6 +326,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     const std::vector<std::string> released(asked.begin(),
                                             asked.begin() + static_cast<ptrdiff_t>(values.size()));
     const size_t deferred = asked.size() - released.size();
+    failed_paths = &released;
     audited = server_->AuditAsync(
         {.event = "secret.resolve",
          .actor = StrCat("envoy:", id->envoy),
