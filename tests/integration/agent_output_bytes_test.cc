@@ -5,12 +5,17 @@
 // `vigo-worker` against a real server: the run is stored with the output
 // escaped (\xHH), a secret printed next to those bytes is still redacted,
 // and the agent exits 0.
+#include <fcntl.h>
+
+#include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/utf8_text.h"
 #include "gtest/gtest.h"
+#include "sandbox/child_process.h"
 #include "tests/integration/server_fixture.h"
 
 namespace vigo::testing {
@@ -45,6 +50,23 @@ ServerFixtureOptions Options() {
   return o;
 }
 
+std::vector<std::string> AgentArgv(const std::string& mode, const std::string& target,
+                                   const EnvoyCreds& creds, const fs::path& root,
+                                   const fs::path& state) {
+  std::vector<std::string> a = {BinPath("vigo").string()};
+  if (mode == "once") {
+    a.insert(a.end(), {"run", "--once"});
+  } else {
+    a.insert(a.end(), {"daemon", "--interval=10"});
+  }
+  a.insert(a.end(),
+           {"--server=" + target, "--ca-file=" + (creds.dir / "ca.pem").string(),
+            "--cert-file=" + (creds.dir / "cert.pem").string(),
+            "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + state.string(),
+            "--apply-root=" + root.string(), "--log-level=trace", "--retry-for=20"});
+  return a;
+}
+
 TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentExitsZero) {
   ServerFixture fx(Options());
   ASSERT_TRUE(fx.ok()) << fx.error();
@@ -54,12 +76,7 @@ TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentEx
   const fs::path root = work.path() / "root", state = work.path() / "state";
   fs::create_directories(root);
   fs::create_directories(state);
-  RunResult r = vigo::testing::Run(
-      {BinPath("vigo").string(), "run", "--once", "--server=" + fx.target(),
-       "--ca-file=" + (creds.dir / "ca.pem").string(),
-       "--cert-file=" + (creds.dir / "cert.pem").string(),
-       "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + state.string(),
-       "--apply-root=" + root.string(), "--log-level=trace", "--retry-for=20"});
+  RunResult r = vigo::testing::Run(AgentArgv("once", fx.target(), creds, root, state));
   EXPECT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
   EXPECT_EQ(r.err.find("protocol violation"), std::string::npos);
 
@@ -84,6 +101,42 @@ TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentEx
   EXPECT_NE(last.find("caf\\\\xe9"), std::string::npos) << last;
   EXPECT_EQ(FindCanariesIn(r.err + r.out + last, "agent output", {"BINCANARY"}),
             std::vector<std::string>{});
+}
+
+// `vigo daemon` used to exit 1 after every such run (a crash loop the
+// server never heard of): it reports the run and keeps running.
+TEST(AgentOutputBytesTest, DaemonReportsTheRunAndKeepsRunning) {
+  ServerFixture fx(Options());
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  EnvoyCreds creds = fx.IssueEnvoy("web-1");
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  TempDir work;
+  const fs::path root = work.path() / "root", state = work.path() / "state";
+  fs::create_directories(root);
+  fs::create_directories(state);
+  const fs::path log = work.path() / "daemon.log";
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  sandbox::SpawnOptions so;
+  so.argv = AgentArgv("daemon", fx.target(), creds, root, state);
+  so.fd_map = {{2, log_fd}};
+  auto daemon = sandbox::ChildProcess::Spawn(so);
+  ::close(log_fd);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  size_t runs = 0;
+  for (int i = 0; i < 300 && runs == 0; ++i) {
+    auto listed = fx.store().ListRuns("web-1", 10);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    runs = listed->size();
+    if (runs == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(runs, 1u) << ReadFileOrEmpty(log);
+  // Still running after the run (before the fix it had already exited 1);
+  // WaitFor kills and reaps it when it times out.
+  auto still = daemon->WaitFor(std::chrono::seconds(2));
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_TRUE(still->timed_out) << "daemon exited: " << ReadFileOrEmpty(log);
+  EXPECT_EQ(ReadFileOrEmpty(log).find("protocol violation"), std::string::npos);
 }
 
 // The broker → server direction: a client that sends such bytes in a proto3
