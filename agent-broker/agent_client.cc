@@ -4,7 +4,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <algorithm>
-#include <map>
+#include <vector>
 
 #include "common/log.h"
 #include "common/seal.h"
@@ -96,7 +96,27 @@ absl::StatusOr<v1::ReportResultResponse> AgentClient::ReportResult(
 
 absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
                                       const std::vector<std::string>& refs, SecretCache* cache) {
-  if (refs.empty()) return absl::OkStatus();
+  std::vector<std::string> remaining;
+  for (const std::string& r : refs) {
+    if (cache->Find(bundle.secrets_epoch(), r) == nullptr) remaining.push_back(r);
+  }
+  // Each answer covers at least one more ref, so this ends.
+  size_t calls = 0;
+  while (!remaining.empty()) {
+    VIGO_ASSIGN_OR_RETURN(size_t got, ResolveOnce(bundle, remaining, cache));
+    remaining.erase(remaining.begin(), remaining.begin() + static_cast<ptrdiff_t>(got));
+    ++calls;
+  }
+  if (calls > 1) {
+    Log(LogLevel::kDebug, "resolve split by size",
+        {{"refs", static_cast<int64_t>(refs.size())}, {"calls", static_cast<int64_t>(calls)}});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> AgentClient::ResolveOnce(const v1::PolicyBundle& bundle,
+                                                const std::vector<std::string>& refs,
+                                                SecretCache* cache) {
   // A fresh key per call: a recorded response is useless later.
   VIGO_ASSIGN_OR_RETURN(RecipientKey key, RecipientKey::Generate());
   v1::ResolveSecretsRequest request;
@@ -110,28 +130,34 @@ absl::Status AgentClient::ResolveInto(const v1::PolicyBundle& bundle,
   if (response.secrets_epoch() != bundle.secrets_epoch()) {
     return absl::FailedPreconditionError("ResolveSecrets: answer for another epoch");
   }
-  if (static_cast<size_t>(response.values_size()) != refs.size()) {
+  // The values of a non-empty prefix, the rest deferred: anything else is
+  // not an answer to this request.
+  const size_t n = static_cast<size_t>(response.values_size());
+  if (n == 0 || n > refs.size() || n + response.deferred() != refs.size()) {
     return absl::DataLossError("ResolveSecrets: answer does not cover the request");
   }
   // One key agreement for the whole response, not one per value.
   VIGO_ASSIGN_OR_RETURN(SealOpener opener, key.OpenerFor(response.server_key(), response.call_id()));
-  std::map<std::string, sandbox::SecretBuffer, std::less<>> opened;
-  for (const v1::SealedValue& sv : response.values()) {
-    bool asked = false;
-    for (const std::string& r : refs) asked |= (r == sv.ref());
-    if (!asked || opened.count(sv.ref()) > 0) {
+  std::vector<sandbox::SecretBuffer> opened;
+  opened.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const v1::SealedValue& sv = response.values(static_cast<int>(i));
+    if (sv.ref() != refs[i]) {
       return absl::DataLossError(StrCat("ResolveSecrets: unexpected value for ", sv.ref()));
     }
     SealContext ctx_seal{bundle.envoy_name(), response.secrets_epoch(), sv.ref(), response.call_id()};
     SealedBox box{sv.nonce(), sv.ciphertext()};
     VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer v, opener.Open(ctx_seal, box));
-    opened.emplace(sv.ref(), std::move(v));
+    opened.push_back(std::move(v));
   }
-  for (auto& [ref, v] : opened) cache->Put(response.secrets_epoch(), ref, std::move(v));
-  Log(LogLevel::kDebug, "resolved", {{"count", static_cast<int64_t>(refs.size())},
-                                     {"epoch", response.secrets_epoch()},
-                                     {"call_id", response.call_id()}});
-  return absl::OkStatus();
+  for (size_t i = 0; i < n; ++i)
+    cache->Put(response.secrets_epoch(), refs[i], std::move(opened[i]));
+  Log(LogLevel::kDebug, "resolved",
+      {{"count", static_cast<int64_t>(n)},
+       {"deferred", static_cast<int64_t>(response.deferred())},
+       {"epoch", response.secrets_epoch()},
+       {"call_id", response.call_id()}});
+  return n;
 }
 
 }  // namespace vigo::broker

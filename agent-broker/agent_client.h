@@ -4,10 +4,16 @@
 //   VIGO_ASSIGN_OR_RETURN(v1::CheckInResponse r, client->CheckIn(req));
 //   VIGO_RETURN_IF_ERROR(client->ResolveInto(bundle, missing_refs, &cache));
 //
-// ResolveInto makes ONE ResolveSecrets call for all `refs` with a fresh
-// X25519 key (common/seal.h), checks the answer covers exactly those refs at
-// the requested epoch, and opens every value straight into a SecretBuffer in
-// `cache`. Nothing is cached when any value fails to open.
+// ResolveInto asks ResolveSecrets for all `refs` not yet in `cache`, each
+// call with a fresh X25519 key (common/seal.h). The server answers with the
+// values of the longest prefix of the refs that fits one reply (at least one)
+// and says how many it deferred; ResolveInto asks again for those until every
+// ref is in `cache`, so a bundle whose values total more than one message is
+// resolved in several calls. Each answer must be for the requested epoch and
+// carry exactly the prefix it claims, in order; its values are opened
+// straight into SecretBuffers in `cache` (nothing of an answer is cached when
+// any of its values fails to open). A retry after a failure asks only for
+// the refs still missing.
 //
 // Errors keep the gRPC code (UNAVAILABLE, FAILED_PRECONDITION, PERMISSION_DENIED...)
 // so callers can retry or re-check-in. Thread safety: CheckIn, ResolveInto
@@ -60,6 +66,10 @@ class AgentClient {
 
  private:
   AgentClient() = default;
+  // One ResolveSecrets call for `refs`; returns how many (a prefix) it put
+  // into `cache`.
+  absl::StatusOr<size_t> ResolveOnce(const v1::PolicyBundle& bundle,
+                                     const std::vector<std::string>& refs, SecretCache* cache);
   // `rpc` names the call in the unreachable-server log line.
   absl::StatusOr<std::unique_ptr<grpc::ClientContext>> Context(std::string_view rpc) const;
   std::shared_ptr<grpc::Channel> channel_;

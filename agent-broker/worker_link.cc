@@ -11,45 +11,68 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/utf8_text.h"
 #include "sandbox/lockdown.h"
 
 namespace vigo::broker {
 namespace {
 
-constexpr size_t kMaxResultMessage = 4096;
 constexpr int kMaxResults = 100000;
 
-bool OneOf(const std::string& v, std::initializer_list<const char*> set) {
+bool OneOf(std::string_view v, std::initializer_list<const char*> set) {
   for (const char* s : set) {
     if (v == s) return true;
   }
   return false;
 }
 
-// The worker's report is untrusted input: check every field we forward.
-absl::Status ValidateReport(const v1::ReportResultRequest& r, const v1::PolicyBundle& bundle) {
+}  // namespace
+
+absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8_t> payload,
+                                                           const v1::PolicyBundle& bundle) {
+  // WorkerReport's text fields are `bytes`: parsing fails only on a
+  // malformed message, never on what a command printed.
+  v1::WorkerReport r;
+  if (payload.size() > static_cast<size_t>(INT_MAX) ||
+      !r.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return absl::InvalidArgumentError("report does not parse");
+  }
+  // Closed sets and caps: a worker that breaks them is broken or hostile.
   if (!OneOf(r.outcome(), {"ok", "changed", "failed"})) {
     return absl::InvalidArgumentError("report: bad outcome");
   }
   if (r.results_size() > kMaxResults || r.results_size() > bundle.resources_size()) {
     return absl::InvalidArgumentError("report: more results than resources");
   }
-  for (const v1::ResourceResult& res : r.results()) {
+  v1::ReportResultRequest out;
+  out.set_started_unix_ms(r.started_unix_ms());
+  out.set_finished_unix_ms(r.finished_unix_ms());
+  out.set_outcome(r.outcome());
+  for (const v1::WorkerResourceResult& res : r.results()) {
     if (!OneOf(res.status(), {"ok", "changed", "failed"})) {
       return absl::InvalidArgumentError("report: bad status");
     }
     if (!OneOf(res.action(), {"none", "created", "updated", "deleted", "skipped", "blocked"})) {
       return absl::InvalidArgumentError("report: bad action");
     }
-    if (res.message().size() > kMaxResultMessage || res.name().size() > 1024 ||
-        res.type().size() > 64) {
+    if (res.message().size() > ipc::kMaxResultMessageBytes ||
+        res.name().size() > ipc::kMaxResultNameBytes ||
+        res.type().size() > ipc::kMaxResultTypeBytes) {
       return absl::InvalidArgumentError("report: field too long");
     }
+    // Free text becomes valid UTF-8 here, whatever the worker sent: the
+    // ReportResultRequest goes to the server (proto3 `string`, which its
+    // parser refuses otherwise), into last_run.json and into our logs. An
+    // honest worker's text is valid already and passes unchanged.
+    v1::ResourceResult* o = out.add_results();
+    o->set_name(ValidUtf8Text(res.name()));
+    o->set_type(ValidUtf8Text(res.type()));
+    o->set_status(res.status());
+    o->set_action(res.action());
+    o->set_message(ValidUtf8Text(res.message()));
   }
-  return absl::OkStatus();
+  return out;
 }
-
-}  // namespace
 
 void FatalProtocolViolation(std::string_view what, const absl::Status& status) {
   Log(LogLevel::kError, "protocol violation from the worker; ending the broker",
@@ -169,17 +192,13 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
       continue;
     }
     // The phase table admits only kReport here.
-    v1::ReportResultRequest report;
-    if (!report.ParseFromArray(m->payload.data(), static_cast<int>(m->payload.size()))) {
-      FatalProtocolViolation("report", absl::InvalidArgumentError("report does not parse"));
-    }
-    if (absl::Status s = ValidateReport(report, bundle); !s.ok())
-      FatalProtocolViolation("report", s);
+    auto report = DecodeWorkerReport(m->payload, bundle);
+    if (!report.ok()) FatalProtocolViolation("report", report.status());
     VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kDone));
     absl::Status s = channel.Send(ipc::MsgType::kDone, std::string_view());
     if (!s.ok() && !absl::IsUnavailable(s)) return s;
     Log(LogLevel::kDebug, "worker reported",
-        {{"outcome", report.outcome()}, {"values_served", served}});
+        {{"outcome", report->outcome()}, {"values_served", served}});
     return report;
   }
 }

@@ -13,6 +13,7 @@
 #ifndef VIGO_AGENT_BROKER_WORKER_LINK_H_
 #define VIGO_AGENT_BROKER_WORKER_LINK_H_
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "sandbox/child_process.h"
 #include "vigo/v1/agent.pb.h"
 #include "vigo/v1/bundle.pb.h"
+#include "vigo/v1/worker_ipc.pb.h"
 
 namespace vigo::broker {
 
@@ -54,6 +56,18 @@ absl::StatusOr<std::string> DefaultWorkerPath();
 absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::PhaseTable& phases,
                                                  const v1::PolicyBundle& bundle,
                                                  const SecretCache& cache);
+
+// Decodes the worker's kReport payload (a vigo.v1.WorkerReport) into the
+// report the broker forwards. INVALID_ARGUMENT (the caller ends the broker)
+// when the message does not parse, a closed-set field (outcome, status,
+// action) holds anything else, a field exceeds its cap, or there are more
+// results than `bundle` has resources. The content of a text field never
+// fails: name, type and message are copied as valid UTF-8 (common/utf8_text.h
+// ValidUtf8Text), so a byte a command printed cannot end the broker or make
+// the report unparsable for the server. run_id, bundle_digest and
+// secrets_epoch are left for the caller to fill in.
+absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8_t> payload,
+                                                           const v1::PolicyBundle& bundle);
 
 // Receives and validates the worker's kHello.
 absl::StatusOr<v1::AttestationReport> ReceiveHello(ipc::Channel& channel, ipc::PhaseTable& phases);

@@ -21,6 +21,7 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/utf8_text.h"
 
 namespace vigo::worker {
 namespace {
@@ -627,13 +628,14 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   // unscrubbed line is never reported.
   bool all_loaded = true;
   for (const std::string& ref : bundle_refs_) all_loaded &= values.Get(ref).ok();
-  std::string scrubbed = all_loaded ? ScrubOutput(out->output.Reveal(), values.Resolved())
+  std::string scrubbed = all_loaded ? ScrubOutputAsText(out->output.Reveal(), values.Resolved())
                                     : std::string(
                                           "[output withheld: not every value could be loaded "
                                           "to scrub it]");
   out->output.Clear();
   if (scrubbed.size() > kMessageOutputBytes) {
-    scrubbed = StrCat("...", scrubbed.substr(scrubbed.size() - kMessageOutputBytes));
+    // Cut at a character boundary: the text stays valid UTF-8.
+    scrubbed = StrCat("...", Utf8Tail(scrubbed, kMessageOutputBytes));
   }
   std::string tail = scrubbed.empty() ? "" : StrCat("; output: ", scrubbed);
   if (out->timed_out) {

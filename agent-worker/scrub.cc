@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "common/decode_views.h"
 #include "common/form_index.h"
+#include "common/utf8_text.h"
 
 namespace vigo::worker {
 namespace {
@@ -288,6 +289,18 @@ std::string ScrubOutput(std::span<const uint8_t> output,
   // every value is not returned at all.
   if (!out.ok()) return std::string(kWithheld);
   return *std::move(out);
+}
+
+std::string ScrubOutputAsText(std::span<const uint8_t> output,
+                              const std::vector<const sandbox::SecretBuffer*>& values) {
+  std::string scrubbed = ScrubOutput(output, values);
+  std::string text = EscapeInvalidUtf8(scrubbed);
+  if (text == scrubbed) return text;  // valid UTF-8, no backslash doubled: nothing new to see
+  // The escaping spelled bytes as text ("caf\xe9"), which could spell a
+  // value that holds such text; the raw pass could not see that form.
+  text = ScrubOutput(TextBytes(text), values);
+  // A redaction edge inside a multi-byte character leaves a stray byte.
+  return ValidUtf8Text(text);
 }
 
 }  // namespace vigo::worker

@@ -65,6 +65,15 @@ inline constexpr std::string_view kWithheld =
 std::string ScrubOutput(std::span<const uint8_t> output,
                         const std::vector<const sandbox::SecretBuffer*>& values);
 
+// ScrubOutput, then the result made valid UTF-8 text for the report
+// (common/utf8_text.h EscapeInvalidUtf8: each byte that is not UTF-8 becomes
+// \xHH, lossless), then scrubbed once more when the escaping changed
+// anything, since the escaped spelling of bytes is a new text a value might
+// match. Always valid UTF-8: a command's Latin-1 or binary output cannot make
+// the worker's report unparsable. Same failure behaviour as ScrubOutput.
+std::string ScrubOutputAsText(std::span<const uint8_t> output,
+                              const std::vector<const sandbox::SecretBuffer*>& values);
+
 }  // namespace vigo::worker
 
 #endif  // VIGO_AGENT_WORKER_SCRUB_H_

@@ -5,7 +5,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "vigo/v1/agent.pb.h"
+#include "common/utf8_text.h"
 
 namespace vigo::worker {
 namespace {
@@ -17,6 +17,30 @@ int64_t NowUnixMs() {
 }
 
 }  // namespace
+
+v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int64_t started_unix_ms,
+                                   int64_t finished_unix_ms) {
+  // Valid UTF-8 within the broker's cap, cut at a character boundary.
+  auto text = [](std::string_view s, size_t cap) {
+    static constexpr std::string_view kCut = "...[truncated]";
+    std::string t = ValidUtf8Text(s);
+    if (t.size() > cap) t = StrCat(Utf8Head(t, cap - kCut.size()), kCut);
+    return t;
+  };
+  v1::WorkerReport report;
+  report.set_started_unix_ms(started_unix_ms);
+  report.set_finished_unix_ms(finished_unix_ms);
+  report.set_outcome(ApplyEngine::Outcome(results));
+  for (v1::ResourceResult& r : results) {
+    v1::WorkerResourceResult* o = report.add_results();
+    o->set_name(text(r.name(), ipc::kMaxResultNameBytes));
+    o->set_type(text(r.type(), ipc::kMaxResultTypeBytes));
+    o->set_status(std::move(*r.mutable_status()));
+    o->set_action(std::move(*r.mutable_action()));
+    o->set_message(text(r.message(), ipc::kMaxResultMessageBytes));
+  }
+  return report;
+}
 
 absl::StatusOr<const sandbox::SecretBuffer*> IpcValueSource::Get(std::string_view path) {
   auto it = cache_.find(path);
@@ -94,19 +118,14 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
   }
   std::set<std::string> allowed(bundle.secret_refs().begin(), bundle.secret_refs().end());
   IpcValueSource values(channel_, phases_, std::move(allowed));
-  v1::ReportResultRequest report;
-  report.set_started_unix_ms(NowUnixMs());
+  const int64_t started = NowUnixMs();
   Log(LogLevel::kInfo, "apply start",
       {{"resources", bundle.resources_size()}, {"digest", bundle.digest()}});
   std::vector<v1::ResourceResult> results = engine_.Apply(bundle, values);
   // Every value is zeroed before the result leaves this process.
   values.Clear();
   VIGO_RETURN_IF_ERROR(values.broken());
-  report.set_finished_unix_ms(NowUnixMs());
-  report.set_bundle_digest(bundle.digest());
-  report.set_secrets_epoch(bundle.secrets_epoch());
-  report.set_outcome(ApplyEngine::Outcome(results));
-  for (auto& r : results) *report.add_results() = std::move(r);
+  v1::WorkerReport report = BuildWorkerReport(std::move(results), started, NowUnixMs());
   Log(LogLevel::kInfo, "apply done", {{"outcome", report.outcome()}});
   std::string bytes;
   if (!report.SerializeToString(&bytes)) return absl::InternalError("cannot serialize report");

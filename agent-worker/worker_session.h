@@ -15,11 +15,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "agent-worker/apply.h"
 #include "common/ipc/agent_ipc.h"
 #include "vigo/v1/bundle.pb.h"
+#include "vigo/v1/worker_ipc.pb.h"
 
 namespace vigo::worker {
 
@@ -43,6 +45,14 @@ class IpcValueSource : public ValueSource {
   std::map<std::string, sandbox::SecretBuffer, std::less<>> cache_;
   absl::Status broken_;
 };
+
+// The kReport message for one run: `results` copied into a WorkerReport
+// (proto/vigo/v1/worker_ipc.proto). Every text is made valid UTF-8
+// (common/utf8_text.h ValidUtf8Text; exec output already is, see
+// ScrubOutputAsText) and each message is cut to ipc::kMaxResultMessageBytes
+// at a character boundary, so the broker's checks hold for any content.
+v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int64_t started_unix_ms,
+                                   int64_t finished_unix_ms);
 
 class WorkerSession {
  public:

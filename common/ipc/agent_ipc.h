@@ -71,7 +71,7 @@ enum class MsgType : uint8_t {
   kBundle = 2,   // broker → worker: serialized vigo.v1.PolicyBundle (markers only)
   kResolve = 3,  // worker → broker: one secret path (CONTRACT §3 grammar)
   kValue = 4,    // broker → worker: the value bytes, into a SecretBuffer
-  kReport = 5,   // worker → broker: serialized vigo.v1.ReportResultRequest (no values)
+  kReport = 5,   // worker → broker: serialized vigo.v1.WorkerReport (no values)
   kDone = 6,     // broker → worker: run finished; empty payload
   kResolveBatch = 7,  // worker → broker: 1..kMaxRefsPerBatch paths, '\n'-separated
   kValues = 8,        // broker → worker: values of a prefix of the batch, into a SecretBuffer
@@ -92,6 +92,12 @@ inline constexpr size_t kMaxBundleBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxResolveBytes = 256;  // kMaxSecretPathLen
 inline constexpr size_t kMaxValueBytes = 1024 * 1024;  // the vault's value limit
 inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
+// Caps on one result's text fields in kReport, after the worker made them
+// valid UTF-8 (the worker cuts longer ones; a longer one from the worker is
+// a violation).
+inline constexpr size_t kMaxResultMessageBytes = 4096;
+inline constexpr size_t kMaxResultNameBytes = 1024;
+inline constexpr size_t kMaxResultTypeBytes = 64;
 inline constexpr size_t kMaxRefsPerBatch = 256;
 inline constexpr size_t kMaxResolveBatchBytes = kMaxRefsPerBatch * (kMaxResolveBytes + 1);
 // Framed values of one kValues message. Larger than one framed value of the

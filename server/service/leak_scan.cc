@@ -5,6 +5,7 @@
 #include "common/decode_views.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/utf8_text.h"
 #include "server/vault/vault_crypto.h"
 
 namespace vigo::server::service {
@@ -152,6 +153,12 @@ std::string LeakScanner::Redacted(size_t i) const {
     }
     StrAppend(&out, "[redacted:", paths_[static_cast<size_t>(best)], "]");
   }
+  return out;
+}
+
+std::string StoredReportText(std::string_view redacted, size_t max_bytes) {
+  std::string out = ValidUtf8Text(redacted);
+  if (out.size() > max_bytes) out = StrCat(Utf8Head(out, max_bytes), "...[truncated]");
   return out;
 }
 

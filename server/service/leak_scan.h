@@ -68,6 +68,13 @@ namespace vigo::server::service {
 
 inline constexpr size_t kMinLeakScanLen = 4;
 
+// What the server stores for one scanned report text: `redacted`
+// (LeakScanner::Redacted) made valid UTF-8 (common/utf8_text.h ValidUtf8Text:
+// a redaction edge may fall inside a character, and stored texts are served
+// back in proto3 `string` fields) and cut at a character boundary to at most
+// `max_bytes` plus "...[truncated]".
+std::string StoredReportText(std::string_view redacted, size_t max_bytes);
+
 class LeakScanner {
  public:
   // `texts` are borrowed and must outlive the scanner.

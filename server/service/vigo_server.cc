@@ -229,14 +229,17 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
                           StrCat("secrets_epoch ", req->secrets_epoch(), " is stale (current ",
                                  state->epoch, "); check in again"));
     }
-    // 3. Every value is read first, so that what the "ok" record names is
-    //    what the reply can carry: a missing secret, a backend error or a
-    //    set of values larger than the response limit is answered with one
-    //    "failed" record and no "ok" record. Then the "ok" record is queued
-    //    and committed while the sealer is set up and the values are sealed;
-    //    the handler waits for it before replying. If anything fails after it
-    //    was queued, a second record with outcome "failed" and the same call
-    //    id says nothing was released.
+    // 3. The values that fit one reply are read first, so that what the "ok"
+    //    record names is exactly what the reply carries: the longest prefix
+    //    of the refs (in request order) whose sealed values fit; the rest are
+    //    counted in `deferred`, not read (but the one that did not fit),
+    //    released or audited, and the agent asks again. A missing secret, a backend error or a single value that
+    //    can never fit a reply is answered with one "failed" record and no
+    //    "ok" record. Then the "ok" record is queued and committed while the
+    //    sealer is set up and the values are sealed; the handler waits for it
+    //    before replying. If anything fails after it was queued, a second
+    //    record with outcome "failed" and the same call id says nothing was
+    //    released.
     if (req->recipient_key().size() != kSealKeyLen) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("recipient_key is ", req->recipient_key().size(),
@@ -245,6 +248,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     auto call_id = NewCallId();
     if (!call_id.ok()) return ToGrpc(call_id.status());
     std::future<absl::Status> audited;
+    // What a "failed" record names: what was asked, or once the "ok" record
+    // is queued, what that record said was released.
+    const std::vector<std::string>* failed_paths = &asked;
     auto fail = [&](grpc::Status why) {
       resp->Clear();
       absl::Status first = audited.valid() ? audited.get() : absl::OkStatus();
@@ -252,7 +258,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
           server_->Audit({.event = "secret.resolve",
                           .actor = StrCat("envoy:", id->envoy),
                           .envoy = id->envoy,
-                          .paths = asked,
+                          .paths = *failed_paths,
                           .outcome = "failed",
                           .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid,
                                            " released nothing: ", why.error_message())});
@@ -293,39 +299,52 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
         }
         return fail(grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error"));
       }
-      reply_bytes += SealedValueBytes(ref.size(), value->size());
+      const size_t sealed = SealedValueBytes(ref.size(), value->size());
+      if (reply_bytes + sealed > kMaxResolveReplyBytes) {
+        if (values.empty()) {
+          // Alone in a reply and still too big: no split can deliver it.
+          // The envoy is entitled to `ref` (step 1); naming it lets its
+          // operator act.
+          Log(LogLevel::kError, "resolve: a value is larger than any reply",
+              {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"bytes", value->size()}});
+          return fail(grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              StrCat(
+                  "secret '", ref, "' is ", value->size(),
+                  " bytes, more than one ResolveSecrets reply can carry (",
+                  kMaxResolveReplyBytes - kResolveReplyOverhead,
+                  " bytes with its framing); it can never be delivered: store a smaller value")));
+        }
+        // This value (wiped now) and the rest are deferred: the call holds at
+        // most one reply's worth, plus one value, of plaintext.
+        break;
+      }
+      reply_bytes += sealed;
       values.push_back(std::move(value).value());
-      // Stop at the first value past the limit: the call holds at most one
-      // reply's worth (plus one value) of plaintext in locked memory.
-      if (reply_bytes > kMaxResolveReplyBytes) break;
     }
-    if (reply_bytes > kMaxResolveReplyBytes) {
-      Log(LogLevel::kWarn, "resolve: reply would exceed the message limit",
-          {{"req", rid}, {"envoy", id->envoy}, {"bytes", reply_bytes}});
-      return fail(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          StrCat("the first ", values.size(), " of the ", req->refs_size(),
-                 " values asked for already make a reply of about ", reply_bytes,
-                 " bytes, more than the ", kMaxResolveReplyBytes,
-                 "-byte limit; ask for fewer refs per call")));
-    }
+    // What this reply releases: the first values.size() refs.
+    const std::vector<std::string> released(asked.begin(),
+                                            asked.begin() + static_cast<ptrdiff_t>(values.size()));
+    const size_t deferred = asked.size() - released.size();
+    failed_paths = &released;
     audited = server_->AuditAsync(
         {.event = "secret.resolve",
          .actor = StrCat("envoy:", id->envoy),
          .envoy = id->envoy,
-         .paths = asked,
+         .paths = released,
          .outcome = "ok",
-         .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid)});
+         .detail = StrCat("epoch=", state->epoch, " call=", *call_id, " req=", rid,
+                          deferred > 0 ? StrCat(" deferred=", deferred) : std::string())});
     // 4. A sealer for this call: a pre-generated server key (used once), the
     //    call id, one X25519 agreement with the request's key.
     auto server_key = server_->key_pool().Take();
     if (!server_key.ok()) return fail(ToGrpc(server_key.status()));
     auto sealer = Sealer::Create(req->recipient_key(), std::move(*server_key), *call_id);
     if (!sealer.ok()) return fail(ToGrpc(sealer.status()));
-    for (int i = 0; i < req->refs_size(); ++i) {
-      const std::string& ref = req->refs(i);
+    for (size_t i = 0; i < values.size(); ++i) {
+      const std::string& ref = req->refs(static_cast<int>(i));
       SealContext sctx{id->envoy, state->epoch, ref, sealer->call_id()};
-      auto box = sealer->Seal(sctx, values[static_cast<size_t>(i)]);
+      auto box = sealer->Seal(sctx, values[i]);
       if (!box.ok()) return fail(ToGrpc(box.status()));
       v1::SealedValue* sv = resp->add_values();
       sv->set_ref(ref);
@@ -333,6 +352,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
       sv->set_ciphertext(std::move(box->ciphertext));
     }
     values.clear();
+    resp->set_deferred(static_cast<uint32_t>(deferred));
     if (resp->ByteSizeLong() > static_cast<size_t>(kMaxMessageBytes)) {
       // Cannot happen while SealedValueBytes over-estimates; if it ever did,
       // gRPC would refuse to send after an "ok" record. Say so instead.
@@ -353,7 +373,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
          {"envoy", id->envoy},
          {"epoch", state->epoch},
          {"call", sealer->call_id()},
-         {"refs", JoinPaths(asked)}});
+         {"refs", JoinPaths(released)},
+         {"deferred", static_cast<int64_t>(deferred)}});
     return grpc::Status::OK;
   }
 
@@ -409,12 +430,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     // agent supplied is stored (only the counts and times), whatever field.
     auto clean = [&](size_t i) {
       if (!scan_complete) return std::string(kWithheldText);
-      std::string out = scanner.Redacted(i);
-      if (out.size() > kMaxFieldBytes) {
-        out.resize(kMaxFieldBytes);
-        out += "...[truncated]";
-      }
-      return out;
+      // Valid UTF-8, cut at a character boundary (leak_scan.h).
+      return StoredReportText(scanner.Redacted(i), kMaxFieldBytes);
     };
     RunRecord run;
     run.id = clean(0);

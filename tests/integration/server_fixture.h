@@ -74,6 +74,9 @@ class FlakyBackend : public server::SecretBackend {
  public:
   explicit FlakyBackend(std::unique_ptr<server::SecretBackend> inner) : inner_(std::move(inner)) {}
   std::atomic<bool> unavailable{false};
+  // When > 0, every value Get returns is padded to this many bytes (a value
+  // larger than the local vault stores, as another backend might hold).
+  std::atomic<size_t> pad_values_to{0};
   std::string_view Name() const override { return inner_->Name(); }
   absl::Status CheckHealth() override { return Gate().ok() ? inner_->CheckHealth() : Gate(); }
   absl::StatusOr<bool> Exists(std::string_view p) override {
@@ -82,7 +85,13 @@ class FlakyBackend : public server::SecretBackend {
   }
   absl::StatusOr<sandbox::SecretBuffer> Get(std::string_view p) override {
     if (!Gate().ok()) return Gate();
-    return inner_->Get(p);
+    auto v = inner_->Get(p);
+    const size_t pad = pad_values_to;
+    if (!v.ok() || pad <= v->size()) return v;
+    auto big = sandbox::SecretBuffer::Create(pad);
+    if (!big.ok()) return big.status();
+    std::memcpy(big->RevealMutable().data(), v->Reveal().data(), v->size());
+    return big;
   }
   absl::StatusOr<uint64_t> Version(std::string_view p) override {
     if (!Gate().ok()) return Gate();

@@ -103,29 +103,54 @@ std::vector<server::AuditRecord> Events(ServerFixture& fx, const std::string& ev
   return out;
 }
 
-// 13.5: the audit says only what was released. Before the fix the server
-// wrote `secret.resolve ok` and then gRPC refused to send the 5 MiB reply.
-TEST(ServerReplyLimitTest, OversizedResolveIsRefusedAndAuditedAsReleasingNothing) {
+// 13.5: a reply over the message limit releases the prefix of the values
+// that fits and defers the rest; the audit names only what was released.
+// Before the fix the whole call failed RESOURCE_EXHAUSTED every time.
+TEST(ServerReplyLimitTest, OversizedResolveReleasesThePrefixThatFitsAndAuditsOnlyThat) {
   ServerFixture fx(Opts(/*big=*/true));
   ASSERT_TRUE(fx.ok()) << fx.error();
   auto stub = fx.Stub(fx.IssueEnvoy("web-a"));
   const uint64_t epoch = CheckIn(*stub).bundle().secrets_epoch();
   v1::ResolveSecretsResponse resp;
   grpc::Status st = Resolve(*stub, {"big/1", "big/2", "big/3", "big/4", "big/5"}, epoch, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  // Three values of 1 MiB fit the 4 MiB reply, not four.
+  ASSERT_EQ(resp.values_size(), 3);
+  EXPECT_EQ(resp.deferred(), 2u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(resp.values(i).ref(), StrCat("big/", i + 1));
+  auto resolves = Events(fx, "secret.resolve");
+  ASSERT_EQ(resolves.size(), 1u);
+  EXPECT_EQ(resolves[0].event.outcome, "ok");
+  EXPECT_EQ(resolves[0].event.paths, (std::vector<std::string>{"big/1", "big/2", "big/3"}));
+  // The rest, asked again: released and audited once.
+  st = Resolve(*stub, {"big/4", "big/5"}, epoch, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.values_size(), 2);
+  EXPECT_EQ(resp.deferred(), 0u);
+  resolves = Events(fx, "secret.resolve");
+  ASSERT_EQ(resolves.size(), 2u);
+  EXPECT_EQ(resolves[1].event.outcome, "ok");
+  EXPECT_EQ(resolves[1].event.paths, (std::vector<std::string>{"big/4", "big/5"}));
+}
+
+// 13.5: a value that no reply can carry fails at once, naming its path, and
+// is audited as releasing nothing.
+TEST(ServerReplyLimitTest, ValueLargerThanAnyReplyFailsNamingItsPath) {
+  ServerFixture fx(Opts());
+  ASSERT_TRUE(fx.ok()) << fx.error();
+  auto stub = fx.Stub(fx.IssueEnvoy("web-a"));
+  const uint64_t epoch = CheckIn(*stub).bundle().secrets_epoch();
+  fx.backend().pad_values_to = size_t{5} << 20;
+  v1::ResolveSecretsResponse resp;
+  grpc::Status st = Resolve(*stub, {"a/db", "a/token"}, epoch, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
-  EXPECT_NE(st.error_message().find("fewer refs"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("'a/db'"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("never be delivered"), std::string::npos) << st.error_message();
   EXPECT_EQ(resp.values_size(), 0);
   auto resolves = Events(fx, "secret.resolve");
   ASSERT_EQ(resolves.size(), 1u);
   EXPECT_EQ(resolves[0].event.outcome, "failed");
   EXPECT_NE(resolves[0].event.detail.find("released nothing"), std::string::npos);
-  // Three of them fit: released, and audited "ok" once.
-  st = Resolve(*stub, {"big/1", "big/2", "big/3"}, epoch, &resp);
-  EXPECT_TRUE(st.ok()) << st.error_message();
-  EXPECT_EQ(resp.values_size(), 3);
-  resolves = Events(fx, "secret.resolve");
-  ASSERT_EQ(resolves.size(), 2u);
-  EXPECT_EQ(resolves[1].event.outcome, "ok");
 }
 
 // 13.23: the agent is told the real cause, not "a secret changed".

@@ -144,6 +144,43 @@ TEST_F(WorkerLinkTest, MalformedReportEndsTheBroker) {
               ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
 }
 
+TEST_F(WorkerLinkTest, ReportTextThatIsNotUtf8IsEscapedNotAViolation) {
+  // What a command printed (Latin-1, binary, a cut sequence) is content, not
+  // a malformed message: the broker keeps running and forwards valid text.
+  v1::WorkerReport r;
+  r.set_outcome("changed");
+  auto* res = r.add_results();
+  res->set_name("r1\xff");
+  res->set_type("exec");
+  res->set_status("changed");
+  res->set_action("updated");
+  res->set_message("ran (exit 0); output: \xff\xfe caf\xe9 \xe2\x82");
+  std::thread fake_worker([&] {
+    auto b = worker_.Receive(Direction::kToWorker);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(worker_.Send(MsgType::kReport, r.SerializeAsString()).ok());
+    auto done = worker_.Receive(Direction::kToWorker);
+    ASSERT_TRUE(done.ok());
+    EXPECT_EQ(done->type, MsgType::kDone);
+  });
+  auto report = ServeRun(broker_, phases_, bundle_, cache_);
+  fake_worker.join();
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->results_size(), 1);
+  EXPECT_EQ(report->results(0).message(), "ran (exit 0); output: \\xff\\xfe caf\\xe9 \\xe2\\x82");
+  EXPECT_EQ(report->results(0).name(), "r1\\xff");
+  // The forwarded report parses again (the server's side of the wire).
+  v1::ReportResultRequest reparsed;
+  EXPECT_TRUE(reparsed.ParseFromString(report->SerializeAsString()));
+}
+
+TEST_F(WorkerLinkTest, ReportThatDoesNotParseEndsTheBroker) {
+  const std::string body = "\x0a\xff\xff\xff";  // field 1, length past the end
+  QueueHeader(5, static_cast<uint32_t>(body.size()), body);
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
 TEST(SecretCacheTest, EpochChangeDropsEntries) {
   SecretCache c;
   c.Reset(1);

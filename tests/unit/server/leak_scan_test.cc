@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "common/utf8_text.h"
 #include "gtest/gtest.h"
 #include "tests/support/encodings.h"
 
@@ -55,6 +56,27 @@ TEST(LeakScanTest, Base64AtEveryOffsetAndBothAlphabetsIsFound) {
       }
     }
   }
+}
+
+TEST(LeakScanTest, ValueWithNonUtf8BytesIsFoundInTheEscapedOutputAgentsReport) {
+  // Agents report non-UTF-8 output as \xHH (common/utf8_text.h); the C-escape
+  // view reads it back, so a raw binary value the worker missed is still found.
+  const std::string value =
+      "K9\xff\xfe"
+      "BIN-77a1\xe9";
+  const std::string text = EscapeInvalidUtf8("out: " + value + " end");
+  ASSERT_TRUE(IsValidUtf8(text));
+  LeakScanner scanner({text});
+  ASSERT_TRUE(scanner.Scan("app/bin", Buf(value)).ok());
+  ASSERT_TRUE(scanner.Finish().ok());
+  EXPECT_EQ(scanner.leaked().count("app/bin"), 1u);
+  EXPECT_EQ(scanner.Redacted(0), "out: [redacted:app/bin] end");
+}
+
+TEST(LeakScanTest, StoredTextIsValidUtf8AndCutAtACharacter) {
+  EXPECT_EQ(StoredReportText("caf\xe9", 100), "caf\\xe9");
+  EXPECT_EQ(StoredReportText("ab\xe2\x82\xac", 4), "ab...[truncated]");
+  EXPECT_EQ(StoredReportText("plain", 100), "plain");
 }
 
 TEST(LeakScanTest, RawAndHexAreFoundAndRedacted) {

@@ -36,6 +36,33 @@ TEST(ScrubTest, RawHexBase64UrlForms) {
   }
 }
 
+std::string ScrubText(std::string_view out, std::string_view value) {
+  SecretBuffer v = *SecretBuffer::CopyFrom(Bytes(value));
+  return ScrubOutputAsText(Bytes(out), {&v});
+}
+
+TEST(ScrubTest, OutputAsTextEscapesBytesThatAreNotUtf8) {
+  EXPECT_EQ(ScrubText("\xff\xfe caf\xe9 \xe2\x82 ok", "unrelated-value"),
+            "\\xff\\xfe caf\\xe9 \\xe2\\x82 ok");
+}
+
+TEST(ScrubTest, OutputAsTextRedactsARawValueWithBytesThatAreNotUtf8) {
+  const std::string value =
+      "K9\xff\xfe"
+      "BIN-77a1\xe9";
+  const std::string text = ScrubText("<" + value + ">", value);
+  EXPECT_EQ(text, "<[REDACTED]>");
+}
+
+TEST(ScrubTest, OutputAsTextRedactsAValueThatOnlyTheEscapingSpells) {
+  // The value is the 7 ASCII characters caf\xe9; the command printed the
+  // 4 bytes c a f e9. Raw, they hold no form of the value; escaped, they
+  // would spell it, so the escaped text is scrubbed again.
+  const std::string text = ScrubText("pw=caf\xe9;", "caf\\xe9");
+  EXPECT_EQ(text.find("caf\\xe9"), std::string::npos) << text;
+  EXPECT_NE(text.find("[REDACTED]"), std::string::npos) << text;
+}
+
 TEST(ScrubTest, Base64AtAnyAlignment) {
   // base64 of "x" + value and "xy" + value (value not 3-byte aligned in the stream).
   // base64("xcanary-value-1234") and base64("xycanary-value-1234") computed by hand below.
