@@ -29,7 +29,11 @@
 //    Output is scrubbed of every value
 //    (raw, hex, base64, URL-encoded) before it reaches a result message.
 //  - depends_on: a dependent of a failed or blocked resource is "blocked".
-//  - `apply_root` prefixes target_path, creates and cwd.
+//  - `apply_root` prefixes target_path, creates and cwd. Targets are resolved
+//    below it from an fd of the root, never through a link (fs_ops.h): a
+//    symlink on a target's path fails that resource naming the link.
+//  - A target without owner/group is root's (uid 0, gid 0; a set-group-ID
+//    parent's group), whatever uid the worker applies as.
 //
 // Results hold no values: secret-bearing content changes are described by
 // keyed fingerprints (HMAC-SHA256 under a per-engine random key).
