@@ -258,6 +258,30 @@ TEST_F(AgentRunTest, WorkerUserAppliesAsThatUserButFilesWithoutOwnerStayRoots) {
   EXPECT_EQ(FindCanariesIn(r.err, "logs", Canaries()), std::vector<std::string>{});
 }
 
+// The review's route through the real agent (broker, locked-down worker
+// under its seccomp filter): <apply-root>/etc/app planted as a link to a
+// directory outside. The secret-bearing file fails naming the link and the
+// resource; nothing lands outside; the rest of the bundle still applies.
+TEST_F(AgentRunTest, PlantedParentSymlinkFailsTheFileAndWritesNothingOutside) {
+  const fs::path elsewhere = out_ / "elsewhere";
+  fs::create_directories(elsewhere);
+  fs::create_directories(root() / "etc");
+  fs::create_directory_symlink(elsewhere, root() / "etc/app");
+  RunResult r = RunOnce();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> left;
+  for (const auto& e : fs::recursive_directory_iterator(elsewhere)) left.push_back(e.path());
+  EXPECT_EQ(left, std::vector<std::string>{});
+  EXPECT_TRUE(fs::is_symlink(root() / "etc/app"));
+  const std::string run = LastRun(state());
+  EXPECT_NE(run.find("resource 'app-config': /etc/app is a symbolic link"), std::string::npos)
+      << run;
+  EXPECT_NE(run.find("\"outcome\":\"failed\""), std::string::npos) << run;
+  EXPECT_TRUE(fs::is_directory(root() / "var/lib/app"));  // the unaffected directory resource
+  EXPECT_EQ(FindCanaries(state(), Canaries()), std::vector<std::string>{});
+  EXPECT_EQ(FindCanariesIn(r.err + r.out, "logs", Canaries()), std::vector<std::string>{});
+}
+
 TEST_F(AgentRunTest, EpochBumpWritesTheNewValue) {
   RunResult r1 = RunOnce();
   ASSERT_EQ(r1.exit_code, 0) << r1.err;
