@@ -6,7 +6,11 @@
 //
 // Layout of every test: <work>/root is the apply root, <work>/outside a
 // directory the links point at (what the attacker wants written).
+#include <errno.h>
 #include <fcntl.h>
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +22,7 @@
 #include "agent-worker/apply.h"
 #include "agent-worker/fs_ops.h"
 #include "gtest/gtest.h"
+#include "sandbox/open_beneath.h"
 #include "tests/support/test_env.h"
 
 namespace vigo::worker {
@@ -322,6 +327,51 @@ TEST(OpenParentDir, NamesTheComponentThatStopsTheWalk) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseTargetPath(root.get(), rs, "/", "target_path").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The fallback where the kernel has no openat2 (ENOSYS, forced here with a
+// seccomp filter in a child): the per-segment walk alone still opens real
+// directories, creates missing ones, and refuses a link naming it.
+TEST(OpenParentDir, WithoutOpenat2ThePerSegmentWalkIsAsStrict) {
+  TempDir t;
+  fs::create_directories(t.path() / "r/a/b");
+  fs::create_directories(t.path() / "outside");
+  fs::create_directory_symlink(t.path() / "outside", t.path() / "r/a/link");
+  const std::string rs = (t.path() / "r").string();
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == nullptr ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0) != 0 ||
+        ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || seccomp_load(ctx) != 0) {
+      ::_exit(10);
+    }
+    sandbox::UniqueFd root(::open(rs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root) ::_exit(11);
+    // openat2 is really gone.
+    if (sandbox::OpenBeneath(root.get(), "a", O_RDONLY | O_DIRECTORY) >= 0 || errno != ENOSYS) {
+      ::_exit(12);
+    }
+    auto existing = ParseTargetPath(root.get(), rs, "/a/b/f", "target_path");
+    if (!existing.ok() || !OpenParentDir(*existing, false).ok()) ::_exit(13);
+    auto created = ParseTargetPath(root.get(), rs, "/a/new/deeper/f", "target_path");
+    if (!created.ok() || !OpenParentDir(*created, true).ok()) ::_exit(14);
+    auto linked = ParseTargetPath(root.get(), rs, "/a/link/x/f", "target_path");
+    if (!linked.ok()) ::_exit(15);
+    absl::Status s = OpenParentDir(*linked, true).status();
+    if (s.code() != absl::StatusCode::kFailedPrecondition ||
+        s.message().find("/a/link is a symbolic link") == std::string_view::npos) {
+      ::_exit(16);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(fs::is_directory(t.path() / "r/a/new/deeper"));
+  EXPECT_EQ(Entries(t.path() / "outside"), std::vector<std::string>{});
 }
 
 }  // namespace
