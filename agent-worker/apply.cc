@@ -162,8 +162,8 @@ class SecretFile {
     sandbox::UniqueFd dir_fd(
         ::openat(parent_fd_, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir_fd) return absl::InternalError(StrCat("cannot open ", dir));
-    lock_fd_ = ::openat(dir_fd.get(), "lock", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                        0600);
+    lock_fd_ =
+        ::openat(dir_fd.get(), "lock", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
       return absl::InternalError(StrCat("cannot lock the secret_file directory in ", base_dir));
     }
@@ -438,8 +438,7 @@ v1::ResourceResult ApplyEngine::ApplyOne(const v1::Resource& r, ValueSource& val
   return MakeResult(r, "failed", "none", StrCat("unknown resource type '", r.type(), "'"));
 }
 
-absl::StatusOr<TargetPath> ApplyEngine::Target(std::string_view path,
-                                               std::string_view what) const {
+absl::StatusOr<TargetPath> ApplyEngine::Target(std::string_view path, std::string_view what) const {
   if (!root_fd_) {
     return absl::FailedPreconditionError(
         StrCat("apply root ", options_.apply_root.empty() ? "/" : options_.apply_root,
@@ -527,8 +526,8 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
       bool uid_ok = uid == static_cast<uid_t>(-1) || st.uid == uid;
       bool gid_ok = gid == static_cast<gid_t>(-1) || st.gid == gid;
       if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
-      if (absl::Status s = FixOwnerModeAt(dir.get(), t->base, full, /*want_directory=*/false,
-                                          mode, uid, gid);
+      if (absl::Status s =
+              FixOwnerModeAt(dir.get(), t->base, full, /*want_directory=*/false, mode, uid, gid);
           !s.ok()) {
         return FailedOn(r, s);
       }
@@ -694,9 +693,8 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
     if (!base_fd) {
       base_fd = sandbox::UniqueFd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!base_fd) {
-        return Failed(r, absl::InternalError(
-                             StrCat("cannot open the secret_file directory ", base, ": ",
-                                    std::strerror(errno))));
+        return Failed(r, absl::InternalError(StrCat("cannot open the secret_file directory ", base,
+                                                    ": ", std::strerror(errno))));
       }
     }
     if (swept_dirs_.insert(base).second) {

@@ -242,8 +242,9 @@ absl::StatusOr<TargetPath> ParseTargetPath(int root_fd, std::string_view root,
 }
 
 absl::Status SymlinkRefused(const TargetPath& t, size_t n) {
+  const bool is_target = n >= t.dirs.size() + 1;
   return absl::FailedPreconditionError(
-      StrCat(t.ShownPrefix(n), " is a symbolic link; refusing ", t.shown,
+      StrCat(t.ShownPrefix(n), " is a symbolic link; refusing ", is_target ? "it" : t.shown,
              " (the worker never follows a link below the apply root)"));
 }
 
@@ -286,8 +287,8 @@ absl::StatusOr<UniqueFd> OpenParentDir(const TargetPath& t, bool create,
                                     : StrCat(t.root, t.ShownPrefix(i)));
         }
         next = UniqueFd(::openat(cur.get(), seg.c_str(), kDirFlags));
-        if (next) VIGO_RETURN_IF_ERROR(SetOwnerMode(next.get(), std::nullopt, owner.uid,
-                                                    owner.gid, full));
+        if (next)
+          VIGO_RETURN_IF_ERROR(SetOwnerMode(next.get(), std::nullopt, owner.uid, owner.gid, full));
       } else if (errno == EEXIST) {
         next = UniqueFd(::openat(cur.get(), seg.c_str(), kDirFlags));
       } else {
@@ -434,8 +435,7 @@ absl::Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> c
 }
 
 absl::Status FixOwnerModeAt(int dirfd, const std::string& base, const std::string& full,
-                            bool want_directory, std::optional<mode_t> mode, uid_t uid,
-                            gid_t gid) {
+                            bool want_directory, std::optional<mode_t> mode, uid_t uid, gid_t gid) {
   // O_NOFOLLOW refuses to act through a symlink planted at the target,
   // O_NONBLOCK not to hang on a FIFO put there instead.
   UniqueFd fd(::openat(dirfd, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
@@ -455,8 +455,7 @@ absl::Status FixOwnerModeAt(int dirfd, const std::string& base, const std::strin
   return SetOwnerMode(fd.get(), mode, uid, gid, full);
 }
 
-absl::Status RemoveAt(int dirfd, const std::string& base, const std::string& full,
-                      bool directory) {
+absl::Status RemoveAt(int dirfd, const std::string& base, const std::string& full, bool directory) {
   if (::unlinkat(dirfd, base.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
     return ErrnoStatus(errno, directory ? "rmdir" : "unlink", full);
   }

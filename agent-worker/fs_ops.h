@@ -189,8 +189,7 @@ absl::Status FixOwnerModeAt(int dirfd, const std::string& base, const std::strin
 
 // unlinkat(dirfd, base) (a file: flags 0; a directory: AT_REMOVEDIR), then
 // fsync of the directory.
-absl::Status RemoveAt(int dirfd, const std::string& base, const std::string& full,
-                      bool directory);
+absl::Status RemoveAt(int dirfd, const std::string& base, const std::string& full, bool directory);
 
 // The temp name WriteFileAtomic uses for `path` when it needs one.
 std::string TempNameFor(const std::string& path);

@@ -10,8 +10,8 @@
 #include <fcntl.h>
 #include <seccomp.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,9 +61,7 @@ class RacingValues : public ValueSource {
     if (on_get_) std::exchange(on_get_, nullptr)();
     return inner_.Get(path);
   }
-  std::vector<const sandbox::SecretBuffer*> Resolved() const override {
-    return inner_.Resolved();
-  }
+  std::vector<const sandbox::SecretBuffer*> Resolved() const override { return inner_.Resolved(); }
   void Clear() override { inner_.Clear(); }
 
  private:
@@ -109,8 +107,7 @@ class PathWalkTest : public ::testing::Test {
     EXPECT_EQ(res.status(), "failed") << res.message();
     EXPECT_NE(res.message().find("resource '" + resource + "'"), std::string::npos)
         << res.message();
-    EXPECT_NE(res.message().find(link + " is a symbolic link"), std::string::npos)
-        << res.message();
+    EXPECT_NE(res.message().find(link + " is a symbolic link"), std::string::npos) << res.message();
     EXPECT_EQ(res.message().find(kCanary), std::string::npos);
   }
 
