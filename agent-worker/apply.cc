@@ -47,6 +47,12 @@ v1::ResourceResult Failed(const v1::Resource& r, const absl::Status& s) {
   return MakeResult(r, "failed", "none", std::string(s.message()));
 }
 
+// A failure of a file-system step on a target: the message names the
+// resource as well as the path (a refused link, a missing permission).
+v1::ResourceResult FailedOn(const v1::Resource& r, const absl::Status& s) {
+  return MakeResult(r, "failed", "none", StrCat("resource '", r.name(), "': ", s.message()));
+}
+
 std::string Hex(const uint8_t* p, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
@@ -128,28 +134,48 @@ class SecretFile {
     }
     if (lock_fd_ >= 0) ::close(lock_fd_);
   }
-  absl::Status Create(const std::string& base_dir, std::span<const uint8_t> value, uid_t uid,
-                      gid_t gid) {
-    std::string tmpl = StrCat(base_dir, "/", kSecretDirPrefix, "XXXXXX");
-    std::vector<char> t(tmpl.begin(), tmpl.end());
-    t.push_back('\0');
-    if (::mkdtemp(t.data()) == nullptr) {
+  // `base_fd` is the directory to create it in (borrowed), `base_dir` its
+  // path, handed to the command.
+  absl::Status Create(int base_fd, const std::string& base_dir, std::span<const uint8_t> value,
+                      uid_t uid, gid_t gid) {
+    // mkdtemp, relative to the directory's fd.
+    static constexpr char kChars[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::string name;
+    for (int attempt = 0; attempt < 100 && name.empty(); ++attempt) {
+      uint8_t rnd[6];
+      if (RAND_bytes(rnd, sizeof(rnd)) != 1) break;
+      std::string candidate(kSecretDirPrefix);
+      for (uint8_t b : rnd) candidate.push_back(kChars[b % (sizeof(kChars) - 1)]);
+      if (::mkdirat(base_fd, candidate.c_str(), 0700) == 0) {
+        name = candidate;
+      } else if (errno != EEXIST) {
+        break;
+      }
+    }
+    if (name.empty()) {
       return absl::InternalError(StrCat("cannot create a secret_file directory in ", base_dir));
     }
-    const std::string dir = t.data();
-    name_ = dir.substr(base_dir.size() + 1);
-    parent_fd_ = ::open(base_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    name_ = name;
+    parent_fd_ = ::fcntl(base_fd, F_DUPFD_CLOEXEC, 0);
     if (parent_fd_ < 0) return absl::InternalError(StrCat("cannot open ", base_dir));
-    lock_fd_ = ::open(StrCat(dir, "/lock").c_str(),
-                      O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    const std::string dir = StrCat(base_dir == "/" ? "" : base_dir, "/", name);
+    sandbox::UniqueFd dir_fd(
+        ::openat(parent_fd_, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir_fd) return absl::InternalError(StrCat("cannot open ", dir));
+    lock_fd_ =
+        ::openat(dir_fd.get(), "lock", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
       return absl::InternalError(StrCat("cannot lock the secret_file directory in ", base_dir));
     }
     path_ = StrCat(dir, "/secret");
     if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1))) {
-      (void)!::chown(dir.c_str(), uid, gid);
+      (void)!::fchown(dir_fd.get(), uid, gid);
     }
-    return WriteFileAtomic(path_, value, 0600, uid, gid);
+    VIGO_ASSIGN_OR_RETURN(PreparedWrite w,
+                          PrepareWriteAt(std::move(dir_fd), dir, "secret", value, 0600, uid, gid));
+    if (::fsync(w.fd.get()) != 0) return absl::InternalError(StrCat("fsync ", path_));
+    return CommitWrite(w, nullptr);
   }
   const std::string& path() const { return path_; }
 
@@ -261,10 +287,16 @@ std::vector<const SecretBuffer*> MapValueSource::Resolved() const {
 }
 
 int SweepStaleSecretFiles(const std::string& dir) {
+  sandbox::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return 0;
+  return SweepStaleSecretFilesAt(fd.get());
+}
+
+int SweepStaleSecretFilesAt(int base_fd) {
   int removed = 0;
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dir_fd = ::fcntl(base_fd, F_DUPFD_CLOEXEC, 0);
   if (dir_fd < 0) return 0;
-  DIR* d = ::fdopendir(::dup(dir_fd));
+  DIR* d = ::fdopendir(::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
   if (d == nullptr) {
     ::close(dir_fd);
     return 0;
@@ -356,6 +388,10 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
   std::vector<v1::ResourceResult> results;
   std::set<std::string, std::less<>> not_converged;  // failed or blocked
   bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
+  // The boundary every target resolves from (the operator's path itself is
+  // trusted and followed; nothing below it is).
+  const std::string root = options_.apply_root.empty() ? "/" : options_.apply_root;
+  root_fd_ = sandbox::UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   for (const v1::Resource& r : bundle.resources()) {
     std::string blocker;
     for (const std::string& dep : r.depends_on()) {
@@ -403,18 +439,44 @@ v1::ResourceResult ApplyEngine::ApplyOne(const v1::Resource& r, ValueSource& val
   return MakeResult(r, "failed", "none", StrCat("unknown resource type '", r.type(), "'"));
 }
 
+absl::StatusOr<TargetPath> ApplyEngine::Target(std::string_view path, std::string_view what) const {
+  if (!root_fd_) {
+    return absl::FailedPreconditionError(
+        StrCat("apply root ", options_.apply_root.empty() ? "/" : options_.apply_root,
+               " cannot be opened"));
+  }
+  return ParseTargetPath(root_fd_.get(), options_.apply_root, path, what);
+}
+
 v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& values) {
-  auto path = Rooted(r.target_path(), "target_path");
-  if (!path.ok()) return Failed(r, path.status());
-  auto st = Inspect(*path);
-  if (!st.ok()) return Failed(r, st.status());
+  auto t = Target(r.target_path(), "target_path");
+  if (!t.ok()) return Failed(r, t.status());
+  const std::string full = t->Full();
+  // The parent as it is now: missing (nothing to inspect yet) or opened
+  // without following a link anywhere on the way.
+  sandbox::UniqueFd dir;
+  FileState st;
+  {
+    auto d = OpenParentDir(*t, /*create=*/false);
+    if (d.ok()) {
+      dir = std::move(*d);
+      auto s = InspectAt(dir.get(), t->base, full);
+      if (!s.ok()) return FailedOn(r, s.status());
+      st = *s;
+    } else if (!absl::IsNotFound(d.status())) {
+      return FailedOn(r, d.status());
+    }
+  }
+  if (st.is_symlink) return FailedOn(r, SymlinkRefused(*t, t->dirs.size() + 1));
 
   if (r.state() == "absent") {
-    if (!st->exists) return MakeResult(r, "ok", "none", "absent");
-    if (st->is_directory) {
+    if (!st.exists) return MakeResult(r, "ok", "none", "absent");
+    if (st.is_directory) {
       return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is a directory"));
     }
-    if (absl::Status s = RemoveFile(*path); !s.ok()) return Failed(r, s);
+    if (absl::Status s = RemoveAt(dir.get(), t->base, full, /*directory=*/false); !s.ok()) {
+      return FailedOn(r, s);
+    }
     return MakeResult(r, "changed", "deleted", "removed");
   }
   if (!r.state().empty() && r.state() != "present") {
@@ -435,51 +497,74 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
   if (!rendered.ok()) return Failed(r, rendered.status());
   const std::string new_fp = Fingerprint(rendered->Reveal());
 
-  if (st->is_directory) {
+  if (st.is_directory) {
     return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is a directory"));
   }
   std::string old_fp;
-  if (st->is_regular) {
+  bool relinked = false;
+  if (st.is_regular) {
     bool same = false;
-    if (st->size == rendered->size()) {
-      auto existing = ReadFileSecret(*path, kMaxExistingFileBytes);
-      if (!existing.ok()) return Failed(r, existing.status());
+    if (st.size == rendered->size()) {
+      auto existing = ReadFileSecretAt(dir.get(), t->base, full, kMaxExistingFileBytes);
+      if (!existing.ok()) return FailedOn(r, existing.status());
       same = existing->ConstantTimeEquals(*rendered);
       if (!same) old_fp = Fingerprint(existing->Reveal());
-    } else if (st->size <= kMaxExistingFileBytes) {
-      auto existing = ReadFileSecret(*path, kMaxExistingFileBytes);
+    } else if (st.size <= kMaxExistingFileBytes) {
+      auto existing = ReadFileSecretAt(dir.get(), t->base, full, kMaxExistingFileBytes);
       if (existing.ok()) old_fp = Fingerprint(existing->Reveal());
     }
-    if (same) {
+    // A hard link shares its inode with another name, perhaps outside the
+    // apply root: owner and mode are never changed in place on it; the
+    // target is replaced by a new inode (rename) instead.
+    relinked = same && st.nlink > 1;
+    if (same && st.nlink == 1) {
       // A named temp a killed worker left behind (it may hold a value) goes
       // even when the file itself needs no write.
-      if (absl::Status s = RemoveStaleTemp(*path); !s.ok()) return Failed(r, s);
-      bool mode_ok = st->mode == mode;
-      bool uid_ok = uid == static_cast<uid_t>(-1) || st->uid == uid;
-      bool gid_ok = gid == static_cast<gid_t>(-1) || st->gid == gid;
+      if (absl::Status s = RemoveStaleTempAt(dir.get(), t->base, full); !s.ok()) {
+        return FailedOn(r, s);
+      }
+      bool mode_ok = st.mode == mode;
+      bool uid_ok = uid == static_cast<uid_t>(-1) || st.uid == uid;
+      bool gid_ok = gid == static_cast<gid_t>(-1) || st.gid == gid;
       if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
-      if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
+      if (absl::Status s =
+              FixOwnerModeAt(dir.get(), t->base, full, /*want_directory=*/false, mode, uid, gid);
+          !s.ok()) {
+        return FailedOn(r, s);
+      }
       return MakeResult(
           r, "changed", "updated",
-          StrCat("owner/mode fixed (mode ", OctalMode(st->mode), " -> ", OctalMode(mode), ")"));
+          StrCat("owner/mode fixed (mode ", OctalMode(st.mode), " -> ", OctalMode(mode), ")"));
     }
   }
-  std::string parent = path->substr(0, path->rfind('/'));
-  if (!parent.empty()) {
-    // New directories' own entries are fsynced with the file's (FlushWrites).
-    if (absl::Status s = MakeDirs(parent, 0755, &dirs_to_sync_); !s.ok()) return Failed(r, s);
-  }
+  // Walked again now, creating what is missing: the directory written into
+  // is the one found below the root at this moment, whatever happened to
+  // the path since the inspection above (values were fetched in between).
+  // New directories' own entries are fsynced with the file's (FlushWrites).
+  auto parent = OpenParentDir(*t, /*create=*/true, &dirs_to_sync_);
+  if (!parent.ok()) return FailedOn(r, parent.status());
+  // No owner/group declared: what a root writer would get, whatever the
+  // worker's uid (--worker-user).
+  auto def = DefaultOwnerIn(parent->get(), t->ParentFull());
+  if (!def.ok()) return FailedOn(r, def.status());
+  const uid_t new_uid = uid == static_cast<uid_t>(-1) ? def->uid : uid;
+  const gid_t new_gid = gid == static_cast<gid_t>(-1) ? def->gid : gid;
   // Written now (owner, mode, content); made durable and visible by FlushWrites.
-  auto prepared = PrepareWrite(*path, rendered->Reveal(), mode, uid, gid);
-  if (!prepared.ok()) return Failed(r, prepared.status());
+  auto prepared = PrepareWriteAt(std::move(*parent), t->ParentFull(), t->base, rendered->Reveal(),
+                                 mode, new_uid, new_gid);
+  if (!prepared.ok()) return FailedOn(r, prepared.status());
   auto pending = std::make_unique<Pending>();
   pending->write = std::move(*prepared);
   pending->result_index = current_index_;
   pending->name = r.name();
   pending->resource = r;
   pending_.push_back(std::move(pending));
-  if (!st->exists) {
+  if (!st.exists) {
     return MakeResult(r, "changed", "created", StrCat("created (fingerprint ", new_fp, ")"));
+  }
+  if (relinked) {
+    return MakeResult(r, "changed", "updated",
+                      "replaced: it was a hard link (its other names keep the old inode)");
   }
   return MakeResult(
       r, "changed", "updated",
@@ -487,18 +572,27 @@ v1::ResourceResult ApplyEngine::ApplyFile(const v1::Resource& r, ValueSource& va
 }
 
 v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
-  auto path = Rooted(r.target_path(), "target_path");
-  if (!path.ok()) return Failed(r, path.status());
-  auto st = Inspect(*path);
-  if (!st.ok()) return Failed(r, st.status());
-  if (r.state() == "absent") {
+  auto t = Target(r.target_path(), "target_path");
+  if (!t.ok()) return Failed(r, t.status());
+  const std::string full = t->Full();
+  const bool absent = r.state() == "absent";
+  // Parents are created (0755, root-owned) only when the directory is wanted.
+  auto dir = OpenParentDir(*t, /*create=*/!absent, &dirs_to_sync_);
+  if (!dir.ok()) {
+    if (absent && absl::IsNotFound(dir.status())) return MakeResult(r, "ok", "none", "absent");
+    return FailedOn(r, dir.status());
+  }
+  auto st = InspectAt(dir->get(), t->base, full);
+  if (!st.ok()) return FailedOn(r, st.status());
+  if (st->is_symlink) return FailedOn(r, SymlinkRefused(*t, t->dirs.size() + 1));
+  if (absent) {
     if (!st->exists) return MakeResult(r, "ok", "none", "absent");
     if (!st->is_directory) {
       return MakeResult(r, "failed", "none", StrCat(r.target_path(), " is not a directory"));
     }
-    if (::rmdir(path->c_str()) != 0) {
+    if (absl::Status s = RemoveAt(dir->get(), t->base, full, /*directory=*/true); !s.ok()) {
       return MakeResult(r, "failed", "none",
-                        StrCat("cannot remove ", r.target_path(), ": ", std::strerror(errno)));
+                        StrCat("cannot remove ", r.target_path(), ": ", s.message()));
     }
     return MakeResult(r, "changed", "deleted", "removed");
   }
@@ -512,15 +606,26 @@ v1::ResourceResult ApplyEngine::ApplyDirectory(const v1::Resource& r) {
                       StrCat(r.target_path(), " exists and is not a directory"));
   }
   if (!st->exists) {
-    if (absl::Status s = MakeDirs(*path, 0700, &dirs_to_sync_); !s.ok()) return Failed(r, s);
-    if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
+    auto def = DefaultOwnerIn(dir->get(), t->ParentFull());
+    if (!def.ok()) return FailedOn(r, def.status());
+    if (absl::Status s = MakeDirAt(dir->get(), t->base, full, mode,
+                                   uid == static_cast<uid_t>(-1) ? def->uid : uid,
+                                   gid == static_cast<gid_t>(-1) ? def->gid : gid);
+        !s.ok()) {
+      return FailedOn(r, s);
+    }
+    dirs_to_sync_.insert(t->ParentFull());
     return MakeResult(r, "changed", "created", StrCat("created (mode ", OctalMode(mode), ")"));
   }
   bool mode_ok = st->mode == mode;
   bool uid_ok = uid == static_cast<uid_t>(-1) || st->uid == uid;
   bool gid_ok = gid == static_cast<gid_t>(-1) || st->gid == gid;
   if (mode_ok && uid_ok && gid_ok) return MakeResult(r, "ok", "none", "up to date");
-  if (absl::Status s = FixOwnerMode(*path, mode, uid, gid); !s.ok()) return Failed(r, s);
+  if (absl::Status s =
+          FixOwnerModeAt(dir->get(), t->base, full, /*want_directory=*/true, mode, uid, gid);
+      !s.ok()) {
+    return FailedOn(r, s);
+  }
   return MakeResult(r, "changed", "updated", "owner/mode fixed");
 }
 
@@ -563,22 +668,46 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   if (!r.secret_file().empty()) {
     auto v = SubstituteMarkers(r.secret_file(), lookup);
     if (!v.ok()) return Failed(r, v.status());
+    // <apply-root>/tmp is below the boundary: opened without following a
+    // link (a symlinked tmp fails the resource); /tmp and an explicit
+    // secret_file_dir are the operator's.
     std::string base = options_.secret_file_dir;
-    if (base.empty()) {
-      std::string root_tmp = StrCat(options_.apply_root, "/tmp");
-      base = (!options_.apply_root.empty() && ::access(root_tmp.c_str(), W_OK) == 0) ? root_tmp
-                                                                                     : "/tmp";
+    sandbox::UniqueFd base_fd;
+    if (base.empty() && !options_.apply_root.empty() && root_fd_) {
+      // One segment below the root fd with O_NOFOLLOW: beneath, no link.
+      sandbox::UniqueFd tmp(
+          ::openat(root_fd_.get(), "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat lst;
+      if (tmp && ::faccessat(root_fd_.get(), "tmp", W_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        base = StrCat(options_.apply_root, "/tmp");
+        base_fd = std::move(tmp);
+      } else if (!tmp && ::fstatat(root_fd_.get(), "tmp", &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                 S_ISLNK(lst.st_mode)) {
+        return FailedOn(r, absl::FailedPreconditionError(
+                               StrCat(options_.apply_root,
+                                      "/tmp is a symbolic link; the secret_file is not written "
+                                      "through it (the worker never follows a link below the "
+                                      "apply root)")));
+      }
+    }
+    if (base.empty()) base = "/tmp";
+    if (!base_fd) {
+      base_fd = sandbox::UniqueFd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!base_fd) {
+        return Failed(r, absl::InternalError(StrCat("cannot open the secret_file directory ", base,
+                                                    ": ", std::strerror(errno))));
+      }
     }
     if (swept_dirs_.insert(base).second) {
-      int n = SweepStaleSecretFiles(base);
+      int n = SweepStaleSecretFilesAt(base_fd.get());
       if (n > 0)
         Log(LogLevel::kWarn, "removed secret_file dirs of dead workers",
             {{"dir", base}, {"count", n}});
     }
     auto uid = LookupUser(r.owner());
     auto gid = LookupGroup(r.group());
-    if (absl::Status s =
-            secret_file.Create(base, v->Reveal(), uid.ok() ? *uid : -1, gid.ok() ? *gid : -1);
+    if (absl::Status s = secret_file.Create(base_fd.get(), base, v->Reveal(), uid.ok() ? *uid : -1,
+                                            gid.ok() ? *gid : -1);
         !s.ok()) {
       return Failed(r, s);
     }

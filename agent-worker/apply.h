@@ -29,7 +29,11 @@
 //    Output is scrubbed of every value
 //    (raw, hex, base64, URL-encoded) before it reaches a result message.
 //  - depends_on: a dependent of a failed or blocked resource is "blocked".
-//  - `apply_root` prefixes target_path, creates and cwd.
+//  - `apply_root` prefixes target_path, creates and cwd. Targets are resolved
+//    below it from an fd of the root, never through a link (fs_ops.h): a
+//    symlink on a target's path fails that resource naming the link.
+//  - A target without owner/group is root's (uid 0, gid 0; a set-group-ID
+//    parent's group), whatever uid the worker applies as.
 //
 // Results hold no values: secret-bearing content changes are described by
 // keyed fingerprints (HMAC-SHA256 under a per-engine random key).
@@ -47,8 +51,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent-worker/fs_ops.h"
 #include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
+#include "sandbox/unique_fd.h"
 #include "vigo/v1/agent.pb.h"
 #include "vigo/v1/bundle.pb.h"
 
@@ -99,6 +105,9 @@ struct ApplyOptions {
 // matching name) are skipped, and nothing inside is followed. Returns how
 // many were removed.
 int SweepStaleSecretFiles(const std::string& dir);
+// The same on an open directory (borrowed): the form the engine uses, with
+// <apply-root>/tmp opened below the root without following a link.
+int SweepStaleSecretFilesAt(int dir_fd);
 
 class ApplyEngine {
  public:
@@ -118,6 +127,8 @@ class ApplyEngine {
   v1::ResourceResult ApplyDirectory(const v1::Resource& r);
   v1::ResourceResult ApplyExec(const v1::Resource& r, ValueSource& values);
   absl::StatusOr<std::string> Rooted(std::string_view path, std::string_view what) const;
+  // A target below the apply root (root_fd_), for the fd-relative fs_ops.
+  absl::StatusOr<TargetPath> Target(std::string_view path, std::string_view what) const;
   std::string Fingerprint(std::span<const uint8_t> bytes) const;
 
   // Files whose content is written but not yet durable/visible; flushed
@@ -136,6 +147,8 @@ class ApplyEngine {
   std::set<std::string> swept_dirs_;
 
   ApplyOptions options_;
+  // The apply root ("/" when none), opened at the start of each Apply.
+  sandbox::UniqueFd root_fd_;
   sandbox::SecretBuffer fingerprint_key_;
   // Directories that received a link or a new subdirectory; fsynced by
   // FlushWrites before results are returned.

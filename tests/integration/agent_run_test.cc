@@ -64,6 +64,14 @@ std::map<std::string, std::string> AgentStacks(const std::string& out_dir) {
        "      password: {{ .Vars.db_password }}\n"
        "      api: {{ .Vars.api_key }}\n"
        "    depends_on: [data-dir]\n"
+       "  - name: app-env\n"  // no owner/group: root's, whatever --worker-user
+       "    type: file\n"
+       "    target_path: /etc/app/env/secrets.env\n"
+       "    content: |\n"
+       "      DB={{ .Vars.db_password }}\n"
+       "  - name: cache-dir\n"
+       "    type: directory\n"
+       "    target_path: /var/cache/app\n"
        "  - name: register\n"
        "    type: exec\n"
        "    command: [\"/usr/bin/tee\", \"" + out_dir + "/stdin-copy\"]\n"
@@ -213,8 +221,9 @@ TEST_F(AgentRunTest, AppliesStackThenIsIdempotentWithoutLeaks) {
 }
 
 // --worker-user: the worker applies as `nobody` with only the file
-// capabilities; owners and modes still come out right.
-TEST_F(AgentRunTest, WorkerUserAppliesAsThatUser) {
+// capabilities; owners and modes still come out right, and a target
+// without owner: is root's, not the worker user's.
+TEST_F(AgentRunTest, WorkerUserAppliesAsThatUserButFilesWithoutOwnerStayRoots) {
   // Commands run as that user too (no capabilities across exec): let them
   // write their outputs.
   fs::permissions(out_, fs::perms::all);
@@ -228,6 +237,18 @@ TEST_F(AgentRunTest, WorkerUserAppliesAsThatUser) {
   ASSERT_EQ(::stat(cfg.c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 65534u);
   EXPECT_EQ(st.st_mode & 07777, 0640u);
+  // Without owner:/group: the worker's uid does not leak into ownership:
+  // the file, the directories created on its way and a directory resource
+  // are root's (issue #13.17: they came out owned by nobody).
+  for (const fs::path& p : {root() / "etc/app/env/secrets.env", root() / "etc/app/env",
+                            root() / "etc/app", root() / "var/cache/app", root() / "var/cache"}) {
+    ASSERT_EQ(::stat(p.c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, 0u) << p;
+    EXPECT_EQ(st.st_gid, 0u) << p;
+  }
+  ASSERT_EQ(::stat((root() / "etc/app/env/secrets.env").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(ReadFileOrEmpty(root() / "etc/app/env/secrets.env"), StrCat("DB=", kDbCanary, "\n"));
   // The exec ran as nobody.
   ASSERT_EQ(::stat((out_ / "stdin-copy").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 65534u);
@@ -235,6 +256,30 @@ TEST_F(AgentRunTest, WorkerUserAppliesAsThatUser) {
   std::string att = ReadFileOrEmpty(state() / "attestation.json");
   EXPECT_NE(att.find("\"process\":\"worker\""), std::string::npos) << att;
   EXPECT_EQ(FindCanariesIn(r.err, "logs", Canaries()), std::vector<std::string>{});
+}
+
+// The review's route through the real agent (broker, locked-down worker
+// under its seccomp filter): <apply-root>/etc/app planted as a link to a
+// directory outside. The secret-bearing file fails naming the link and the
+// resource; nothing lands outside; the rest of the bundle still applies.
+TEST_F(AgentRunTest, PlantedParentSymlinkFailsTheFileAndWritesNothingOutside) {
+  const fs::path elsewhere = out_ / "elsewhere";
+  fs::create_directories(elsewhere);
+  fs::create_directories(root() / "etc");
+  fs::create_directory_symlink(elsewhere, root() / "etc/app");
+  RunResult r = RunOnce();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> left;
+  for (const auto& e : fs::recursive_directory_iterator(elsewhere)) left.push_back(e.path());
+  EXPECT_EQ(left, std::vector<std::string>{});
+  EXPECT_TRUE(fs::is_symlink(root() / "etc/app"));
+  const std::string run = LastRun(state());
+  EXPECT_NE(run.find("resource 'app-config': /etc/app is a symbolic link"), std::string::npos)
+      << run;
+  EXPECT_NE(run.find("\"outcome\":\"failed\""), std::string::npos) << run;
+  EXPECT_TRUE(fs::is_directory(root() / "var/lib/app"));  // the unaffected directory resource
+  EXPECT_EQ(FindCanaries(state(), Canaries()), std::vector<std::string>{});
+  EXPECT_EQ(FindCanariesIn(r.err + r.out, "logs", Canaries()), std::vector<std::string>{});
 }
 
 TEST_F(AgentRunTest, EpochBumpWritesTheNewValue) {

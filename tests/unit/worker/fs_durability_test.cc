@@ -1,8 +1,9 @@
 // The directory bookkeeping behind the apply engine's batched durability
-// (agent-worker/fs_ops.h, FlushWrites in apply.cc): MakeDirs reports the
+// (agent-worker/fs_ops.h, FlushWrites in apply.cc): OpenParentDir reports the
 // parent of every directory it creates, so their entries get fsynced;
 // SyncDirs names every directory it could not fsync; a batch of files is
 // linked only after PrepareWrite + a data sync, with final owner/mode.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,16 +26,20 @@ std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-TEST(FsDurability, MakeDirsReportsTheParentOfEachDirectoryItCreates) {
+TEST(FsDurability, OpenParentDirReportsTheParentOfEachDirectoryItCreates) {
   TempDir t;
   const std::string base = t.path().string();
   fs::create_directories(t.path() / "a");
+  sandbox::UniqueFd root(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(root);
+  auto target = ParseTargetPath(root.get(), base, "/a/b/c/f.conf", "target_path");
+  ASSERT_TRUE(target.ok()) << target.status();
   std::set<std::string> created_in;
-  ASSERT_TRUE(MakeDirs(base + "/a/b/c", 0755, &created_in).ok());
+  ASSERT_TRUE(OpenParentDir(*target, /*create=*/true, &created_in).ok());
   EXPECT_EQ(created_in, (std::set<std::string>{base + "/a", base + "/a/b"}));
   // Nothing new: nothing to sync.
   std::set<std::string> again;
-  ASSERT_TRUE(MakeDirs(base + "/a/b/c", 0755, &again).ok());
+  ASSERT_TRUE(OpenParentDir(*target, /*create=*/true, &again).ok());
   EXPECT_TRUE(again.empty());
 }
 
