@@ -46,6 +46,31 @@ absl::StatusOr<std::chrono::seconds> ParseDurationText(const std::string& text) 
   return ParseDuration(text);
 }
 
+absl::Status ParseListenAddress(const std::string& text, const std::string& what,
+                                bool allow_port_zero, std::string* host, int* port) {
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(StrCat("'", what, "' is '", text, "': ", why));
+  };
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return bad("expected HOST:PORT");
+  std::string h = text.substr(0, colon);
+  std::string p = text.substr(colon + 1);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  } else if (h.find(':') != std::string::npos) {
+    return bad("an IPv6 address must be in brackets, e.g. [::]:1530");
+  }
+  if (h.empty()) return bad("expected HOST:PORT (HOST is empty)");
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(p) > 65535 || (!allow_port_zero && std::stoi(p) == 0)) {
+    return bad(allow_port_zero ? "the port must be a number from 0 (any free port) to 65535"
+                               : "the port must be a number from 1 to 65535");
+  }
+  *host = h;
+  *port = std::stoi(p);
+  return absl::OkStatus();
+}
+
 fs::path ServerConfig::Resolve(const std::string& p) const {
   fs::path path(p);
   return path.is_absolute() ? path : root / path;
@@ -109,7 +134,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
     return absl::InvalidArgumentError(StrCat(file.string(), ": top level must be a mapping"));
   }
   static const std::map<std::string, std::set<std::string>> kKnown = {
-      {"server", {"grpc_listen", "hostname"}},
+      {"server", {"grpc_listen", "hostname", "max_connection_idle", "handshake_timeout"}},
       {"secrets", {"backend", "secrets_dir", "url", "token_file", "ca_file", "poll_interval"}},
       {"database", {"driver", "path", "synchronous", "runs_retention"}},
       {"checkin", {"interval", "require_hardening"}},
@@ -165,7 +190,24 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
           return absl::OkStatus();
         };
         absl::Status st;
-        if (full == "server.grpc_listen") cfg.grpc_listen = v;
+        if (full == "server.grpc_listen") {
+          std::string host;
+          int port = 0;
+          absl::Status parsed = ParseListenAddress(v, full, /*allow_port_zero=*/false, &host, &port);
+          if (!parsed.ok()) {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": ", std::string(parsed.message())));
+          }
+          cfg.grpc_listen = v;
+        }
+        if (full == "server.max_connection_idle") st = duration(&cfg.max_connection_idle);
+        if (full == "server.handshake_timeout") {
+          st = duration(&cfg.handshake_timeout);
+          if (st.ok() && cfg.handshake_timeout > std::chrono::seconds(120)) {
+            return absl::InvalidArgumentError(
+                StrCat(where(kv.first), ": '", full, "' must be at most 120s"));
+          }
+        }
         if (full == "server.hostname") cfg.hostname = v;
         if (full == "secrets.backend") {
           if (v != "local" && v != "isopass") {

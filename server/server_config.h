@@ -36,6 +36,13 @@ struct ServerConfig {
   // by `vigocli runs prune`.
   std::chrono::seconds runs_retention{30 * 24 * 3600};
 
+  // Agent port (docs/operator/server.md, "Connection limits"): a connection
+  // with no call for this long is closed (GOAWAY; agents reconnect on their
+  // next check-in), and one that has not completed its TLS handshake and
+  // HTTP/2 preface this long after its ClientHello is closed.
+  std::chrono::seconds max_connection_idle{300};
+  std::chrono::seconds handshake_timeout{10};
+
   std::chrono::seconds checkin_interval{300};
   // none | strict: strict refuses CheckIn from agents whose attestation
   // report shows a skipped hardening step.
@@ -58,6 +65,12 @@ struct ServerConfig {
 // `allow_missing` is true. Errors name the file, line and key.
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::filesystem::path& root,
                                               bool allow_missing = false);
+
+// Splits "HOST:PORT" ("[v6]:PORT" too) and checks that PORT is a decimal
+// number in 1..65535 (0..65535 when `allow_port_zero`: "pick a free port",
+// for --grpc-listen). INVALID_ARGUMENT naming `what` (e.g. "server.grpc_listen").
+absl::Status ParseListenAddress(const std::string& text, const std::string& what,
+                                bool allow_port_zero, std::string* host, int* port);
 
 // Durations as server.yaml takes them (also for CLI flags): "90s", "5m",
 // "2h", "30d", or a bare number of seconds; INVALID_ARGUMENT naming the text.

@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -49,6 +51,18 @@ int RunInit(const ParsedArgs& a) {
   return kExitOk;
 }
 
+// A connection costs a descriptor: the soft limit (often 1024) goes to the
+// hard limit so a flood meets the connection gate's caps, not EMFILE.
+void RaiseNofileLimit() {
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= r.rlim_max) return;
+  const rlim_t was = r.rlim_cur;
+  r.rlim_cur = r.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  Log(LogLevel::kInfo, "raised the open-files limit",
+      {{"soft_was", static_cast<uint64_t>(was)}, {"soft", static_cast<uint64_t>(r.rlim_cur)}});
+}
+
 int Serve(const ParsedArgs& a) {
   // Values, the master key and TLS keys pass through ordinary heap (OpenSSL,
   // libcurl): no core file, no same-uid ptrace.
@@ -76,7 +90,20 @@ int Serve(const ParsedArgs& a) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+  RaiseNofileLimit();
+
   service::ServerOptions options;
+  // The liveness probe gave up on the agent port: shut down as SIGTERM would
+  // and exit 1, so the service manager restarts us. If the orderly shutdown
+  // itself hangs (a wedged gRPC), exit anyway after 30 s.
+  options.on_agent_port_dead = [] {
+    ::kill(::getpid(), SIGTERM);
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::seconds(30));
+      std::fprintf(stderr, "vigosrv: shutdown after a dead agent port did not finish; exiting\n");
+      std::_Exit(kExitError);
+    }).detach();
+  };
   if (cfg->secrets_backend == "isopass") {
     // isopass has no file watch: the version poll (secrets.poll_interval) is
     // how a rotation is seen.
@@ -111,6 +138,10 @@ int Serve(const ParsedArgs& a) {
   // Shutdown may have come from elsewhere; wake the signal thread so it exits.
   if (!by_signal) pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
+  if (srv->agent_port_dead()) {
+    std::fprintf(stderr, "vigosrv: the agent port stopped completing TLS handshakes; exiting 1\n");
+    return kExitError;
+  }
   return kExitOk;
 }
 

@@ -1,7 +1,10 @@
 #include "server/service/vigo_server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_posix.h>
 #include <openssl/crypto.h>
@@ -29,6 +32,8 @@
 #include "sandbox/attestation.h"
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
+#include "server/service/agent_listener.h"
+#include "server/service/liveness_probe.h"
 #include "server/service/leak_scan.h"
 #include "server/tls/pki.h"
 #include "vigo/v1/admin.grpc.pb.h"
@@ -877,6 +882,10 @@ absl::StatusOr<uint64_t> VigoServer::Reload(const std::string& reason) {
     bundle_cache_state_ = nullptr;
   }
   last_reload_failed_ = false;
+  // The replaced state (and its bundle cache) is freed by now unless a call
+  // still holds it; glibc keeps freed heap mapped, so a reload from a large
+  // stack to a small one would keep the peak RSS for good (issue 13.8).
+  ::malloc_trim(0);
   (void)Audit({.event = "config.reload",
                .actor = "server",
                .envoy = "",
@@ -970,25 +979,100 @@ absl::Status VigoServer::Start(const std::string& listen) {
   OPENSSL_cleanse(ssl.pem_key_cert_pairs[0].private_key.data(),
                   ssl.pem_key_cert_pairs[0].private_key.size());
 
+  // The agent port is ours (agent_listener.h): bound here, so a port in use
+  // or a bad address fails the start with one line and before gRPC starts;
+  // gRPC only ever sees connections that passed the ClientHello gate.
+  {
+    std::string host;
+    int want_port = 0;
+    absl::Status parsed = ParseListenAddress(
+        addr, listen.empty() ? "server.grpc_listen" : "--grpc-listen",
+        /*allow_port_zero=*/true, &host, &want_port);
+    if (!parsed.ok()) return parsed;
+  }
+  AgentListenerOptions gate;
+  gate.address = addr;
+  gate.max_pending = options_.max_pending_handshakes;
+  gate.max_pending_per_source = options_.max_pending_handshakes_per_source;
+  gate.hello_timeout = options_.hello_timeout;
+  struct rlimit nofile {};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    // Pending connections must never be what exhausts the descriptors.
+    gate.max_pending =
+        std::min<size_t>(gate.max_pending, std::max<size_t>(16, nofile.rlim_cur / 4));
+  }
+  VIGO_ASSIGN_OR_RETURN(agent_listener_, AgentListener::Bind(gate));
+  port_ = agent_listener_->port();
+
   agent_service_ = std::make_unique<AgentServiceImpl>(this);
   grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default: a second vigosrv on the same port
-  // would then bind without error and silently take a share of the agents.
-  // Without it a port in use fails the start ("cannot listen on ...").
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(addr, creds, &port_);
+  // No AddListeningPort: gRPC's own listener would bring back its accept
+  // loop (which stops for good after one EMFILE) and SO_REUSEPORT.
+  agent_acceptor_ = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, creds);
+  const auto ms = [](std::chrono::seconds d) {
+    return static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+  };
+  // The rest of the handshake after the gate (TLS and the HTTP/2 preface): a
+  // client that completes mTLS and then sends nothing is closed here.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, ms(cfg_.handshake_timeout));
+  // Connections without calls are closed (GOAWAY); agents dial again at their
+  // next check-in, so an idle fleet holds no memory here.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(cfg_.max_connection_idle));
+  // The server pings connections (calls or not) after 2 min of silence and
+  // drops those that do not answer in 20 s: a vanished peer is noticed
+  // before max_connection_idle. Agents send no pings of their own, so the
+  // client-ping policing (max ping strikes) never applies to them.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 120 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // All agent connections together may hold at most this much gRPC buffer
+  // memory; under pressure gRPC shrinks per-connection buffers and refuses
+  // new calls with RESOURCE_EXHAUSTED instead of growing.
+  constexpr size_t kAgentPortMemoryQuota = size_t{512} << 20;
+  grpc::ResourceQuota quota("vigosrv-agent-port");
+  quota.Resize(kAgentPortMemoryQuota);
+  builder.SetResourceQuota(quota);
   builder.RegisterService(agent_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // Replies: a CheckIn carries one bundle of up to stacks' kMaxBundleBytes
   // (refused at load when larger); every other reply stays far below.
   builder.SetMaxSendMessageSize(static_cast<int>(kMaxBundleBytes + 64 * 1024));
   agent_server_ = builder.BuildAndStart();
-  if (!agent_server_ || port_ == 0) {
-    agent_server_.reset();
-    return absl::UnavailableError(StrCat("cannot listen on ", addr));
+  if (!agent_server_) {
+    agent_listener_.reset();
+    return absl::UnavailableError(StrCat("cannot start the agent service on ", addr));
   }
+  grpc::experimental::ExternalConnectionAcceptor* acceptor = agent_acceptor_.get();
+  agent_listener_->Start([acceptor](sandbox::UniqueFd fd, std::string first_bytes) {
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
+    p.fd = fd.release();  // gRPC owns it from here
+    if (!first_bytes.empty()) {
+      grpc::Slice slice(first_bytes);
+      p.read_buffer = grpc::ByteBuffer(&slice, 1);
+    }
+    acceptor->HandleNewConnection(&p);
+  });
   std::string host = addr.substr(0, addr.rfind(':'));
   listen_address_ = StrCat(host, ":", port_);
+  if (options_.liveness_interval.count() > 0) {
+    LivenessProbeOptions po;
+    po.target = agent_listener_->LoopbackTarget();
+    po.ca_pem = ca_pem;
+    po.interval = options_.liveness_interval;
+    po.timeout = options_.liveness_timeout;
+    po.failures_to_exit = options_.liveness_failures;
+    AgentListener* listener = agent_listener_.get();
+    po.before_connect = [listener](const std::string& source) {
+      listener->AllowPastCaps(source);
+    };
+    liveness_ = LivenessProbe::Start(po, [this](const std::string& why) {
+      Log(LogLevel::kError, "agent port is dead; exiting so the service manager restarts vigosrv",
+          {{"why", why}});
+      agent_port_dead_ = true;
+      if (options_.on_agent_port_dead) options_.on_agent_port_dead();
+    });
+  }
 
   fs::path run_dir = cfg_.root / "run";
   std::error_code ec;
@@ -1122,6 +1206,10 @@ void VigoServer::Shutdown() {
     (void)!::write(stop_pipe_[1], &c, 1);
   }
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  // Probe, then gate: no connection is handed to agent_server_ while or after
+  // it shuts down (the acceptor would neither serve nor close it).
+  if (liveness_) liveness_->Stop();
+  if (agent_listener_) agent_listener_->Stop();
   if (agent_server_) agent_server_->Shutdown(deadline);
   // The listener first (joins its thread, unlinks admin.sock): no connection
   // is handed to admin_server_ while or after it shuts down.

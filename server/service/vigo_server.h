@@ -27,6 +27,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -49,7 +50,10 @@
 
 namespace grpc {
 class Server;
+namespace experimental {
+class ExternalConnectionAcceptor;
 }
+}  // namespace grpc
 
 namespace vigo::server::service {
 
@@ -73,6 +77,21 @@ struct ServerOptions {
   EnvoyLimits limits;
   // How often ReportResult also prunes runs older than database.runs_retention.
   std::chrono::milliseconds runs_prune_interval{std::chrono::hours(1)};
+  // Agent port connection gate (issue 13.2, see agent_listener.h): caps on
+  // connections that have not yet sent their ClientHello, overall (further
+  // capped at a quarter of the soft RLIMIT_NOFILE) and per source address,
+  // and how long one may take to send it.
+  size_t max_pending_handshakes = 1024;
+  size_t max_pending_handshakes_per_source = 64;
+  std::chrono::milliseconds hello_timeout{5000};
+  // Liveness probe of the agent port (liveness_probe.h); interval 0 turns it
+  // off. After `liveness_failures` failed probes in a row the server logs one
+  // error line, agent_port_dead() becomes true and on_agent_port_dead runs
+  // (vigosrv: shut down and exit 1).
+  std::chrono::milliseconds liveness_interval{10000};
+  std::chrono::milliseconds liveness_timeout{5000};
+  int liveness_failures = 3;
+  std::function<void()> on_agent_port_dead;
 };
 
 class VigoServer {
@@ -89,6 +108,8 @@ class VigoServer {
   // "HOST:PORT" actually bound (port resolved when 0 was asked).
   const std::string& listen_address() const { return listen_address_; }
   int port() const { return port_; }
+  // True once the liveness probe gave up on the agent port (see ServerOptions).
+  bool agent_port_dead() const { return agent_port_dead_.load(); }
 
   // Reloads the stacks against the backend; on success bumps and returns the
   // new secrets_epoch and audits config.reload; on failure keeps the current
@@ -150,6 +171,13 @@ class VigoServer {
   std::mutex reload_mu_;
   std::atomic<bool> last_reload_failed_{false};
 
+  // Owns the agent port's listening socket and the pre-handshake gate; hands
+  // each connection to agent_server_ through agent_acceptor_. Stopped (with
+  // the probe) before agent_server_ shuts down.
+  std::unique_ptr<class AgentListener> agent_listener_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> agent_acceptor_;
+  std::unique_ptr<class LivenessProbe> liveness_;
+  std::atomic<bool> agent_port_dead_{false};
   std::unique_ptr<grpc::Server> agent_server_;
   std::unique_ptr<grpc::Server> admin_server_;
   std::unique_ptr<class AgentServiceImpl> agent_service_;

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,9 @@ class E2eFleet {
     for (const auto& [rel, text] : files) WriteFileOrDie(root_ / "stacks" / rel, text, 0644);
   }
 
+  // The soft RLIMIT_NOFILE the next StartServer() gives vigosrv (0: inherit).
+  void SetServerSoftNofile(rlim_t soft) { server_soft_nofile_ = soft; }
+
   bool StartServer() {
     StopServer();
     std::filesystem::path out = dir_.path() / "server.out";
@@ -103,6 +107,12 @@ class E2eFleet {
       int e = ::open(ServerLog().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       ::dup2(o, 1);
       ::dup2(e, 2);
+      if (server_soft_nofile_ > 0) {
+        struct rlimit lim {};
+        ::getrlimit(RLIMIT_NOFILE, &lim);
+        lim.rlim_cur = server_soft_nofile_;
+        if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(126);
+      }
       std::string bin = BinPath("vigosrv").string(), r = root_.string();
       ::execl(bin.c_str(), bin.c_str(), "--root", r.c_str(), "--grpc-listen", "127.0.0.1:0",
               static_cast<char*>(nullptr));
@@ -216,6 +226,7 @@ class E2eFleet {
   TempDir dir_;
   std::filesystem::path root_;
   pid_t server_pid_ = -1;
+  rlim_t server_soft_nofile_ = 0;
   int port_ = 0;
   std::string last_error_;
 };

@@ -25,6 +25,7 @@
 #include <thread>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -121,6 +122,8 @@ struct ServerFixtureOptions {
   std::map<std::string, std::string> secrets;  // vault path → value (test canaries)
   server::service::ServerOptions server_options;
   std::string require_hardening = "none";  // checkin.require_hardening
+  // Applied to the loaded server.yaml before the server is created.
+  std::function<void(server::ServerConfig&)> edit_config;
   bool start = true;
 };
 
@@ -149,6 +152,7 @@ class ServerFixture {
     }
     cfg_ = *cfg;
     cfg_.require_hardening = o.require_hardening;
+    if (o.edit_config) o.edit_config(cfg_);
     st = server::vault::CreateMasterKey(cfg_.SecretsDir());
     if (!st.ok()) {
       Fail("master key", st);
