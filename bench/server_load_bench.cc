@@ -392,6 +392,23 @@ int main(int argc, char** argv) {
   std::vector<int> sizes = {100, 1000};
   int rounds = 3;
   int ratio_iters = 300;
+  constexpr char kUsage[] =
+      "usage: server_load_bench [--envoys N[,N...]] [--rounds N] [--ratio-iters N]\n"
+      "  Starts a real vigosrv in a temp root and measures ResolveSecrets against a bare\n"
+      "  mTLS call, then check-in load per fleet size; prints Markdown for docs/BENCHMARKS.md.\n"
+      "  --envoys       fleet sizes (default 100,1000)\n"
+      "  --rounds       rounds per fleet size (default 3)\n"
+      "  --ratio-iters  calls per ratio measurement (default 300)\n";
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  if ((argc - 1) % 2 != 0) {
+    std::fprintf(stderr, "server_load_bench: flag %s needs a value\n%s", argv[argc - 1], kUsage);
+    return 2;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i], v = argv[i + 1];
     if (f == "--envoys") {

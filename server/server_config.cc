@@ -193,7 +193,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
         if (full == "server.grpc_listen") {
           std::string host;
           int port = 0;
-          absl::Status parsed = ParseListenAddress(v, full, /*allow_port_zero=*/false, &host, &port);
+          absl::Status parsed = ParseListenAddress(v, full, /*allow_port_zero=*/true, &host, &port);
           if (!parsed.ok()) {
             return absl::InvalidArgumentError(
                 StrCat(where(kv.first), ": ", std::string(parsed.message())));

@@ -63,5 +63,19 @@ TEST(VigocliTest, UnknownCommandIsUsage) {
   EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
 }
 
+// #13.23: `server_load_bench --help` printed nothing and ran the whole bench
+// (minutes, a real vigosrv). It prints usage and exits 0; a flag without a
+// value is a usage error. The bench binaries sit beside bin/ in the build.
+TEST(BenchTest, ServerLoadBenchHelpPrintsUsageAndRunsNothing) {
+  const std::string bench = (BinPath("..") / "bench" / "server_load_bench").string();
+  RunResult r = ::vigo::testing::Run({bench, "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("usage: server_load_bench"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("###"), std::string::npos) << "the bench ran: " << r.out;
+  r = ::vigo::testing::Run({bench, "--rounds"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--rounds needs a value"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace vigo::testing

@@ -132,5 +132,39 @@ TEST_F(VaultServerReloadTest, RolledBackVaultFileIsRefusedByARunningServer) {
   EXPECT_THAT(cli.out, HasSubstr("\"event\":\"secret.restore\""));
 }
 
+// #13.23: while the stacks fail to load, a changed secret must reach every
+// agent the same way. Daemons cache values per secrets_epoch, so the epoch
+// has to move even though the stacks stay the last good ones; with no
+// secret change it stays (no needless re-resolve).
+TEST_F(VaultServerReloadTest, SecretChangeReachesAgentsWhileStacksFailToLoad) {
+  Set("app/pw", "first");
+  StartServer("app/pw");
+  const uint64_t e0 = srv_->epoch();
+  WriteFileOrDie(fx_->root() / "stacks" / "roles.vgo", "roles: [unclosed\n", 0640);
+  auto r = srv_->Reload("test: broken stacks");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(srv_->epoch(), e0) << "nothing changed in the vault: the epoch stays";
+
+  Set("app/pw", "second");
+  r = srv_->Reload("test: broken stacks, changed secret");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("roles.vgo"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("referenced secrets changed"));
+  const uint64_t e1 = srv_->epoch();
+  EXPECT_GT(e1, e0);
+  EXPECT_EQ(Served("app/pw"), "second");
+  r = srv_->Reload("test: broken stacks, nothing new");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(srv_->epoch(), e1);
+
+  // A deleted referenced secret moves it too: every agent re-resolves and is
+  // told the same thing.
+  RunResult d = Cli({"secrets", "delete", "app/pw"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  r = srv_->Reload("test: broken stacks, deleted secret");
+  ASSERT_FALSE(r.ok());
+  EXPECT_GT(srv_->epoch(), e1);
+}
+
 }  // namespace
 }  // namespace vigo::testing
