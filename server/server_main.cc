@@ -110,6 +110,14 @@ int Serve(const ParsedArgs& a) {
     options.poll_interval =
         std::chrono::duration_cast<std::chrono::milliseconds>(cfg->isopass_poll_interval);
   }
+  // A bad --grpc-listen is a usage problem: say so before anything loads.
+  if (auto flag = a.Get("grpc-listen"); flag.has_value()) {
+    std::string host;
+    int port = 0;
+    absl::Status parsed =
+        ParseListenAddress(*flag, "--grpc-listen", /*allow_port_zero=*/true, &host, &port);
+    if (!parsed.ok()) return Fail(std::string(parsed.message()));
+  }
   auto server = service::VigoServer::Create(*cfg, nullptr, options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   absl::Status st = (*server)->Start(a.Get("grpc-listen").value_or(""));

@@ -31,6 +31,7 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/utf8_text.h"
 #include "server/stacks.h"
 #include "server/stacks/model.h"
 
@@ -99,36 +100,9 @@ std::atomic<uint64_t> g_policy_generation{0};
 size_t FirstBadUtf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == 0) return i;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > s.size()) return i;
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-      return i;
-    }
+    if (s[i] == '\0') return i;
+    size_t len = Utf8SequenceLength(s, i);  // 0: not a well-formed sequence
+    if (len == 0) return i;
     i += len;
   }
   return std::string_view::npos;

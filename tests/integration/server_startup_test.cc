@@ -1,6 +1,10 @@
 // The real vigosrv and vigocli binaries: init, fail-fast start-up, envoy
 // certificates, admin reload, SIGHUP, revocation through the CLI.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "gtest/gtest.h"
@@ -123,6 +127,53 @@ TEST_F(ServerStartupTest, DuplicateKeyInServerYamlNamesBothLines) {
 TEST_F(ServerStartupTest, LogJsonThatIsNotABooleanIsAnError) {
   WriteFileOrDie(root_ / "server.yaml", "log:\n  json: maybe\n", 0640);
   ExpectOneLineNaming(Serve(), {"server.yaml:2", "log.json", "maybe", "true or false"});
+}
+
+// #13.23: port 99999 was accepted (gRPC listened on 99999 mod 65536), and a
+// listen failure printed gRPC's own dump before the promised one line.
+TEST_F(ServerStartupTest, PortOutOfRangeIsAnErrorNamingTheKey) {
+  std::string yaml = ReadAllFile(root_ / "server.yaml");
+  ASSERT_NE(yaml.find("127.0.0.1:1530"), std::string::npos);
+  yaml.replace(yaml.find("127.0.0.1:1530"), 14, "127.0.0.1:99999");
+  WriteFileOrDie(root_ / "server.yaml", yaml, 0640);
+  ExpectOneLineNaming(::vigo::testing::Run({BinPath("vigosrv").string(), "--root", root_.string()}),
+                      {"server.yaml:", "server.grpc_listen", "99999"});
+  yaml.replace(yaml.find("127.0.0.1:99999"), 15, "127.0.0.1:1530");
+  WriteFileOrDie(root_ / "server.yaml", yaml, 0640);
+  ExpectOneLineNaming(::vigo::testing::Run({BinPath("vigosrv").string(), "--root", root_.string(),
+                                            "--grpc-listen", "127.0.0.1:70000"}),
+                      {"70000"});
+}
+
+TEST_F(ServerStartupTest, PortInUseIsExactlyOneLine) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  RunResult r = ::vigo::testing::Run({"/usr/bin/timeout", "20", BinPath("vigosrv").string(),
+                                      "--root", root_.string(), "--grpc-listen", addr});
+  ::close(fd);
+  // The stacks are loaded before the port is bound, so the info line
+  // "stacks loaded" may come first; what must not is gRPC's own output, and
+  // the cause is one `vigosrv:` line, the last.
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto lines = Lines(r.err);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines.back().find("vigosrv: cannot listen on " + addr), std::string::npos) << r.err;
+  EXPECT_NE(lines.back().find("in use"), std::string::npos) << r.err;
+  int ours = 0;
+  for (const std::string& l : lines) {
+    if (l.rfind("vigosrv:", 0) == 0) ++ours;
+    EXPECT_EQ(l.find("grpc"), std::string::npos) << "gRPC output: " << l;
+    EXPECT_EQ(l.find("chttp2"), std::string::npos) << "gRPC output: " << l;
+  }
+  EXPECT_EQ(ours, 1) << r.err;
 }
 
 TEST_F(ServerStartupTest, MalformedServerYamlFails) {
