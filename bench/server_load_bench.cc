@@ -250,29 +250,83 @@ void EnvoyLoop(const std::string& target, const Creds& c, int rounds, Ops* ops) 
   }
 }
 
-void LoadRun(int n, int rounds) {
-  Root root = MakeRoot();
-  std::vector<Creds> envoys = IssueEnvoys(root, n);
+// The vigosrv binary beside this bench, serving `root` on a free port;
+// stdout (the "listening on" line) and stderr go to files in the root's parent.
+struct Served {
+  std::unique_ptr<sandbox::ChildProcess> child;
+  std::string target;
+  fs::path err_file;
+};
+
+Served SpawnServer(const Root& root) {
   fs::path self = fs::read_symlink("/proc/self/exe");
   fs::path vigosrv = self.parent_path().parent_path() / "bin" / "vigosrv";
   fs::path out_file = root.dir.parent_path() / "vigosrv.out";
+  Served s;
+  s.err_file = root.dir.parent_path() / "vigosrv.err";
   sandbox::UniqueFd out(::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  sandbox::UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  sandbox::UniqueFd err(
+      ::open(s.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   sandbox::SpawnOptions so;
   so.argv = {vigosrv.string(), "--root", root.dir.string(), "--grpc-listen", "127.0.0.1:0"};
   so.env = {"PATH=/usr/bin:/bin"};
-  so.fd_map = {{1, out.get()}, {2, devnull.get()}};
+  so.fd_map = {{1, out.get()}, {2, err.get()}};
   auto child = sandbox::ChildProcess::Spawn(so);
   if (!child.ok()) Die(StrCat("spawn ", vigosrv.string()));
-  std::string target;
-  for (int i = 0; i < 200 && target.empty(); ++i) {
+  s.child = std::make_unique<sandbox::ChildProcess>(std::move(*child));
+  for (int i = 0; i < 1200 && s.target.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::string text = ReadAll(out_file);
     size_t at = text.find("listening on ");
     size_t end = text.find('\n', at == std::string::npos ? 0 : at);
-    if (at != std::string::npos && end != std::string::npos) target = text.substr(at + 13, end - at - 13);
+    if (at != std::string::npos && end != std::string::npos) s.target = text.substr(at + 13, end - at - 13);
   }
-  if (target.empty()) Die("vigosrv did not start");
+  if (s.target.empty()) Die("vigosrv did not start: " + ReadAll(s.err_file));
+  return s;
+}
+
+// #13.8: RSS of vigosrv serving a stack of `resources` file resources, then
+// after a SIGHUP reload to the small stack (memory must be given back).
+void ReloadRssRun(int resources) {
+  Root root = MakeRoot();
+  std::string big = "configcrate: big\nresources:\n";
+  for (int i = 0; i < resources; ++i) {
+    StrAppend(&big, "  - name: big-", i, "\n    type: file\n    target_path: /srv/big/f", i,
+              "\n    mode: \"0644\"\n    content: \"line of content for file number ", i, "\"\n");
+  }
+  std::ofstream(root.dir / "stacks" / "configcrates" / "big.vgo") << big;
+  std::ofstream(root.dir / "stacks" / "roles.vgo")
+      << "roles:\n  app:\n    configcrates: [app, big]\n";
+  const double stack_mb = static_cast<double>(big.size()) / (1024.0 * 1024.0);
+  Served s = SpawnServer(root);
+  const int64_t rss_big = ProcKb(s.child->pid(), "VmRSS:");
+  fs::remove(root.dir / "stacks" / "configcrates" / "big.vgo");
+  std::ofstream(root.dir / "stacks" / "roles.vgo") << "roles:\n  app:\n    configcrates: [app]\n";
+  ::kill(s.child->pid(), SIGHUP);
+  bool reloaded = false;
+  for (int i = 0; i < 600 && !reloaded; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    reloaded = ReadAll(s.err_file).find("reloaded") != std::string::npos;
+  }
+  if (!reloaded) Die("vigosrv did not reload: " + ReadAll(s.err_file));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const int64_t rss_small = ProcKb(s.child->pid(), "VmRSS:");
+  const int64_t hwm = ProcKb(s.child->pid(), "VmHWM:");
+  s.child->Kill(SIGTERM);
+  (void)s.child->WaitFor(std::chrono::seconds(10));
+  std::printf("| %d | %.1f | %.0f | %.0f | %.0f | %.2f |\n", resources, stack_mb, rss_big / 1024.0,
+              hwm / 1024.0, rss_small / 1024.0,
+              rss_big > 0 ? static_cast<double>(rss_small) / static_cast<double>(rss_big) : 0.0);
+  std::error_code ec;
+  fs::remove_all(root.dir.parent_path(), ec);
+}
+
+void LoadRun(int n, int rounds) {
+  Root root = MakeRoot();
+  std::vector<Creds> envoys = IssueEnvoys(root, n);
+  Served served = SpawnServer(root);
+  const std::string& target = served.target;
+  auto& child = served.child;
   const int64_t rss_idle = ProcKb(child->pid(), "VmRSS:");
 
   std::vector<Ops> ops(static_cast<size_t>(n));
@@ -392,13 +446,16 @@ int main(int argc, char** argv) {
   std::vector<int> sizes = {100, 1000};
   int rounds = 3;
   int ratio_iters = 300;
+  std::vector<int> reload_sizes = {100000};
   constexpr char kUsage[] =
       "usage: server_load_bench [--envoys N[,N...]] [--rounds N] [--ratio-iters N]\n"
+      "                         [--reload-resources N[,N...]]\n"
       "  Starts a real vigosrv in a temp root and measures ResolveSecrets against a bare\n"
       "  mTLS call, then check-in load per fleet size; prints Markdown for docs/BENCHMARKS.md.\n"
       "  --envoys       fleet sizes (default 100,1000)\n"
       "  --rounds       rounds per fleet size (default 3)\n"
-      "  --ratio-iters  calls per ratio measurement (default 300)\n";
+      "  --ratio-iters  calls per ratio measurement (default 300)\n"
+      "  --reload-resources  stack sizes for the reload-RSS run (default 100000)\n";
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::fputs(kUsage, stdout);
@@ -420,6 +477,11 @@ int main(int argc, char** argv) {
       rounds = std::atoi(v.c_str());
     } else if (f == "--ratio-iters") {
       ratio_iters = std::atoi(v.c_str());
+    } else if (f == "--reload-resources") {
+      reload_sizes.clear();
+      std::stringstream ss(v);
+      std::string item;
+      while (std::getline(ss, item, ',')) reload_sizes.push_back(std::atoi(item.c_str()));
     } else {
       Die(StrCat("unknown flag ", f));
     }
@@ -440,5 +502,10 @@ int main(int argc, char** argv) {
               "ReportResult | calls/s | server RSS MiB idle / after / peak |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int n : sizes) LoadRun(n, rounds);
+  std::printf("\n### Server memory after a reload from a large to a small stack (MiB)\n\n");
+  std::printf("| resources | stack MiB | RSS serving it | peak | RSS after reload to small | "
+              "after / before |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- |\n");
+  for (int n : reload_sizes) ReloadRssRun(n);
   return 0;
 }

@@ -162,17 +162,26 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
   if (out) out->set_envoy_name(std::string(envoy_name));
   std::set<std::string> used;
   bool ok = true;
-  // Upper bound of the serialized bundle: a length-delimited field costs at
-  // most kField bytes beyond its payload (tag ≤ 2 bytes, length varint ≤ 5,
-  // rounded up); a resource's scalar fields and its own framing fit in
-  // kResource. Envoy-name pieces count as the longest name ValidateEnvoyName
-  // accepts, so the bound holds for every envoy the rule matches.
-  constexpr size_t kField = 8;
-  constexpr size_t kResource = 64;
+  // Upper bound of the serialized bundle. Envoy-name pieces count as the
+  // longest name ValidateEnvoyName accepts, so the bound holds for every
+  // envoy the rule matches; Compile checks it against the real size. A field's tag is at most 2 bytes; its length prefix is the varint of the
+  // payload size. A resource's framing (tag + length) and its scalar fields
+  // (timeout_seconds) fit in kResource.
+  constexpr size_t kTag = 2;
+  constexpr size_t kResource = 2 * 6 + 11;
   constexpr size_t kLongestEnvoyName = 253;
-  size_t bound = kField + kLongestEnvoyName + 64 /* epoch, policy version, digest framing */ +
-                 64 /* sha-256 hex digest */;
-  auto count = [&](size_t payload) { bound += kField + payload; };
+  auto varint = [](size_t n) {
+    size_t len = 1;
+    while (n >= 0x80) {
+      n >>= 7;
+      ++len;
+    }
+    return len;
+  };
+  auto field = [&](size_t payload) { return kTag + varint(payload) + payload; };
+  size_t bound = field(kLongestEnvoyName) + 2 * (kTag + 10) /* epoch, policy version */ +
+                 field(64) /* sha-256 hex digest */;
+  auto count = [&](size_t payload) { bound += field(payload); };
   std::string scratch;  // the trial (out == nullptr) renders here when it must look
   // Renders `t` into `dst` (or `scratch` when dst is null and the text must
   // be looked at: `need_text`, or several pieces that could join into marker
@@ -182,7 +191,7 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     std::string* s = dst ? dst : (need_text || joined ? &scratch : nullptr);
     if (s) s->clear();
     if (refs) refs->insert(t.refs.begin(), t.refs.end());
-    bound += kField;
+    size_t text_bytes = 0;  // this field's payload, for the bound
     size_t piece_prefixes = 0;  // marker prefixes inside single pieces
     auto append = [&](std::string_view piece) {
       if (!s) return;
@@ -192,15 +201,15 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     for (const Piece& p : t.pieces) {
       switch (p.kind) {
         case PieceKind::kLiteral:
-          bound += p.text.size();
+          text_bytes += p.text.size();
           append(p.text);
           break;
         case PieceKind::kEnvoyName:
-          bound += kLongestEnvoyName;
+          text_bytes += kLongestEnvoyName;
           append(envoy_name);
           break;
         case PieceKind::kSecretFile:
-          bound += kSecretFilePlaceholder.size();
+          text_bytes += kSecretFilePlaceholder.size();
           append(kSecretFilePlaceholder);
           break;
         case PieceKind::kVar: {
@@ -221,12 +230,13 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
           }
           used.insert(p.text);
           if (refs && it->second.has_ref) refs->insert(it->second.ref_path);
-          bound += it->second.value.size();
+          text_bytes += it->second.value.size();
           append(it->second.value);
           break;
         }
       }
     }
+    count(text_bytes);
     // Markers come only from `secret:` references, each whole inside one
     // piece. Pieces that join into marker text (`{{ .Vars.a }}{{ .Vars.b }}`
     // spelling __VIGO_SECRET__...__END__) would forge a reference the load
@@ -262,7 +272,8 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     count(r.crate.size());
     count(r.state.size());
     for (const auto& [dep, loc] : r.depends_on) count(dep.size());
-    for (const auto& [name, value] : r.environment) count(name.size() + kField /* EnvVar */);
+    // An EnvVar's name; its framing (the value is counted by render).
+    for (const auto& [name, value] : r.environment) bound += field(name.size()) + kTag + 5;
     if (pr) {
       pr->set_name(r.name);
       pr->set_type(r.type);
@@ -330,7 +341,8 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     }
   }
   for (const std::string& name : used) {
-    count(name.size() + kField + rule.scope.at(name).value.size() + kField /* Var */);
+    const size_t var = field(name.size()) + field(rule.scope.at(name).value.size());
+    bound += kTag + varint(var) + var;
   }
   if (refs) {
     for (const std::string& p : *refs) count(p.size());  // secret_refs
@@ -423,7 +435,9 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   }
   CompiledBundle out;
   si::ErrorSink sink;
-  if (!si::BuildBundle(*model_, *rule, envoy_name, &sink, &out.bundle)) {
+  size_t bound = 0;
+  std::set<std::string> bound_refs;  // so the bound counts secret_refs as the load's does
+  if (!si::BuildBundle(*model_, *rule, envoy_name, &sink, &out.bundle, &bound_refs, &bound)) {
     // Load ran the same checks for this rule with a stand-in name; only text
     // glued to this envoy's name (a path it completes, marker text it
     // completes) can fail here. Refuse the bundle rather than send it.
@@ -436,7 +450,14 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   VIGO_ASSIGN_OR_RETURN(out.entitlement, si::FinalizeBundle(&out.bundle));
   // The load bounded this rule's bundle (kMaxBundleBytes); this is the
   // second wall, so an error in the bound cannot send what no agent takes.
-  if (size_t n = out.bundle.ByteSizeLong(); n > kMaxBundleBytes) {
+  const size_t n = out.bundle.ByteSizeLong();
+  if (n > bound) {
+    // The load-time bound must never be below a real bundle: that would let
+    // the load accept a rule no agent can receive.
+    return absl::InternalError(StrCat("bundle of envoy '", envoy_name, "' is ", n,
+                                      " bytes, above its computed bound ", bound));
+  }
+  if (n > kMaxBundleBytes) {
     return absl::FailedPreconditionError(
         StrCat("the bundle of envoy '", envoy_name, "' is ", n, " bytes, more than the ",
                kMaxBundleBytes, "-byte limit"));
