@@ -265,8 +265,7 @@ Served SpawnServer(const Root& root) {
   Served s;
   s.err_file = root.dir.parent_path() / "vigosrv.err";
   sandbox::UniqueFd out(::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  sandbox::UniqueFd err(
-      ::open(s.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  sandbox::UniqueFd err(::open(s.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   sandbox::SpawnOptions so;
   so.argv = {vigosrv.string(), "--root", root.dir.string(), "--grpc-listen", "127.0.0.1:0"};
   so.env = {"PATH=/usr/bin:/bin"};
@@ -279,7 +278,8 @@ Served SpawnServer(const Root& root) {
     std::string text = ReadAll(out_file);
     size_t at = text.find("listening on ");
     size_t end = text.find('\n', at == std::string::npos ? 0 : at);
-    if (at != std::string::npos && end != std::string::npos) s.target = text.substr(at + 13, end - at - 13);
+    if (at != std::string::npos && end != std::string::npos)
+      s.target = text.substr(at + 13, end - at - 13);
   }
   if (s.target.empty()) Die("vigosrv did not start: " + ReadAll(s.err_file));
   return s;
@@ -503,8 +503,9 @@ int main(int argc, char** argv) {
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int n : sizes) LoadRun(n, rounds);
   std::printf("\n### Server memory after a reload from a large to a small stack (MiB)\n\n");
-  std::printf("| resources | stack MiB | RSS serving it | peak | RSS after reload to small | "
-              "after / before |\n");
+  std::printf(
+      "| resources | stack MiB | RSS serving it | peak | RSS after reload to small | "
+      "after / before |\n");
   std::printf("| --- | --- | --- | --- | --- | --- |\n");
   for (int n : reload_sizes) ReloadRssRun(n);
   return 0;

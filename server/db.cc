@@ -174,11 +174,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::OpenFile(const std::filesyst
     }
   }
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(
-      path.c_str(), &raw,
-      SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX |
-          SQLITE_OPEN_NOFOLLOW,
-      nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
+                               SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+                           nullptr);
   if (rc != SQLITE_OK) {
     absl::Status st = SqliteError(raw, "open", path);
     sqlite3_close(raw);

@@ -150,8 +150,8 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
   auto once = [&](const std::string& name, const YAML::Node& n) -> absl::Status {
     auto [it, fresh] = seen.emplace(name, n.Mark().line + 1);
     if (fresh) return absl::OkStatus();
-    return absl::InvalidArgumentError(StrCat(where(n), ": duplicate key '", name,
-                                             "' (first given on line ", it->second, ")"));
+    return absl::InvalidArgumentError(
+        StrCat(where(n), ": duplicate key '", name, "' (first given on line ", it->second, ")"));
   };
   try {
     for (const auto& sec : doc) {

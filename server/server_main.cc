@@ -14,11 +14,11 @@
 #include <thread>
 #include <vector>
 
-#include "sandbox/lockdown.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "sandbox/lockdown.h"
 #include "server/init.h"
 #include "server/server_config.h"
 #include "server/service/vigo_server.h"

@@ -67,12 +67,12 @@ namespace vigo::ipc {
 inline constexpr int kWorkerSocketFd = 3;
 
 enum class MsgType : uint8_t {
-  kHello = 1,    // worker → broker: serialized vigo.v1.AttestationReport (no values)
-  kBundle = 2,   // broker → worker: serialized vigo.v1.PolicyBundle (markers only)
-  kResolve = 3,  // worker → broker: one secret path (CONTRACT §3 grammar)
-  kValue = 4,    // broker → worker: the value bytes, into a SecretBuffer
-  kReport = 5,   // worker → broker: serialized vigo.v1.WorkerReport (no values)
-  kDone = 6,     // broker → worker: run finished; empty payload
+  kHello = 1,         // worker → broker: serialized vigo.v1.AttestationReport (no values)
+  kBundle = 2,        // broker → worker: serialized vigo.v1.PolicyBundle (markers only)
+  kResolve = 3,       // worker → broker: one secret path (CONTRACT §3 grammar)
+  kValue = 4,         // broker → worker: the value bytes, into a SecretBuffer
+  kReport = 5,        // worker → broker: serialized vigo.v1.WorkerReport (no values)
+  kDone = 6,          // broker → worker: run finished; empty payload
   kResolveBatch = 7,  // worker → broker: 1..kMaxRefsPerBatch paths, '\n'-separated
   kValues = 8,        // broker → worker: values of a prefix of the batch, into a SecretBuffer
 };

@@ -31,7 +31,8 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr auto kWarnEvery = std::chrono::seconds(10);
 
 uint16_t PortOf(const struct sockaddr_storage& ss) {
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<const struct sockaddr_in6*>(&ss)->sin6_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<const struct sockaddr_in6*>(&ss)->sin6_port);
   return ntohs(reinterpret_cast<const struct sockaddr_in*>(&ss)->sin_port);
 }
 
@@ -95,7 +96,9 @@ absl::StatusOr<std::unique_ptr<AgentListener>> AgentListener::Bind(
   };
   std::string host;
   int port = 0;
-  if (absl::Status st = ParseListenAddress(addr, "listen address", /*allow_port_zero=*/true, &host, &port); !st.ok()) {
+  if (absl::Status st =
+          ParseListenAddress(addr, "listen address", /*allow_port_zero=*/true, &host, &port);
+      !st.ok()) {
     return fail(std::string(st.message()));
   }
   struct addrinfo hints {};
@@ -109,8 +112,8 @@ absl::StatusOr<std::unique_ptr<AgentListener>> AgentListener::Bind(
   std::unique_ptr<struct addrinfo, void (*)(struct addrinfo*)> owned(res, ::freeaddrinfo);
 
   std::unique_ptr<AgentListener> l(new AgentListener(options));
-  l->listen_fd_ = sandbox::UniqueFd(
-      ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  l->listen_fd_ =
+      sandbox::UniqueFd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!l->listen_fd_) return fail(std::strerror(errno));
   // SO_REUSEADDR only lets us bind over TIME_WAIT remnants of an earlier
   // server; unlike SO_REUSEPORT it never lets two listeners share the port.
@@ -128,9 +131,9 @@ absl::StatusOr<std::unique_ptr<AgentListener>> AgentListener::Bind(
     return fail(std::strerror(errno));
   }
   l->family_ = bound.ss_family;
-  l->port_ = ntohs(bound.ss_family == AF_INET6
-                       ? reinterpret_cast<struct sockaddr_in6*>(&bound)->sin6_port
-                       : reinterpret_cast<struct sockaddr_in*>(&bound)->sin_port);
+  l->port_ =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<struct sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<struct sockaddr_in*>(&bound)->sin_port);
   l->bound_host_ = SourceKey(bound);
   l->stop_fd_ = sandbox::UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!l->stop_fd_) return fail(StrCat("eventfd: ", std::strerror(errno)));
@@ -197,8 +200,8 @@ void AgentListener::Loop() {
   add(stop_fd_.get(), 0, EPOLLIN);
   add(listen_fd_.get(), 1, EPOLLIN);
 
-  std::map<int, Pending> pending;                       // by fd
-  std::map<std::string, size_t> per_source;             // pending count by source
+  std::map<int, Pending> pending;                                      // by fd
+  std::map<std::string, size_t> per_source;                            // pending count by source
   std::deque<std::tuple<Clock::time_point, int, uint64_t>> deadlines;  // in arrival order
   uint64_t next_id = 1;
   bool listening = true;
@@ -336,7 +339,8 @@ void AgentListener::Loop() {
     while (true) {
       size_t want = kRecordHeader;
       if (b.size() >= kRecordHeader) {
-        const size_t body = (static_cast<unsigned char>(b[3]) << 8) | static_cast<unsigned char>(b[4]);
+        const size_t body =
+            (static_cast<unsigned char>(b[3]) << 8) | static_cast<unsigned char>(b[4]);
         if (static_cast<unsigned char>(b[0]) != kHandshakeRecord || body == 0 ||
             body > kMaxRecordBody) {
           drop(fd, &Counters::not_tls);

@@ -96,15 +96,15 @@ class AgentListener {
   bool running() const { return running_.load(); }
 
   struct Counters {
-    uint64_t accepted = 0;       // accept4 returned a connection
-    uint64_t handed = 0;         // passed the gate
-    uint64_t over_cap = 0;       // closed: max_pending reached
+    uint64_t accepted = 0;         // accept4 returned a connection
+    uint64_t handed = 0;           // passed the gate
+    uint64_t over_cap = 0;         // closed: max_pending reached
     uint64_t over_source_cap = 0;  // closed: max_pending_per_source reached
-    uint64_t timed_out = 0;      // closed: no complete first record in time
-    uint64_t not_tls = 0;        // closed: first record not a TLS handshake record / too big
-    uint64_t closed_early = 0;   // the peer closed (or failed) before its first record
-    uint64_t accept_errors = 0;  // EMFILE, ENFILE, ENOBUFS, ENOMEM
-    uint64_t pending = 0;        // now waiting for a first record
+    uint64_t timed_out = 0;        // closed: no complete first record in time
+    uint64_t not_tls = 0;          // closed: first record not a TLS handshake record / too big
+    uint64_t closed_early = 0;     // the peer closed (or failed) before its first record
+    uint64_t accept_errors = 0;    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    uint64_t pending = 0;          // now waiting for a first record
   };
   Counters counters() const;
 

@@ -1,17 +1,17 @@
 #include "server/service/vigo_server.h"
 
 #include <fcntl.h>
-#include <malloc.h>
-#include <sys/resource.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_posix.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,8 +33,8 @@
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
 #include "server/service/agent_listener.h"
-#include "server/service/liveness_probe.h"
 #include "server/service/leak_scan.h"
+#include "server/service/liveness_probe.h"
 #include "server/tls/pki.h"
 #include "vigo/v1/admin.grpc.pb.h"
 #include "vigo/v1/agent.grpc.pb.h"
@@ -238,12 +238,11 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     //    record names is exactly what the reply carries: the longest prefix
     //    of the refs (in request order) whose sealed values fit; the rest are
     //    counted in `deferred`, not read (but the one that did not fit),
-    //    released or audited, and the agent asks again. A missing secret, a backend error or a single value that
-    //    can never fit a reply is answered with one "failed" record and no
-    //    "ok" record. Then the "ok" record is queued and committed while the
-    //    sealer is set up and the values are sealed; the handler waits for it
-    //    before replying. If anything fails after it was queued, a second
-    //    record with outcome "failed" and the same call id says nothing was
+    //    released or audited, and the agent asks again. A missing secret, a backend error or a
+    //    single value that can never fit a reply is answered with one "failed" record and no "ok"
+    //    record. Then the "ok" record is queued and committed while the sealer is set up and the
+    //    values are sealed; the handler waits for it before replying. If anything fails after it
+    //    was queued, a second record with outcome "failed" and the same call id says nothing was
     //    released.
     if (req->recipient_key().size() != kSealKeyLen) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -985,9 +984,9 @@ absl::Status VigoServer::Start(const std::string& listen) {
   {
     std::string host;
     int want_port = 0;
-    absl::Status parsed = ParseListenAddress(
-        addr, listen.empty() ? "server.grpc_listen" : "--grpc-listen",
-        /*allow_port_zero=*/true, &host, &want_port);
+    absl::Status parsed =
+        ParseListenAddress(addr, listen.empty() ? "server.grpc_listen" : "--grpc-listen",
+                           /*allow_port_zero=*/true, &host, &want_port);
     if (!parsed.ok()) return parsed;
   }
   AgentListenerOptions gate;
@@ -1063,9 +1062,7 @@ absl::Status VigoServer::Start(const std::string& listen) {
     po.timeout = options_.liveness_timeout;
     po.failures_to_exit = options_.liveness_failures;
     AgentListener* listener = agent_listener_.get();
-    po.before_connect = [listener](const std::string& source) {
-      listener->AllowPastCaps(source);
-    };
+    po.before_connect = [listener](const std::string& source) { listener->AllowPastCaps(source); };
     liveness_ = LivenessProbe::Start(po, [this](const std::string& why) {
       Log(LogLevel::kError, "agent port is dead; exiting so the service manager restarts vigosrv",
           {{"why", why}});

@@ -164,7 +164,8 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
   bool ok = true;
   // Upper bound of the serialized bundle. Envoy-name pieces count as the
   // longest name ValidateEnvoyName accepts, so the bound holds for every
-  // envoy the rule matches; Compile checks it against the real size. A field's tag is at most 2 bytes; its length prefix is the varint of the
+  // envoy the rule matches; Compile checks it against the real size. A
+  // field's tag is at most 2 bytes; its length prefix is the varint of the
   // payload size. A resource's framing (tag + length) and its scalar fields
   // (timeout_seconds) fit in kResource.
   constexpr size_t kTag = 2;
@@ -191,7 +192,7 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     std::string* s = dst ? dst : (need_text || joined ? &scratch : nullptr);
     if (s) s->clear();
     if (refs) refs->insert(t.refs.begin(), t.refs.end());
-    size_t text_bytes = 0;  // this field's payload, for the bound
+    size_t text_bytes = 0;      // this field's payload, for the bound
     size_t piece_prefixes = 0;  // marker prefixes inside single pieces
     auto append = [&](std::string_view piece) {
       if (!s) return;
@@ -458,9 +459,9 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
                                       " bytes, above its computed bound ", bound));
   }
   if (n > kMaxBundleBytes) {
-    return absl::FailedPreconditionError(
-        StrCat("the bundle of envoy '", envoy_name, "' is ", n, " bytes, more than the ",
-               kMaxBundleBytes, "-byte limit"));
+    return absl::FailedPreconditionError(StrCat("the bundle of envoy '", envoy_name, "' is ", n,
+                                                " bytes, more than the ", kMaxBundleBytes,
+                                                "-byte limit"));
   }
   // The envoy name is the one input the trial compile at load did not see.
   // It cannot legitimately add or remove a marker; if it did (text glued to

@@ -964,8 +964,8 @@ void Parser::ResolveRule(si::Rule* rule) {
   // stop every envoy of the rule at check-in: refuse it here (#13.9).
   if (max_bytes > kMaxBundleBytes) {
     Error(rule->loc, "match",
-          StrCat("the bundle of ", who, " can be up to ", max_bytes,
-                 " bytes, more than the ", kMaxBundleBytes,
+          StrCat("the bundle of ", who, " can be up to ", max_bytes, " bytes, more than the ",
+                 kMaxBundleBytes,
                  "-byte limit of one bundle; split these resources across rules or move large "
                  "content into secret_file or files the node fetches"));
   }

@@ -74,20 +74,24 @@ std::map<std::string, std::string> AgentStacks(const std::string& out_dir) {
        "    target_path: /var/cache/app\n"
        "  - name: register\n"
        "    type: exec\n"
-       "    command: [\"/usr/bin/tee\", \"" + out_dir + "/stdin-copy\"]\n"
-       "    stdin: \"secret:app/token\"\n"
-       "    creates: /var/lib/app/registered\n"
-       "  - name: mark-registered\n"
-       "    type: exec\n"
-       "    command: [\"/usr/bin/touch\", \"" + out_dir + "/root/var/lib/app/registered\"]\n"
-       "    creates: /var/lib/app/registered\n"
-       "    depends_on: [register]\n"
-       "  - name: env-dump\n"
-       "    type: exec\n"
-       "    command: [\"/bin/sh\", \"-c\", \"cat /proc/$$/environ /proc/$$/cmdline > " + out_dir +
-           "/env-dump; ls -l /proc/$$/fd > " + out_dir + "/fd-dump; touch " + out_dir +
+       "    command: [\"/usr/bin/tee\", \"" +
+           out_dir +
+           "/stdin-copy\"]\n"
+           "    stdin: \"secret:app/token\"\n"
+           "    creates: /var/lib/app/registered\n"
+           "  - name: mark-registered\n"
+           "    type: exec\n"
+           "    command: [\"/usr/bin/touch\", \"" +
+           out_dir +
+           "/root/var/lib/app/registered\"]\n"
+           "    creates: /var/lib/app/registered\n"
+           "    depends_on: [register]\n"
+           "  - name: env-dump\n"
+           "    type: exec\n"
+           "    command: [\"/bin/sh\", \"-c\", \"cat /proc/$$/environ /proc/$$/cmdline > " +
+           out_dir + "/env-dump; ls -l /proc/$$/fd > " + out_dir + "/fd-dump; touch " + out_dir +
            "/root/var/lib/app/env-dumped\"]\n"
-       "    creates: /var/lib/app/env-dumped\n"},
+           "    creates: /var/lib/app/env-dumped\n"},
   };
 }
 

@@ -129,7 +129,9 @@ TEST(CliReadVerbsTest, SecretsStatusExitCodeSaysLockedOrNotInitialized) {
   EXPECT_FALSE(fs::exists(root / "secrets")) << "status created the vault dir";
   EXPECT_FALSE(fs::exists(root / "db")) << "status created the database";
   WriteFileOrDie(in.path() / "pass", "a long test passphrase 123\n");
-  ASSERT_EQ(vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root.string()}).exit_code, 0);
+  ASSERT_EQ(
+      vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root.string()}).exit_code,
+      0);
   ASSERT_EQ(CliAt(root, {"secrets", "init", "--passphrase-file", (in.path() / "pass").string()})
                 .exit_code,
             0);

@@ -30,10 +30,10 @@ class CliPromptTest : public ::testing::Test {
   void SetUp() override {
     WriteFileOrDie(in_.path() / "pass.txt", std::string(kPass) + "\n");
     // The database vigocli audits to (only `vigosrv init` creates one).
-    ASSERT_EQ(vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root",
-                                  root_.path().string()})
-                  .exit_code,
-              0);
+    ASSERT_EQ(
+        vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root_.path().string()})
+            .exit_code,
+        0);
     RunResult r =
         vigo::testing::Run({BinPath("vigocli").string(), "--root", root_.path().string(), "secrets",
                             "init", "--passphrase-file", (in_.path() / "pass.txt").string()});

@@ -3,6 +3,7 @@
 // closed after server.handshake_timeout; one that made its HTTP/2 preface but
 // no call is closed after server.max_connection_idle. And the liveness probe
 // completes against the real port (issue 13.2).
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -11,8 +12,6 @@
 
 #include <chrono>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "gtest/gtest.h"
 #include "sandbox/unique_fd.h"
@@ -39,8 +38,8 @@ ServerFixtureOptions Options(std::chrono::seconds handshake, std::chrono::second
 // Completes a TLS handshake with the envoy's certificate on a plain socket,
 // then sends nothing. Returns true if the server closes the connection
 // within `within`.
-bool MutualTlsThenSilenceIsClosedWithin(int port, const EnvoyCreds& c,
-                                        std::chrono::seconds within, std::string* error) {
+bool MutualTlsThenSilenceIsClosedWithin(int port, const EnvoyCreds& c, std::chrono::seconds within,
+                                        std::string* error) {
   sandbox::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   struct sockaddr_in a {};
   a.sin_family = AF_INET;
@@ -51,7 +50,8 @@ bool MutualTlsThenSilenceIsClosedWithin(int port, const EnvoyCreds& c,
     return false;
   }
   std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
-  if (SSL_CTX_use_certificate_file(ctx.get(), (c.dir / "cert.pem").c_str(), SSL_FILETYPE_PEM) != 1 ||
+  if (SSL_CTX_use_certificate_file(ctx.get(), (c.dir / "cert.pem").c_str(), SSL_FILETYPE_PEM) !=
+          1 ||
       SSL_CTX_use_PrivateKey_file(ctx.get(), (c.dir / "key.pem").c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_load_verify_locations(ctx.get(), (c.dir / "ca.pem").c_str(), nullptr) != 1) {
     *error = "cannot load the envoy credentials";

@@ -14,23 +14,22 @@
 #ifndef VIGO_TESTS_INTEGRATION_SERVER_FIXTURE_H_
 #define VIGO_TESTS_INTEGRATION_SERVER_FIXTURE_H_
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_interceptor.h>
-
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <thread>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/strings.h"

@@ -81,8 +81,8 @@ TEST(ServerFloodTest, TwoThousandIdleConnectionsLeaveTheAgentPortServing) {
 
   const auto started = std::chrono::steady_clock::now();
   // --retry-for bounds the agent itself; `timeout` bounds it if it hangs.
-  std::vector<std::string> argv = {"/usr/bin/timeout", "20", BinPath("vigo").string(), "run",
-                                   "--once", "--retry-for=5"};
+  std::vector<std::string> argv = {
+      "/usr/bin/timeout", "20", BinPath("vigo").string(), "run", "--once", "--retry-for=5"};
   for (const auto& f : fleet.AgentFlags("web-1")) argv.push_back(f);
   RunResult r = vigo::testing::Run(argv);
   const auto took = std::chrono::steady_clock::now() - started;

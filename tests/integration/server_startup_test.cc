@@ -4,8 +4,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gtest/gtest.h"
 #include "tests/integration/server_fixture.h"
@@ -117,8 +117,7 @@ TEST_F(ServerStartupTest, MissingDatabaseIsRefusedAndNotCreated) {
 // #13.23: a key given twice and a boolean that is not one are errors at
 // file:line, not "the last one wins" or a silent false.
 TEST_F(ServerStartupTest, DuplicateKeyInServerYamlNamesBothLines) {
-  WriteFileOrDie(root_ / "server.yaml",
-                 "log:\n  level: info\n  level: debug\n", 0640);
+  WriteFileOrDie(root_ / "server.yaml", "log:\n  level: info\n  level: debug\n", 0640);
   ExpectOneLineNaming(Serve(), {"server.yaml:3", "duplicate key 'log.level'", "line 2"});
   WriteFileOrDie(root_ / "server.yaml", "log:\n  level: info\nlog:\n  json: true\n", 0640);
   ExpectOneLineNaming(Serve(), {"server.yaml:3", "duplicate key 'log'"});

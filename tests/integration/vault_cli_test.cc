@@ -47,7 +47,8 @@ class VaultCliTest : public ::testing::Test {
   virtual fs::path root() { return tmp_.path(); }
   // Only `vigosrv init` creates the database that vigocli's writes audit to.
   void InitServerRoot() {
-    RunResult r = vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root().string()});
+    RunResult r =
+        vigo::testing::Run({BinPath("vigosrv").string(), "init", "--root", root().string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   void InitAndUnlock() {

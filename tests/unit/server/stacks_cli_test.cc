@@ -27,8 +27,8 @@ class StacksCliTest : public ::testing::Test {
     testing::WriteFileOrDie(dir_.path() / "pass", "correct horse battery staple\n");
     // The database (only `vigosrv init` creates one); its example stack is
     // replaced by the test's.
-    ASSERT_EQ(testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root_}).exit_code,
-              0);
+    ASSERT_EQ(
+        testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root_}).exit_code, 0);
     fs::remove_all(dir_.path() / "stacks");
     fs::copy(testing::SourcePath("tests/data/stacks/basic"), dir_.path() / "stacks",
              fs::copy_options::recursive);
@@ -117,7 +117,8 @@ TEST(StacksCliRegistryTest, WhoNeedsChecksIssuedEnvoysAndBundleUsesServerEpoch) 
   auto init = testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root});
   ASSERT_EQ(init.exit_code, 0) << init.err;
   fs::remove_all(fs::path(root) / "stacks");
-  ASSERT_EQ(testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root}).exit_code, 0);
+  ASSERT_EQ(testing::Run({testing::BinPath("vigosrv").string(), "init", "--root", root}).exit_code,
+            0);
   fs::remove_all(fs::path(root) / "stacks");
   fs::copy(testing::SourcePath("tests/data/stacks/basic"), fs::path(root) / "stacks",
            fs::copy_options::recursive);

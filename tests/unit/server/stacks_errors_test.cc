@@ -98,8 +98,8 @@ class StacksErrorsTest : public ::testing::Test {
 
 // A crate whose `copies` resources each carry `var_bytes` of one var.
 std::string BigCrate(int copies, size_t var_bytes) {
-  std::string crate = "configcrate: app\nvars:\n  user: app\n  big: \"" + std::string(var_bytes, 'b') +
-                      "\"\nresources:\n";
+  std::string crate = "configcrate: app\nvars:\n  user: app\n  big: \"" +
+                      std::string(var_bytes, 'b') + "\"\nresources:\n";
   for (int i = 0; i < copies; ++i) {
     crate += "  - name: big-" + std::to_string(i) + "\n    type: file\n    target_path: /etc/big-" +
              std::to_string(i) + "\n    content: \"{{ .Vars.big }} {{ .Vars.pw }}\"\n";
