@@ -904,6 +904,10 @@ absl::StatusOr<bool> VigoServer::RefreshSecretsOnly() {
   std::map<std::string, uint64_t> versions;
   for (const std::string& path : cur->stacks->AllReferences()) {
     auto v = backend_->Version(path);
+    // An unreachable backend tells nothing about the secret: keep the epoch
+    // (agents keep what they hold) rather than make every agent re-resolve
+    // into the outage.
+    if (absl::IsUnavailable(v.status())) return v.status();
     // A missing or refused secret is version 0: the epoch moves, and the
     // agents' next resolve is told why it cannot be served (ResolveSecrets).
     versions[path] = v.ok() ? *v : 0;
