@@ -432,10 +432,19 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
   return results;
 }
 
+void ApplyEngine::BeginExecs(const v1::PolicyBundle& bundle) {
+  bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
+  const std::string root = options_.apply_root.empty() ? "/" : options_.apply_root;
+  root_fd_ = sandbox::UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
 v1::ResourceResult ApplyEngine::ApplyOne(const v1::Resource& r, ValueSource& values) {
   if (r.type() == "file") return ApplyFile(r, values);
   if (r.type() == "directory") return ApplyDirectory(r);
-  if (r.type() == "exec") return ApplyExec(r, values);
+  if (r.type() == "exec") {
+    if (options_.exec_delegate) return options_.exec_delegate(r);
+    return ApplyExec(r, values);
+  }
   return MakeResult(r, "failed", "none", StrCat("unknown resource type '", r.type(), "'"));
 }
 
@@ -748,6 +757,7 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
     options_.exec_child_seal = std::make_shared<const sandbox::ExecChildSeal>(std::move(*seal));
   }
   spec.exec_child_seal = options_.exec_child_seal.get();
+  spec.spare_pid = options_.spare_pid;
 
   auto out = RunCommand(spec, stdin_buf ? &*stdin_buf : nullptr);
   if (stdin_buf) stdin_buf->Clear();

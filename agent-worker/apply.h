@@ -42,7 +42,10 @@
 #ifndef VIGO_AGENT_WORKER_APPLY_H_
 #define VIGO_AGENT_WORKER_APPLY_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -96,6 +99,12 @@ struct ApplyOptions {
   // engine compiles it at the first exec resource (a failure fails that
   // resource). vigo-worker compiles it before its own lockdown.
   std::shared_ptr<const sandbox::ExecChildSeal> exec_child_seal;
+  // Set in the applier (agent-worker/applier.h): exec resources are not run
+  // here but handed to this function (the worker runs them).
+  std::function<v1::ResourceResult(const v1::Resource&)> exec_delegate;
+  // A process a timed-out command's clean-up must not kill (the applier,
+  // when the worker runs an exec for it). 0: none.
+  pid_t spare_pid = 0;
 };
 
 // Wipes and removes exec secret_file dirs ("vigo-secret.*") in `dir` whose
@@ -117,6 +126,15 @@ class ApplyEngine {
   ApplyEngine& operator=(const ApplyEngine&) = delete;
 
   std::vector<v1::ResourceResult> Apply(const v1::PolicyBundle& bundle, ValueSource& values);
+
+  // The launcher's side of agent-worker/applier.h: BeginExecs opens the
+  // apply root and records the bundle's refs (for scrubbing), then RunExec
+  // runs one exec resource of that bundle as Apply would.
+  void BeginExecs(const v1::PolicyBundle& bundle);
+  v1::ResourceResult RunExec(const v1::Resource& r, ValueSource& values) {
+    return ApplyExec(r, values);
+  }
+  void set_spare_pid(pid_t pid) { options_.spare_pid = pid; }
 
   // "ok" | "changed" | "failed" for a list of results.
   static std::string Outcome(const std::vector<v1::ResourceResult>& results);

@@ -1,5 +1,6 @@
 #include "agent-worker/exec_runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -66,26 +70,67 @@ ssize_t WriteNoSigpipe(int fd, const uint8_t* data, size_t len) {
 // (or setpgid) left it and would outlive the run, still holding the output
 // pipe. The worker is PID 1 of its own PID namespace (lockdown step
 // pid_namespace), and commands run one at a time, so every other process in
-// the namespace is this command's or an orphan of an earlier one: kill(-1)
-// from PID 1 reaches exactly those, and the reaped orphans are collected
-// here. Without the namespace (opted out) only the group is killed.
-void KillEveryDescendant() {
+// the namespace is this command's or an orphan of an earlier one — except
+// the bundle's applier (agent-worker/applier.h), which waits for this
+// command's result. Without an applier kill(-1) from PID 1 reaches exactly
+// the others; with one, its own procfs is swept instead: every process but
+// PID 1 and the applier is killed, and zombies reparented to PID 1 are
+// reaped by pid (never waitpid(-1), which could take the applier's status),
+// until none is left. Without the namespace (opted out) only the group is
+// killed.
+std::vector<pid_t> OtherProcesses(pid_t spare) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || pid <= 1 || pid == spare) continue;
+    out.push_back(static_cast<pid_t>(pid));
+  }
+  ::closedir(d);
+  return out;
+}
+
+void KillEveryDescendant(pid_t spare) {
   if (::getpid() != 1) return;
-  ::kill(-1, SIGKILL);
-  while (true) {
-    pid_t r = ::waitpid(-1, nullptr, 0);
-    if (r > 0) continue;
-    if (r < 0 && errno == EINTR) continue;
-    break;  // ECHILD: nothing left
+  if (spare <= 0) {
+    ::kill(-1, SIGKILL);
+    while (true) {
+      pid_t r = ::waitpid(-1, nullptr, 0);
+      if (r > 0) continue;
+      if (r < 0 && errno == EINTR) continue;
+      break;  // ECHILD: nothing left
+    }
+    return;
+  }
+  // Bounded: each round kills everything visible; SIGKILL cannot be caught,
+  // so a forking command loses the race within a few rounds.
+  for (int round = 0; round < 1000; ++round) {
+    std::vector<pid_t> others = OtherProcesses(spare);
+    for (pid_t pid : others) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, WNOHANG);  // ours (reparented or direct): reaped
+    }
+    if (others.empty()) return;
+    // Killed processes take a moment to exit, and their children are
+    // reparented to PID 1 only then.
+    struct timespec ts = {0, 1000000};
+    ::nanosleep(&ts, nullptr);
   }
 }
 
 // Orphans that exited on their own are reparented to the worker (PID 1):
-// reap them so they do not pile up as zombies.
-void ReapOrphans() {
+// reap them so they do not pile up as zombies (by pid when an applier must
+// keep its exit status for the worker).
+void ReapOrphans(pid_t spare) {
   if (::getpid() != 1) return;
-  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  if (spare <= 0) {
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return;
   }
+  for (pid_t pid : OtherProcesses(spare)) ::waitpid(pid, nullptr, WNOHANG);
 }
 
 // The pre-exec hook: runs in the child between fork and execve, so only
@@ -199,13 +244,13 @@ absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer*
   if (outcome.timed_out) {
     child.Kill(SIGKILL);
     exit = child.Wait();
-    KillEveryDescendant();
+    KillEveryDescendant(spec.spare_pid);
   } else {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     exit = child.WaitFor(std::max(left, std::chrono::milliseconds(1)));
   }
-  ReapOrphans();
+  ReapOrphans(spec.spare_pid);
   if (!exit.ok()) return exit.status();
   outcome.exited = exit->exited;
   outcome.exit_code = exit->exit_code;

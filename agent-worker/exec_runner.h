@@ -16,6 +16,8 @@
 #ifndef VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 #define VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <optional>
 #include <string>
@@ -38,6 +40,9 @@ struct ExecSpec {
   // Required (not owned; must outlive the call): the precompiled exec-child
   // filter each child loads before execve.
   const sandbox::ExecChildSeal* exec_child_seal = nullptr;
+  // A process the clean-up after a timeout must spare (the applier waiting
+  // for this command's result). 0: none.
+  pid_t spare_pid = 0;
 };
 
 struct ExecOutcome {

@@ -36,6 +36,10 @@ absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdown
   }
   sandbox::ArenaOptions arena;
   arena.insecure_allow_unlocked = options.insecure_allow_unlocked_memory;
+  // Two halves: the worker's (the bundle's values, exec buffers) and one
+  // for the bundle's applier, which allocates only there
+  // (agent-worker/applier.h; sandbox/secret_buffer.h ReserveChildArena).
+  arena.capacity_bytes = 2 * kApplierArenaBytes;
   VIGO_RETURN_IF_ERROR(sandbox::ConfigureArena(arena));
 
   sandbox::WorkerLockdownSpec spec;
@@ -50,6 +54,7 @@ absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdown
     spec.run_as = sandbox::UserSwitch{uid, gid, {}};
   }
   VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownWorker(spec));
+  VIGO_RETURN_IF_ERROR(sandbox::ReserveChildArena(kApplierArenaBytes));
   for (const std::string& s : result.skipped_steps) {
     Log(LogLevel::kWarn, "insecure: lockdown step skipped", {{"process", "worker"}, {"step", s}});
   }

@@ -10,9 +10,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sandbox/secret_buffer.h"
 #include "vigo/v1/bundle.pb.h"
 
 namespace vigo::worker {
+
+// The applier's part of the worker's secret arena (the worker keeps as much).
+inline constexpr size_t kApplierArenaBytes = sandbox::kDefaultArenaCapacity;
 
 struct WorkerLockdownOptions {
   int socket_fd = 3;                      // the only fd kept besides 0-2

@@ -99,7 +99,10 @@ int WorkerMain(int argc, char** argv) {
   opts.apply_root = parsed->Get("apply-root").value_or("");
   opts.secret_file_dir = parsed->Get("secret-file-dir").value_or("");
   opts.exec_child_seal = std::make_shared<const sandbox::ExecChildSeal>(std::move(*seal));
-  WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), opts);
+  ApplierSpec applier;
+  applier.apply = opts;
+  applier.landlock = lo.insecure_skip.count(sandbox::kStepLandlock) == 0;
+  WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), applier);
   absl::Status s = session.Run(hello);
   if (!s.ok()) {
     Log(LogLevel::kError, "worker session ended", {{"error", s}});

@@ -121,11 +121,23 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
   const int64_t started = NowUnixMs();
   Log(LogLevel::kInfo, "apply start",
       {{"resources", bundle.resources_size()}, {"digest", bundle.digest()}});
-  std::vector<v1::ResourceResult> results = engine_.Apply(bundle, values);
+  // Files and directories in the confined applier; its exec resources here.
+  engine_.BeginExecs(bundle);
+  ApplierRun run =
+      RunApplier(bundle, values, applier_, [&](const v1::Resource& r, pid_t applier_pid) {
+        engine_.set_spare_pid(applier_pid);
+        return engine_.RunExec(r, values);
+      });
   // Every value is zeroed before the result leaves this process.
   values.Clear();
   VIGO_RETURN_IF_ERROR(values.broken());
-  v1::WorkerReport report = BuildWorkerReport(std::move(results), started, NowUnixMs());
+  Log(LogLevel::kInfo, "applier",
+      {{"landlock_abi", run.summary.landlock_abi()},
+       {"landlock", run.summary.landlock_enforced() ? "enforced" : "off"},
+       {"writable_hierarchies", run.summary.landlock_domain_size()},
+       {"cap_eff", run.summary.cap_eff()}});
+  v1::WorkerReport report = BuildWorkerReport(std::move(run.results), started, NowUnixMs());
+  *report.mutable_applier() = std::move(run.summary);
   Log(LogLevel::kInfo, "apply done", {{"outcome", report.outcome()}});
   std::string bytes;
   if (!report.SerializeToString(&bytes)) return absl::InternalError("cannot serialize report");

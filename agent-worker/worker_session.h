@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent-worker/applier.h"
 #include "agent-worker/apply.h"
 #include "common/ipc/agent_ipc.h"
 #include "vigo/v1/bundle.pb.h"
@@ -56,8 +57,11 @@ v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int6
 
 class WorkerSession {
  public:
-  WorkerSession(ipc::Channel channel, ApplyOptions options)
-      : channel_(std::move(channel)), engine_(options) {}
+  // Each bundle is applied by a forked applier (agent-worker/applier.h)
+  // configured by `applier`; this process runs its exec resources with
+  // `applier.apply`.
+  WorkerSession(ipc::Channel channel, ApplierSpec applier)
+      : channel_(std::move(channel)), applier_(applier), engine_(applier.apply) {}
 
   // Sends kHello with `hello` (serialized AttestationReport), then serves runs
   // until the broker closes the socket (OK) or a protocol/channel error.
@@ -68,7 +72,8 @@ class WorkerSession {
 
   ipc::Channel channel_;
   ipc::PhaseTable phases_;
-  ApplyEngine engine_;
+  ApplierSpec applier_;
+  ApplyEngine engine_;  // the launcher's: exec resources only
 };
 
 }  // namespace vigo::worker

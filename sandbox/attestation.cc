@@ -1,5 +1,7 @@
 #include "sandbox/attestation.h"
 
+#include <algorithm>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -10,6 +12,7 @@
 
 #include "common/strings.h"
 #include "sandbox/capabilities.h"
+#include "sandbox/landlock.h"
 #include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
 #include "sandbox/syscall_status.h"
@@ -90,6 +93,10 @@ absl::StatusOr<AttestationReport> CollectAttestation() {
   LockdownResult last = LastLockdown();
   r.process = last.process;
   r.skipped_steps = last.skipped_steps;
+  r.landlock_abi = LandlockAbi();
+  r.applier_landlock = r.process == "worker" && r.landlock_abi >= 1 &&
+                       std::find(r.skipped_steps.begin(), r.skipped_steps.end(),
+                                 std::string(kStepLandlock)) == r.skipped_steps.end();
 
   auto status = ReadProcFile("/proc/self/status");
   if (!status.ok()) return status.status();
@@ -143,6 +150,13 @@ absl::Status CheckStrict(const AttestationReport& r) {
     fail(StrCat("arena_backing='", r.arena_backing, "' (want memfd_secret or mlock)"));
   }
   for (const std::string& s : r.skipped_steps) fail(StrCat("skipped step ", s));
+  if (r.process == "worker") {
+    if (r.landlock_abi < 1) {
+      fail(StrCat("landlock_abi=", r.landlock_abi, " (want >= 1: this kernel has no Landlock)"));
+    } else if (!r.applier_landlock) {
+      fail("applier_landlock=false");
+    }
+  }
   auto allowed = AllowedCapabilityMask(r.process);
   if (!allowed.ok()) {
     fail(std::string(allowed.status().message()));

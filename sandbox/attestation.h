@@ -43,6 +43,10 @@ struct AttestationReport {
   bool arena_dontdump = false;  // smaps VmFlags "dd"
   std::string arena_backing;    // "memfd_secret" | "mlock" | "unlocked" | ""
   std::vector<std::string> skipped_steps;
+  // Landlock: the kernel's ABI (0: none), and for the worker whether each
+  // bundle's applier confines its writes with it (agent-worker/applier.h).
+  int32_t landlock_abi = 0;
+  bool applier_landlock = false;
 };
 
 // Reads the live state. `process` defaults to the last lockdown's process.
@@ -56,7 +60,8 @@ absl::StatusOr<uint64_t> AllowedCapabilityMask(std::string_view process);
 // OK when the report meets `require_hardening: strict`: seccomp_mode 2 with
 // at least one filter, no_new_privs, not dumpable, arena locked and excluded
 // from dumps on a locking backing, no skipped steps, CapEff within the
-// process's allowed set. Otherwise FAILED_PRECONDITION whose message lists
+// process's allowed set; for the worker also landlock_abi >= 1 and
+// applier_landlock (a kernel without Landlock cannot run a strict agent). Otherwise FAILED_PRECONDITION whose message lists
 // every failing requirement ("seccomp_mode=0 (want 2); no_new_privs=false; ...").
 absl::Status CheckStrict(const AttestationReport& report);
 

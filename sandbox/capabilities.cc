@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <memory>
@@ -123,6 +124,40 @@ absl::Status DropCapabilitiesExcept(std::span<const int> keep) {
   }
   return absl::OkStatus();
 }
+
+// capget directly: libcap's full read-back (ReadCapabilityState) also asks
+// for the ambient set with a prctl the worker's filter kills.
+absl::StatusOr<CapabilityState> ReadCapabilitySets() {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &hdr, data) != 0) return ErrnoStatus(errno, "capget");
+  CapabilityState s;
+  s.effective = data[0].effective | (uint64_t{data[1].effective} << 32);
+  s.permitted = data[0].permitted | (uint64_t{data[1].permitted} << 32);
+  s.inheritable = data[0].inheritable | (uint64_t{data[1].inheritable} << 32);
+  return s;
+}
+
+absl::Status ReduceCapabilitiesTo(std::span<const int> keep) {
+  auto before = ReadCapabilitySets();
+  if (!before.ok()) return before.status();
+  const uint64_t target = CapabilityMask(keep) & before->permitted;
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {};
+  data[0].effective = data[0].permitted = static_cast<uint32_t>(target);
+  data[1].effective = data[1].permitted = static_cast<uint32_t>(target >> 32);
+  if (::syscall(SYS_capset, &hdr, data) != 0) return ErrnoStatus(errno, "capset");
+  auto after = ReadCapabilitySets();
+  if (!after.ok()) return after.status();
+  if (after->effective != target || after->permitted != target || after->inheritable != 0) {
+    return absl::InternalError(StrCat("capabilities: kernel state after reduce differs: eff=",
+                                      HexMask(after->effective), " prm=", HexMask(after->permitted),
+                                      " wanted=", HexMask(target)));
+  }
+  return absl::OkStatus();
+}
+
+std::string HexCapabilityMask(uint64_t mask) { return HexMask(mask); }
 
 absl::Status SwitchUserKeepingCapabilities(const UserSwitch& target, std::span<const int> keep) {
   if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)

@@ -41,6 +41,15 @@ uint64_t CapabilityMask(std::span<const int> caps);
 // kept more than asked. SECURITY: irreversible by design.
 absl::Status DropCapabilitiesExcept(std::span<const int> keep);
 
+// After lockdown (no CAP_SETPCAP left, so the bounding set stays as it is):
+// effective = permitted = keep ∩ current permitted, inheritable cleared, read
+// back (INTERNAL when the kernel kept more). Only ever narrows; used by the
+// worker's per-bundle applier (agent-worker/applier.h).
+absl::Status ReduceCapabilitiesTo(std::span<const int> keep);
+
+// "%016llx", as in /proc/self/status.
+std::string HexCapabilityMask(uint64_t mask);
+
 struct UserSwitch {
   uid_t uid = 0;
   gid_t gid = 0;
@@ -66,6 +75,10 @@ struct CapabilityState {
   uint64_t ambient = 0;
 };
 absl::StatusOr<CapabilityState> ReadCapabilityState();
+// Effective, permitted and inheritable sets only (capget; works under the
+// worker's filter, unlike ReadCapabilityState, whose ambient read-back is a
+// prctl the filter kills).
+absl::StatusOr<CapabilityState> ReadCapabilitySets();
 
 }  // namespace vigo::sandbox
 

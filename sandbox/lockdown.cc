@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "common/strings.h"
+#include "sandbox/landlock.h"
 #include "sandbox/namespaces.h"
 #include "sandbox/secret_buffer.h"
 #include "sandbox/syscall_status.h"
@@ -93,6 +94,9 @@ absl::Status Begin(const char* process) {
         StrCat("lockdown ", process, ": must run single-threaded, found ", *threads,
                " threads (capabilities and no_new_privs are per thread)"));
   }
+  // Probed (and cached) now: the broker's filter kills landlock_create_ruleset,
+  // and the attestation reports the ABI.
+  (void)LandlockAbi();
   return absl::OkStatus();
 }
 
@@ -190,7 +194,7 @@ absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   StepRunner run("worker", spec.insecure_skip);
   if (auto st = run.ValidateSkips({kStepCloseFds, kStepMountNamespace, kStepPidNamespace,
                                    kStepRlimits, kStepDumpable, kStepArena, kStepCapabilities,
-                                   kStepNoNewPrivs, kStepSeccomp});
+                                   kStepNoNewPrivs, kStepSeccomp, kStepLandlock});
       !st.ok()) {
     return st;
   }
@@ -245,6 +249,15 @@ absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   CompileOptions options;
   options.self_pid = ::getpid();
   if (auto st = run.Run(kStepSeccomp, [&] { return LoadPolicy(WorkerPolicy(), options); });
+      !st.ok()) {
+    return st;
+  }
+  // 9. Applied per bundle by the applier; a kernel without Landlock is not
+  //    an error here (the attestation reports landlock_abi 0, strict refuses).
+  if (auto st = run.Run(kStepLandlock, [] {
+        (void)LandlockAbi();
+        return absl::OkStatus();
+      });
       !st.ok()) {
     return st;
   }

@@ -46,6 +46,9 @@
 //                       (a uid change resets it)
 //   7. no_new_privs     execve can never gain privileges again
 //   8. seccomp          last: every step above needs syscalls the filters kill
+//   9. landlock         worker: per bundle, in the applier (agent-worker/
+//                       applier.h); here only the kernel's ABI is probed and
+//                       an opt-out recorded
 //
 // Failure: every step is checked (most read the state back); the first
 // failure returns an error naming the step, and the caller must exit. The
@@ -90,6 +93,7 @@ inline constexpr char kStepArena[] = "arena";
 inline constexpr char kStepCapabilities[] = "capabilities";
 inline constexpr char kStepNoNewPrivs[] = "no_new_privs";
 inline constexpr char kStepSeccomp[] = "seccomp";
+inline constexpr char kStepLandlock[] = "landlock";
 
 struct LockdownResult {
   std::string process;                     // "broker" | "worker"

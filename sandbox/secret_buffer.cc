@@ -163,8 +163,11 @@ class Arena {
       }
     }
     if (backing.empty()) {
+      // Shared (shmem), not private: a child forked to apply a bundle
+      // (ForkChildArena below) writes into pages this process locked, never
+      // into copy-on-write copies the kernel could swap out.
       void* p = ::mmap(base, length, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
       if (p == MAP_FAILED) {
         const int err = errno;
         ::munmap(reservation, total);
@@ -213,9 +216,72 @@ class Arena {
     free_.clear();
     free_.emplace(0, length);
     in_use_ = 0;
+    reservation_ = start;
+    reservation_length_ = total;
     initialized_ = true;
     return absl::OkStatus();
   }
+
+ public:
+  absl::Status ReserveTop(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (absl::Status st = InitLocked(); !st.ok()) return st;
+    const size_t need = RoundUp(bytes, kGranule);
+    if (child_length_ != 0) return absl::FailedPreconditionError("child arena already reserved");
+    if (need == 0 || need >= length_) {
+      return absl::InvalidArgumentError(StrCat("child arena of ", bytes, " bytes does not fit in ",
+                                               length_));
+    }
+    // The top run must still be free (nothing allocated there yet).
+    const size_t offset = length_ - need;
+    auto it = free_.upper_bound(offset);
+    if (it == free_.begin()) return absl::FailedPreconditionError("arena top is in use");
+    --it;
+    if (it->first > offset || it->first + it->second != length_) {
+      return absl::FailedPreconditionError("arena top is in use");
+    }
+    const size_t head = offset - it->first;
+    const size_t start = it->first;
+    free_.erase(it);
+    if (head > 0) free_.emplace(start, head);
+    length_ = offset;  // this process allocates below the child part only
+    child_offset_ = offset;
+    child_length_ = need;
+    return absl::OkStatus();
+  }
+
+  absl::Status SetInheritable(bool inheritable) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!initialized_) return absl::FailedPreconditionError("secret arena is not initialized");
+    if (::madvise(reservation_, reservation_length_, inheritable ? MADV_DOFORK : MADV_DONTFORK) !=
+        0) {
+      return ErrnoStatus(errno, inheritable ? "madvise(MADV_DOFORK)" : "madvise(MADV_DONTFORK)",
+                         "secret arena");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status BecomeChild() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (child_length_ == 0) return absl::FailedPreconditionError("no child arena reserved");
+    // Blocks of the parent (below child_offset_) stay readable here; they are
+    // never freed in the child (it ends with _exit), and Free aborts on them.
+    base_ += child_offset_;
+    length_ = child_length_;
+    free_.clear();
+    free_.emplace(0, length_);
+    in_use_ = 0;
+    child_offset_ = 0;
+    child_length_ = 0;
+    return absl::OkStatus();
+  }
+
+  void WipeChild() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (child_length_ != 0) SecureZero(base_ + child_offset_, child_length_);
+  }
+
+ private:
 
   // Maps a memfd_secret file over [base, base+length). On failure nothing is
   // mapped there (the PROT_NONE reservation is still in place).
@@ -254,6 +320,10 @@ class Arena {
   std::string memfd_secret_error_;
   size_t in_use_ = 0;
   std::map<size_t, size_t> free_;  // offset -> length
+  uint8_t* reservation_ = nullptr;  // guard + arena + guard
+  size_t reservation_length_ = 0;
+  size_t child_offset_ = 0;  // the part reserved for a forked child (ReserveTop)
+  size_t child_length_ = 0;
 };
 
 // Leaked on purpose: SecretBuffers with static storage duration may be
@@ -272,6 +342,16 @@ absl::Status ConfigureArena(const ArenaOptions& options) {
 absl::Status InitArena() { return GlobalArena().Init(); }
 
 ArenaInfo GetArenaInfo() { return GlobalArena().Info(); }
+
+absl::Status ReserveChildArena(size_t bytes) { return GlobalArena().ReserveTop(bytes); }
+
+absl::Status SetArenaInheritedByFork(bool inherited) {
+  return GlobalArena().SetInheritable(inherited);
+}
+
+absl::Status BecomeChildArena() { return GlobalArena().BecomeChild(); }
+
+void WipeChildArena() { GlobalArena().WipeChild(); }
 
 void SecureZero(void* data, size_t len) {
   if (data == nullptr || len == 0) return;

@@ -10,7 +10,8 @@
 //      direct map; invisible to /proc/<pid>/mem, never swapped, never dumped), else
 //   2. mmap + mlock + MADV_DONTDUMP + MADV_DONTFORK, with PROT_NONE guard pages
 //      before and after the arena.
-// In both cases the arena is not inherited by fork()ed children.
+// In both cases the arena is not inherited by fork()ed children, except the
+// one child the owner asks for (ReserveChildArena below).
 //
 // Locking failure policy: by default the arena refuses to exist when its pages
 // cannot be locked (Create() then fails with FAILED_PRECONDITION). An operator
@@ -69,6 +70,26 @@ struct ArenaInfo {
   std::string memfd_secret_error;
 };
 ArenaInfo GetArenaInfo();
+
+// A part of the arena for one forked child at a time (the worker's per-bundle
+// applier, agent-worker/applier.h), so parent and child never allocate the
+// same bytes of the shared mapping:
+//
+//   ReserveChildArena(8 << 20);           // once, right after InitArena
+//   SetArenaInheritedByFork(true);        // the next fork sees the arena...
+//   pid_t pid = fork();
+//   if (pid == 0) { BecomeChildArena(); ...; _exit(0); }   // allocates only in its part
+//   SetArenaInheritedByFork(false);       // ...no other fork (exec commands) does
+//   waitpid(pid, ...); WipeChildArena();  // the child's leftovers, zeroed
+//
+// The child reads the parent's buffers (the values of the bundle) in place
+// and must never free one: it ends with _exit, and Free of a parent block
+// aborts. ReserveChildArena takes the top `bytes` from this process's
+// capacity; FAILED_PRECONDITION when they are in use or already reserved.
+absl::Status ReserveChildArena(size_t bytes);
+absl::Status SetArenaInheritedByFork(bool inherited);
+absl::Status BecomeChildArena();
+void WipeChildArena();
 
 // Zeroes memory in a way the compiler may not elide.
 void SecureZero(void* data, size_t len);

@@ -22,6 +22,8 @@ inline v1::AttestationReport ToProto(const sandbox::AttestationReport& a) {
   p.set_arena_dontdump(a.arena_dontdump);
   p.set_arena_backing(a.arena_backing);
   for (const auto& s : a.skipped_steps) p.add_skipped_steps(s);
+  p.set_landlock_abi(a.landlock_abi);
+  p.set_applier_landlock(a.applier_landlock);
   return p;
 }
 

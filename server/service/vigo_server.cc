@@ -650,6 +650,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     out.arena_dontdump = r.arena_dontdump();
     out.arena_backing = r.arena_backing();
     out.skipped_steps.assign(r.skipped_steps().begin(), r.skipped_steps().end());
+    out.landlock_abi = r.landlock_abi();
+    out.applier_landlock = r.applier_landlock();
     return out;
   }
 

@@ -469,6 +469,10 @@ v1::AttestationReport GoodReport(const std::string& process) {
   r.set_arena_dontdump(true);
   r.set_arena_backing("mlock");
   r.set_cap_eff("0000000000000000");
+  if (process == "worker") {
+    r.set_landlock_abi(7);
+    r.set_applier_landlock(true);
+  }
   return r;
 }
 

@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "sandbox/capabilities.h"
+#include "sandbox/landlock.h"
 #include "sandbox/lockdown.h"
 #include "tests/sandbox/sandbox_test_util.h"
 
@@ -36,6 +37,8 @@ std::string Serialize(const AttestationReport& r, const absl::Status& strict) {
   s += "arena_locked=" + std::to_string(r.arena_locked) + "\n";
   s += "arena_dontdump=" + std::to_string(r.arena_dontdump) + "\n";
   s += "arena_backing=" + r.arena_backing + "\n";
+  s += "landlock_abi=" + std::to_string(r.landlock_abi) + "\n";
+  s += "applier_landlock=" + std::to_string(r.applier_landlock) + "\n";
   std::string skipped;
   for (const auto& k : r.skipped_steps) skipped += k + ",";
   s += "skipped=" + skipped + "\n";
@@ -209,9 +212,62 @@ TEST(CheckStrictTest, AcceptsAGoodReportAndRejectsUnknownProcess) {
   r.cap_eff = "0000000000000002";  // CAP_DAC_OVERRIDE: fine for a worker, not a broker
   EXPECT_FALSE(CheckStrict(r).ok());
   r.process = "worker";
+  r.landlock_abi = 7;
+  r.applier_landlock = true;
   EXPECT_TRUE(CheckStrict(r).ok());
   r.process = "mystery";
   EXPECT_FALSE(CheckStrict(r).ok());
+}
+
+// #14: a worker whose appliers do not confine their writes with Landlock is
+// below strict, whether the kernel lacks it or it was opted out; the broker
+// (which writes nothing) is not asked for it.
+TEST(CheckStrictTest, AWorkerWithoutLandlockIsBelowStrict) {
+  AttestationReport r;
+  r.process = "worker";
+  r.seccomp_mode = 2;
+  r.seccomp_filters = 1;
+  r.no_new_privs = true;
+  r.cap_eff = "0000000000000000";
+  r.dumpable = false;
+  r.arena_locked = r.arena_dontdump = true;
+  r.arena_backing = "memfd_secret";
+  r.landlock_abi = 0;
+  absl::Status s = CheckStrict(r);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("landlock_abi=0"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("no Landlock"), std::string::npos) << s;
+  r.landlock_abi = 3;
+  r.applier_landlock = false;
+  s = CheckStrict(r);
+  EXPECT_NE(s.message().find("applier_landlock=false"), std::string::npos) << s;
+  r.applier_landlock = true;
+  EXPECT_TRUE(CheckStrict(r).ok());
+  r.process = "broker";
+  r.landlock_abi = 0;
+  r.applier_landlock = false;
+  EXPECT_TRUE(CheckStrict(r).ok());
+}
+
+// The worker's attestation after a real lockdown reports the kernel's ABI
+// and that appliers confine themselves; the opt-out is reported and refused.
+TEST(AttestationTest, WorkerReportsLandlockAndItsOptOut) {
+  auto on = AttestIn([](int out) {
+    WorkerLockdownSpec spec;
+    spec.keep_fds = {0, 1, 2, out};
+    return LockDownWorker(spec);
+  });
+  EXPECT_EQ(on["landlock_abi"], std::to_string(LandlockAbi()));
+  EXPECT_EQ(on["applier_landlock"], LandlockAbi() >= 1 ? "1" : "0");
+  auto off = AttestIn([](int out) {
+    WorkerLockdownSpec spec;
+    spec.keep_fds = {0, 1, 2, out};
+    spec.insecure_skip = {kStepLandlock};
+    return LockDownWorker(spec);
+  });
+  EXPECT_EQ(off["applier_landlock"], "0");
+  EXPECT_NE(off["skipped"].find("landlock"), std::string::npos) << off["skipped"];
+  EXPECT_NE(off["strict"].find("skipped step landlock"), std::string::npos) << off["strict"];
 }
 
 }  // namespace

@@ -1,0 +1,359 @@
+#include "agent-worker/applier.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <set>
+
+#include "agent-worker/fs_ops.h"
+#include "common/ipc/agent_ipc.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "sandbox/attestation.h"
+#include "sandbox/capabilities.h"
+#include "sandbox/landlock.h"
+#include "sandbox/secret_buffer.h"
+
+// Defined only by test binaries (tests/helpers/worker_hooks_main.cc): runs in
+// the applier right after it restricted itself, to attempt what a buggy
+// applier might. The production vigo-worker has no definition, so the weak
+// reference is null and nothing runs.
+extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle)
+    __attribute__((weak));
+
+namespace vigo::worker {
+namespace {
+
+using sandbox::UniqueFd;
+
+// Messages on the applier socketpair (SOCK_SEQPACKET: one send, one message).
+enum : char {
+  kRunExec = 'E',     // applier -> worker: uint32 resource index
+  kExecResult = 'R',  // worker -> applier: ResourceResult
+  kResult = 'r',      // applier -> worker: ResourceResult, in resource order
+  kSummary = 'D',     // applier -> worker: ApplierSummary; the last message
+};
+
+// Far above any result (messages are capped well below), below the default
+// socket buffer.
+constexpr size_t kMaxMessageBytes = 160 * 1024;
+
+bool SendMsg(int fd, char type, const std::string& payload) {
+  std::string m(1, type);
+  m += payload;
+  if (m.size() > kMaxMessageBytes) return false;
+  return ::send(fd, m.data(), m.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(m.size());
+}
+
+// type 0: the peer is gone or the message is malformed.
+std::pair<char, std::string> RecvMsg(int fd) {
+  std::string buf(kMaxMessageBytes + 1, '\0');
+  for (;;) {
+    ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || static_cast<size_t>(n) > kMaxMessageBytes) return {0, ""};
+    buf.resize(static_cast<size_t>(n));
+    return {buf[0], buf.substr(1)};
+  }
+}
+
+v1::ResourceResult FailedResult(const v1::Resource& r, std::string message) {
+  v1::ResourceResult out;
+  out.set_name(r.name());
+  out.set_type(r.type());
+  out.set_status("failed");
+  out.set_action("none");
+  out.set_message(std::move(message));
+  return out;
+}
+
+// The applier cannot fetch values: everything was resolved before the fork
+// and is read in place. Never frees (the buffers belong to the worker).
+class ResolvedOnly : public ValueSource {
+ public:
+  explicit ResolvedOnly(ValueSource& inner) : inner_(inner) {}
+  absl::StatusOr<const sandbox::SecretBuffer*> Get(std::string_view path) override {
+    return inner_.Get(path);  // a cache hit (RunApplier resolved all); never I/O
+  }
+  std::vector<const sandbox::SecretBuffer*> Resolved() const override { return inner_.Resolved(); }
+  void Clear() override {}
+
+ private:
+  ValueSource& inner_;
+};
+
+bool HasFileResources(const v1::PolicyBundle& bundle) {
+  for (const v1::Resource& r : bundle.resources()) {
+    if (r.type() == "file" || r.type() == "directory") return true;
+  }
+  return false;
+}
+
+[[noreturn]] void ApplierMain(int sock, const v1::PolicyBundle& bundle, ValueSource& values,
+                              const ApplierSpec& spec) {
+  if (!sandbox::BecomeChildArena().ok()) ::_exit(120);
+  // Only the worker talks to the broker.
+  ::close(ipc::kWorkerSocketFd);
+  v1::ApplierSummary summary;
+  auto fail_all = [&](const std::string& why) {
+    for (const v1::Resource& r : bundle.resources()) {
+      std::string bytes;
+      FailedResult(r, StrCat("not applied: ", why)).SerializeToString(&bytes);
+      SendMsg(sock, kResult, bytes);
+    }
+    std::string bytes;
+    summary.SerializeToString(&bytes);
+    SendMsg(sock, kSummary, bytes);
+    ::_exit(0);
+  };
+
+  // The worker dies: so does the applier.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != spec.worker_pid) ::_exit(123);
+  const int abi = spec.landlock ? sandbox::LandlockAbi() : 0;
+  summary.set_landlock_abi(abi);
+  std::optional<sandbox::LandlockRuleset> ruleset;
+  if (abi >= 1) {
+    auto rs = sandbox::LandlockRuleset::ForWrites();
+    if (!rs.ok()) fail_all(StrCat("the applier cannot confine itself (", rs.status().ToString(), ")"));
+    ruleset.emplace(std::move(*rs));
+    // A bundle without file or directory resources writes nothing: no rule.
+    if (HasFileResources(bundle)) {
+      const std::string root = spec.apply.apply_root.empty() ? "/" : spec.apply.apply_root;
+      UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!root_fd) fail_all(StrCat("apply root ", root, " cannot be opened"));
+      std::vector<UniqueFd> fds;
+      auto domain = LandlockDomain(root_fd.get(), spec.apply.apply_root, bundle, &fds);
+      if (!domain.ok()) {
+        fail_all(StrCat("the applier cannot confine itself (", domain.status().ToString(), ")"));
+      }
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (absl::Status s = ruleset->AllowWritesBeneath(fds[i].get(), (*domain)[i]); !s.ok()) {
+          fail_all(StrCat("the applier cannot confine itself (", s.ToString(), ")"));
+        }
+        summary.add_landlock_domain((*domain)[i]);
+      }
+    }
+    summary.set_landlock_access(sandbox::LandlockAccessNames(ruleset->handled()));
+  }
+  if (absl::Status s = sandbox::ReduceCapabilitiesTo(ApplierCapabilities(bundle)); !s.ok()) {
+    fail_all(StrCat("the applier cannot drop capabilities (", s.ToString(), ")"));
+  }
+  if (ruleset.has_value()) {
+    if (absl::Status s = ruleset->RestrictSelf(); !s.ok()) {
+      fail_all(StrCat("the applier cannot confine itself (", s.ToString(), ")"));
+    }
+    ruleset.reset();
+    summary.set_landlock_enforced(true);
+  }
+  if (auto caps = sandbox::ReadCapabilitySets(); caps.ok()) {
+    summary.set_cap_eff(sandbox::HexCapabilityMask(caps->effective));
+  }
+  if (VigoApplierHookForTest != nullptr) VigoApplierHookForTest(bundle);
+
+  ApplyOptions opts = spec.apply;
+  opts.exec_delegate = [&](const v1::Resource& r) -> v1::ResourceResult {
+    int index = -1;
+    for (int i = 0; i < bundle.resources_size(); ++i) {
+      if (&bundle.resources(i) == &r) index = i;
+    }
+    uint32_t idx = static_cast<uint32_t>(index);
+    if (index < 0 || !SendMsg(sock, kRunExec, std::string(reinterpret_cast<char*>(&idx), 4))) {
+      return FailedResult(r, "the worker did not take the command");
+    }
+    auto [type, payload] = RecvMsg(sock);
+    v1::ResourceResult out;
+    if (type != kExecResult || !out.ParseFromString(payload)) {
+      ::_exit(121);  // the worker is gone or broke the protocol
+    }
+    return out;
+  };
+  ResolvedOnly view(values);
+  ApplyEngine engine(std::move(opts));
+  std::vector<v1::ResourceResult> results = engine.Apply(bundle, view);
+  for (const v1::ResourceResult& r : results) {
+    std::string bytes;
+    r.SerializeToString(&bytes);
+    if (!SendMsg(sock, kResult, bytes)) ::_exit(122);
+  }
+  std::string bytes;
+  summary.SerializeToString(&bytes);
+  SendMsg(sock, kSummary, bytes);
+  ::_exit(0);
+}
+
+}  // namespace
+
+std::vector<int> ApplierCapabilities(const v1::PolicyBundle& bundle) {
+  bool files = false;
+  bool set_id = false;
+  for (const v1::Resource& r : bundle.resources()) {
+    if (r.type() != "file" && r.type() != "directory") continue;
+    files = true;
+    if (!r.mode().empty()) {
+      auto m = ParseMode(r.mode());
+      if (!m.ok() || (*m & (S_ISUID | S_ISGID)) != 0) set_id = true;  // unparsable: fails later
+    }
+    // A directory below a set-group-ID parent inherits the bit.
+    if (r.type() == "directory") set_id = true;
+  }
+  std::vector<int> caps;
+  if (!files) return caps;
+  caps = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER};
+  if (set_id) caps.push_back(CAP_FSETID);
+  return caps;
+}
+
+absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::string& apply_root,
+                                                         const v1::PolicyBundle& bundle,
+                                                         std::vector<UniqueFd>* fds) {
+  std::vector<std::string> shown;
+  std::set<std::string> seen;
+  for (const v1::Resource& r : bundle.resources()) {
+    if (r.type() != "file" && r.type() != "directory") continue;
+    auto t = ParseTargetPath(root_fd, apply_root, r.target_path(), "target_path");
+    if (!t.ok()) continue;  // the resource fails with this error when applied
+    // The nearest existing directory above the target, walked from the
+    // root one segment at a time without following a link.
+    UniqueFd cur(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+    if (!cur) return absl::InternalError(StrCat("dup apply root: ", std::strerror(errno)));
+    size_t depth = 0;
+    for (; depth < t->dirs.size(); ++depth) {
+      UniqueFd next(::openat(cur.get(), t->dirs[depth].c_str(),
+                             O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!next) break;
+      cur = std::move(next);
+    }
+    std::string name = depth == 0 ? (apply_root.empty() ? "/" : apply_root)
+                                  : StrCat(apply_root, t->ShownPrefix(depth));
+    if (!seen.insert(name).second) continue;
+    shown.push_back(name);
+    fds->push_back(std::move(cur));
+  }
+  return shown;
+}
+
+ApplierRun RunApplier(const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
+                      const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec) {
+  ApplierRun run;
+  auto fail_rest = [&](const std::string& why) {
+    for (int i = static_cast<int>(run.results.size()); i < bundle.resources_size(); ++i) {
+      run.results.push_back(FailedResult(bundle.resources(i), why));
+    }
+  };
+  // Every value now: the applier cannot ask the broker.
+  for (const std::string& ref : bundle.secret_refs()) {
+    if (auto v = values.Get(ref); !v.ok()) {
+      fail_rest(StrCat("secret ", ref, " could not be resolved: ", v.status().message()));
+      return run;
+    }
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    fail_rest(StrCat("cannot start the applier (socketpair: ", std::strerror(errno), ")"));
+    return run;
+  }
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  if (absl::Status s = sandbox::SetArenaInheritedByFork(true); !s.ok()) {
+    fail_rest(StrCat("cannot start the applier (", s.ToString(), ")"));
+    return run;
+  }
+  std::fflush(nullptr);
+  const pid_t worker_pid = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    mine.reset();
+    ApplierSpec child_spec = spec;
+    child_spec.worker_pid = worker_pid;
+    ApplierMain(theirs.get(), bundle, values, child_spec);
+  }
+  const int fork_err = errno;
+  // No later fork (exec commands) inherits the arena.
+  if (absl::Status s = sandbox::SetArenaInheritedByFork(false); !s.ok()) {
+    Log(LogLevel::kError, "secret arena stays inheritable; worker exits", {{"error", s}});
+    std::_Exit(1);
+  }
+  theirs.reset();
+  if (pid < 0) {
+    fail_rest(StrCat("cannot start the applier (fork: ", std::strerror(fork_err), ")"));
+    return run;
+  }
+
+  std::set<int> execs_run;
+  int last_exec = -1;
+  bool done = false;
+  std::string broken;
+  while (!done && broken.empty()) {
+    auto [type, payload] = RecvMsg(mine.get());
+    switch (type) {
+      case kRunExec: {
+        uint32_t idx = 0;
+        if (payload.size() != 4) {
+          broken = "the applier sent a malformed request";
+          break;
+        }
+        std::memcpy(&idx, payload.data(), 4);
+        // Only this bundle's exec resources, each once, in bundle order.
+        if (idx >= static_cast<uint32_t>(bundle.resources_size()) ||
+            bundle.resources(static_cast<int>(idx)).type() != "exec" ||
+            static_cast<int>(idx) <= last_exec || execs_run.count(static_cast<int>(idx)) > 0) {
+          broken = StrCat("the applier asked for resource #", idx, ", which it may not run");
+          break;
+        }
+        last_exec = static_cast<int>(idx);
+        execs_run.insert(last_exec);
+        v1::ResourceResult res = run_exec(bundle.resources(last_exec), pid);
+        std::string bytes;
+        res.SerializeToString(&bytes);
+        if (!SendMsg(mine.get(), kExecResult, bytes)) broken = "the applier stopped listening";
+        break;
+      }
+      case kResult: {
+        v1::ResourceResult res;
+        if (!res.ParseFromString(payload) ||
+            static_cast<int>(run.results.size()) >= bundle.resources_size() ||
+            res.name() != bundle.resources(static_cast<int>(run.results.size())).name()) {
+          broken = "the applier sent a result out of order";
+          break;
+        }
+        run.results.push_back(std::move(res));
+        break;
+      }
+      case kSummary:
+        if (!run.summary.ParseFromString(payload)) broken = "the applier sent a malformed summary";
+        done = true;
+        break;
+      default:
+        broken = "the applier ended before finishing";
+        break;
+    }
+  }
+  mine.reset();
+  if (!done || !broken.empty()) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  sandbox::WipeChildArena();
+  if (!done || !broken.empty() || static_cast<int>(run.results.size()) != bundle.resources_size()) {
+    std::string why = broken.empty() ? "the applier ended before finishing" : broken;
+    if (WIFSIGNALED(status)) StrAppend(&why, " (signal ", WTERMSIG(status), ")");
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+      StrAppend(&why, " (exit ", WEXITSTATUS(status), ")");
+    }
+    Log(LogLevel::kError, "applier failed", {{"error", why}});
+    fail_rest(StrCat("not applied: ", why));
+  }
+  return run;
+}
+
+}  // namespace vigo::worker
