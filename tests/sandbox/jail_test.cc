@@ -7,9 +7,12 @@
 #include <signal.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -286,6 +289,89 @@ INSTANTIATE_TEST_SUITE_P(PidNamespace, JailProcTest, ::testing::Bool(),
                          [](const auto& param_info) {
                            return param_info.param ? "ControlOptedOut" : "Jailed";
                          });
+
+// --- vigo --hide PATH and its defaults ------------------------------------------
+
+// A directory the operator names with --hide (a co-located service's vault,
+// say) holding a world-readable canary: an exec reads it without the flag
+// (control) and finds nothing with it.
+class JailHideTest : public JailTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(JailHideTest, ExecCannotReadAFileBeneathAHideDirectory) {
+  const bool hidden = GetParam();
+  const fs::path vault = fleet_.dir() / "other-service" / "vault";
+  WriteFileOrDie(vault / "master.key", kCanary, 0644);
+  StartWithExec({Attacker(), "read", Report().string(), kCanary, (vault / "master.key").string()});
+  std::vector<std::string> extra;
+  if (hidden) extra = {"--hide", (fleet_.dir() / "other-service").string()};
+  RunResult r = fleet_.RunAgent("web-1", extra);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto m = ReadReport(Report());
+  ASSERT_EQ(m["done"], "1") << r.err;
+  if (!hidden) {
+    EXPECT_EQ(m["leaked0"], "1") << "control: without --hide the exec reads the file";
+    return;
+  }
+  EXPECT_EQ(m["leaked0"], "0") << "a file beneath --hide was read by an exec";
+  EXPECT_EQ(m["path0"], "errno " + std::to_string(ENOENT)) << "the cover is an empty directory";
+  // The host's copy is untouched (the cover lives in the worker's namespace).
+  EXPECT_EQ(ReadFileOrEmpty(vault / "master.key"), kCanary);
+}
+
+INSTANTIATE_TEST_SUITE_P(Hide, JailHideTest, ::testing::Bool(), [](const auto& param_info) {
+  return param_info.param ? "Hidden" : "ControlNotHidden";
+});
+
+// The default: /srv/vigo (a co-located vigosrv's root) is hidden without any
+// flag. The host's /srv is not touched: the agent runs in a private mount
+// namespace of the test's where /srv is a fresh tmpfs holding vigo/ and, as
+// the control that the tmpfs is visible to the worker, other/.
+TEST_F(JailTest, ExecCannotReadTheDefaultHiddenSrvVigo) {
+  ASSERT_TRUE(fs::is_directory("/srv")) << "the test mounts a private tmpfs on /srv";
+  const bool host_has_vault = fs::exists("/srv/vigo/secrets/.master.key");
+  StartWithExec({Attacker(), "read", Report().string(), kCanary, "/srv/vigo/secrets/.master.key",
+                 "/srv/other/data"});
+  std::vector<std::string> argv = {BinPath("vigo").string(), "run", "--once"};
+  for (const std::string& f : fleet_.AgentFlags("web-1")) argv.push_back(f);
+  const fs::path err = fleet_.dir() / "agent-private-srv.err";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only this child (and the agent it becomes) sees the tmpfs; it goes
+    // away with the namespace, whatever the test's outcome.
+    if (::unshare(CLONE_NEWNS) != 0) ::_exit(120);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(121);
+    if (::mount("vigo-test-srv", "/srv", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") != 0) {
+      ::_exit(122);
+    }
+    for (const char* d : {"/srv/vigo", "/srv/vigo/secrets", "/srv/other"}) {
+      if (::mkdir(d, 0755) != 0) ::_exit(123);
+    }
+    for (const char* f : {"/srv/vigo/secrets/.master.key", "/srv/other/data"}) {
+      int fd = ::open(f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0 || ::write(fd, kCanary, sizeof(kCanary) - 1) != sizeof(kCanary) - 1) ::_exit(124);
+      ::close(fd);
+    }
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (e < 0 || ::dup2(e, 2) < 0) ::_exit(125);
+    std::vector<char*> a;
+    for (const std::string& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+    a.push_back(nullptr);
+    ::execv(a[0], a.data());
+    ::_exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << ": " << ReadFileOrEmpty(err);
+  EXPECT_EQ(fs::exists("/srv/vigo/secrets/.master.key"), host_has_vault)
+      << "the test's tmpfs reached the host";
+  auto m = ReadReport(Report());
+  ASSERT_EQ(m["done"], "1") << ReadFileOrEmpty(err);
+  EXPECT_EQ(m["leaked1"], "1") << "control: the worker sees the private /srv";
+  EXPECT_EQ(m["leaked0"], "0") << "/srv/vigo is readable by an exec without --hide";
+  EXPECT_EQ(m["path0"], "errno " + std::to_string(ENOENT));
+}
 
 // --- Timeouts -----------------------------------------------------------------
 
