@@ -7,7 +7,8 @@
 //   exec_attacker devices REPORT CANARY     read every block device, mknod one
 //   exec_attacker proc REPORT PID PATH      count /proc pids; read /proc/PID/root/PATH
 //   exec_attacker read REPORT CANARY PATH...          read each PATH ("path<i>", "leaked<i>")
-//   exec_attacker handle REPORT CANARY DIR TYPE HEX   open_by_handle_at(open(DIR), handle)
+//   exec_attacker handle REPORT CANARY DIR FILE  open_by_handle_at(open(DIR), the handle in
+//                                                FILE: "TYPE HEX", taken by the test on the host)
 //   exec_attacker link REPORT CANARY SRC DSTDIR       hard-link SRC into DSTDIR four ways
 //   exec_attacker pid REPORT [kill]         pidfd_open/pidfd_getfd/kcmp/setns on PID 1 and
 //                                           the parent; "kill": SIGKILL PID 1 via its pidfd
@@ -18,10 +19,10 @@
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -177,7 +178,11 @@ void Read(const std::string& canary, const std::vector<std::string>& paths) {
 
 // The handle the test took on the host with name_to_handle_at, opened from a
 // directory fd on the same file system: the route around every mount cover.
-void Handle(const std::string& canary, const std::string& dir, int type, const std::string& hex) {
+void Handle(const std::string& canary, const std::string& dir, const std::string& file) {
+  std::ifstream in(file);
+  int type = 0;
+  std::string hex;
+  in >> type >> hex;
   std::vector<unsigned char> bytes;
   for (size_t i = 0; i + 1 < hex.size(); i += 2) {
     bytes.push_back(static_cast<unsigned char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
@@ -232,7 +237,10 @@ void Link(const std::string& canary, const std::string& src, const std::string& 
 
 // Reaching into the worker (PID 1 of its namespace) or the parent process.
 void Pid(bool kill_init) {
-  std::vector<pid_t> targets = {1};
+  // PID 1 is the worker in the jail; outside (the test's control) it is the
+  // host's init, which the control leaves alone.
+  std::vector<pid_t> targets;
+  if (kill_init || ::getppid() == 1) targets.push_back(1);
   if (::getppid() != 1) targets.push_back(::getppid());
   Line("ppid", std::to_string(::getppid()));
   for (pid_t t : targets) {
@@ -246,9 +254,8 @@ void Pid(bool kill_init) {
            if (pfd < 0) return -1;
            return ::syscall(SYS_pidfd_getfd, pfd, 0, 0) < 0 ? -1 : 0;
          }));
-    Line("kcmp" + k, InChild([t] {
-           return ::syscall(SYS_kcmp, ::getpid(), t, KCMP_FILE, 0, 0) < 0 ? -1 : 0;
-         }));
+    Line("kcmp" + k,
+         InChild([t] { return ::syscall(SYS_kcmp, ::getpid(), t, KCMP_FILE, 0, 0) < 0 ? -1 : 0; }));
     Line("setns" + k, InChild([t] {
            int pfd = static_cast<int>(::syscall(SYS_pidfd_open, t, 0));
            if (pfd < 0) return -1;
@@ -270,7 +277,8 @@ void Pid(bool kill_init) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: exec_attacker tiocsti|devices|proc|read|handle|link|pid REPORT ...\n");
+    std::fprintf(stderr,
+                 "usage: exec_attacker tiocsti|devices|proc|read|handle|link|pid REPORT ...\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -284,8 +292,8 @@ int main(int argc, char** argv) {
     Proc(argv[3], argv[4], argv[5]);
   } else if (mode == "read" && argc >= 5) {
     Read(argv[3], std::vector<std::string>(argv + 4, argv + argc));
-  } else if (mode == "handle" && argc == 7) {
-    Handle(argv[3], argv[4], std::atoi(argv[5]), argv[6]);
+  } else if (mode == "handle" && argc == 6) {
+    Handle(argv[3], argv[4], argv[5]);
   } else if (mode == "link" && argc == 6) {
     Link(argv[3], argv[4], argv[5]);
   } else if (mode == "pid" && (argc == 3 || argc == 4)) {

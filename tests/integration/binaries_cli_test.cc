@@ -84,12 +84,19 @@ TEST(BenchTest, ServerLoadBenchHelpPrintsUsageAndRunsNothing) {
 class HideFlagTest : public ::testing::Test {
  protected:
   RunResult Agent(const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {BinPath("vigo").string(), "run",     "--once",
-                                     "--server",                "127.0.0.1:1",
-                                     "--ca-file",               (dir_.path() / "ca.pem").string(),
-                                     "--cert-file",             (dir_.path() / "cert.pem").string(),
-                                     "--key-file",              (dir_.path() / "key.pem").string(),
-                                     "--state-dir",             state().string()};
+    std::vector<std::string> argv = {BinPath("vigo").string(),
+                                     "run",
+                                     "--once",
+                                     "--server",
+                                     "127.0.0.1:1",
+                                     "--ca-file",
+                                     (dir_.path() / "ca.pem").string(),
+                                     "--cert-file",
+                                     (dir_.path() / "cert.pem").string(),
+                                     "--key-file",
+                                     (dir_.path() / "key.pem").string(),
+                                     "--state-dir",
+                                     state().string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return vigo::testing::Run(argv);
   }
