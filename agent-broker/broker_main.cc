@@ -18,9 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "agent-broker/agent.h"
 #include "agent-broker/agent_client.h"
 #include "agent-broker/broker_lockdown.h"
+#include "agent-broker/hidden_paths.h"
 #include "agent-broker/state_dir.h"
 #include "agent-broker/tls_check.h"
 #include "agent-broker/worker_link.h"
@@ -100,6 +102,10 @@ ArgSpec Spec() {
        {"state-dir", true, "state directory (default /var/lib/vigo)"},
        {"apply-root", true, "prefix for every target_path, creates and cwd"},
        {"worker-user", true, "user vigo-worker applies as"},
+       {"hide", true,
+        "PATH the worker and its commands cannot see (repeatable; must exist).\n"
+        "                               Always hidden: the key file, the state dir, and\n"
+        "                               /srv/vigo and /var/lib/vigo when they exist"},
        {"interval", true, "daemon: seconds between check-ins (default 300, minimum 10)"},
        {"retry-for", true, "seconds to keep retrying an unreachable server (default 60)"},
        {"log-level", true, "trace|debug|info|warn|error (default info)"},
@@ -209,6 +215,18 @@ int Run(const ParsedArgs& args, bool daemon) {
                  static_cast<long long>(kMinInterval.count()));
     return kExitUsage;
   }
+  // The worker's covers (--hide, the defaults): a bad path is a usage error
+  // before anything is created or started. Computed again below once the
+  // state dir exists (its canonical path).
+  HiddenPathsRequest hide_request;
+  hide_request.key_file = *args.Get("key-file");
+  hide_request.state_dir = args.Get("state-dir").value_or(kDefaultStateDir);
+  hide_request.hide = args.GetAll("hide");
+  hide_request.apply_root = args.Get("apply-root").value_or("");
+  if (auto hidden = ComputeHiddenPaths(hide_request, ResolveOnHost); !hidden.ok()) {
+    std::fprintf(stderr, "vigo: %s\n", std::string(hidden.status().message()).c_str());
+    return kExitUsage;
+  }
   if (daemon && !args.Has("retry-for")) ao.retry_for = std::max(ao.interval, std::chrono::seconds(60));
 
   const bool insecure_mem = args.Has("insecure-allow-unlocked-memory");
@@ -278,9 +296,16 @@ int Run(const ParsedArgs& args, bool daemon) {
   wo.log_level = args.Get("log-level").value_or("");
   wo.insecure_allow_unlocked_memory = insecure_mem;
   wo.insecure_skip_lockdown = args.Get("insecure-skip-lockdown").value_or("");
-  // The worker's mount namespace covers the private key and the state dir.
-  wo.hidden_paths = {std::filesystem::absolute(*args.Get("key-file")).lexically_normal().string(),
-                     std::filesystem::absolute(state.path()).lexically_normal().string()};
+  // The worker's mount namespace covers the private key, the state dir,
+  // every --hide path and the defaults present on this host.
+  hide_request.state_dir = state.path();
+  auto hidden = ComputeHiddenPaths(hide_request, ResolveOnHost);
+  if (!hidden.ok()) {
+    std::fprintf(stderr, "vigo: %s\n", std::string(hidden.status().message()).c_str());
+    return kExitUsage;
+  }
+  wo.hidden_paths = std::move(*hidden);
+  Log(LogLevel::kDebug, "hidden from the worker", {{"paths", absl::StrJoin(wo.hidden_paths, ":")}});
   auto worker = WorkerLink::Start(wo);
   if (!worker.ok()) {
     Log(LogLevel::kError, "cannot start vigo-worker", {{"error", worker.status()}});

@@ -12,6 +12,12 @@ std::optional<std::string> ParsedArgs::Get(const std::string& name) const {
   return it->second;
 }
 
+std::vector<std::string> ParsedArgs::GetAll(const std::string& name) const {
+  auto it = all_values_.find(name);
+  if (it == all_values_.end()) return {};
+  return it->second;
+}
+
 absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std::string>& args) {
   ParsedArgs out;
   bool flags_done = false;
@@ -60,6 +66,7 @@ absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std:
     } else {
       return absl::InvalidArgumentError(StrCat("flag '--", name, "' needs a value"));
     }
+    out.all_values_[flag->name].push_back(out.values_[flag->name]);
   }
   if (!out.help_) {
     if (out.positional_.size() < spec.min_positional) {

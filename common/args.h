@@ -7,7 +7,9 @@
 //   if (a.Has("from-file")) ... a.Get("from-file") ... a.positional()[0]
 //
 // `--flag value` and `--flag=value` are accepted; "--" ends flags. "--help"
-// and "-h" are always recognised (ParsedArgs::help()).
+// and "-h" are always recognised (ParsedArgs::help()). A flag given twice
+// keeps its last value for Get(); GetAll() returns every value in order (for
+// repeatable flags such as `vigo --hide PATH`).
 #ifndef VIGO_COMMON_ARGS_H_
 #define VIGO_COMMON_ARGS_H_
 
@@ -39,12 +41,15 @@ class ParsedArgs {
   bool help() const { return help_; }
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::optional<std::string> Get(const std::string& name) const;
+  // Every value given for `name`, in command-line order (empty if none).
+  std::vector<std::string> GetAll(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   friend absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec&, const std::vector<std::string>&);
   bool help_ = false;
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_values_;
   std::vector<std::string> positional_;
 };
 

@@ -6,14 +6,23 @@
 //   exec_attacker tiocsti REPORT            push "id\n" into every terminal it can reach
 //   exec_attacker devices REPORT CANARY     read every block device, mknod one
 //   exec_attacker proc REPORT PID PATH      count /proc pids; read /proc/PID/root/PATH
+//   exec_attacker read REPORT CANARY PATH...          read each PATH ("path<i>", "leaked<i>")
+//   exec_attacker handle REPORT CANARY DIR FILE  open_by_handle_at(open(DIR), the handle in
+//                                                FILE: "TYPE HEX", taken by the test on the host)
+//   exec_attacker link REPORT CANARY SRC DSTDIR       hard-link SRC into DSTDIR four ways
+//   exec_attacker pid REPORT [kill]         pidfd_open/pidfd_getfd/kcmp/setns on PID 1 and
+//                                           the parent; "kill": SIGKILL PID 1 via its pidfd
 //
 // Each risky call runs in a forked child, so a seccomp kill (SIGSYS) of one
 // attempt is recorded ("killed 31") and the next attempt still runs.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -148,11 +157,128 @@ void Proc(const std::string& pid, const std::string& path, const std::string& ca
   Line("root_leaked", text.find(canary) != std::string::npos ? "1" : "0");
 }
 
+bool Leaked(const std::string& path, const std::string& canary) {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return text.find(canary) != std::string::npos;
+}
+
+void Read(const std::string& canary, const std::vector<std::string>& paths) {
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& p = paths[i];
+    Line("path" + std::to_string(i), InChild([&p] {
+           int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+           if (fd < 0) return -1;
+           ::close(fd);
+           return 0;
+         }));
+    Line("leaked" + std::to_string(i), Leaked(p, canary) ? "1" : "0");
+  }
+}
+
+// The handle the test took on the host with name_to_handle_at, opened from a
+// directory fd on the same file system: the route around every mount cover.
+void Handle(const std::string& canary, const std::string& dir, const std::string& file) {
+  std::ifstream in(file);
+  int type = 0;
+  std::string hex;
+  in >> type >> hex;
+  std::vector<unsigned char> bytes;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    bytes.push_back(static_cast<unsigned char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  Line("handle_bytes", std::to_string(bytes.size()));
+  Line("open_by_handle_at", InChild([&] {
+         int mount_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+         if (mount_fd < 0) return -1;
+         std::vector<unsigned char> buf(sizeof(file_handle) + bytes.size());
+         auto* fh = reinterpret_cast<file_handle*>(buf.data());
+         fh->handle_bytes = static_cast<unsigned>(bytes.size());
+         fh->handle_type = type;
+         std::memcpy(fh->f_handle, bytes.data(), bytes.size());
+         int fd = static_cast<int>(::syscall(SYS_open_by_handle_at, mount_fd, fh, O_RDONLY));
+         if (fd < 0) return -1;
+         std::string data(1 << 16, '\0');
+         ssize_t n = ::read(fd, data.data(), data.size());
+         const bool leaked =
+             n > 0 && data.substr(0, static_cast<size_t>(n)).find(canary) != std::string::npos;
+         Line("handle_leaked", leaked ? "1" : "0");
+         return 0;
+       }));
+}
+
+// Four ways to give the inode behind SRC a second name in DSTDIR; each new
+// name is read (did it reach the bytes?) and removed again.
+void Link(const std::string& canary, const std::string& src, const std::string& dstdir) {
+  const std::string pid = std::to_string(::getpid());
+  auto dst = [&](int i) { return dstdir + "/.vigo-attacker-link" + std::to_string(i) + "." + pid; };
+  std::vector<std::function<int()>> ways = {
+      [&] { return ::link(src.c_str(), dst(0).c_str()); },
+      [&] { return ::linkat(AT_FDCWD, src.c_str(), AT_FDCWD, dst(1).c_str(), AT_SYMLINK_FOLLOW); },
+      [&] {
+        int fd = ::open(src.c_str(), O_PATH | O_CLOEXEC);
+        if (fd < 0) return -1;
+        return ::linkat(fd, "", AT_FDCWD, dst(2).c_str(), AT_EMPTY_PATH);
+      },
+      [&] {
+        int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        std::string via = "/proc/self/fd/" + std::to_string(fd);
+        return ::linkat(AT_FDCWD, via.c_str(), AT_FDCWD, dst(3).c_str(), AT_SYMLINK_FOLLOW);
+      },
+  };
+  for (size_t i = 0; i < ways.size(); ++i) {
+    const std::string k = "link" + std::to_string(i);
+    Line(k, InChild(ways[i]));
+    Line(k + "_leaked", Leaked(dst(static_cast<int>(i)), canary) ? "1" : "0");
+    ::unlink(dst(static_cast<int>(i)).c_str());
+  }
+}
+
+// Reaching into the worker (PID 1 of its namespace) or the parent process.
+void Pid(bool kill_init) {
+  // PID 1 is the worker in the jail; outside (the test's control) it is the
+  // host's init, which the control leaves alone.
+  std::vector<pid_t> targets;
+  if (kill_init || ::getppid() == 1) targets.push_back(1);
+  if (::getppid() != 1) targets.push_back(::getppid());
+  Line("ppid", std::to_string(::getppid()));
+  for (pid_t t : targets) {
+    const std::string k = "_" + std::string(t == 1 ? "init" : "parent");
+    Line("pidfd_open" + k, InChild([t] {
+           int fd = static_cast<int>(::syscall(SYS_pidfd_open, t, 0));
+           return fd < 0 ? -1 : 0;
+         }));
+    Line("pidfd_getfd" + k, InChild([t] {
+           int pfd = static_cast<int>(::syscall(SYS_pidfd_open, t, 0));
+           if (pfd < 0) return -1;
+           return ::syscall(SYS_pidfd_getfd, pfd, 0, 0) < 0 ? -1 : 0;
+         }));
+    Line("kcmp" + k,
+         InChild([t] { return ::syscall(SYS_kcmp, ::getpid(), t, KCMP_FILE, 0, 0) < 0 ? -1 : 0; }));
+    Line("setns" + k, InChild([t] {
+           int pfd = static_cast<int>(::syscall(SYS_pidfd_open, t, 0));
+           if (pfd < 0) return -1;
+           return ::setns(pfd, CLONE_NEWNS);
+         }));
+  }
+  if (kill_init) {
+    Line("pidfd_kill_init", InChild([] {
+           int pfd = static_cast<int>(::syscall(SYS_pidfd_open, 1, 0));
+           if (pfd < 0) return -1;
+           return static_cast<int>(::syscall(SYS_pidfd_send_signal, pfd, SIGKILL, nullptr, 0));
+         }));
+    ::usleep(200 * 1000);
+    Line("init_alive", ::kill(1, 0) == 0 ? "1" : "0");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: exec_attacker tiocsti|devices|proc REPORT ...\n");
+    std::fprintf(stderr,
+                 "usage: exec_attacker tiocsti|devices|proc|read|handle|link|pid REPORT ...\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -164,6 +290,14 @@ int main(int argc, char** argv) {
     Devices(argv[3]);
   } else if (mode == "proc" && argc == 6) {
     Proc(argv[3], argv[4], argv[5]);
+  } else if (mode == "read" && argc >= 5) {
+    Read(argv[3], std::vector<std::string>(argv + 4, argv + argc));
+  } else if (mode == "handle" && argc == 6) {
+    Handle(argv[3], argv[4], argv[5]);
+  } else if (mode == "link" && argc == 6) {
+    Link(argv[3], argv[4], argv[5]);
+  } else if (mode == "pid" && (argc == 3 || argc == 4)) {
+    Pid(argc == 4 && std::string(argv[3]) == "kill");
   } else {
     std::fprintf(stderr, "exec_attacker: bad arguments for %s\n", mode.c_str());
     return 2;

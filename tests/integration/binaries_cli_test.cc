@@ -1,6 +1,7 @@
 // The command-line surface every binary promises (CONTRACT §1, §6): --help
 // and --version exit 0, an unknown flag exits 2 (usage), and every vigocli
 // command group answers --help.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,72 @@ TEST(BenchTest, ServerLoadBenchHelpPrintsUsageAndRunsNothing) {
   r = ::vigo::testing::Run({bench, "--rounds"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--rounds needs a value"), std::string::npos) << r.err;
+}
+
+// `vigo --hide PATH` (CONTRACT §8, repeatable). A path that does not exist,
+// holds a ':' or would cover the apply root is a usage error naming it,
+// before anything is created or started (the state dir stays absent).
+class HideFlagTest : public ::testing::Test {
+ protected:
+  RunResult Agent(const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {BinPath("vigo").string(),
+                                     "run",
+                                     "--once",
+                                     "--server",
+                                     "127.0.0.1:1",
+                                     "--ca-file",
+                                     (dir_.path() / "ca.pem").string(),
+                                     "--cert-file",
+                                     (dir_.path() / "cert.pem").string(),
+                                     "--key-file",
+                                     (dir_.path() / "key.pem").string(),
+                                     "--state-dir",
+                                     state().string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return vigo::testing::Run(argv);
+  }
+  std::filesystem::path state() const { return dir_.path() / "state"; }
+
+  TempDir dir_;
+};
+
+TEST_F(HideFlagTest, HelpListsTheFlagAndItsDefaults) {
+  RunResult r = vigo::testing::Run({BinPath("vigo").string(), "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--hide VALUE"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("repeatable"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/srv/vigo"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/var/lib/vigo when they exist"), std::string::npos) << r.out;
+}
+
+TEST_F(HideFlagTest, AMissingHidePathIsAUsageErrorNamingItBeforeAnythingStarts) {
+  std::filesystem::create_directory(dir_.path() / "present");
+  const std::string missing = (dir_.path() / "vault-typo").string();
+  RunResult r = Agent({"--hide", (dir_.path() / "present").string(), "--hide", missing});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--hide " + missing + ": no such file or directory"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(state())) << "the state dir was created before the check";
+}
+
+TEST_F(HideFlagTest, APathWithAColonIsAUsageError) {
+  const std::string colon = (dir_.path() / "a:b").string();
+  std::filesystem::create_directory(colon);
+  RunResult r = Agent({"--hide=" + colon});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("may not contain ':'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(colon), std::string::npos) << r.err;
+}
+
+TEST_F(HideFlagTest, AnApplyRootBeneathAHiddenDirectoryIsAUsageError) {
+  std::filesystem::create_directories(dir_.path() / "stage" / "root");
+  RunResult r = Agent({"--hide", (dir_.path() / "stage").string(), "--apply-root",
+                       (dir_.path() / "stage" / "root").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--apply-root"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is at or beneath " + (dir_.path() / "stage").string()), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(state()));
 }
 
 }  // namespace

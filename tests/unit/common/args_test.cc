@@ -52,6 +52,16 @@ TEST(ParseArgsTest, LastRepeatedFlagWins) {
   EXPECT_EQ(a->Get("from-file"), "b");
 }
 
+// A repeatable flag (`vigo --hide PATH --hide PATH`) keeps every value, in
+// order and in both forms; Get still answers the last one.
+TEST(ParseArgsTest, GetAllReturnsEveryValueOfARepeatedFlag) {
+  auto a = ParseArgs(SetSpec(), {"p", "--from-file", "a", "--from-file=b", "--from-file", "a"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->GetAll("from-file"), (std::vector<std::string>{"a", "b", "a"}));
+  EXPECT_EQ(a->Get("from-file"), "a");
+  EXPECT_TRUE(a->GetAll("json").empty());
+}
+
 TEST(ParseArgsTest, UnknownFlagsAreErrorsNamingTheFlag) {
   auto a = ParseArgs(SetSpec(), {"p", "--bogus"});
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
