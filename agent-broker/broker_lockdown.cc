@@ -19,6 +19,7 @@ absl::StatusOr<v1::AttestationReport> LockDownBrokerProcess(const BrokerLockdown
   spec.insecure_skip = options.insecure_skip;
   spec.insecure_skip.erase(sandbox::kStepMountNamespace);
   spec.insecure_skip.erase(sandbox::kStepPidNamespace);
+  spec.insecure_skip.erase(sandbox::kStepLandlock);
   VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownBroker(spec));
   for (const std::string& s : result.skipped_steps) {
     Log(LogLevel::kWarn, "insecure: lockdown step skipped", {{"process", "broker"}, {"step", s}});

@@ -1,0 +1,147 @@
+// #14 item 2: the applier's writes are confined by Landlock to the bundle's
+// targets, from the position of a buggy applier (the test hook in
+// tests/helpers/worker_hooks_main.cc, compiled into that test binary only),
+// with the real agent and server. Exec resources, started by the worker,
+// are not bound by the applier's domain.
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "sandbox/landlock.h"
+#include "tests/integration/e2e_fixture.h"
+#include "tests/support/test_env.h"
+
+namespace vigo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ApplierLandlockTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "sandbox tests run as root (CI does)";
+    ASSERT_GE(sandbox::LandlockAbi(), 1) << "CI kernels have Landlock (ABI 7)";
+    ASSERT_TRUE(fleet_.Init()) << fleet_.last_error();
+    root_ = fleet_.ApplyRoot("web-1");
+    outside_ = fleet_.dir() / "outside";
+    fs::create_directories(outside_);
+    WriteFileOrDie(outside_ / "victim", "keep", 0644);
+    // A bin dir whose vigo-worker is the hooked one (vigo starts the
+    // vigo-worker next to its own executable).
+    bin_ = fleet_.dir() / "bin";
+    fs::create_directories(bin_);
+    fs::copy_file(BinPath("vigo"), bin_ / "vigo");
+    fs::copy_file(TestBinPath("worker_hooks"), bin_ / "vigo-worker");
+  }
+
+  // The stacks: one file in <root>/etc/webapp (which exists, so it is the
+  // domain), the hook's file next to it, and an exec that writes outside.
+  void Start() {
+    const std::string ops = "create " + (outside_ / "new").string() + "\\n" +       //
+                            "truncate " + (outside_ / "victim").string() + "\\n" +  //
+                            "mkdir " + (outside_ / "dir").string() + "\\n" +        //
+                            "unlink " + (outside_ / "victim").string() + "\\n" +    //
+                            "symlink " + (outside_ / "link").string() + "\\n" +     //
+                            "create " + (root_ / "etc/other/new").string() + "\\n" +
+                            "truncate " + (root_ / "etc/other/victim").string() + "\\n" +
+                            "create " + (root_ / "etc/webapp/inside").string() + "\\n";
+    fs::create_directories(root_ / "etc/webapp");
+    fs::create_directories(root_ / "etc/other");
+    WriteFileOrDie(root_ / "etc/other/victim", "keep", 0644);
+    fleet_.WriteStacks(
+        {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+         {"configcrates/app.vgo",
+          "configcrate: app\nresources:\n"
+          "  - name: app\n    type: file\n    target_path: /etc/webapp/app.conf\n"
+          "    content: \"v=1\\n\"\n"
+          "  - name: hook-escape\n    type: file\n    target_path: /etc/webapp/hook.txt\n"
+          "    content: \"" + ops + "\"\n"
+          "  - name: writer\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"echo x > " +
+              (outside_ / "by-exec").string() + "\"]\n"}});
+    ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+    ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  }
+
+  RunResult RunHookedAgent(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {(bin_ / "vigo").string(), "run", "--once"};
+    for (const auto& f : fleet_.AgentFlags("web-1")) argv.push_back(f);
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return vigo::testing::Run(argv);
+  }
+
+  static bool Has(const std::string& err, const std::string& line) {
+    return err.find(line) != std::string::npos;
+  }
+
+  E2eFleet fleet_;
+  fs::path root_, outside_, bin_;
+};
+
+TEST_F(ApplierLandlockTest, ABuggyApplierCannotWriteOutsideTheBundlesTargets) {
+  Start();
+  RunResult r = RunHookedAgent();
+  // The hook ran, after the restriction, and may write where the bundle's
+  // files go.
+  ASSERT_TRUE(Has(r.err, "hook-escape create " + (root_ / "etc/webapp/inside").string() + " ok"))
+      << r.err;
+  // Everything else is refused (EACCES = 13) and nothing changed.
+  for (const std::string& op :
+       {"create " + (outside_ / "new").string(), "truncate " + (outside_ / "victim").string(),
+        "mkdir " + (outside_ / "dir").string(), "unlink " + (outside_ / "victim").string(),
+        "symlink " + (outside_ / "link").string(), "create " + (root_ / "etc/other/new").string(),
+        "truncate " + (root_ / "etc/other/victim").string()}) {
+    EXPECT_TRUE(Has(r.err, "hook-escape " + op + " errno 13")) << op << "\n" << r.err;
+  }
+  EXPECT_EQ(ReadFileOrEmpty(outside_ / "victim"), "keep");
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/other/victim"), "keep");
+  EXPECT_FALSE(fs::exists(outside_ / "new"));
+  EXPECT_FALSE(fs::exists(outside_ / "dir"));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(outside_ / "link")));
+  EXPECT_FALSE(fs::exists(root_ / "etc/other/new"));
+  // The bundle itself converged: the files, and the exec (run by the
+  // worker, outside the applier's domain) wrote where it wanted.
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/webapp/app.conf"), "v=1\n");
+  EXPECT_EQ(ReadFileOrEmpty(outside_ / "by-exec"), "x\n");
+  EXPECT_TRUE(Has(r.err, "landlock=enforced")) << r.err;
+  EXPECT_TRUE(Has(r.err, "writable_hierarchies=1")) << r.err;
+}
+
+// Control: the same hook with the step opted out gets through, so the test
+// above fails if the applier stops restricting itself.
+TEST_F(ApplierLandlockTest, ControlWithLandlockOptedOutTheHookWritesOutside) {
+  Start();
+  RunResult r = RunHookedAgent({"--insecure-skip-lockdown", "landlock"});
+  EXPECT_TRUE(Has(r.err, "hook-escape create " + (outside_ / "new").string() + " ok")) << r.err;
+  EXPECT_TRUE(fs::exists(outside_ / "new"));
+  EXPECT_TRUE(Has(r.err, "landlock=off")) << r.err;
+}
+
+// The clean-up after a timed-out command kills every other process of the
+// worker's namespace (a setsid grandchild too) but the applier waiting for
+// the result: the files after the command are still applied.
+TEST_F(ApplierLandlockTest, ATimedOutCommandsCleanUpSparesTheApplier) {
+  fleet_.WriteStacks(
+      {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+       {"configcrates/app.vgo",
+        "configcrate: app\nresources:\n"
+        "  - name: before\n    type: file\n    target_path: /etc/a/before.conf\n"
+        "    content: \"1\"\n"
+        "  - name: hang\n    type: exec\n    timeout: 1\n"
+        "    command: [\"/bin/sh\", \"-c\", \"setsid sleep 60 & sleep 60\"]\n"
+        "  - name: after\n    type: file\n    target_path: /etc/b/after.conf\n"
+        "    content: \"2\"\n"}});
+  ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+  ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  RunResult r = fleet_.RunAgent("web-1");
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/a/before.conf"), "1") << r.err;
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/b/after.conf"), "2") << r.err;
+  EXPECT_TRUE(Has(r.err, "timed out")) << r.err;
+  EXPECT_FALSE(Has(r.err, "applier failed")) << r.err;
+}
+
+}  // namespace
+}  // namespace vigo::testing
