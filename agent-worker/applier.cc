@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -100,8 +101,14 @@ bool HasFileResources(const v1::PolicyBundle& bundle) {
   return false;
 }
 
+int64_t MonotonicMicros() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 [[noreturn]] void ApplierMain(int sock, const v1::PolicyBundle& bundle, ValueSource& values,
-                              const ApplierSpec& spec) {
+                              const ApplierSpec& spec, int64_t forked_at_us) {
   if (!sandbox::BecomeChildArena().ok()) ::_exit(120);
   // Only the worker talks to the broker.
   ::close(ipc::kWorkerSocketFd);
@@ -159,6 +166,7 @@ bool HasFileResources(const v1::PolicyBundle& bundle) {
   if (auto caps = sandbox::ReadCapabilitySets(); caps.ok()) {
     summary.set_cap_eff(sandbox::HexCapabilityMask(caps->effective));
   }
+  summary.set_setup_us(MonotonicMicros() - forked_at_us);
   if (VigoApplierHookForTest != nullptr) VigoApplierHookForTest(bundle);
 
   ApplyOptions opts = spec.apply;
@@ -270,12 +278,13 @@ ApplierRun RunApplier(const v1::PolicyBundle& bundle, ValueSource& values, const
   }
   std::fflush(nullptr);
   const pid_t worker_pid = ::getpid();
+  const int64_t fork_at = MonotonicMicros();
   pid_t pid = ::fork();
   if (pid == 0) {
     mine.reset();
     ApplierSpec child_spec = spec;
     child_spec.worker_pid = worker_pid;
-    ApplierMain(theirs.get(), bundle, values, child_spec);
+    ApplierMain(theirs.get(), bundle, values, child_spec, fork_at);
   }
   const int fork_err = errno;
   // No later fork (exec commands) inherits the arena.

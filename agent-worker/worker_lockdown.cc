@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "agent-worker/fs_ops.h"
 #include "common/ipc/attestation_proto.h"
@@ -53,7 +54,14 @@ absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdown
     if (auto g = LookupGroup(options.run_as_user); g.ok()) gid = *g;
     spec.run_as = sandbox::UserSwitch{uid, gid, {}};
   }
+  const auto started = std::chrono::steady_clock::now();
   VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownWorker(spec));
+  // The cost of the jail (namespaces, /dev, procfs, covers, filter), once
+  // per worker start (docs/BENCHMARKS.md).
+  Log(LogLevel::kInfo, "worker locked down",
+      {{"took_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - started)
+                       .count()}});
   VIGO_RETURN_IF_ERROR(sandbox::ReserveChildArena(kApplierArenaBytes));
   for (const std::string& s : result.skipped_steps) {
     Log(LogLevel::kWarn, "insecure: lockdown step skipped", {{"process", "worker"}, {"step", s}});

@@ -135,7 +135,8 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
       {{"landlock_abi", run.summary.landlock_abi()},
        {"landlock", run.summary.landlock_enforced() ? "enforced" : "off"},
        {"writable_hierarchies", run.summary.landlock_domain_size()},
-       {"cap_eff", run.summary.cap_eff()}});
+       {"cap_eff", run.summary.cap_eff()},
+       {"setup_us", run.summary.setup_us()}});
   v1::WorkerReport report = BuildWorkerReport(std::move(run.results), started, NowUnixMs());
   *report.mutable_applier() = std::move(run.summary);
   Log(LogLevel::kInfo, "apply done", {{"outcome", report.outcome()}});
