@@ -87,6 +87,10 @@ absl::StatusOr<ExecConfineSetup> PrepareExecConfine(const v1::ExecConfine& confi
     if (ContainsMarkerText(path)) {
       return absl::InvalidArgumentError("confine.writable holds a secret marker (refused)");
     }
+    // Relative, NUL, '..': refused here, before anything is opened.
+    if (!OnlySlashes(path)) {
+      VIGO_RETURN_IF_ERROR(ParseTargetPath(root_fd, root, path, kWhat).status());
+    }
   }
   if (landlock_abi < 1) {
     return absl::FailedPreconditionError(
