@@ -58,7 +58,7 @@ struct VarDef {
   Loc loc;
 };
 
-// An exec resource's `confine:` (CONTRACT §4). Absent: unconfined.
+// An exec resource's `confine:` (CONTRACT §8, docs/config/vgo.md). Absent: unconfined.
 struct Confine {
   bool present = false;
   Loc loc;
