@@ -12,8 +12,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 
+#include "agent-worker/exec_confine.h"
 #include "agent-worker/exec_runner.h"
 #include "agent-worker/fs_ops.h"
 #include "agent-worker/scrub.h"
@@ -669,6 +671,18 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
                         StrCat("bad environment variable name '", e.name(), "'"));
     }
     spec.env.push_back(StrCat(e.name(), "=", e.value()));
+  }
+
+  // confine: built before any value is touched; a resource whose
+  // confinement cannot be built fails and its command never runs.
+  std::optional<ExecConfineSetup> confine;
+  if (r.has_confine()) {
+    auto c = PrepareExecConfine(r.confine(), root_fd_ ? root_fd_.get() : -1, options_.apply_root,
+                                sandbox::LandlockAbi());
+    if (!c.ok()) return FailedOn(r, c.status());
+    confine = std::move(*c);
+    spec.confine.landlock_ruleset_fd = confine->writes ? confine->writes->fd() : -1;
+    spec.confine.deny_network = confine->deny_network;
   }
 
   auto lookup = [&](std::string_view p) { return values.Get(p); };

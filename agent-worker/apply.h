@@ -26,6 +26,10 @@
 //    timeout killing the process group. Every command loads the exec-child
 //    seccomp layer before execve (see exec_runner.h); if it cannot be
 //    prepared or loaded the resource fails and the command does not run.
+//    `confine:` (exec_confine.h) adds a Landlock write domain and/or the
+//    no-network layer; when either cannot be built or loaded (no Landlock
+//    on the kernel, a missing or symlinked writable path) the resource
+//    fails and the command does not run.
 //    Output is scrubbed of every value
 //    (raw, hex, base64, URL-encoded) before it reaches a result message.
 //  - depends_on: a dependent of a failed or blocked resource is "blocked".

@@ -136,9 +136,14 @@ void ReapOrphans(pid_t spare) {
 // The pre-exec hook: runs in the child between fork and execve, so only
 // async-signal-safe code (LockDownExecChildAsyncSignalSafe is raw syscalls).
 // ChildProcess reports errno, so the returned error number is put there.
+struct ChildLayers {
+  const sandbox::ExecChildSeal* seal;
+  sandbox::ExecChildConfinement confine;
+};
+
 int LoadExecChildSeal(void* arg) {
-  const auto* seal = static_cast<const sandbox::ExecChildSeal*>(arg);
-  int err = sandbox::LockDownExecChildAsyncSignalSafe(*seal);
+  const auto* layers = static_cast<const ChildLayers*>(arg);
+  int err = sandbox::LockDownExecChildAsyncSignalSafe(*layers->seal, layers->confine);
   if (err == 0) return 0;
   errno = err;
   return -1;
@@ -169,14 +174,18 @@ absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const SecretBuffer*
   // No controlling terminal: a command cannot TIOCSTI into a shell's input.
   so.new_session = true;
   so.pre_exec = &LoadExecChildSeal;
-  // Spawn only reads the seal (the hook takes void*); it is never written.
-  so.pre_exec_arg = const_cast<sandbox::ExecChildSeal*>(spec.exec_child_seal);
+  // Spawn only reads the layers (the hook takes void*); they are never written.
+  ChildLayers layers{spec.exec_child_seal, spec.confine};
+  so.pre_exec_arg = &layers;
   absl::StatusOr<sandbox::ChildProcess> spawned = sandbox::ChildProcess::Spawn(so);
   if (!spawned.ok()) {
     if (spawned.status().message().find("pre-exec hook") != absl::string_view::npos) {
-      return absl::Status(spawned.status().code(),
-                          StrCat("exec-child seccomp layer could not be loaded, command not run (",
-                                 std::string(spawned.status().message()), ")"));
+      const bool confined = spec.confine.landlock_ruleset_fd >= 0 || spec.confine.deny_network;
+      return absl::Status(
+          spawned.status().code(),
+          StrCat(confined ? "exec-child seccomp layer or confinement" : "exec-child seccomp layer",
+                 " could not be loaded, command not run (", std::string(spawned.status().message()),
+                 ")"));
     }
     return spawned.status();
   }

@@ -13,6 +13,8 @@
 // exec-child filter stacked on the inherited worker filter) between fork and
 // execve. The seal is compiled once by the caller (PrepareExecChildSeal) and
 // is required: without it, or when loading it fails, the command is not run.
+// A confined command (ExecSpec::confine) also enters its Landlock domain and
+// the no-network layer there, before the exec-child filter.
 #ifndef VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 #define VIGO_AGENT_WORKER_EXEC_RUNNER_H_
 
@@ -43,6 +45,10 @@ struct ExecSpec {
   // A process the clean-up after a timeout must spare (the applier waiting
   // for this command's result). 0: none.
   pid_t spare_pid = 0;
+  // The resource's `confine:` (agent-worker/exec_confine.h; default:
+  // none). Loaded in the child with the seal; when it cannot be, the
+  // command is not run.
+  sandbox::ExecChildConfinement confine;
 };
 
 struct ExecOutcome {
@@ -57,7 +63,9 @@ struct ExecOutcome {
 // spec.exec_child_seal is null (nothing is spawned); other errors when the
 // child cannot be started, including the exec-child layer failing to load in
 // the child (the child then exits without exec; the message says
-// "exec-child seccomp layer could not be loaded"). A non-zero exit is not an
+// "exec-child seccomp layer could not be loaded", or "exec-child seccomp
+// layer or confinement could not be loaded" for a confined command). A
+// non-zero exit is not an
 // error (see ExecOutcome).
 absl::StatusOr<ExecOutcome> RunCommand(const ExecSpec& spec, const sandbox::SecretBuffer* stdin_data);
 

@@ -272,13 +272,26 @@ absl::StatusOr<ExecChildSeal> PrepareExecChildSeal() {
   if (!filter.ok()) return filter.status();
   auto bpf = filter->ExportBpf();
   if (!bpf.ok()) return bpf.status();
-  return ExecChildSeal{std::move(*bpf)};
+  auto no_network_filter = CompilePolicy(ExecNoNetworkPolicy(), options);
+  if (!no_network_filter.ok()) return no_network_filter.status();
+  auto no_network = no_network_filter->ExportBpf();
+  if (!no_network.ok()) return no_network.status();
+  return ExecChildSeal{std::move(*bpf), std::move(*no_network)};
 }
 
-int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal) {
+int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal,
+                                     const ExecChildConfinement& confine) {
   struct rlimit zero = {0, 0};
   if (::setrlimit(RLIMIT_CORE, &zero) != 0) return errno;
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  if (confine.landlock_ruleset_fd >= 0) {
+    if (int err = LandlockRestrictSelfAsyncSignalSafe(confine.landlock_ruleset_fd); err != 0) {
+      return err;
+    }
+  }
+  if (confine.deny_network) {
+    if (int err = LoadBpfAsyncSignalSafe(seal.no_network); err != 0) return err;
+  }
   return LoadBpfAsyncSignalSafe(seal.bpf);
 }
 

@@ -121,17 +121,32 @@ struct WorkerLockdownSpec {
 absl::StatusOr<LockdownResult> LockDownBroker(const BrokerLockdownSpec& spec);
 absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec);
 
-// Exec children: the filter is compiled before fork (allocation is not
+// Exec children: the filters are compiled before fork (allocation is not
 // async-signal-safe), loaded in the child by the function below.
 struct ExecChildSeal {
-  BpfProgram bpf;
+  BpfProgram bpf;         // ExecChildPolicy: every command
+  BpfProgram no_network;  // ExecNoNetworkPolicy: commands with confine network: false
 };
 absl::StatusOr<ExecChildSeal> PrepareExecChildSeal();
-// In the child between fork and execve: RLIMIT_CORE 0, no_new_privs, and the
-// exec-child filter stacked on the inherited worker filter. Async-signal-safe
-// (raw syscalls only). Returns 0 or the errno of the failing step; the child
-// must _exit without exec on failure.
-int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal);
+// What one command's `confine:` adds (agent-worker/exec_confine.h builds it
+// before fork). Default: nothing.
+struct ExecChildConfinement {
+  // A Landlock ruleset (sandbox/landlock.h; borrowed, must stay open through
+  // the spawn): the command may write only beneath its rules. -1: writes
+  // are not confined.
+  int landlock_ruleset_fd = -1;
+  // Stack seal.no_network: no socket but AF_UNIX.
+  bool deny_network = false;
+};
+// In the child between fork and execve: RLIMIT_CORE 0, no_new_privs, the
+// Landlock domain (when confined), the no-network layer (when asked), and
+// the exec-child filter stacked on the inherited worker filter, in that
+// order (Landlock needs no_new_privs; seccomp last). Async-signal-safe (raw
+// syscalls only). Returns 0 or the errno of the failing step; the child must
+// _exit without exec on failure, so a confined command never runs without
+// its confinement.
+int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal,
+                                     const ExecChildConfinement& confine = {});
 
 // What the last lockdown in this process did (for attestation). Empty
 // `process` when no lockdown ran.

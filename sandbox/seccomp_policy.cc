@@ -219,7 +219,7 @@ bool IsDangerousSyscall(const char* name) {
 }
 
 std::vector<const Policy*> AllPolicies() {
-  return {&BrokerPolicy(), &WorkerPolicy(), &ExecChildPolicy()};
+  return {&BrokerPolicy(), &WorkerPolicy(), &ExecChildPolicy(), &ExecNoNetworkPolicy()};
 }
 
 // --- Compiler ----------------------------------------------------------------

@@ -172,7 +172,7 @@ struct SyscallRule {
 };
 
 struct Policy {
-  const char* process;  // "broker" | "worker" | "exec_child"
+  const char* process;  // "broker" | "worker" | "exec_child" | "exec_child_no_network"
   // Default action for syscalls not in `rules` (and for rows whose argument
   // rule does not match). KILL_PROCESS for allowlists.
   Action default_action = KillProcess();
@@ -181,10 +181,12 @@ struct Policy {
   const char* summary = "";
 };
 
-// The three tables (sandbox/policies/*_policy.cc).
+// The tables (sandbox/policies/*_policy.cc).
 const Policy& BrokerPolicy();
 const Policy& WorkerPolicy();
 const Policy& ExecChildPolicy();
+// Stacked on ExecChildPolicy for `confine: {network: false}` commands.
+const Policy& ExecNoNetworkPolicy();
 // All of them, for tools and tests.
 std::vector<const Policy*> AllPolicies();
 

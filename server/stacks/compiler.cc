@@ -40,40 +40,6 @@ size_t CountMarkerPrefixes(std::string_view text) {
   return n;
 }
 
-// Why `path` is not usable as target_path/creates/cwd, or "" when it is. The
-// agent applies absolute paths beneath its root; a relative path would depend
-// on the agent's working directory and '..' would climb out of what the
-// operator reviewed.
-std::string PathProblem(std::string_view path) {
-  if (path.empty() || path.front() != '/') {
-    return StrCat("'", path, "' is not an absolute path (it must start with '/')");
-  }
-  size_t start = 1;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view part = path.substr(start, end - start);
-    if (part == "." || part == "..") {
-      return StrCat("'", path, "' holds a '", part,
-                    "' component; write the path without '.' or '..'");
-    }
-    start = end + 1;
-  }
-  return "";
-}
-
-// One spelling per path for duplicate detection: repeated and trailing '/'
-// removed (PathProblem already refused '.' and '..').
-std::string NormalizedPath(std::string_view path) {
-  std::string out;
-  for (char c : path) {
-    if (c == '/' && !out.empty() && out.back() == '/') continue;
-    out.push_back(c);
-  }
-  if (out.size() > 1 && out.back() == '/') out.pop_back();
-  return out;
-}
-
 std::string LocString(const si::Loc& loc) {
   return loc.line > 0 ? StrCat(loc.file, ":", loc.line) : loc.file;
 }
@@ -156,6 +122,49 @@ const si::Rule* FindRule(const si::Model& model, std::string_view name) {
 }  // namespace
 
 namespace stacks_internal {
+
+// Why `path` is not usable as a path, or "" when it is (model.h). The
+// agent applies absolute paths beneath its root; a relative path would depend
+// on the agent's working directory and '..' would climb out of what the
+// operator reviewed.
+std::string PathProblem(std::string_view path) {
+  if (path.empty() || path.front() != '/') {
+    return StrCat("'", path, "' is not an absolute path (it must start with '/')");
+  }
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    if (part == "." || part == "..") {
+      return StrCat("'", path, "' holds a '", part,
+                    "' component; write the path without '.' or '..'");
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+// One spelling per path for duplicate detection: repeated and trailing '/'
+// removed (PathProblem already refused '.' and '..').
+std::string NormalizedPath(std::string_view path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out.push_back(c);
+  }
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+bool LiteralText(const Text& t, std::string* out) {
+  out->clear();
+  for (const Piece& p : t.pieces) {
+    if (p.kind != PieceKind::kLiteral) return false;
+    out->append(p.text);
+  }
+  return true;
+}
 
 bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_name, ErrorSink* sink,
                  v1::PolicyBundle* out, std::set<std::string>* refs, size_t* max_bytes) {
@@ -336,6 +345,32 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
     }
     if (r.cwd.present) {
       check_path(r.cwd, render(r.cwd, dst(&v1::Resource::mutable_cwd), /*need_text=*/true));
+    }
+    if (r.confine.present) {
+      v1::ExecConfine* pc = pr ? pr->mutable_confine() : nullptr;
+      bound += kTag + 5 + 2 * kTag;  // the message's framing and its two bools
+      if (pc) {
+        pc->set_restrict_writes(r.confine.has_writable);
+        pc->set_deny_network(!r.confine.network);
+      }
+      // Literal paths were checked when the file was parsed (so unused
+      // crates are checked too); templated ones only exist once rendered.
+      std::map<std::string, const Text*> seen;
+      for (const Text& w : r.confine.writable) {
+        std::string literal;
+        const bool is_literal = LiteralText(w, &literal);
+        const std::string* path = render(w, pc ? pc->add_writable() : nullptr, /*need_text=*/true);
+        if (!is_literal) check_path(w, path);
+        if (path == nullptr || !PathProblem(*path).empty()) continue;
+        auto [it, inserted] = seen.emplace(NormalizedPath(*path), &w);
+        std::string other_literal;
+        if (!inserted && !(is_literal && LiteralText(*it->second, &other_literal))) {
+          sink->Add(w.loc, w.key,
+                    StrCat("'", *path, "' is also listed as ", it->second->key,
+                           "; list each writable path once"));
+          ok = false;
+        }
+      }
     }
     if (pr) {
       for (const auto& [dep, loc] : r.depends_on) pr->add_depends_on(dep);

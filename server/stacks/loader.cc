@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/exec_confine.h"
 #include "common/log.h"
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
@@ -135,7 +136,8 @@ std::string_view WhyRefused(std::string_view key) {
   if (key.substr(0, 7) == "command") return "argv is visible to every process via /proc";
   if (key.substr(0, 11) == "environment")
     return "environment variables are inherited by children and readable via /proc";
-  if (key == "target_path" || key == "creates" || key == "cwd")
+  if (key == "target_path" || key == "creates" || key == "cwd" ||
+      key.substr(0, 16) == "confine.writable")
     return "paths appear in logs, run results and directory listings";
   if (key == "owner" || key == "group" || key == "mode")
     return "ownership and modes are metadata shown in logs and run results";
@@ -190,6 +192,7 @@ class Parser {
   void ParseEnvironments(const YAML::Node& root);
   void ParseCrate(const YAML::Node& root);
   void ParseResource(const YAML::Node& n, const std::string& crate, si::Crate* c);
+  void ParseConfine(const YAML::Node& n, si::Confine* out);
 
   void ResolveRule(si::Rule* rule);
   void ReportTrialErrors();
@@ -617,11 +620,11 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
                                                       "target_path", "mode", "owner", "group"};
   std::initializer_list<std::string_view> exec_keys = {
       "name",  "type",        "state",   "depends_on", "command", "environment",
-      "stdin", "secret_file", "creates", "cwd",        "timeout"};
+      "stdin", "secret_file", "creates", "cwd",        "timeout", "confine"};
   std::initializer_list<std::string_view> all_keys = {
       "name",        "type",    "state",   "depends_on", "target_path", "mode",
       "owner",       "group",   "content", "command",    "environment", "stdin",
-      "secret_file", "creates", "cwd",     "timeout"};
+      "secret_file", "creates", "cwd",     "timeout",    "confine"};
   std::initializer_list<std::string_view> allowed = all_keys;
   bool known_type = true;
   if (r.type == "file") {
@@ -717,6 +720,8 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
           r.creates = ParseText(v, key, RefPlacement::kRefuse, plain);
         } else if (key == "cwd") {
           r.cwd = ParseText(v, key, RefPlacement::kRefuse, plain);
+        } else if (key == "confine") {
+          ParseConfine(v, &r.confine);
         } else if (key == "timeout") {
           std::string s;
           if (!GetScalar(v, key, &s)) return;
@@ -777,6 +782,81 @@ void Parser::ParseResource(const YAML::Node& n, const std::string& crate_name, s
   model_->resource_by_name[r.name] = model_->resources.size();
   crate->resources.push_back(model_->resources.size());
   model_->resources.push_back(std::move(r));
+}
+
+// `confine:` of an exec resource: a map of `writable` (a list of absolute
+// paths) and `network` (a bool). Literal paths are checked here, so a crate
+// no rule uses is checked too; templated ones after rendering (BuildBundle).
+void Parser::ParseConfine(const YAML::Node& n, si::Confine* out) {
+  out->present = true;
+  out->loc = At(n);
+  if (!ExpectMap(n, "confine", "a map with 'writable' and/or 'network'")) return;
+  const si::TemplateOptions plain{};
+  const size_t errors_before_map = sink_->size();
+  ForEachKey(
+      n, "confine", {"writable", "network"},
+      [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+        const std::string full = StrCat("confine.", key);
+        // A null value's mark is the next token: name the key's line.
+        const Loc at = v.IsNull() ? At(k) : At(v);
+        if (key == "writable") {
+          out->has_writable = true;
+          if (!v.IsSequence()) {
+            Error(at, full, "expected a list");
+            return;
+          }
+          if (v.size() > kMaxConfineWritable) {
+            Error(
+                at, full,
+                StrCat("at most ", kMaxConfineWritable, " writable paths (found ", v.size(), ")"));
+            return;
+          }
+          std::map<std::string, std::string> seen;  // normalized -> key
+          size_t i = 0;
+          for (const YAML::Node& item : v) {
+            std::string ikey = StrCat(full, "[", i++, "]");
+            if (!item.IsScalar() && !item.IsNull()) {
+              Error(At(item), ikey, "expected a path (a string)");
+              continue;
+            }
+            const size_t errors_before = sink_->size();
+            Text t = ParseText(item, ikey, RefPlacement::kRefuse, plain);
+            std::string literal;
+            // A refused reference or a bad template is reported once.
+            if (sink_->size() == errors_before && si::LiteralText(t, &literal)) {
+              std::string problem = si::PathProblem(literal);
+              if (!problem.empty()) {
+                Error(t.loc, ikey, std::move(problem));
+              } else if (auto [it, inserted] = seen.emplace(si::NormalizedPath(literal), ikey);
+                         !inserted) {
+                Error(t.loc, ikey,
+                      StrCat("'", literal, "' is also listed as ", it->second,
+                             "; list each writable path once"));
+              }
+            }
+            out->writable.push_back(std::move(t));
+          }
+        } else {  // network
+          std::string s;
+          if (!v.IsScalar()) {
+            Error(at, full, "network must be true or false");
+            return;
+          }
+          if (!GetScalar(v, full, &s)) return;
+          // A quoted "false" is a string, not the bool: refuse it
+          // rather than guess.
+          if (v.Tag() != "!" && (s == "true" || s == "false")) {
+            out->network = s == "true";
+          } else {
+            Error(at, full, "network must be true or false");
+          }
+        }
+      });
+  // Only a confine without errors inside can be said to confine nothing.
+  if (sink_->size() == errors_before_map && !out->has_writable && out->network) {
+    Error(out->loc, "confine",
+          "confine needs 'writable' or 'network: false'; as written it confines nothing");
+  }
 }
 
 void Parser::FindCycles() {

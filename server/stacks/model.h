@@ -58,6 +58,15 @@ struct VarDef {
   Loc loc;
 };
 
+// An exec resource's `confine:` (CONTRACT §8, docs/config/vgo.md). Absent: unconfined.
+struct Confine {
+  bool present = false;
+  Loc loc;
+  bool has_writable = false;   // `writable:` given (an empty list: no writes)
+  std::vector<Text> writable;  // key "confine.writable[i]"; paths, no references
+  bool network = true;         // `network: false`: AF_UNIX sockets only
+};
+
 struct ResourceSpec {
   std::string name;
   std::string type;  // file | directory | exec
@@ -69,6 +78,7 @@ struct ResourceSpec {
   std::vector<std::pair<std::string, Text>> environment;
   uint32_t timeout_seconds = 0;
   std::vector<std::pair<std::string, Loc>> depends_on;
+  Confine confine;
 };
 
 struct NameRef {
@@ -171,6 +181,15 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
 
 // Fills secret_refs and digest from the built bundle; returns the entitlement.
 absl::StatusOr<std::set<std::string>> FinalizeBundle(v1::PolicyBundle* bundle);
+
+// Why `path` is not usable as target_path/creates/cwd/confine.writable, or ""
+// when it is: it must be absolute and hold no '.' or '..' component.
+std::string PathProblem(std::string_view path);
+// One spelling per path for duplicate detection: repeated and trailing '/'
+// removed (call after PathProblem accepted it).
+std::string NormalizedPath(std::string_view path);
+// True when every piece of `t` is literal text; `out` receives the text.
+bool LiteralText(const Text& t, std::string* out);
 
 // A var name: [A-Za-z_][A-Za-z0-9_]*, 1–128 bytes. Shared by the loader
 // (vars keys) and the template engine ({{ .Vars.NAME }}) so both accept the

@@ -12,6 +12,11 @@
 //   exec_attacker link REPORT CANARY SRC DSTDIR       hard-link SRC into DSTDIR four ways
 //   exec_attacker pid REPORT [kill]         pidfd_open/pidfd_getfd/kcmp/setns on PID 1 and
 //                                           the parent; "kill": SIGKILL PID 1 via its pidfd
+//   exec_attacker confine REPORT DIR VICTIM write, make and remove beneath DIR;
+//                                           read, write, truncate, rename, remove
+//                                           VICTIM and create beside it
+//   exec_attacker network REPORT            socket() of AF_INET, AF_INET6,
+//                                           AF_NETLINK and AF_UNIX; socketpair
 //
 // Each risky call runs in a forked child, so a seccomp kill (SIGSYS) of one
 // attempt is recorded ("killed 31") and the next attempt still runs.
@@ -19,8 +24,10 @@
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sched.h>
+#include <linux/netlink.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -275,10 +282,86 @@ void Pid(bool kill_init) {
 
 }  // namespace
 
+// `confine: {writable: [DIR]}` tried from inside: what may and may not change.
+void Confine(const std::string& dir, const std::string& victim) {
+  const std::string beside = victim.substr(0, victim.rfind('/'));
+  auto write_new = [](const std::string& path) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    int rc = ::write(fd, "x", 1) == 1 ? 0 : -1;
+    ::close(fd);
+    return rc;
+  };
+  Line("write_inside", InChild([&] { return write_new(dir + "/new.txt"); }));
+  Line("mkdir_inside", InChild([&] { return ::mkdir((dir + "/sub").c_str(), 0755); }));
+  Line("rename_inside", InChild([&] {
+         return ::rename((dir + "/new.txt").c_str(), (dir + "/sub/moved.txt").c_str());
+       }));
+  Line("unlink_inside", InChild([&] { return ::unlink((dir + "/sub/moved.txt").c_str()); }));
+  Line("read_victim", InChild([&] {
+         int fd = ::open(victim.c_str(), O_RDONLY | O_CLOEXEC);
+         if (fd < 0) return -1;
+         char c;
+         int rc = ::read(fd, &c, 1) == 1 ? 0 : -1;
+         ::close(fd);
+         return rc;
+       }));
+  Line("write_victim", InChild([&] {
+         int fd = ::open(victim.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+         if (fd < 0) return -1;
+         int rc = ::write(fd, "x", 1) == 1 ? 0 : -1;
+         ::close(fd);
+         return rc;
+       }));
+  Line("truncate_victim", InChild([&] { return ::truncate(victim.c_str(), 0); }));
+  Line("create_beside", InChild([&] { return write_new(beside + "/created-by-exec"); }));
+  Line("mkdir_beside", InChild([&] { return ::mkdir((beside + "/dir-by-exec").c_str(), 0755); }));
+  Line("symlink_beside",
+       InChild([&] { return ::symlink("/etc/passwd", (beside + "/link-by-exec").c_str()); }));
+  Line("rename_victim", InChild([&] {  // and back, so the unlink below has its target
+         const std::string moved = beside + "/renamed-by-exec";
+         if (::rename(victim.c_str(), moved.c_str()) != 0) return -1;
+         return ::rename(moved.c_str(), victim.c_str());
+       }));
+  Line("unlink_victim", InChild([&] { return ::unlink(victim.c_str()); }));
+  Line("write_devnull", InChild([] {
+         int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+         if (fd < 0) return -1;
+         int rc = ::write(fd, "x", 1) == 1 ? 0 : -1;
+         ::close(fd);
+         return rc;
+       }));
+}
+
+// `confine: {network: false}` tried from inside.
+void Network() {
+  auto open_socket = [](long family, int type, int protocol) {
+    long fd = ::syscall(SYS_socket, family, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0) return -1;
+    ::close(static_cast<int>(fd));
+    return 0;
+  };
+  Line("inet", InChild([&] { return open_socket(AF_INET, SOCK_STREAM, 0); }));
+  Line("inet6", InChild([&] { return open_socket(AF_INET6, SOCK_DGRAM, 0); }));
+  Line("netlink", InChild([&] { return open_socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE); }));
+  // The kernel reads the family as an int: upper register bits must not help.
+  Line("inet_upper_bits",
+       InChild([&] { return open_socket((1L << 32) | AF_INET, SOCK_STREAM, 0); }));
+  Line("unix", InChild([&] { return open_socket(AF_UNIX, SOCK_STREAM, 0); }));
+  Line("unix_pair", InChild([] {
+         int sv[2];
+         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+         ::close(sv[0]);
+         ::close(sv[1]);
+         return 0;
+       }));
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: exec_attacker tiocsti|devices|proc|read|handle|link|pid REPORT ...\n");
+    std::fprintf(stderr, "usage: exec_attacker tiocsti|devices|proc|confine|network REPORT ...\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -298,6 +381,10 @@ int main(int argc, char** argv) {
     Link(argv[3], argv[4], argv[5]);
   } else if (mode == "pid" && (argc == 3 || argc == 4)) {
     Pid(argc == 4 && std::string(argv[3]) == "kill");
+  } else if (mode == "confine" && argc == 5) {
+    Confine(argv[3], argv[4]);
+  } else if (mode == "network") {
+    Network();
   } else {
     std::fprintf(stderr, "exec_attacker: bad arguments for %s\n", mode.c_str());
     return 2;
