@@ -58,7 +58,7 @@ absl::StatusOr<v1::AttestationReport> LockDownWorkerProcess(const WorkerLockdown
   VIGO_ASSIGN_OR_RETURN(sandbox::LockdownResult result, sandbox::LockDownWorker(spec));
   // The cost of the jail (namespaces, /dev, procfs, covers, filter), once
   // per worker start (docs/BENCHMARKS.md).
-  Log(LogLevel::kInfo, "worker locked down",
+  Log(LogLevel::kDebug, "worker locked down",
       {{"took_us", std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - started)
                        .count()}});
