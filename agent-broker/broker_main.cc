@@ -3,19 +3,19 @@
 #include <fcntl.h>
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <set>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <thread>
+#include <filesystem>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_join.h"

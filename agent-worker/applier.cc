@@ -1,9 +1,9 @@
 #include "agent-worker/applier.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <linux/capability.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,8 +31,7 @@
 // the applier right after it restricted itself, to attempt what a buggy
 // applier might. The production vigo-worker has no definition, so the weak
 // reference is null and nothing runs.
-extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle)
-    __attribute__((weak));
+extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle) __attribute__((weak));
 
 namespace vigo::worker {
 namespace {
@@ -119,6 +119,7 @@ int64_t MonotonicMicros() {
       FailedResult(r, StrCat("not applied: ", why)).SerializeToString(&bytes);
       SendMsg(sock, kResult, bytes);
     }
+    summary.set_arena_high_water(sandbox::ArenaHighWater());
     std::string bytes;
     summary.SerializeToString(&bytes);
     SendMsg(sock, kSummary, bytes);
@@ -132,7 +133,8 @@ int64_t MonotonicMicros() {
   std::optional<sandbox::LandlockRuleset> ruleset;
   if (abi >= 1) {
     auto rs = sandbox::LandlockRuleset::ForWrites();
-    if (!rs.ok()) fail_all(StrCat("the applier cannot confine itself (", rs.status().ToString(), ")"));
+    if (!rs.ok())
+      fail_all(StrCat("the applier cannot confine itself (", rs.status().ToString(), ")"));
     ruleset.emplace(std::move(*rs));
     // A bundle without file or directory resources writes nothing: no rule.
     if (HasFileResources(bundle)) {
@@ -194,6 +196,7 @@ int64_t MonotonicMicros() {
     r.SerializeToString(&bytes);
     if (!SendMsg(sock, kResult, bytes)) ::_exit(122);
   }
+  summary.set_arena_high_water(sandbox::ArenaHighWater());
   std::string bytes;
   summary.SerializeToString(&bytes);
   SendMsg(sock, kSummary, bytes);
@@ -223,8 +226,8 @@ std::vector<int> ApplierCapabilities(const v1::PolicyBundle& bundle) {
 }
 
 absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::string& apply_root,
-                                                         const v1::PolicyBundle& bundle,
-                                                         std::vector<UniqueFd>* fds) {
+                                                        const v1::PolicyBundle& bundle,
+                                                        std::vector<UniqueFd>* fds) {
   std::vector<std::string> shown;
   std::set<std::string> seen;
   for (const v1::Resource& r : bundle.resources()) {
@@ -251,8 +254,9 @@ absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::
   return shown;
 }
 
-ApplierRun RunApplier(const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
-                      const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec) {
+ApplierRun RunApplier(
+    const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
+    const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec) {
   ApplierRun run;
   auto fail_rest = [&](const std::string& why) {
     for (int i = static_cast<int>(run.results.size()); i < bundle.resources_size(); ++i) {
@@ -352,7 +356,9 @@ ApplierRun RunApplier(const v1::PolicyBundle& bundle, ValueSource& values, const
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  sandbox::WipeChildArena();
+  // What the applier used (it says so last); everything when it did not
+  // finish.
+  sandbox::WipeChildArena(done && broken.empty() ? run.summary.arena_high_water() : SIZE_MAX);
   if (!done || !broken.empty() || static_cast<int>(run.results.size()) != bundle.resources_size()) {
     std::string why = broken.empty() ? "the applier ended before finishing" : broken;
     if (WIFSIGNALED(status)) StrAppend(&why, " (signal ", WTERMSIG(status), ")");

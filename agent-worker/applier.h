@@ -77,8 +77,8 @@ std::vector<int> ApplierCapabilities(const v1::PolicyBundle& bundle);
 // directory above the offending component (the resource fails later, naming
 // it). `fds` receives an O_PATH fd per directory, in the same order.
 absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::string& apply_root,
-                                                         const v1::PolicyBundle& bundle,
-                                                         std::vector<sandbox::UniqueFd>* fds);
+                                                        const v1::PolicyBundle& bundle,
+                                                        std::vector<sandbox::UniqueFd>* fds);
 
 // Forks the applier for `bundle` and serves its exec requests with
 // `run_exec(resource, applier_pid)` (a timed-out command's clean-up must
@@ -86,8 +86,9 @@ absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::
 // the bundle (the applier cannot fetch more). Never fails as a whole: an
 // applier that dies or breaks the protocol fails the resources it did not
 // report, naming why.
-ApplierRun RunApplier(const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
-                      const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec);
+ApplierRun RunApplier(
+    const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
+    const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec);
 
 }  // namespace vigo::worker
 

@@ -209,6 +209,13 @@ void PrintBreakdown(const char* label, const RunFigures& f, const fs::path& log)
               "report + exit %.3f s\n",
               label, start - f.start_unix_s, static_cast<long long>(resolve_ms), done - start,
               f.start_unix_s + f.seconds - done);
+  // The applier's set-up (fork to Landlock-restricted: domain, rules,
+  // capabilities) inside the worker apply.
+  const int64_t setup_us = LogField(log, "applier", "setup_us");
+  if (setup_us >= 0) {
+    std::printf("      of which applier set-up (domain, rules, capabilities) %lld us\n",
+                static_cast<long long>(setup_us));
+  }
 }
 
 RunFigures RunAgent(const std::vector<std::string>& argv, const fs::path& log) {

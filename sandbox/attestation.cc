@@ -1,12 +1,11 @@
 #include "sandbox/attestation.h"
 
-#include <algorithm>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 

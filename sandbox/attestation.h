@@ -61,8 +61,9 @@ absl::StatusOr<uint64_t> AllowedCapabilityMask(std::string_view process);
 // at least one filter, no_new_privs, not dumpable, arena locked and excluded
 // from dumps on a locking backing, no skipped steps, CapEff within the
 // process's allowed set; for the worker also landlock_abi >= 1 and
-// applier_landlock (a kernel without Landlock cannot run a strict agent). Otherwise FAILED_PRECONDITION whose message lists
-// every failing requirement ("seccomp_mode=0 (want 2); no_new_privs=false; ...").
+// applier_landlock (a kernel without Landlock cannot run a strict agent). Otherwise
+// FAILED_PRECONDITION whose message lists every failing requirement ("seccomp_mode=0 (want 2);
+// no_new_privs=false; ...").
 absl::Status CheckStrict(const AttestationReport& report);
 
 }  // namespace vigo::sandbox

@@ -150,9 +150,9 @@ absl::Status ReduceCapabilitiesTo(std::span<const int> keep) {
   auto after = ReadCapabilitySets();
   if (!after.ok()) return after.status();
   if (after->effective != target || after->permitted != target || after->inheritable != 0) {
-    return absl::InternalError(StrCat("capabilities: kernel state after reduce differs: eff=",
-                                      HexMask(after->effective), " prm=", HexMask(after->permitted),
-                                      " wanted=", HexMask(target)));
+    return absl::InternalError(
+        StrCat("capabilities: kernel state after reduce differs: eff=", HexMask(after->effective),
+               " prm=", HexMask(after->permitted), " wanted=", HexMask(target)));
   }
   return absl::OkStatus();
 }

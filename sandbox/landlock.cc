@@ -32,14 +32,14 @@ constexpr struct {
   uint64_t bit;
   const char* name;
 } kNames[] = {
-    {LANDLOCK_ACCESS_FS_EXECUTE, "execute"},        {LANDLOCK_ACCESS_FS_WRITE_FILE, "write_file"},
-    {LANDLOCK_ACCESS_FS_READ_FILE, "read_file"},    {LANDLOCK_ACCESS_FS_READ_DIR, "read_dir"},
-    {LANDLOCK_ACCESS_FS_REMOVE_DIR, "remove_dir"},  {LANDLOCK_ACCESS_FS_REMOVE_FILE, "remove_file"},
-    {LANDLOCK_ACCESS_FS_MAKE_CHAR, "make_char"},    {LANDLOCK_ACCESS_FS_MAKE_DIR, "make_dir"},
-    {LANDLOCK_ACCESS_FS_MAKE_REG, "make_reg"},      {LANDLOCK_ACCESS_FS_MAKE_SOCK, "make_sock"},
-    {LANDLOCK_ACCESS_FS_MAKE_FIFO, "make_fifo"},    {LANDLOCK_ACCESS_FS_MAKE_BLOCK, "make_block"},
-    {LANDLOCK_ACCESS_FS_MAKE_SYM, "make_sym"},      {LANDLOCK_ACCESS_FS_REFER, "refer"},
-    {LANDLOCK_ACCESS_FS_TRUNCATE, "truncate"},      {LANDLOCK_ACCESS_FS_IOCTL_DEV, "ioctl_dev"},
+    {LANDLOCK_ACCESS_FS_EXECUTE, "execute"},       {LANDLOCK_ACCESS_FS_WRITE_FILE, "write_file"},
+    {LANDLOCK_ACCESS_FS_READ_FILE, "read_file"},   {LANDLOCK_ACCESS_FS_READ_DIR, "read_dir"},
+    {LANDLOCK_ACCESS_FS_REMOVE_DIR, "remove_dir"}, {LANDLOCK_ACCESS_FS_REMOVE_FILE, "remove_file"},
+    {LANDLOCK_ACCESS_FS_MAKE_CHAR, "make_char"},   {LANDLOCK_ACCESS_FS_MAKE_DIR, "make_dir"},
+    {LANDLOCK_ACCESS_FS_MAKE_REG, "make_reg"},     {LANDLOCK_ACCESS_FS_MAKE_SOCK, "make_sock"},
+    {LANDLOCK_ACCESS_FS_MAKE_FIFO, "make_fifo"},   {LANDLOCK_ACCESS_FS_MAKE_BLOCK, "make_block"},
+    {LANDLOCK_ACCESS_FS_MAKE_SYM, "make_sym"},     {LANDLOCK_ACCESS_FS_REFER, "refer"},
+    {LANDLOCK_ACCESS_FS_TRUNCATE, "truncate"},     {LANDLOCK_ACCESS_FS_IOCTL_DEV, "ioctl_dev"},
 };
 
 int QueryAbi() {

@@ -254,10 +254,11 @@ absl::StatusOr<LockdownResult> LockDownWorker(const WorkerLockdownSpec& spec) {
   }
   // 9. Applied per bundle by the applier; a kernel without Landlock is not
   //    an error here (the attestation reports landlock_abi 0, strict refuses).
-  if (auto st = run.Run(kStepLandlock, [] {
-        (void)LandlockAbi();
-        return absl::OkStatus();
-      });
+  if (auto st = run.Run(kStepLandlock,
+                        [] {
+                          (void)LandlockAbi();
+                          return absl::OkStatus();
+                        });
       !st.ok()) {
     return st;
   }

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +68,7 @@ class Arena {
       free_.erase(it);
       if (run > need) free_.emplace(offset + need, run - need);
       in_use_ += need;
+      high_water_ = std::max(high_water_, offset + need);
       *len = need;
       return base_ + offset;
     }
@@ -166,8 +168,8 @@ class Arena {
       // Shared (shmem), not private: a child forked to apply a bundle
       // (ForkChildArena below) writes into pages this process locked, never
       // into copy-on-write copies the kernel could swap out.
-      void* p = ::mmap(base, length, PROT_READ | PROT_WRITE,
-                       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      void* p = ::mmap(base, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+                       -1, 0);
       if (p == MAP_FAILED) {
         const int err = errno;
         ::munmap(reservation, total);
@@ -229,8 +231,8 @@ class Arena {
     const size_t need = RoundUp(bytes, kGranule);
     if (child_length_ != 0) return absl::FailedPreconditionError("child arena already reserved");
     if (need == 0 || need >= length_) {
-      return absl::InvalidArgumentError(StrCat("child arena of ", bytes, " bytes does not fit in ",
-                                               length_));
+      return absl::InvalidArgumentError(
+          StrCat("child arena of ", bytes, " bytes does not fit in ", length_));
     }
     // The top run must still be free (nothing allocated there yet).
     const size_t offset = length_ - need;
@@ -271,18 +273,23 @@ class Arena {
     free_.clear();
     free_.emplace(0, length_);
     in_use_ = 0;
+    high_water_ = 0;
     child_offset_ = 0;
     child_length_ = 0;
     return absl::OkStatus();
   }
 
-  void WipeChild() {
+  size_t HighWater() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (child_length_ != 0) SecureZero(base_ + child_offset_, child_length_);
+    return high_water_;
+  }
+
+  void WipeChild(size_t used) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (child_length_ != 0) SecureZero(base_ + child_offset_, std::min(used, child_length_));
   }
 
  private:
-
   // Maps a memfd_secret file over [base, base+length). On failure nothing is
   // mapped there (the PROT_NONE reservation is still in place).
   static absl::Status MapMemfdSecret(uint8_t* base, size_t length) {
@@ -324,6 +331,7 @@ class Arena {
   size_t reservation_length_ = 0;
   size_t child_offset_ = 0;  // the part reserved for a forked child (ReserveTop)
   size_t child_length_ = 0;
+  size_t high_water_ = 0;  // end of the highest block ever handed out
 };
 
 // Leaked on purpose: SecretBuffers with static storage duration may be
@@ -351,7 +359,9 @@ absl::Status SetArenaInheritedByFork(bool inherited) {
 
 absl::Status BecomeChildArena() { return GlobalArena().BecomeChild(); }
 
-void WipeChildArena() { GlobalArena().WipeChild(); }
+size_t ArenaHighWater() { return GlobalArena().HighWater(); }
+
+void WipeChildArena(size_t used_bytes) { GlobalArena().WipeChild(used_bytes); }
 
 void SecureZero(void* data, size_t len) {
   if (data == nullptr || len == 0) return;

@@ -45,9 +45,9 @@ class ApplierLandlockTest : public ::testing::Test {
                             "mkdir " + (outside_ / "dir").string() + "\\n" +        //
                             "unlink " + (outside_ / "victim").string() + "\\n" +    //
                             "symlink " + (outside_ / "link").string() + "\\n" +     //
-                            "create " + (root_ / "etc/other/new").string() + "\\n" +
-                            "truncate " + (root_ / "etc/other/victim").string() + "\\n" +
-                            "create " + (root_ / "etc/webapp/inside").string() + "\\n";
+                            "create " + (root_ / "etc/other/new").string() + "\\n" + "truncate " +
+                            (root_ / "etc/other/victim").string() + "\\n" + "create " +
+                            (root_ / "etc/webapp/inside").string() + "\\n";
     fs::create_directories(root_ / "etc/webapp");
     fs::create_directories(root_ / "etc/other");
     WriteFileOrDie(root_ / "etc/other/victim", "keep", 0644);
@@ -58,8 +58,10 @@ class ApplierLandlockTest : public ::testing::Test {
           "  - name: app\n    type: file\n    target_path: /etc/webapp/app.conf\n"
           "    content: \"v=1\\n\"\n"
           "  - name: hook-escape\n    type: file\n    target_path: /etc/webapp/hook.txt\n"
-          "    content: \"" + ops + "\"\n"
-          "  - name: writer\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"echo x > " +
+          "    content: \"" +
+              ops +
+              "\"\n"
+              "  - name: writer\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"echo x > " +
               (outside_ / "by-exec").string() + "\"]\n"}});
     ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
     ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
@@ -124,16 +126,15 @@ TEST_F(ApplierLandlockTest, ControlWithLandlockOptedOutTheHookWritesOutside) {
 // worker's namespace (a setsid grandchild too) but the applier waiting for
 // the result: the files after the command are still applied.
 TEST_F(ApplierLandlockTest, ATimedOutCommandsCleanUpSparesTheApplier) {
-  fleet_.WriteStacks(
-      {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
-       {"configcrates/app.vgo",
-        "configcrate: app\nresources:\n"
-        "  - name: before\n    type: file\n    target_path: /etc/a/before.conf\n"
-        "    content: \"1\"\n"
-        "  - name: hang\n    type: exec\n    timeout: 1\n"
-        "    command: [\"/bin/sh\", \"-c\", \"setsid sleep 60 & sleep 60\"]\n"
-        "  - name: after\n    type: file\n    target_path: /etc/b/after.conf\n"
-        "    content: \"2\"\n"}});
+  fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+                      {"configcrates/app.vgo",
+                       "configcrate: app\nresources:\n"
+                       "  - name: before\n    type: file\n    target_path: /etc/a/before.conf\n"
+                       "    content: \"1\"\n"
+                       "  - name: hang\n    type: exec\n    timeout: 1\n"
+                       "    command: [\"/bin/sh\", \"-c\", \"setsid sleep 60 & sleep 60\"]\n"
+                       "  - name: after\n    type: file\n    target_path: /etc/b/after.conf\n"
+                       "    content: \"2\"\n"}});
   ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
   ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
   RunResult r = fleet_.RunAgent("web-1");

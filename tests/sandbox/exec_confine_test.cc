@@ -56,8 +56,9 @@ class ExecConfineTest : public ::testing::TestWithParam<bool> {
   }
 
   void Start(const std::string& resources) {
-    fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [probe]\n"},
-                        {"configcrates/probe.vgo", "configcrate: probe\nresources:\n" + resources}});
+    fleet_.WriteStacks(
+        {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [probe]\n"},
+         {"configcrates/probe.vgo", "configcrate: probe\nresources:\n" + resources}});
     ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
     ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
   }
@@ -77,11 +78,13 @@ TEST_P(ExecConfineTest, ExecWritesOnlyBeneathItsWritablePath) {
   const fs::path in_root = root / "etc" / "victim.conf";
   const std::string confine = confined ? "{writable: [/data]}" : "";
   // Each command works in its own directory beneath /data.
-  Start(ExecResource("outside", {Attacker(), "confine", (data / "report-outside").string(),
-                                 (data / "a").string(), outside.string()},
+  Start(ExecResource("outside",
+                     {Attacker(), "confine", (data / "report-outside").string(),
+                      (data / "a").string(), outside.string()},
                      confine) +
-        ExecResource("in-root", {Attacker(), "confine", (data / "report-root").string(),
-                                 (data / "b").string(), in_root.string()},
+        ExecResource("in-root",
+                     {Attacker(), "confine", (data / "report-root").string(), (data / "b").string(),
+                      in_root.string()},
                      confine));
   fs::create_directories(data / "a");
   fs::create_directories(data / "b");
@@ -136,10 +139,9 @@ TEST_P(ExecConfineTest, ExecWithoutNetworkHasOnlyUnixSockets) {
   EXPECT_EQ(m["inet_upper_bits"], "killed 31");
 }
 
-INSTANTIATE_TEST_SUITE_P(Confine, ExecConfineTest, ::testing::Bool(),
-                         [](const auto& param_info) {
-                           return param_info.param ? "Confined" : "Control";
-                         });
+INSTANTIATE_TEST_SUITE_P(Confine, ExecConfineTest, ::testing::Bool(), [](const auto& param_info) {
+  return param_info.param ? "Confined" : "Control";
+});
 
 // Fail closed on the node: a writable path that does not exist cannot become
 // a Landlock rule, so the resource fails and its command never runs.
@@ -148,11 +150,11 @@ TEST(ExecConfineFailClosedTest, MissingWritablePathFailsTheResourceWithoutRunnin
   E2eFleet fleet;
   ASSERT_TRUE(fleet.Init()) << fleet.last_error();
   const fs::path ran = fleet.dir() / "ran";
-  fleet.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [probe]\n"},
-                     {"configcrates/probe.vgo",
-                      "configcrate: probe\nresources:\n" +
-                          ExecResource("m", {"/usr/bin/touch", ran.string()},
-                                       "{writable: [/no/such/dir]}")}});
+  fleet.WriteStacks(
+      {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [probe]\n"},
+       {"configcrates/probe.vgo",
+        "configcrate: probe\nresources:\n" +
+            ExecResource("m", {"/usr/bin/touch", ran.string()}, "{writable: [/no/such/dir]}")}});
   ASSERT_TRUE(fleet.StartServer()) << fleet.last_error();
   ASSERT_TRUE(fleet.IssueEnvoy("web-1")) << fleet.last_error();
   RunResult r = fleet.RunAgent("web-1");

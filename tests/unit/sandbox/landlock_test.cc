@@ -84,9 +84,8 @@ TEST_F(LandlockTest, CreatingAFileOutsideTheRulesIsRefused) {
 
 TEST_F(LandlockTest, WritingAnExistingFileOutsideTheRulesIsRefused) {
   fs::path outside = dir_ / "other" / "existing";
-  int rc = InRestrictedChild({dir_ / "allowed"}, [&] {
-    return Errno(::open(outside.c_str(), O_WRONLY | O_CLOEXEC));
-  });
+  int rc = InRestrictedChild({dir_ / "allowed"},
+                             [&] { return Errno(::open(outside.c_str(), O_WRONLY | O_CLOEXEC)); });
   EXPECT_EQ(rc, EACCES);
 }
 
@@ -99,11 +98,9 @@ TEST_F(LandlockTest, RemovingRenamingOrLinkingOutsideTheRulesIsRefused) {
                               [&] { return Errno(::rename(victim.c_str(), moved.c_str())); }),
             EACCES)
       << "rename out of a denied directory";
-  EXPECT_EQ(InRestrictedChild({dir_ / "allowed"},
-                              [&] {
-                                return Errno(
-                                    ::symlink("/etc/shadow", (dir_ / "other" / "ln").c_str()));
-                              }),
+  EXPECT_EQ(InRestrictedChild(
+                {dir_ / "allowed"},
+                [&] { return Errno(::symlink("/etc/shadow", (dir_ / "other" / "ln").c_str())); }),
             EACCES);
   EXPECT_TRUE(fs::exists(victim));
 }
