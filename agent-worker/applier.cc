@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -31,7 +33,10 @@
 // the applier right after it restricted itself, to attempt what a buggy
 // applier might. The production vigo-worker has no definition, so the weak
 // reference is null and nothing runs.
-extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle) __attribute__((weak));
+// Hidden: resolved at static link time only, never exported in .dynsym, so
+// no preloaded library can supply it to the production binary.
+extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle)
+    __attribute__((weak, visibility("hidden")));
 
 namespace vigo::worker {
 namespace {
@@ -110,8 +115,14 @@ int64_t MonotonicMicros() {
 [[noreturn]] void ApplierMain(int sock, const v1::PolicyBundle& bundle, ValueSource& values,
                               const ApplierSpec& spec, int64_t forked_at_us) {
   if (!sandbox::BecomeChildArena().ok()) ::_exit(120);
-  // Only the worker talks to the broker.
-  ::close(ipc::kWorkerSocketFd);
+  // Only the worker talks to the broker: its socket number now names
+  // /dev/null, so no stale reference (the value cache's channel) can reach
+  // a file the applier opens later under the same number.
+  {
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0 || ::dup3(null_fd, ipc::kWorkerSocketFd, O_CLOEXEC) < 0) ::_exit(124);
+    ::close(null_fd);
+  }
   v1::ApplierSummary summary;
   auto fail_all = [&](const std::string& why) {
     for (const v1::Resource& r : bundle.resources()) {
@@ -277,6 +288,8 @@ ApplierRun RunApplier(
   }
   UniqueFd mine(sv[0]), theirs(sv[1]);
   if (absl::Status s = sandbox::SetArenaInheritedByFork(true); !s.ok()) {
+    // Part of the range may have changed: restore before any command forks.
+    if (!sandbox::SetArenaInheritedByFork(false).ok()) std::_Exit(1);
     fail_rest(StrCat("cannot start the applier (", s.ToString(), ")"));
     return run;
   }
@@ -302,11 +315,28 @@ ApplierRun RunApplier(
     return run;
   }
 
-  std::set<int> execs_run;
+  std::map<int, v1::ResourceResult> execs_run;  // what this process ran, by index
   int last_exec = -1;
   bool done = false;
   std::string broken;
   while (!done && broken.empty()) {
+    // A process of the namespace (a command, or one it left behind) can
+    // stop the applier (same uid): never wait on it without looking. A
+    // stopped applier is killed and the bundle fails.
+    struct pollfd pfd = {mine.get(), POLLIN, 0};
+    int ready = ::poll(&pfd, 1, 1000);
+    if (ready < 0 && errno != EINTR) {
+      broken = StrCat("cannot wait for the applier (poll: ", std::strerror(errno), ")");
+      break;
+    }
+    if (ready <= 0) {
+      siginfo_t si = {};
+      if (::waitid(P_PID, static_cast<id_t>(pid), &si, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
+          si.si_pid == pid && si.si_code == CLD_STOPPED) {
+        broken = StrCat("the applier was stopped by signal ", si.si_status);
+      }
+      continue;
+    }
     auto [type, payload] = RecvMsg(mine.get());
     switch (type) {
       case kRunExec: {
@@ -319,13 +349,13 @@ ApplierRun RunApplier(
         // Only this bundle's exec resources, each once, in bundle order.
         if (idx >= static_cast<uint32_t>(bundle.resources_size()) ||
             bundle.resources(static_cast<int>(idx)).type() != "exec" ||
-            static_cast<int>(idx) <= last_exec || execs_run.count(static_cast<int>(idx)) > 0) {
+            static_cast<int>(idx) <= last_exec) {
           broken = StrCat("the applier asked for resource #", idx, ", which it may not run");
           break;
         }
         last_exec = static_cast<int>(idx);
-        execs_run.insert(last_exec);
         v1::ResourceResult res = run_exec(bundle.resources(last_exec), pid);
+        execs_run[last_exec] = res;
         std::string bytes;
         res.SerializeToString(&bytes);
         if (!SendMsg(mine.get(), kExecResult, bytes)) broken = "the applier stopped listening";
@@ -338,6 +368,18 @@ ApplierRun RunApplier(
             res.name() != bundle.resources(static_cast<int>(run.results.size())).name()) {
           broken = "the applier sent a result out of order";
           break;
+        }
+        // An exec's result is this process's own (the applier only relays
+        // it); an exec the applier reports without having asked for it can
+        // only be "failed" (blocked by a dependency).
+        const int at = static_cast<int>(run.results.size());
+        if (bundle.resources(at).type() == "exec") {
+          if (auto it = execs_run.find(at); it != execs_run.end()) {
+            res = it->second;
+          } else if (res.status() != "failed") {
+            broken = StrCat("the applier reported exec '", res.name(), "' without running it");
+            break;
+          }
         }
         run.results.push_back(std::move(res));
         break;

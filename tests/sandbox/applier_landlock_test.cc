@@ -144,5 +144,29 @@ TEST_F(ApplierLandlockTest, ATimedOutCommandsCleanUpSparesTheApplier) {
   EXPECT_FALSE(Has(r.err, "applier failed")) << r.err;
 }
 
+// A command can stop the applier (same uid, same namespace): the worker
+// notices, kills it and fails the rest of the bundle instead of waiting for
+// ever.
+TEST_F(ApplierLandlockTest, ACommandThatStopsTheApplierFailsTheRunInsteadOfHangingIt) {
+  // By name (comm): the applier is the vigo-worker that is not PID 1.
+  const std::string stop =
+      "for p in /proc/[0-9]*; do n=${p#/proc/}; c=$(cat $p/comm 2>/dev/null); "
+      "if [ $n != 1 ] && [ x$c = xvigo-worker ]; then kill -STOP $n; fi; done";
+  fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+                      {"configcrates/app.vgo",
+                       "configcrate: app\nresources:\n"
+                       "  - name: stopper\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"" +
+                           stop +
+                           "\"]\n"
+                           "  - name: after\n    type: file\n    target_path: /etc/b/after.conf\n"
+                           "    content: \"2\"\n"}});
+  ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+  ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  RunResult r = fleet_.RunAgent("web-1");
+  EXPECT_TRUE(Has(r.err, "the applier was stopped by signal 19")) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "etc/b/after.conf"));
+  EXPECT_NE(r.exit_code, 0);
+}
+
 }  // namespace
 }  // namespace vigo::testing

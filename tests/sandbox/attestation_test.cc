@@ -198,9 +198,10 @@ TEST(CheckStrictTest, ListsEveryFailingRequirement) {
   }
 }
 
-TEST(CheckStrictTest, AcceptsAGoodReportAndRejectsUnknownProcess) {
+// A report that meets strict for `process` (the broker: no Landlock asked).
+AttestationReport StrictReport(const std::string& process) {
   AttestationReport r;
-  r.process = "broker";
+  r.process = process;
   r.seccomp_mode = 2;
   r.seccomp_filters = 1;
   r.no_new_privs = true;
@@ -208,6 +209,11 @@ TEST(CheckStrictTest, AcceptsAGoodReportAndRejectsUnknownProcess) {
   r.dumpable = false;
   r.arena_locked = r.arena_dontdump = true;
   r.arena_backing = "memfd_secret";
+  return r;
+}
+
+TEST(CheckStrictTest, AcceptsAGoodReportAndRejectsUnknownProcess) {
+  AttestationReport r = StrictReport("broker");
   EXPECT_TRUE(CheckStrict(r).ok());
   r.cap_eff = "0000000000000002";  // CAP_DAC_OVERRIDE: fine for a worker, not a broker
   EXPECT_FALSE(CheckStrict(r).ok());
@@ -223,15 +229,7 @@ TEST(CheckStrictTest, AcceptsAGoodReportAndRejectsUnknownProcess) {
 // below strict, whether the kernel lacks it or it was opted out; the broker
 // (which writes nothing) is not asked for it.
 TEST(CheckStrictTest, AWorkerWithoutLandlockIsBelowStrict) {
-  AttestationReport r;
-  r.process = "worker";
-  r.seccomp_mode = 2;
-  r.seccomp_filters = 1;
-  r.no_new_privs = true;
-  r.cap_eff = "0000000000000000";
-  r.dumpable = false;
-  r.arena_locked = r.arena_dontdump = true;
-  r.arena_backing = "memfd_secret";
+  AttestationReport r = StrictReport("worker");
   r.landlock_abi = 0;
   absl::Status s = CheckStrict(r);
   EXPECT_FALSE(s.ok());

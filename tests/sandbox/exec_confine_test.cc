@@ -21,24 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::map<std::string, std::string> ReadReport(const fs::path& p) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(ReadFileOrEmpty(p));
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t sp = line.find(' ');
-    if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
-  }
-  return m;
-}
-
-// YAML flow list of JSON-quoted strings.
-std::string Argv(const std::vector<std::string>& argv) {
-  std::string out = "[";
-  for (const std::string& a : argv) out += (out.size() > 1 ? ", \"" : "\"") + a + "\"";
-  return out + "]";
-}
-
 std::string ExecResource(const std::string& name, const std::vector<std::string>& command,
                          const std::string& confine) {
   std::string r = "  - name: " + name + "\n    type: exec\n    command: " + Argv(command) +

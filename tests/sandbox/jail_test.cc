@@ -40,24 +40,6 @@ namespace fs = std::filesystem;
 
 constexpr char kCanary[] = "VIGO-JAIL-CANARY-4c1d9e77a0b3";
 
-std::map<std::string, std::string> ReadReport(const fs::path& p) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(ReadFileOrEmpty(p));
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t sp = line.find(' ');
-    if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
-  }
-  return m;
-}
-
-// YAML flow list of JSON-quoted strings.
-std::string Argv(const std::vector<std::string>& argv) {
-  std::string out = "[";
-  for (const std::string& a : argv) out += (out.size() > 1 ? ", \"" : "\"") + a + "\"";
-  return out + "]";
-}
-
 class JailTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "common/strings.h"
@@ -106,6 +107,23 @@ RunResult Run(const std::vector<std::string>& argv, std::string_view stdin_data,
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   return r;
+}
+
+std::map<std::string, std::string> ReadReport(const fs::path& p) {
+  std::map<std::string, std::string> m;
+  std::istringstream in(ReadFileOrEmpty(p));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
+  }
+  return m;
+}
+
+std::string Argv(const std::vector<std::string>& argv) {
+  std::string out = "[";
+  for (const std::string& a : argv) out += (out.size() > 1 ? ", \"" : "\"") + a + "\"";
+  return out + "]";
 }
 
 std::string ReadFileOrEmpty(const fs::path& p) {

@@ -4,6 +4,7 @@
 #define VIGO_TESTS_SUPPORT_TEST_ENV_H_
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,13 @@ RunResult Run(const std::vector<std::string>& argv, std::string_view stdin_data 
               const std::vector<std::string>& extra_env = {});
 
 std::string ReadFileOrEmpty(const std::filesystem::path& p);
+
+// The "key value" lines a hostile helper (tests/helpers/exec_attacker_main.cc)
+// writes to its report file, as a map (a later key wins).
+std::map<std::string, std::string> ReadReport(const std::filesystem::path& p);
+
+// A YAML flow list of JSON-quoted strings, for a `command:` in test stacks.
+std::string Argv(const std::vector<std::string>& argv);
 void WriteFileOrDie(const std::filesystem::path& p, std::string_view data, int mode = 0600);
 
 // The forms a leaked canary may take: raw, hex (lower/upper), base64,

@@ -26,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using vigo::testing::ReadFileOrEmpty;
+using vigo::testing::ReadReport;
 using vigo::testing::TempDir;
 using vigo::testing::TestBinPath;
 using vigo::testing::WriteFileOrDie;
@@ -133,17 +134,6 @@ TEST_F(ExecConfineTest, PathsTheServerWouldRefuseAreRefusedAgain) {
 }
 
 // --- A command in its domain (the apply engine, no worker lockdown) ---------
-
-std::map<std::string, std::string> ReadReport(const fs::path& p) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(ReadFileOrEmpty(p));
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t sp = line.find(' ');
-    if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
-  }
-  return m;
-}
 
 v1::PolicyBundle OneExec(std::vector<std::string> argv, const v1::ExecConfine* confine) {
   v1::PolicyBundle b;
