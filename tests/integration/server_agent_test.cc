@@ -553,7 +553,9 @@ TEST(ServerWatcherTest, RotationInTheVaultBumpsTheEpoch) {
   ASSERT_TRUE(fx.ok()) << fx.error();
   const uint64_t e1 = fx.server().epoch();
   fx.SetSecret("a/db", "rotated-value-0d9c");
-  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+  // Generous: under a full parallel suite inotify + debounce + reload took
+  // over 5 s (the loop ends as soon as the epoch moves).
+  for (int i = 0; i < 400 && fx.server().epoch() == e1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(fx.server().epoch(), e1);
@@ -572,7 +574,9 @@ TEST(ServerWatcherTest, VersionPollDetectsRotation) {
   ASSERT_TRUE(fx.ok()) << fx.error();
   const uint64_t e1 = fx.server().epoch();
   fx.SetSecret("b/key", "rotated-key-77aa");
-  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+  // Generous: under a full parallel suite inotify + debounce + reload took
+  // over 5 s (the loop ends as soon as the epoch moves).
+  for (int i = 0; i < 400 && fx.server().epoch() == e1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(fx.server().epoch(), e1);
@@ -595,7 +599,9 @@ TEST(ServerWatcherTest, VersionPollRecoversAfterAFailedReload) {
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   EXPECT_EQ(fx.server().epoch(), e1) << "a reload cannot succeed while the backend is down";
   fx.backend().unavailable = false;  // back, with no further file change: only the poll sees it
-  for (int i = 0; i < 100 && fx.server().epoch() == e1; ++i) {
+  // Generous: under a full parallel suite inotify + debounce + reload took
+  // over 5 s (the loop ends as soon as the epoch moves).
+  for (int i = 0; i < 400 && fx.server().epoch() == e1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(fx.server().epoch(), e1);
