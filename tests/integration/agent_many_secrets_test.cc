@@ -51,16 +51,10 @@ TEST(AgentManySecretsTest, SixHundredFilesEachWithItsOwnSecret) {
   ASSERT_TRUE(fx.ok()) << fx.error();
   EnvoyCreds creds = fx.IssueEnvoy("web-1");
   ASSERT_TRUE(fx.ok()) << fx.error();
-  TempDir work;
-  const fs::path root = work.path() / "root", state = work.path() / "state";
-  fs::create_directories(root);
-  fs::create_directories(state);
-  const std::vector<std::string> argv = {
-      BinPath("vigo").string(), "run", "--once", "--server=" + fx.target(),
-      "--ca-file=" + (creds.dir / "ca.pem").string(),
-      "--cert-file=" + (creds.dir / "cert.pem").string(),
-      "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + state.string(),
-      "--apply-root=" + root.string(), "--log-level=trace", "--retry-for=20"};
+  AgentDirs dirs;
+  const fs::path& root = dirs.root;
+  const fs::path& state = dirs.state;
+  const std::vector<std::string> argv = AgentArgv("once", fx.target(), creds, dirs);
 
   RunResult r1 = vigo::testing::Run(argv);
   ASSERT_EQ(r1.exit_code, 0) << r1.err.substr(r1.err.size() > 4000 ? r1.err.size() - 4000 : 0);

@@ -50,33 +50,14 @@ ServerFixtureOptions Options() {
   return o;
 }
 
-std::vector<std::string> AgentArgv(const std::string& mode, const std::string& target,
-                                   const EnvoyCreds& creds, const fs::path& root,
-                                   const fs::path& state) {
-  std::vector<std::string> a = {BinPath("vigo").string()};
-  if (mode == "once") {
-    a.insert(a.end(), {"run", "--once"});
-  } else {
-    a.insert(a.end(), {"daemon", "--interval=10"});
-  }
-  a.insert(a.end(),
-           {"--server=" + target, "--ca-file=" + (creds.dir / "ca.pem").string(),
-            "--cert-file=" + (creds.dir / "cert.pem").string(),
-            "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + state.string(),
-            "--apply-root=" + root.string(), "--log-level=trace", "--retry-for=20"});
-  return a;
-}
-
 TEST(AgentOutputBytesTest, NonUtf8ExecOutputReachesTheServerEscapedAndTheAgentExitsZero) {
   ServerFixture fx(Options());
   ASSERT_TRUE(fx.ok()) << fx.error();
   EnvoyCreds creds = fx.IssueEnvoy("web-1");
   ASSERT_TRUE(fx.ok()) << fx.error();
-  TempDir work;
-  const fs::path root = work.path() / "root", state = work.path() / "state";
-  fs::create_directories(root);
-  fs::create_directories(state);
-  RunResult r = vigo::testing::Run(AgentArgv("once", fx.target(), creds, root, state));
+  AgentDirs dirs;
+  const fs::path& state = dirs.state;
+  RunResult r = vigo::testing::Run(AgentArgv("once", fx.target(), creds, dirs));
   EXPECT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
   EXPECT_EQ(r.err.find("protocol violation"), std::string::npos);
 
@@ -110,15 +91,12 @@ TEST(AgentOutputBytesTest, DaemonReportsTheRunAndKeepsRunning) {
   ASSERT_TRUE(fx.ok()) << fx.error();
   EnvoyCreds creds = fx.IssueEnvoy("web-1");
   ASSERT_TRUE(fx.ok()) << fx.error();
-  TempDir work;
-  const fs::path root = work.path() / "root", state = work.path() / "state";
-  fs::create_directories(root);
-  fs::create_directories(state);
-  const fs::path log = work.path() / "daemon.log";
+  AgentDirs dirs;
+  const fs::path log = dirs.work.path() / "daemon.log";
   int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   ASSERT_GE(log_fd, 0);
   sandbox::SpawnOptions so;
-  so.argv = AgentArgv("daemon", fx.target(), creds, root, state);
+  so.argv = AgentArgv("daemon", fx.target(), creds, dirs);
   so.fd_map = {{2, log_fd}};
   auto daemon = sandbox::ChildProcess::Spawn(so);
   ::close(log_fd);

@@ -116,6 +116,36 @@ struct EnvoyCreds {
   server::tls::CertInfo info;
 };
 
+// A real agent's apply root and state dir, below a temp dir of its own.
+struct AgentDirs {
+  TempDir work;
+  std::filesystem::path root = work.path() / "root";
+  std::filesystem::path state = work.path() / "state";
+  AgentDirs() {
+    std::filesystem::create_directories(root);
+    std::filesystem::create_directories(state);
+  }
+};
+
+// argv of `vigo run --once` (mode "once") or `vigo daemon --interval=10`
+// for `creds` against `target`, in `dirs`.
+inline std::vector<std::string> AgentArgv(const std::string& mode, const std::string& target,
+                                          const EnvoyCreds& creds, const AgentDirs& dirs,
+                                          const std::string& log_level = "trace") {
+  std::vector<std::string> a = {BinPath("vigo").string()};
+  if (mode == "once") {
+    a.insert(a.end(), {"run", "--once"});
+  } else {
+    a.insert(a.end(), {"daemon", "--interval=10"});
+  }
+  a.insert(a.end(),
+           {"--server=" + target, "--ca-file=" + (creds.dir / "ca.pem").string(),
+            "--cert-file=" + (creds.dir / "cert.pem").string(),
+            "--key-file=" + (creds.dir / "key.pem").string(), "--state-dir=" + dirs.state.string(),
+            "--apply-root=" + dirs.root.string(), "--log-level=" + log_level, "--retry-for=20"});
+  return a;
+}
+
 struct ServerFixtureOptions {
   std::map<std::string, std::string> stacks;   // relative path under stacks/ → text
   std::map<std::string, std::string> secrets;  // vault path → value (test canaries)
