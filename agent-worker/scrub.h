@@ -3,9 +3,12 @@
 //   std::string safe = ScrubOutput(output.Reveal(), values.Resolved());
 //
 // What is redacted (each maximal redacted run becomes one "[REDACTED]"):
-//   - every occurrence of a value's raw bytes, lower/upper hex, or base64
-//     (standard and URL alphabets, at every byte alignment inside a longer
-//     base64 stream: only the characters determined by the value's bits);
+//   - every occurrence of a form of a value (common/secret_forms.h: raw,
+//     reversed, without whitespace, lower/upper hex, base64 in both alphabets
+//     and base32, at every byte alignment inside a longer stream);
+//   - every run of at least `window` bytes (default 12, never below 8) of
+//     any form of a value (common/window_index.h): a slice, a line, the
+//     first and last bytes of a value, in any of those forms;
 //   - the same forms seen through the decoding views of the output
 //     (common/decode_views.h, shared with the server's report leak scan),
 //     so encoders that escape any subset of characters are covered:
@@ -54,6 +57,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/window_index.h"
 #include "sandbox/secret_buffer.h"
 
 namespace vigo::worker {
@@ -66,7 +70,7 @@ inline constexpr std::string_view kWithheld =
 // nothing was redacted or when the output was withheld).
 std::string ScrubOutput(std::span<const uint8_t> output,
                         const std::vector<const sandbox::SecretBuffer*>& values,
-                        size_t* redactions = nullptr);
+                        size_t* redactions = nullptr, size_t window = kDefaultRedactionWindow);
 
 // ScrubOutput, then the result made valid UTF-8 text for the report
 // (common/utf8_text.h EscapeInvalidUtf8: each byte that is not UTF-8 becomes
@@ -77,7 +81,8 @@ std::string ScrubOutput(std::span<const uint8_t> output,
 // `redactions` counts the runs of both passes.
 std::string ScrubOutputAsText(std::span<const uint8_t> output,
                               const std::vector<const sandbox::SecretBuffer*>& values,
-                              size_t* redactions = nullptr);
+                              size_t* redactions = nullptr,
+                              size_t window = kDefaultRedactionWindow);
 
 }  // namespace vigo::worker
 

@@ -221,6 +221,109 @@ absl::StatusOr<std::optional<DecodeView>> CEscapeView(Bytes o) {
   return std::move(*w).Finish(/*decoded=*/true);
 }
 
+bool IsBlank(uint8_t c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+// Every ASCII whitespace byte removed: characters printed with spaces (or
+// tabs) between them, hex with space separators, wrapped dumps.
+absl::StatusOr<std::optional<DecodeView>> NoWhitespaceView(Bytes o) {
+  if (std::none_of(o.begin(), o.end(), [](uint8_t c) { return c == ' ' || c == '\t'; })) {
+    return std::nullopt;  // only line breaks: the same as kUnwrapLines
+  }
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size(); ++i) {
+    if (!IsBlank(o[i])) w->Put(o[i], i, i + 1);
+  }
+  return std::move(*w).Finish(/*decoded=*/false);
+}
+
+// One `od -c` field starting at o[i] (1-3 spaces, then the character or
+// escape); returns the bytes it stands for and advances *i, or false.
+bool OdField(Bytes o, size_t end, size_t* i, uint8_t* out, size_t* n) {
+  size_t p = *i;
+  if (p + 4 <= end && o[p] == ' ' && o[p + 1] == ' ' && o[p + 2] == ' ' && o[p + 3] == ' ') {
+    out[0] = ' ';  // the space character: four spaces
+    *n = 1;
+    *i = p + 4;
+    return true;
+  }
+  size_t lead = 0;
+  while (p < end && o[p] == ' ' && lead < 3) ++p, ++lead;
+  if (lead == 0) return false;
+  size_t q = p;
+  while (q < end && o[q] != ' ') ++q;
+  const size_t len = q - p;
+  *n = 0;
+  if (len == 3 && o[p] >= '0' && o[p] <= '3' && o[p + 1] >= '0' && o[p + 1] <= '7' &&
+      o[p + 2] >= '0' && o[p + 2] <= '7') {
+    out[(*n)++] = static_cast<uint8_t>((o[p] - '0') * 64 + (o[p + 1] - '0') * 8 + (o[p + 2] - '0'));
+  } else if (len == 2 && o[p] == '\\') {
+    static constexpr std::string_view kOdEscapes("0\0a\ab\bf\fn\nr\rt\tv\v", 16);
+    const int b = SimpleEscape(o[p + 1], kOdEscapes);
+    if (b < 0) return false;
+    out[(*n)++] = static_cast<uint8_t>(b);
+  } else if (len == 2 && o[p] == '*' && o[p + 1] == '*') {
+    // A continuation byte of a multi-byte character already decoded.
+  } else if (len >= 1 && len <= 4 && lead + len <= 4 + 3) {
+    // One printable character (a UTF-8 sequence in a UTF-8 locale).
+    for (size_t k = 0; k < len; ++k) out[(*n)++] = o[p + k];
+  } else {
+    return false;
+  }
+  *i = q;
+  return true;
+}
+
+// `od -c` output decoded back to the bytes it shows: lines of an octal
+// offset (optional with -An) followed by 4-column fields. Each decoded byte
+// maps to its field. Lines that are not od lines stay literal.
+absl::StatusOr<std::optional<DecodeView>> OdCharsView(Bytes o) {
+  // Cheap test first: some line starts with 7 octal digits and a field.
+  bool any = false;
+  for (size_t i = 0; i + 11 <= o.size() && !any; ++i) {
+    if (i > 0 && o[i - 1] != '\n') continue;
+    size_t k = i;
+    while (k < o.size() && o[k] >= '0' && o[k] <= '7') ++k;
+    any = k - i >= 7 && k + 4 <= o.size() && o[k] == ' ';
+  }
+  if (!any) return std::nullopt;
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t line = 0; line < o.size();) {
+    size_t eol = line;
+    while (eol < o.size() && o[eol] != '\n') ++eol;
+    size_t i = line;
+    while (i < eol && o[i] >= '0' && o[i] <= '7') ++i;
+    bool od = i - line >= 7 && i < eol;
+    // Decode the fields into a scratch list first: a line that does not
+    // parse completely is kept literal.
+    struct Field {
+      uint8_t bytes[4];
+      size_t n, from, to;
+    };
+    std::vector<Field> fields;
+    while (od && i < eol) {
+      Field f{};
+      f.from = i;
+      if (!OdField(o, eol, &i, f.bytes, &f.n)) od = false;
+      f.to = i;
+      fields.push_back(f);
+    }
+    if (od && !fields.empty()) {
+      for (const Field& f : fields) {
+        for (size_t k = 0; k < f.n; ++k) w->Put(f.bytes[k], f.from, f.to);
+      }
+    } else {
+      for (size_t k = line; k < eol; ++k) w->Put(o[k], k, k + 1);
+      if (eol < o.size()) w->Put(o[eol], eol, eol + 1);
+    }
+    line = eol + 1;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
 }  // namespace
 
 int HexDigitValue(uint8_t c) {
@@ -249,6 +352,10 @@ absl::StatusOr<std::optional<DecodeView>> BuildDecodeView(DecodeViewKind kind,
       return JsonView(text, /*latin1=*/false);
     case DecodeViewKind::kJsonLatin1:
       return JsonView(text, /*latin1=*/true);
+    case DecodeViewKind::kNoWhitespace:
+      return NoWhitespaceView(text);
+    case DecodeViewKind::kOdChars:
+      return OdCharsView(text);
   }
   return absl::InvalidArgumentError("decode view: unknown kind");
 }

@@ -21,9 +21,17 @@
 //     surrogate pairs, \/ \" \\ \b \f \n \r \t (a lone surrogate stays
 //     literal);
 //   - kJsonLatin1: the same, but \u00XX as the single byte XX (encoders that
-//     escape bytes, not code points).
+//     escape bytes, not code points);
+//   - kNoWhitespace: every ASCII whitespace byte removed (characters printed
+//     with spaces between them, hex with space separators, the hex column
+//     of `xxd` / `hexdump -C` line by line; built only when the text has a
+//     space or tab);
+//   - kOdChars: `od -c` output decoded back to its bytes (octal offset, then
+//     4-column fields: a character, \0 \a \b \f \n \r \t \v, three octal
+//     digits, ** for a continuation byte), each byte mapped to its field.
 // Not decoded: two stacked escapings (one view undoes one layer), HTML
-// entities, quoted-printable, compression, anything else.
+// entities, quoted-printable, hex separated by ':' or '-', the bytes an
+// `xxd` ASCII column shows as '.', compression, anything else.
 //
 // Failure: RESOURCE_EXHAUSTED when the locked arena cannot hold a view, or
 // when the text is longer than 4 GiB - 1 (offsets are 32-bit). Callers must
@@ -56,12 +64,21 @@
 
 namespace vigo {
 
-enum class DecodeViewKind { kUnwrapLines, kUrl, kCEscape, kJsonUtf8, kJsonLatin1 };
+enum class DecodeViewKind {
+  kUnwrapLines,
+  kUrl,
+  kCEscape,
+  kJsonUtf8,
+  kJsonLatin1,
+  kNoWhitespace,
+  kOdChars
+};
 
 // Every kind, in the order BuildDecodeViews builds them.
 inline constexpr DecodeViewKind kDecodeViewKinds[] = {
-    DecodeViewKind::kUnwrapLines, DecodeViewKind::kUrl, DecodeViewKind::kCEscape,
-    DecodeViewKind::kJsonUtf8, DecodeViewKind::kJsonLatin1};
+    DecodeViewKind::kUnwrapLines, DecodeViewKind::kUrl,        DecodeViewKind::kCEscape,
+    DecodeViewKind::kJsonUtf8,    DecodeViewKind::kJsonLatin1, DecodeViewKind::kNoWhitespace,
+    DecodeViewKind::kOdChars};
 
 class DecodeView {
  public:

@@ -1,7 +1,9 @@
 // LeakScanner: defence in depth for ReportResult. Before a report is stored,
 // every text field is searched for the values of the refs the reporting
-// envoy is entitled to (raw, lower/upper hex, standard and URL-safe base64 at
-// every byte alignment), in the text itself and in each of its decoding views
+// envoy is entitled to, in every form (common/secret_forms.h, the same forms
+// the worker's scrubber uses), whole or as any run of at least `window`
+// bytes of a form (common/window_index.h), in the text itself and in each of
+// its decoding views
 // (common/decode_views.h, the same views the worker's output scrubber uses:
 // URL/form decoding, JSON string escapes, C/Python escapes, line unwrapping).
 // A hit in a view marks the text bytes it was decoded from, so the escaped
@@ -27,14 +29,14 @@
 // not a captured tail.
 //
 // Cost and memory: Scan only encodes; the encoded forms of all values go into
-// one FormBatch (common/form_index.h) and are searched together, in one pass
+// one WindowIndex (common/window_index.h) and are searched together, in one pass
 // over each text and over each of its decoding views, whenever the batch
-// reaches 1 MiB of forms and at Finish. So a report is walked once per
+// reaches its batch size (256 KiB of forms) and at Finish. So a report is walked once per
 // batch, not once per form: 1,000 entitled values and 1,000 results cost one
 // pass over ~6 views of ~5,000 short texts. Views are built one text at a
 // time during a pass and dropped at once (peak: one view, ≤ the largest
 // text, plus 8 bytes of heap offsets per decoded byte); forms: at most one
-// batch (≈ 1 MiB plus the last value's forms) and its index. Per text, one
+// batch (≈ 512 KiB plus the last value's forms) and its table. Per text, one
 // marker entry per byte once it has a hit.
 //
 // Failure: Scan and Finish return RESOURCE_EXHAUSTED when a form, the index
@@ -61,7 +63,7 @@
 
 #include "absl/status/status.h"
 #include "common/decode_views.h"
-#include "common/form_index.h"
+#include "common/window_index.h"
 #include "sandbox/secret_buffer.h"
 
 namespace vigo::server::service {
@@ -78,7 +80,9 @@ std::string StoredReportText(std::string_view redacted, size_t max_bytes);
 class LeakScanner {
  public:
   // `texts` are borrowed and must outlive the scanner.
-  explicit LeakScanner(std::vector<std::string_view> texts);
+  // `window`: the redaction window (common/window_index.h).
+  explicit LeakScanner(std::vector<std::string_view> texts,
+                       size_t window = kDefaultRedactionWindow);
 
   // Queues `value`'s encoded forms under `path`; searches the queued forms
   // when they reach the batch size.
@@ -88,8 +92,17 @@ class LeakScanner {
 
   // Text `i` with each maximal marked run replaced by "[redacted:<path>]".
   std::string Redacted(size_t i) const;
-  // Paths with at least one hit so far.
+  // Paths that name at least one redacted run (after Finish).
   const std::set<std::string>& leaked() const { return leaked_; }
+  // One entry per (path, form) that names a redacted run, with the number
+  // of runs, after Finish. `form` is a FormKindName, followed by "/" and the
+  // decoding view it was seen through ("hex/json-escaped"), if any.
+  struct Leak {
+    std::string path;
+    std::string form;
+    size_t runs = 0;
+  };
+  const std::vector<Leak>& leaks() const { return leaks_; }
   // Forms queued so far (for tests).
   size_t forms_scanned() const { return forms_scanned_; }
   // Passes over the texts so far (for tests: one per batch).
@@ -97,18 +110,23 @@ class LeakScanner {
 
  private:
   struct Mark {
-    int path = -1;          // index into paths_, -1: not covered
-    uint32_t form_len = 0;  // text bytes the covering hit spans (longer wins)
+    int tag = -1;       // path index * kFormKindCount + FormKind, -1: not covered
+    uint32_t rank = 0;  // 2 * text bytes the hit spans, +1 unless shared (higher wins)
+    int view = -1;      // index into kDecodeViewKinds, -1: the text itself
   };
   // One pass: every text and each of its decoding views against the batch.
   absl::Status Flush();
-  void MarkHit(size_t text, size_t begin, size_t end, uint32_t path);
+  void MarkHit(size_t text, size_t begin, size_t end, uint32_t tag, int view);
+  // fn(begin, end, best mark) for each maximal marked run of text i.
+  template <typename Fn>
+  void ForEachRun(size_t i, Fn&& fn) const;
 
   std::vector<std::string_view> texts_;
   std::vector<std::vector<Mark>> marks_;  // per text, per byte; empty until a hit
   std::vector<std::string> paths_;
   std::set<std::string> leaked_;
-  FormBatch batch_;
+  std::vector<Leak> leaks_;
+  WindowIndex index_;
   size_t forms_scanned_ = 0;
   size_t passes_ = 0;
 };

@@ -457,19 +457,25 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     run.redacted = !leaked.empty();
     absl::Status st =
         server_->store().StoreRun(run, results, server_->options().limits.stored_run_bytes);
-    if (!leaked.empty()) {
-      std::vector<std::string> paths(leaked.begin(), leaked.end());
+    // Leaks are events: one audit record per (path, form) the scan redacted,
+    // with the number of runs, and the server-wide counter.
+    for (const LeakScanner::Leak& leak : scanner.leaks()) {
+      const uint64_t total = server_->CountLeakRedactions(leak.runs);
       absl::Status a = server_->Audit({.event = "secret.leak.detected",
                                        .actor = StrCat("envoy:", id->envoy),
                                        .envoy = id->envoy,
-                                       .paths = paths,
+                                       .paths = {leak.path},
                                        .outcome = "redacted",
-                                       .detail = StrCat("run=", run.id, " req=", rid)});
-      Log(LogLevel::kError, "report: agent leaked secret values; stored redacted",
+                                       .detail = StrCat("run=", run.id, " form=", leak.form,
+                                                        " runs=", leak.runs, " req=", rid)});
+      Log(LogLevel::kError, "report: agent leaked secret material; stored redacted",
           {{"req", rid},
            {"envoy", id->envoy},
            {"run", run.id},
-           {"refs", JoinPaths(paths)},
+           {"ref", leak.path},
+           {"form", leak.form},
+           {"runs", static_cast<int64_t>(leak.runs)},
+           {"leak_redactions_total", static_cast<int64_t>(total)},
            {"audit", a}});
     }
     if (!st.ok()) {

@@ -131,6 +131,11 @@ class VigoServer {
   // failed). Lets a handler do other work while the record is written; it must
   // still wait on the future before releasing anything.
   std::future<absl::Status> AuditAsync(AuditEvent event);
+  // Adds `runs` to the count of runs the report leak scan has redacted since
+  // start and returns the new total (logged with each leak; the metrics
+  // endpoint of issue 18 will export it).
+  uint64_t CountLeakRedactions(uint64_t runs) { return leak_redactions_ += runs; }
+  uint64_t leak_redactions() const { return leak_redactions_.load(); }
   // Pre-generated server ephemeral keys for sealing (one per call).
   EphemeralKeyPool& key_pool() { return *key_pool_; }
 
@@ -170,6 +175,7 @@ class VigoServer {
   const PolicyState* bundle_cache_state_ = nullptr;                            // under state_mu_
   std::mutex reload_mu_;
   std::atomic<bool> last_reload_failed_{false};
+  std::atomic<uint64_t> leak_redactions_{0};
 
   // Owns the agent port's listening socket and the pre-handshake gate; hands
   // each connection to agent_server_ through agent_acceptor_. Stopped (with

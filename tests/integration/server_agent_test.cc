@@ -371,16 +371,19 @@ TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
   // (and so cannot tell web-a anything about it).
   EXPECT_NE(m.find(kKeyCanary), std::string::npos);
   auto records = fx_->AuditRecords();
-  int leaks = 0;
+  // One record per (path, form): the value was printed raw and in hex.
+  std::vector<std::string> details;
   for (const auto& rec : records) {
     if (rec.event.event == "secret.leak.detected") {
-      ++leaks;
+      details.push_back(rec.event.detail);
       EXPECT_EQ(rec.event.envoy, "web-a");
       EXPECT_EQ(rec.event.paths, std::vector<std::string>{"a/db"});
       EXPECT_EQ(rec.event.outcome, "redacted");
     }
   }
-  EXPECT_EQ(leaks, 1);
+  ASSERT_EQ(details.size(), 2u);
+  EXPECT_NE(details[0].find("run=run-1 form=hex runs=1"), std::string::npos) << details[0];
+  EXPECT_NE(details[1].find("run=run-1 form=raw runs=1"), std::string::npos) << details[1];
   // Listing by envoy.
   auto runs_a = fx_->store().ListRuns("web-a", 0);
   auto runs_b = fx_->store().ListRuns("web-b", 0);

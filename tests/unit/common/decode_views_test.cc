@@ -69,7 +69,7 @@ TEST(DecodeViewsTest, CEscapesAndUnwrapping) {
 }
 
 TEST(DecodeViewsTest, PlainTextGetsOnlyTheIdentityView) {
-  const std::string text = "nothing to decode here";
+  const std::string text = "nothing_to_decode_here";
   auto views = BuildDecodeViews(Bytes(text));
   ASSERT_TRUE(views.ok());
   ASSERT_EQ(views->size(), 1u);
@@ -80,6 +80,27 @@ TEST(DecodeViewsTest, PlainTextGetsOnlyTheIdentityView) {
   auto more = BuildDecodeViews(Bytes("a\nb%41c\\x41"));
   ASSERT_TRUE(more.ok());
   EXPECT_EQ(more->size(), 5u);
+}
+
+TEST(DecodeViewsTest, SpacedCharactersAndOdDumpsAreDecoded) {
+  const std::string spaced = "pw: h u n t e r\t2 !";
+  auto views = BuildDecodeViews(Bytes(spaced));
+  ASSERT_TRUE(views.ok());
+  DecodeView w = Build(DecodeViewKind::kNoWhitespace, spaced);
+  EXPECT_EQ(Str(w.Data()), "pw:hunter2!");
+  EXPECT_EQ(Origin(w, spaced, 3, 10), "h u n t e r\t2");
+  // `printf 'ab c\n\351' | od -c` (GNU, C locale).
+  const std::string od =
+      "0000000   a   b       c  \\n 351\n"
+      "0000006\n";
+  DecodeView o = Build(DecodeViewKind::kOdChars, od);
+  // The od line's own line break is layout, not data.
+  EXPECT_EQ(Str(o.Data()),
+            "ab c\n\xe9"
+            "0000006\n");
+  EXPECT_EQ(Origin(o, od, 0, 2), "   a   b");
+  // Text that only looks like an offset stays literal.
+  EXPECT_FALSE(BuildDecodeView(DecodeViewKind::kOdChars, Bytes("no dump here")).value());
 }
 
 TEST(DecodeViewsTest, HexDigitValue) {
