@@ -57,9 +57,7 @@ std::string TextFingerprinter::Recorded(std::string_view text) const {
   return StrCat("<text, ", text.size(), " bytes, fp=", Fingerprint(text), ">");
 }
 
-std::string InvalidPathRecord(size_t bytes) {
-  return StrCat("<invalid path, ", bytes, " bytes>");
-}
+std::string InvalidPathRecord(size_t bytes) { return StrCat("<invalid path, ", bytes, " bytes>"); }
 
 DeniedRefRecord DeniedRefSample(const std::vector<std::string>& refs,
                                 const std::vector<bool>& clean, const TextFingerprinter& fp) {
