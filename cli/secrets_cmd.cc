@@ -39,6 +39,7 @@
 #include "server/audit.h"
 #include "server/db.h"
 #include "server/server_config.h"
+#include "server/service/recordable_text.h"
 #include "server/vault/local_backend.h"
 #include "server/vault/secret_file.h"
 #include "server/vault/unlock_gate.h"
@@ -295,15 +296,40 @@ absl::Status Audit(Env* env, std::string_view event, std::vector<std::string> pa
   return log.Append(e);
 }
 
+// What a refused PATH argument's error says without quoting it: the problem
+// (common/secret_ref.h ends each message with " (path '...')", which is cut)
+// and the argument's length.
+absl::Status InvalidPathArg(std::string_view path, const absl::Status& st) {
+  const std::string msg(st.message());
+  std::string problem;
+  // find, not rfind: the problem text never holds " (path '", the quoted
+  // path may.
+  if (size_t at = msg.find(" (path '"); at != std::string::npos) {
+    problem = std::string(msg.substr(0, at));
+  } else if (msg.find("is reserved") != std::string::npos) {
+    problem = "secret path has a segment reserved for the vault's own files (.vigo*, .master.key*)";
+  } else {
+    problem = "not a valid secret path";
+  }
+  return absl::Status(st.code(), StrCat("PATH argument (", path.size(), " bytes) refused: ",
+                                        problem, "; it is not repeated here"));
+}
+
 // Audits and reports a failure of `event` on `paths`; returns the exit code.
 int FailAudited(Env* env, std::string_view cmd, std::string_view event,
                 std::vector<std::string> paths, const absl::Status& st) {
   // The audit chain is permanent: an invalid PATH (perhaps a value pasted by
-  // mistake) is recorded by its length only, and so is the error that quotes it.
+  // mistake) is recorded by its length only, and so is the error that quotes
+  // it; stderr gets the problem and the length, not the text.
   std::string detail(st.message());
+  absl::Status shown = st;
   for (std::string& p : paths) {
-    if (!ValidateSecretPath(p).ok()) {
-      p = StrCat("<invalid path, ", p.size(), " bytes>");
+    absl::Status v = server::vault::ValidateLocalPath(p);
+    if (!v.ok()) {
+      // The path checks' errors quote it; other errors (vault locked,
+      // unreadable) do not, and stay as they are.
+      if (absl::IsInvalidArgument(st)) shown = InvalidPathArg(p, st);
+      p = server::service::InvalidPathRecord(p.size());
       detail = "invalid path";
     }
   }
@@ -312,7 +338,7 @@ int FailAudited(Env* env, std::string_view cmd, std::string_view event,
     std::fprintf(stderr, "vigocli %.*s: audit log: %.*s\n", static_cast<int>(cmd.size()),
                  cmd.data(), static_cast<int>(a.message().size()), a.message().data());
   }
-  return Fail(cmd, st);
+  return Fail(cmd, shown);
 }
 
 // The ok record of a vault change, written by the backend's commit callback
@@ -393,8 +419,20 @@ void Notify(const Env& env, const std::string& reason) {
 // Parses args for one verb; returns -1 to go on, else an exit code.
 int Parse(const ArgSpec& spec, const std::vector<std::string>& args, std::string_view cmd,
           ParsedArgs* out) {
-  auto a = ParseArgs(spec, args);
-  if (!a.ok()) return Usage(cmd, a.status());
+  // These verbs handle secrets: a refused argument (a value pasted on argv,
+  // a mistyped flag) is named by position and length, never repeated.
+  ArgSpec quiet = spec;
+  quiet.echo_arguments = false;
+  auto a = ParseArgs(quiet, args);
+  if (!a.ok()) {
+    if (cmd == "secrets set" && a.status().message().find("unexpected argument") == 0) {
+      return Usage(cmd, absl::InvalidArgumentError(StrCat(
+                            a.status().message(),
+                            " (a value is never read from argv: pipe it on stdin, use "
+                            "--from-file F or answer the prompt)")));
+    }
+    return Usage(cmd, a.status());
+  }
   if (a->help()) {
     std::fputs(HelpText(spec).c_str(), stdout);
     return kExitOk;
@@ -779,8 +817,9 @@ int SecretsGenerate(const CliContext& ctx, const std::vector<std::string>& args)
     unsigned long long n = std::strtoull(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || errno != 0 || n < 1 || n > kMaxGenerateLength) {
       return Usage(
-          kCmd, absl::InvalidArgumentError(StrCat(
-                    "flag '--length': '", v, "' is not a number from 1 to ", kMaxGenerateLength)));
+          kCmd, absl::InvalidArgumentError(StrCat("flag '--length': its value (", v.size(),
+                                                  " bytes) is not a number from 1 to ",
+                                                  kMaxGenerateLength)));
     }
     length = static_cast<size_t>(n);
   }

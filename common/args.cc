@@ -20,10 +20,17 @@ std::vector<std::string> ParsedArgs::GetAll(const std::string& name) const {
 
 absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std::string>& args) {
   ParsedArgs out;
+  // How an error names args[i]: quoted, or by position and length only.
+  auto arg = [&](size_t i, std::string_view quoted) {
+    if (spec.echo_arguments) return StrCat("'", quoted, "'");
+    return StrCat("(argument ", i + 1, ", ", args[i].size(), " bytes)");
+  };
+  size_t extra_at = 0;  // index in args of the first positional over the limit
   bool flags_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
     if (flags_done || a.size() < 2 || a[0] != '-') {
+      if (out.positional_.size() == spec.max_positional) extra_at = i;
       out.positional_.emplace_back(a);
       continue;
     }
@@ -36,7 +43,7 @@ absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std:
       continue;
     }
     if (a.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError(StrCat("unknown flag '", a, "'"));
+      return absl::InvalidArgumentError(StrCat("unknown flag ", arg(i, a)));
     }
     std::string_view body = a.substr(2);
     std::string_view name = body;
@@ -50,7 +57,7 @@ absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std:
       if (f.name == name) flag = &f;
     }
     if (flag == nullptr) {
-      return absl::InvalidArgumentError(StrCat("unknown flag '--", name, "'"));
+      return absl::InvalidArgumentError(StrCat("unknown flag ", arg(i, StrCat("--", name))));
     }
     if (!flag->takes_value) {
       if (inline_value) {
@@ -74,9 +81,9 @@ absl::StatusOr<ParsedArgs> ParseArgs(const ArgSpec& spec, const std::vector<std:
           StrCat("missing argument; usage: ", spec.usage));
     }
     if (out.positional_.size() > spec.max_positional) {
-      return absl::InvalidArgumentError(StrCat("unexpected argument '",
-                                                     out.positional_[spec.max_positional],
-                                                     "'; usage: ", spec.usage));
+      return absl::InvalidArgumentError(
+          StrCat("unexpected argument ", arg(extra_at, out.positional_[spec.max_positional]),
+                 "; usage: ", spec.usage));
     }
   }
   return out;

@@ -9,7 +9,8 @@
 // `--flag value` and `--flag=value` are accepted; "--" ends flags. "--help"
 // and "-h" are always recognised (ParsedArgs::help()). A flag given twice
 // keeps its last value for Get(); GetAll() returns every value in order (for
-// repeatable flags such as `vigo --hide PATH`).
+// repeatable flags such as `vigo --hide PATH`). With `echo_arguments` false
+// an error says "argument 3 (17 bytes)" instead of quoting the argument.
 #ifndef VIGO_COMMON_ARGS_H_
 #define VIGO_COMMON_ARGS_H_
 
@@ -34,6 +35,10 @@ struct ArgSpec {
   std::vector<FlagSpec> flags;
   size_t min_positional = 0;
   size_t max_positional = 0;
+  // false: errors name a refused argument by position and length, never its
+  // text (verbs that handle secrets: a value pasted on argv must not be
+  // repeated on stderr).
+  bool echo_arguments = true;
 };
 
 class ParsedArgs {

@@ -30,11 +30,13 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "sandbox/attestation.h"
+#include "sandbox/lockdown.h"
 #include "sandbox/unique_fd.h"
 #include "server/service/admin_listener.h"
 #include "server/service/agent_listener.h"
 #include "server/service/leak_scan.h"
 #include "server/service/liveness_probe.h"
+#include "server/service/recordable_text.h"
 #include "server/tls/pki.h"
 #include "vigo/v1/admin.grpc.pb.h"
 #include "vigo/v1/agent.grpc.pb.h"
@@ -129,7 +131,7 @@ std::string JoinPaths(const std::vector<std::string>& paths, size_t limit = 20) 
 // mistake, and must not reach the audit log or server log verbatim).
 std::string RecordableRef(const std::string& ref) {
   if (ValidateSecretPath(ref).ok()) return ref;
-  return StrCat("<invalid path, ", ref.size(), " bytes>");
+  return InvalidPathRecord(ref.size());
 }
 
 struct Identity {
@@ -152,7 +154,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     auto id = Authenticate(ctx, rid, "CheckIn");
     if (!id.ok()) return ToGrpc(id.status());
     if (server_->config().require_hardening == "strict") {
-      absl::Status hs = CheckHardening(*req);
+      absl::Status hs = CheckHardening(*req, server_->text_fingerprinter());
       if (!hs.ok()) {
         Log(LogLevel::kWarn, "checkin refused: hardening",
             {{"req", rid}, {"envoy", id->envoy}, {"why", std::string(hs.message())}});
@@ -200,11 +202,11 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     std::set<std::string> entitled;
     auto bundle = server_->BundleFor(state, id->envoy);
     if (bundle.ok()) entitled = (*bundle)->entitlement;
-    std::vector<std::string> denied;
+    std::vector<std::string> denied;  // as the envoy sent them: never recorded as-is
     std::vector<std::string> asked;
     for (const std::string& ref : req->refs()) {
       asked.push_back(RecordableRef(ref));
-      if (entitled.count(ref) == 0) denied.push_back(RecordableRef(ref));
+      if (entitled.count(ref) == 0) denied.push_back(ref);
     }
     if (req->refs_size() > kMaxRefsPerCall && denied.empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -212,14 +214,24 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     }
     if (!denied.empty()) {
       if (grpc::Status t = Throttle(*id, LimitedCall::kDeniedResolve, 0, rid); !t.ok()) return t;
+      // A denied ref is text the envoy chose: a path-shaped value of its own
+      // would otherwise land verbatim in the audit chain and the log. Only
+      // valid paths that pass the leak scan are named (recordable_text.h).
+      const DeniedRefRecord rec = RecordDenied(denied, bundle.ok() ? &(*bundle)->entitlement
+                                                                     : nullptr, rid);
       absl::Status a = server_->Audit({.event = "secret.resolve.denied",
                                        .actor = StrCat("envoy:", id->envoy),
                                        .envoy = id->envoy,
-                                       .paths = denied,
+                                       .paths = rec.sample,
                                        .outcome = "denied",
-                                       .detail = StrCat("req=", rid, " asked=", asked.size())});
+                                       .detail = StrCat("req=", rid, " asked=", asked.size(), " ",
+                                                        rec.detail)});
       Log(LogLevel::kWarn, "resolve denied",
-          {{"req", rid}, {"envoy", id->envoy}, {"refs", JoinPaths(denied)}, {"audit", a}});
+          {{"req", rid},
+           {"envoy", id->envoy},
+           {"refs", JoinPaths(rec.sample)},
+           {"detail", rec.detail},
+           {"audit", a}});
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                           "one or more refs are not in this envoy's bundle");
     }
@@ -493,6 +505,34 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
   }
 
  private:
+  // The audit form of a call's denied refs: each valid path is scanned for the
+  // values of `entitlement` (the envoy's own; nil: entitled to nothing) and
+  // named only when clean. Fails closed: a value that cannot be read or a scan
+  // that cannot finish leaves every ref fingerprinted, not named.
+  DeniedRefRecord RecordDenied(const std::vector<std::string>& denied,
+                               const std::set<std::string>* entitlement, const std::string& rid) {
+    std::vector<std::string_view> texts(denied.begin(), denied.end());
+    LeakScanner scanner(texts);
+    bool complete = true;
+    if (entitlement != nullptr) {
+      for (const std::string& path : *entitlement) {
+        auto value = server_->backend().Get(path);
+        absl::Status st = value.ok() ? scanner.Scan(path, *value) : value.status();
+        if (!st.ok()) {
+          Log(LogLevel::kWarn, "resolve denied: cannot scan the refs for a value",
+              {{"req", rid}, {"path", path}, {"status", st}});
+          complete = false;
+        }
+      }
+    }
+    if (absl::Status st = scanner.Finish(); !st.ok()) complete = false;
+    std::vector<bool> clean(denied.size(), complete);
+    if (complete) {
+      for (size_t i = 0; i < denied.size(); ++i) clean[i] = scanner.Redacted(i) == denied[i];
+    }
+    return DeniedRefSample(denied, clean, server_->text_fingerprinter());
+  }
+
   // RESOURCE_EXHAUSTED when `id` went over a per-envoy limit in this window;
   // the first refusal of each window is audited (envoy.throttled), the rest
   // only counted, so a flood costs at most one record per window.
@@ -624,12 +664,15 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
   // check the agent runs on itself (sandbox::CheckStrict: seccomp, no_new_privs,
   // dumpable, arena lock/dontdump/backing, skipped steps, capability mask),
   // and both the broker and the worker must report.
-  static absl::Status CheckHardening(const v1::CheckInRequest& req) {
+  // The refusal names what failed; every string the envoy chose in it is
+  // either from a closed set or replaced by its length and fingerprint
+  // (RecordableAttestation), since it goes to the server log.
+  static absl::Status CheckHardening(const v1::CheckInRequest& req, const TextFingerprinter& fp) {
     bool have_broker = false, have_worker = false;
     for (const v1::AttestationReport& r : req.attestation()) {
       if (r.process() == "broker") have_broker = true;
       if (r.process() == "worker") have_worker = true;
-      absl::Status st = sandbox::CheckStrict(FromProto(r));
+      absl::Status st = sandbox::CheckStrict(RecordableAttestation(r, fp));
       if (!st.ok()) {
         return absl::FailedPreconditionError(
             StrCat(RecordableProcess(r.process()), ": ", st.message()));
@@ -642,20 +685,42 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     return absl::OkStatus();
   }
 
-  static sandbox::AttestationReport FromProto(const v1::AttestationReport& r) {
+  // `r` with each string field the envoy chose kept only when it is one of
+  // the closed set of names CheckStrict accepts or reports (process, arena
+  // backing, lockdown step names, a hex capability mask); anything else
+  // becomes "<text, N bytes, fp=...>", which CheckStrict refuses just as it
+  // would the original (not a known name, not hex), so the verdict is
+  // unchanged and the message holds no envoy text.
+  static sandbox::AttestationReport RecordableAttestation(const v1::AttestationReport& r,
+                                                          const TextFingerprinter& fp) {
+    static const std::set<std::string_view> kSteps = {
+        sandbox::kStepCloseFds, sandbox::kStepMountNamespace, sandbox::kStepPidNamespace,
+        sandbox::kStepRlimits,  sandbox::kStepDumpable,       sandbox::kStepArena,
+        sandbox::kStepCapabilities, sandbox::kStepNoNewPrivs, sandbox::kStepSeccomp,
+        sandbox::kStepLandlock};
+    auto hex_mask = [&](const std::string& m) {
+      bool hex = !m.empty() && m.size() <= 16 &&
+                 m.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+      return hex ? m : fp.Recorded(m);
+    };
     sandbox::AttestationReport out;
-    out.process = r.process();
+    out.process = r.process() == "broker" || r.process() == "worker" ? r.process()
+                                                                     : fp.Recorded(r.process());
     out.seccomp_mode = r.seccomp_mode();
     out.seccomp_filters = r.seccomp_filters();
     out.no_new_privs = r.no_new_privs();
-    out.cap_eff = r.cap_eff();
-    out.cap_bnd = r.cap_bnd();
+    out.cap_eff = hex_mask(r.cap_eff());
+    out.cap_bnd = hex_mask(r.cap_bnd());
     out.dumpable = r.dumpable();
     out.vm_lck_kb = r.vm_lck_kb();
     out.arena_locked = r.arena_locked();
     out.arena_dontdump = r.arena_dontdump();
-    out.arena_backing = r.arena_backing();
-    out.skipped_steps.assign(r.skipped_steps().begin(), r.skipped_steps().end());
+    out.arena_backing = r.arena_backing() == "memfd_secret" || r.arena_backing() == "mlock"
+                            ? r.arena_backing()
+                            : fp.Recorded(r.arena_backing());
+    for (const std::string& step : r.skipped_steps()) {
+      out.skipped_steps.push_back(kSteps.count(step) ? step : fp.Recorded(step));
+    }
     out.landlock_abi = r.landlock_abi();
     out.applier_landlock = r.applier_landlock();
     return out;
@@ -982,6 +1047,14 @@ absl::Status VigoServer::Start(const std::string& listen) {
   VIGO_ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(cfg_.TlsDir() / "ca.pem"));
   VIGO_ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(cfg_.TlsDir() / "server.pem"));
   VIGO_ASSIGN_OR_RETURN(std::string key_pem, ReadKeyFile(cfg_.TlsDir() / "server.key"));
+  {
+    auto fp = TextFingerprinter::FromKeyMaterial(key_pem);
+    if (!fp.ok()) {
+      OPENSSL_cleanse(key_pem.data(), key_pem.size());
+      return fp.status();
+    }
+    text_fp_.emplace(std::move(*fp));
+  }
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = ca_pem;
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});

@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -45,6 +46,7 @@
 #include "server/service/audit_writer.h"
 #include "server/service/envoy_limits.h"
 #include "server/service/key_pool.h"
+#include "server/service/recordable_text.h"
 #include "server/service/store.h"
 #include "server/stacks.h"
 
@@ -121,6 +123,9 @@ class VigoServer {
   const ServerConfig& config() const { return cfg_; }
   const ServerOptions& options() const { return options_; }
   SecretBackend& backend() { return *backend_; }
+  // Fingerprints envoy-chosen text that may not be recorded verbatim.
+  // Precondition: Start succeeded.
+  const TextFingerprinter& text_fingerprinter() const { return *text_fp_; }
   ServerStore& store() { return *store_; }
   int64_t started_unix_ms() const { return started_ms_; }
 
@@ -168,6 +173,9 @@ class VigoServer {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<AuditWriter> audit_writer_;  // the only user of audit_
   std::unique_ptr<EphemeralKeyPool> key_pool_;
+  // Set by Start from the TLS key (recordable_text.h says why); the agent
+  // service only runs after it is set.
+  std::optional<TextFingerprinter> text_fp_;
 
   mutable std::mutex state_mu_;
   std::shared_ptr<const PolicyState> state_;

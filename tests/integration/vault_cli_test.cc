@@ -19,6 +19,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/strings.h"
 #include "tests/support/test_env.h"
 
 namespace vigo {
@@ -375,6 +376,41 @@ TEST_F(VaultCliTest, BadPathsAndLimits) {
   r = Cli({"secrets", "set", "big2"}, mib + "\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Reveal("big2"), mib);
+}
+
+// Issue 15.3: a value on argv, an invalid PATH (a value pasted by mistake)
+// or a bad flag value is refused without being repeated on stdout, stderr
+// or in the audit log.
+TEST_F(VaultCliTest, RefusedArgumentsAreNeverEchoed) {
+  InitAndUnlock();
+  constexpr char kValue[] = "Argv-Value-9f3e1d";
+  RunResult r = Cli({"secrets", "set", "app/pw", kValue});
+  EXPECT_EQ(r.exit_code, 2);  // CONTRACT: usage error
+  EXPECT_THAT(r.err, HasSubstr("unexpected argument (argument 2, 17 bytes)"));
+  EXPECT_THAT(r.err, HasSubstr("never read from argv"));
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value")));
+  r = Cli({"secrets", "set", "app/pw", StrCat("--", kValue)});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value")));
+  r = Cli({"secrets", "generate", "app/pw", "--length", kValue});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value")));
+  // An invalid path in every verb that takes one.
+  const std::string pasted = StrCat("pasted ", kValue, "!");
+  for (const char* verb : {"set", "reveal", "delete", "generate", "restore"}) {
+    r = Cli({"secrets", verb, pasted}, "v");
+    EXPECT_NE(r.exit_code, 0) << verb;
+    EXPECT_THAT(r.err, HasSubstr("PATH argument (25 bytes) refused")) << verb << ": " << r.err;
+    EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value"))) << verb;
+  }
+  // A reserved segment is refused the same way.
+  r = Cli({"secrets", "reveal", StrCat(".vigo", kValue)});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value")));
+  const std::string audit = AuditJson();
+  EXPECT_THAT(audit, HasSubstr("<invalid path, 25 bytes>"));
+  EXPECT_THAT(audit, HasSubstr("<invalid path, 22 bytes>"));
+  EXPECT_THAT(audit, Not(HasSubstr("Argv-Value")));
 }
 
 TEST_F(VaultCliTest, AuditVerifyNamesTheTamperedRecord) {

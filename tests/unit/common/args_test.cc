@@ -125,5 +125,26 @@ TEST(HelpTextTest, ListsUsageSummaryAndFlags) {
   EXPECT_THAT(h, HasSubstr("--help"));
 }
 
+// Issue 15.3: with echo_arguments off, a refused argument is named by
+// position and length only.
+TEST(ParseArgsTest, QuietSpecNamesARefusedArgumentByPositionAndLengthOnly) {
+  ArgSpec spec = SetSpec();
+  spec.echo_arguments = false;
+  auto extra = ParseArgs(spec, {"a/b", "s3cret-on-argv"});
+  ASSERT_FALSE(extra.ok());
+  EXPECT_THAT(extra.status().message(), HasSubstr("unexpected argument (argument 2, 14 bytes)"));
+  EXPECT_THAT(std::string(extra.status().message()), ::testing::Not(HasSubstr("s3cret")));
+  for (const char* flag : {"--s3cret-flag", "--s3cret-flag=v", "-s3cret"}) {
+    auto bad = ParseArgs(spec, {"a/b", flag});
+    ASSERT_FALSE(bad.ok()) << flag;
+    EXPECT_THAT(bad.status().message(), HasSubstr("unknown flag (argument 2, ")) << flag;
+    EXPECT_THAT(std::string(bad.status().message()), ::testing::Not(HasSubstr("s3cret")));
+  }
+  // The default still quotes (other binaries' errors are unchanged).
+  auto loud = ParseArgs(SetSpec(), {"a/b", "extra"});
+  ASSERT_FALSE(loud.ok());
+  EXPECT_THAT(loud.status().message(), HasSubstr("'extra'"));
+}
+
 }  // namespace
 }  // namespace vigo
