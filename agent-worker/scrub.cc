@@ -52,8 +52,12 @@ class Coverage {
   bool all() const { return all_; }
 
   // Each maximal covered run becomes one kRedacted.
-  std::string Render(Bytes output) const {
-    if (all_) return std::string(kRedacted);
+  std::string Render(Bytes output, size_t* runs) const {
+    *runs = 0;
+    if (all_) {
+      *runs = 1;
+      return std::string(kRedacted);
+    }
     std::string out;
     out.reserve(output.size());
     int64_t depth = 0;
@@ -61,7 +65,10 @@ class Coverage {
     for (size_t i = 0; i < output.size(); ++i) {
       depth += diff_[i];
       if (depth > 0) {
-        if (!in_run) out.append(kRedacted);
+        if (!in_run) {
+          out.append(kRedacted);
+          ++*runs;
+        }
         in_run = true;
       } else {
         in_run = false;
@@ -250,7 +257,9 @@ absl::Status ScanBatch(FormBatch* batch, const std::vector<DecodeView>& views, C
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBuffer*>& values) {
+absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBuffer*>& values,
+                                  size_t* runs) {
+  *runs = 0;
   absl::StatusOr<std::vector<DecodeView>> built = BuildDecodeViews(output);
   if (!built.ok()) return built.status();
   const std::vector<DecodeView>& views = *built;
@@ -272,33 +281,43 @@ absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBu
     absl::Status st = EmitForms(v->Reveal(), sink);
     if (!st.ok()) return st;
     if (!scan_status.ok()) return scan_status;
-    if (cov.all()) return std::string(kRedacted);
+    if (cov.all()) {
+      *runs = 1;
+      return std::string(kRedacted);
+    }
   }
   absl::Status st = ScanBatch(&batch, views, &cov);
   if (!st.ok()) return st;
-  return cov.Render(output);
+  return cov.Render(output, runs);
 }
 
 }  // namespace
 
 std::string ScrubOutput(std::span<const uint8_t> output,
-                        const std::vector<const SecretBuffer*>& values) {
+                        const std::vector<const SecretBuffer*>& values, size_t* redactions) {
+  size_t runs = 0;
+  if (redactions != nullptr) *redactions = 0;
   if (output.empty()) return std::string();
-  absl::StatusOr<std::string> out = Scrub(output, values);
+  absl::StatusOr<std::string> out = Scrub(output, values, &runs);
   // Fail closed: an output that could not be checked against every form of
   // every value is not returned at all.
   if (!out.ok()) return std::string(kWithheld);
+  if (redactions != nullptr) *redactions = runs;
   return *std::move(out);
 }
 
 std::string ScrubOutputAsText(std::span<const uint8_t> output,
-                              const std::vector<const sandbox::SecretBuffer*>& values) {
-  std::string scrubbed = ScrubOutput(output, values);
+                              const std::vector<const sandbox::SecretBuffer*>& values,
+                              size_t* redactions) {
+  size_t first = 0, second = 0;
+  std::string scrubbed = ScrubOutput(output, values, &first);
+  if (redactions != nullptr) *redactions = first;
   std::string text = EscapeInvalidUtf8(scrubbed);
   if (text == scrubbed) return text;  // valid UTF-8, no backslash doubled: nothing new to see
   // The escaping spelled bytes as text ("caf\xe9"), which could spell a
   // value that holds such text; the raw pass could not see that form.
-  text = ScrubOutput(TextBytes(text), values);
+  text = ScrubOutput(TextBytes(text), values, &second);
+  if (redactions != nullptr) *redactions = first + second;
   // A redaction edge inside a multi-byte character leaves a stray byte.
   return ValidUtf8Text(text);
 }

@@ -62,8 +62,11 @@ inline constexpr std::string_view kRedacted = "[REDACTED]";
 inline constexpr std::string_view kWithheld =
     "[REDACTED: output withheld, it could not be scrubbed within the memory limit]";
 
+// `redactions`, when given, receives the number of redacted runs (0 when
+// nothing was redacted or when the output was withheld).
 std::string ScrubOutput(std::span<const uint8_t> output,
-                        const std::vector<const sandbox::SecretBuffer*>& values);
+                        const std::vector<const sandbox::SecretBuffer*>& values,
+                        size_t* redactions = nullptr);
 
 // ScrubOutput, then the result made valid UTF-8 text for the report
 // (common/utf8_text.h EscapeInvalidUtf8: each byte that is not UTF-8 becomes
@@ -71,8 +74,10 @@ std::string ScrubOutput(std::span<const uint8_t> output,
 // anything, since the escaped spelling of bytes is a new text a value might
 // match. Always valid UTF-8: a command's Latin-1 or binary output cannot make
 // the worker's report unparsable. Same failure behaviour as ScrubOutput.
+// `redactions` counts the runs of both passes.
 std::string ScrubOutputAsText(std::span<const uint8_t> output,
-                              const std::vector<const sandbox::SecretBuffer*>& values);
+                              const std::vector<const sandbox::SecretBuffer*>& values,
+                              size_t* redactions = nullptr);
 
 }  // namespace vigo::worker
 

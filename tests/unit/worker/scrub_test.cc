@@ -41,6 +41,22 @@ std::string ScrubText(std::string_view out, std::string_view value) {
   return ScrubOutputAsText(Bytes(out), {&v});
 }
 
+TEST(ScrubTest, CountsEachRedactedRun) {
+  SecretBuffer v = *SecretBuffer::CopyFrom(Bytes("count-me-7Qx"));
+  size_t n = 99;
+  EXPECT_EQ(ScrubOutputAsText(Bytes("a count-me-7Qx b count-me-7Qx c"), {&v}, &n),
+            "a [REDACTED] b [REDACTED] c");
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(ScrubOutputAsText(Bytes("nothing to see"), {&v}, &n), "nothing to see");
+  EXPECT_EQ(n, 0u);
+  // The second pass (bytes that are not UTF-8, escaped) adds its own runs:
+  // the value is the 7 characters caf\xe9, the output holds the byte 0xe9.
+  SecretBuffer spelled = *SecretBuffer::CopyFrom(Bytes("caf\\xe9"));
+  EXPECT_EQ(ScrubOutputAsText(Bytes("count-me-7Qx caf\xe9;"), {&v, &spelled}, &n),
+            "[REDACTED] [REDACTED];");
+  EXPECT_EQ(n, 2u);
+}
+
 TEST(ScrubTest, OutputAsTextEscapesBytesThatAreNotUtf8) {
   EXPECT_EQ(ScrubText("\xff\xfe caf\xe9 \xe2\x82 ok", "unrelated-value"),
             "\\xff\\xfe caf\\xe9 \\xe2\\x82 ok");
