@@ -97,6 +97,7 @@ absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8
     o->set_status(res.status());
     o->set_action(res.action());
     o->set_message(ValidUtf8Text(res.message()));
+    o->set_redactions(res.redactions());
   }
   if (r.has_applier()) *out.mutable_applier() = ApplierFromSummary(r.applier());
   return out;

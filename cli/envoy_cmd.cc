@@ -383,6 +383,8 @@ void RunJson(JsonWriter& w, const RunRecord& r, bool with_results) {
       Str(w, "status", res.status);
       Str(w, "action", res.action);
       Str(w, "message", res.message);
+      Key(w, "redactions");
+      w.Int64(res.redactions);
       w.EndObject();
     }
     w.EndArray();
@@ -463,11 +465,13 @@ int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
     for (const std::string& d : a.domain) std::printf("domain    %s\n", TerminalText(d).c_str());
     if (a.domain_truncated) std::printf("domain    (more directories, not stored)\n");
   }
-  std::printf("\n%-24s %-10s %-8s %-8s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION", "MESSAGE");
+  std::printf("\n%-24s %-10s %-8s %-8s %-10s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION",
+              "REDACTIONS", "MESSAGE");
   for (const auto& r : run->results) {
-    std::printf("%-24s %-10s %-8s %-8s %s\n", TerminalText(r.name).c_str(),
+    std::printf("%-24s %-10s %-8s %-8s %-10lld %s\n", TerminalText(r.name).c_str(),
                 TerminalText(r.type).c_str(), TerminalText(r.status).c_str(),
-                TerminalText(r.action).c_str(), TerminalText(r.message).c_str());
+                TerminalText(r.action).c_str(), static_cast<long long>(r.redactions),
+                TerminalText(r.message).c_str());
   }
   return kExitOk;
 }

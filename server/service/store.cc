@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS run_results(
   status TEXT NOT NULL,
   action TEXT NOT NULL,
   message TEXT NOT NULL,
+  redactions INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(run_id, idx));
 CREATE TABLE IF NOT EXISTS run_sizes(
   run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
@@ -125,7 +126,24 @@ int64_t NowUnixMs() {
       .count();
 }
 
-absl::Status EnsureServerSchema(Database& db) { return db.EnsureSchema(kSchema); }
+absl::Status EnsureServerSchema(Database& db) {
+  VIGO_RETURN_IF_ERROR(db.EnsureSchema(kSchema));
+  // Migration: run_results of a database from before the redaction count
+  // (issue 15.4) has no `redactions` column; its rows read as 0.
+  bool has_column = true;
+  {
+    VIGO_ASSIGN_OR_RETURN(Statement q,
+                          db.Prepare("SELECT COUNT(*) FROM pragma_table_info('run_results') "
+                                     "WHERE name = 'redactions'"));
+    VIGO_ASSIGN_OR_RETURN(bool row, q.Step());
+    has_column = !row || q.ColumnInt(0) != 0;
+  }
+  if (!has_column) {
+    VIGO_RETURN_IF_ERROR(
+        db.Exec("ALTER TABLE run_results ADD COLUMN redactions INTEGER NOT NULL DEFAULT 0"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateRunId(std::string_view id) {
   if (id.empty() || id.size() > 64) {
@@ -376,8 +394,8 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
   }
   VIGO_ASSIGN_OR_RETURN(
       Statement ins,
-      db_->Prepare("INSERT INTO run_results(run_id, idx, name, type, status, action, message) "
-                   "VALUES(?,?,?,?,?,?,?)"));
+      db_->Prepare("INSERT INTO run_results(run_id, idx, name, type, status, action, message, "
+                   "redactions) VALUES(?,?,?,?,?,?,?,?)"));
   for (size_t i = 0; i < results.size(); ++i) {
     const ResultRecord& r = results[i];
     VIGO_RETURN_IF_ERROR(ins.Reset());
@@ -388,6 +406,7 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     ins.BindText(5, r.status);
     ins.BindText(6, r.action);
     ins.BindText(7, r.message);
+    ins.BindInt(8, r.redactions);
     VIGO_RETURN_IF_ERROR(ins.Step().status());
   }
   return txn.Commit();
@@ -441,14 +460,14 @@ absl::StatusOr<RunRecord> ServerStore::GetRun(std::string_view id) {
   if (!row) return absl::NotFoundError(StrCat("run '", id, "' not found"));
   RunRecord run = ReadRun(st);
   VIGO_ASSIGN_OR_RETURN(Statement rs,
-                        db_->Prepare("SELECT name, type, status, action, message FROM "
-                                     "run_results WHERE run_id = ? ORDER BY idx"));
+                        db_->Prepare("SELECT name, type, status, action, message, redactions "
+                                     "FROM run_results WHERE run_id = ? ORDER BY idx"));
   rs.BindText(1, id);
   while (true) {
     VIGO_ASSIGN_OR_RETURN(bool r, rs.Step());
     if (!r) break;
-    run.results.push_back(
-        {rs.ColumnText(0), rs.ColumnText(1), rs.ColumnText(2), rs.ColumnText(3), rs.ColumnText(4)});
+    run.results.push_back({rs.ColumnText(0), rs.ColumnText(1), rs.ColumnText(2), rs.ColumnText(3),
+                           rs.ColumnText(4), rs.ColumnInt(5)});
   }
   VIGO_ASSIGN_OR_RETURN(Statement ap,
                         db_->Prepare("SELECT landlock_abi, enforced, rights, domain, "

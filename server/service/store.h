@@ -15,7 +15,9 @@
 //   server_state(key PRIMARY KEY, value INTEGER)     -- 'secrets_epoch'
 //   runs(id PRIMARY KEY, envoy, bundle_digest, secrets_epoch, started_ms,
 //        finished_ms, received_ms, outcome, redacted)
-//   run_results(run_id, idx, name, type, status, action, message)
+//   run_results(run_id, idx, name, type, status, action, message, redactions)
+//                -- redactions added by a migration (ALTER TABLE ... ADD
+//                   COLUMN, default 0) when an older database is opened
 //   run_sizes(run_id, envoy, bytes)   -- per-envoy quota accounting
 //   run_appliers(run_id PRIMARY KEY, landlock_abi, enforced, rights, domain,
 //                domain_truncated, cap_eff, setup_us)
@@ -69,6 +71,7 @@ struct CertLookup {
 
 struct ResultRecord {
   std::string name, type, status, action, message;
+  int64_t redactions = 0;  // exec: output runs the worker redacted (count only)
 };
 
 // How the run's applier was confined (v1::ApplierAttestation, texts already

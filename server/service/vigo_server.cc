@@ -467,7 +467,8 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     results.reserve(static_cast<size_t>(req->results_size()));
     for (size_t i = 0; i < static_cast<size_t>(req->results_size()); ++i) {
       const size_t t = 3 + 5 * i;
-      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4)});
+      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4),
+                         static_cast<int64_t>(req->results(static_cast<int>(i)).redactions())});
     }
     if (req->has_applier()) {
       const v1::ApplierAttestation& a = req->applier();

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -259,6 +260,28 @@ TEST_F(AgentRunTest, StoredRunCarriesTheAppliersLandlockDomain) {
   EXPECT_NE(last.find("\"applier\""), std::string::npos) << last;
   EXPECT_NE(last.find("\"enforced\":true"), std::string::npos) << last;
   EXPECT_NE(last.find(etc_app), std::string::npos) << last;
+}
+
+// Issue 15.4: the worker's redactions are counted in the run result (count
+// only): the exec that echoes its secret (tee of the token) has redactions
+// >= 1 in the stored run and last_run.json; an exec that prints nothing, 0.
+TEST_F(AgentRunTest, ExecThatPrintsItsSecretHasItsRedactionsCountedInTheStoredRun) {
+  RunResult r = RunOnce();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto runs = fx_->store().ListRuns("web-1", 1);
+  ASSERT_TRUE(runs.ok() && runs->size() == 1u);
+  auto run = fx_->store().GetRun((*runs)[0].id);
+  ASSERT_TRUE(run.ok()) << run.status();
+  std::map<std::string, int64_t> redactions;
+  for (const auto& res : run->results) redactions[res.name] = res.redactions;
+  ASSERT_TRUE(redactions.count("register") && redactions.count("env-dump"));
+  EXPECT_GE(redactions["register"], 1);
+  EXPECT_EQ(redactions["env-dump"], 0);
+  EXPECT_EQ(redactions["app-config"], 0);
+  EXPECT_FALSE(run->redacted);  // the worker scrubbed it: nothing reached the server
+  const std::string last = LastRun(state());
+  EXPECT_NE(last.find("\"redactions\":"), std::string::npos) << last;
+  EXPECT_EQ(FindCanaries(state(), Canaries()), std::vector<std::string>{});
 }
 
 // --worker-user: the worker applies as `nobody` with only the file

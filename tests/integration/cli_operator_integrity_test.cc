@@ -241,7 +241,9 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
     a.cap_eff = "0000000000000001";
     a.setup_us = 812;
     run.applier = a;
-    ASSERT_TRUE(store.StoreRun(run, {}).ok());
+    server::service::ResultRecord exec{"register", "exec", "changed", "updated", "ran"};
+    exec.redactions = 2;
+    ASSERT_TRUE(store.StoreRun(run, {exec}).ok());
   });
   RunResult show = Cli({"runs", "show", "applier-1"});
   ASSERT_EQ(show.exit_code, 0) << show.err;
@@ -250,10 +252,13 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
   EXPECT_THAT(show.out, HasSubstr("rights    write_file,remove_dir"));
   EXPECT_THAT(show.out, HasSubstr("domain    /etc/app\n"));
   EXPECT_THAT(show.out, HasSubstr("domain    /srv/\\x1B[2Jx"));
+  EXPECT_THAT(show.out, HasSubstr("REDACTIONS"));
+  EXPECT_THAT(show.out, HasSubstr("register                 exec       changed  updated  2 "));
   RunResult json = Cli({"--json", "runs", "show", "applier-1"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
   EXPECT_THAT(json.out, HasSubstr("\"applier\":{\"landlock_abi\":7,\"enforced\":true"));
   EXPECT_THAT(json.out, HasSubstr("\"domain\":[\"/etc/app\""));
+  EXPECT_THAT(json.out, HasSubstr("\"message\":\"ran\",\"redactions\":2"));
 }
 
 TEST_F(CliRootTest, AuditAndEnvoyListEscapeStoredText) {

@@ -218,6 +218,33 @@ TEST(ApplierAttestationTest, WorkerReportsApplierSummaryIsForwardedBounded) {
   EXPECT_FALSE(r2->has_applier());
 }
 
+// Issue 15.4: an exec result's redaction count (the worker scrubbed what the
+// command printed) is forwarded to the server; a result without one has 0.
+TEST(ApplierAttestationTest, ExecRedactionCountIsForwarded) {
+  v1::PolicyBundle bundle;
+  bundle.add_resources()->set_name("e1");
+  bundle.add_resources()->set_name("e2");
+  v1::WorkerReport r;
+  r.set_outcome("changed");
+  for (uint32_t n : {4u, 0u}) {
+    auto* res = r.add_results();
+    res->set_name("e");
+    res->set_type("exec");
+    res->set_status("changed");
+    res->set_action("updated");
+    res->set_message("ran (exit 0); output: [REDACTED]");
+    res->set_redactions(n);
+  }
+  const std::string bytes = r.SerializeAsString();
+  auto report = DecodeWorkerReport(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+      bundle);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->results_size(), 2);
+  EXPECT_EQ(report->results(0).redactions(), 4u);
+  EXPECT_EQ(report->results(1).redactions(), 0u);
+}
+
 TEST_F(WorkerLinkTest, ReportThatDoesNotParseEndsTheBroker) {
   const std::string body = "\x0a\xff\xff\xff";  // field 1, length past the end
   QueueHeader(5, static_cast<uint32_t>(body.size()), body);

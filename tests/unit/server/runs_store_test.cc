@@ -125,7 +125,9 @@ TEST_F(StoreTest, RunsApplierAttestationRoundTrips) {
   a.cap_eff = "0000000000000001";
   a.setup_us = 777;
   r.applier = a;
-  ASSERT_TRUE(store_->StoreRun(r, {}).ok());
+  ResultRecord exec{"register", "exec", "changed", "updated", "ran (exit 0)"};
+  exec.redactions = 3;
+  ASSERT_TRUE(store_->StoreRun(r, {exec, {"f", "file", "ok", "none", "m"}}).ok());
   RunRecord bare;
   bare.id = "rb";
   bare.envoy = "web-1";
@@ -142,6 +144,9 @@ TEST_F(StoreTest, RunsApplierAttestationRoundTrips) {
   EXPECT_TRUE(got->applier->domain_truncated);
   EXPECT_EQ(got->applier->cap_eff, "0000000000000001");
   EXPECT_EQ(got->applier->setup_us, 777);
+  ASSERT_EQ(got->results.size(), 2u);
+  EXPECT_EQ(got->results[0].redactions, 3);  // issue 15.4: the count round-trips
+  EXPECT_EQ(got->results[1].redactions, 0);
   auto none = store_->GetRun("rb");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->applier.has_value());
@@ -180,6 +185,7 @@ INSERT INTO run_results VALUES('old-1', 0, 'app', 'file', 'changed', 'updated', 
   EXPECT_EQ(old->outcome, "changed");
   ASSERT_EQ(old->results.size(), 1u);
   EXPECT_EQ(old->results[0].message, "wrote");
+  EXPECT_EQ(old->results[0].redactions, 0);  // run_results gained the column (migration)
   EXPECT_FALSE(old->applier.has_value());
   RunRecord r;
   r.id = "new-1";
@@ -191,10 +197,16 @@ INSERT INTO run_results VALUES('old-1', 0, 'app', 'file', 'changed', 'updated', 
   a.enforced = true;
   a.domain = {"/srv"};
   r.applier = a;
-  ASSERT_TRUE(store.StoreRun(r, {}).ok());
+  ResultRecord exec{"e", "exec", "changed", "updated", "ran"};
+  exec.redactions = 2;
+  ASSERT_TRUE(store.StoreRun(r, {exec}).ok());
+  // Opening it again (the column exists now) changes nothing.
+  ASSERT_TRUE(store.Init().ok());
   auto got = store.GetRun("new-1");
   ASSERT_TRUE(got.ok() && got->applier.has_value());
   EXPECT_EQ(got->applier->domain, std::vector<std::string>{"/srv"});
+  ASSERT_EQ(got->results.size(), 1u);
+  EXPECT_EQ(got->results[0].redactions, 2);
   EXPECT_EQ(store.ListRuns("", 0)->size(), 2u);
 }
 
