@@ -26,7 +26,34 @@ bool OneOf(std::string_view v, std::initializer_list<const char*> set) {
   return false;
 }
 
+// Valid UTF-8, at most `max` bytes, never cutting a character.
+std::string BoundedText(std::string_view in, size_t max) {
+  std::string s = ValidUtf8Text(in);
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+  return s;
+}
+
 }  // namespace
+
+v1::ApplierAttestation ApplierFromSummary(const v1::ApplierSummary& s) {
+  v1::ApplierAttestation a;
+  a.set_landlock_abi(s.landlock_abi());
+  a.set_enforced(s.landlock_enforced());
+  a.set_rights(BoundedText(s.landlock_access(), kMaxApplierTextBytes));
+  for (int i = 0; i < s.landlock_domain_size(); ++i) {
+    if (i >= kMaxApplierDomain) {
+      a.set_domain_truncated(true);
+      break;
+    }
+    a.add_domain(BoundedText(s.landlock_domain(i), kMaxApplierDomainBytes));
+  }
+  a.set_cap_eff(BoundedText(s.cap_eff(), kMaxApplierTextBytes));
+  a.set_setup_us(s.setup_us());
+  return a;
+}
 
 absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8_t> payload,
                                                            const v1::PolicyBundle& bundle) {
@@ -70,7 +97,9 @@ absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8
     o->set_status(res.status());
     o->set_action(res.action());
     o->set_message(ValidUtf8Text(res.message()));
+    o->set_redactions(res.redactions());
   }
+  if (r.has_applier()) *out.mutable_applier() = ApplierFromSummary(r.applier());
   return out;
 }
 

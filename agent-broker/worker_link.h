@@ -65,9 +65,22 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
 // fails: name, type and message are copied as valid UTF-8 (common/utf8_text.h
 // ValidUtf8Text), so a byte a command printed cannot end the broker or make
 // the report unparsable for the server. run_id, bundle_digest and
-// secrets_epoch are left for the caller to fill in.
+// secrets_epoch are left for the caller to fill in. The worker's applier
+// summary becomes the report's `applier` (ApplierFromSummary).
 absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8_t> payload,
                                                            const v1::PolicyBundle& bundle);
+
+// Bounds on the applier attestation the broker forwards: the domain's
+// directories are the bundle's paths (envoy-supplied text), so at most this
+// many, each cut to this many bytes (at a character boundary).
+inline constexpr int kMaxApplierDomain = 64;
+inline constexpr size_t kMaxApplierDomainBytes = 1024;
+inline constexpr size_t kMaxApplierTextBytes = 256;  // rights, cap_eff
+
+// The worker's ApplierSummary as the report's ApplierAttestation: texts made
+// valid UTF-8 and cut, the domain cut to kMaxApplierDomain directories
+// (domain_truncated says so). Never fails.
+v1::ApplierAttestation ApplierFromSummary(const v1::ApplierSummary& s);
 
 // Receives and validates the worker's kHello.
 absl::StatusOr<v1::AttestationReport> ReceiveHello(ipc::Channel& channel, ipc::PhaseTable& phases);

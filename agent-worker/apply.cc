@@ -781,27 +781,31 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   // unscrubbed line is never reported.
   bool all_loaded = true;
   for (const std::string& ref : bundle_refs_) all_loaded &= values.Get(ref).ok();
-  std::string scrubbed = all_loaded ? ScrubOutputAsText(out->output.Reveal(), values.Resolved())
-                                    : std::string(
-                                          "[output withheld: not every value could be loaded "
-                                          "to scrub it]");
+  size_t redactions = 0;  // counted for the run result (issue 15.4): a number, no content
+  std::string scrubbed =
+      all_loaded ? ScrubOutputAsText(out->output.Reveal(), values.Resolved(), &redactions)
+                 : std::string(
+                       "[output withheld: not every value could be loaded "
+                       "to scrub it]");
   out->output.Clear();
   if (scrubbed.size() > kMessageOutputBytes) {
     // Cut at a character boundary: the text stays valid UTF-8.
     scrubbed = StrCat("...", Utf8Tail(scrubbed, kMessageOutputBytes));
   }
   std::string tail = scrubbed.empty() ? "" : StrCat("; output: ", scrubbed);
+  v1::ResourceResult res;
   if (out->timed_out) {
-    return MakeResult(r, "failed", "none", StrCat("timed out after ", timeout, " s", tail));
+    res = MakeResult(r, "failed", "none", StrCat("timed out after ", timeout, " s", tail));
+  } else if (!out->exited) {
+    res = MakeResult(r, "failed", "none", StrCat("killed by signal ", out->signal, tail));
+  } else if (out->exit_code != 0) {
+    res = MakeResult(r, "failed", "none", StrCat("exit code ", out->exit_code, tail));
+  } else {
+    res = MakeResult(r, "changed", r.creates().empty() ? "updated" : "created",
+                     StrCat("ran (exit 0)", tail));
   }
-  if (!out->exited) {
-    return MakeResult(r, "failed", "none", StrCat("killed by signal ", out->signal, tail));
-  }
-  if (out->exit_code != 0) {
-    return MakeResult(r, "failed", "none", StrCat("exit code ", out->exit_code, tail));
-  }
-  return MakeResult(r, "changed", r.creates().empty() ? "updated" : "created",
-                    StrCat("ran (exit 0)", tail));
+  res.set_redactions(static_cast<uint32_t>(std::min<size_t>(redactions, UINT32_MAX)));
+  return res;
 }
 
 }  // namespace vigo::worker

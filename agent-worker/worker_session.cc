@@ -38,6 +38,7 @@ v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int6
     o->set_status(std::move(*r.mutable_status()));
     o->set_action(std::move(*r.mutable_action()));
     o->set_message(text(r.message(), ipc::kMaxResultMessageBytes));
+    o->set_redactions(r.redactions());
   }
   return report;
 }

@@ -28,6 +28,7 @@ namespace vigo::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using server::service::ApplierRecord;
 using server::service::EnvoyCertRecord;
 using server::service::RunRecord;
 using server::service::ServerStore;
@@ -351,6 +352,27 @@ void RunJson(JsonWriter& w, const RunRecord& r, bool with_results) {
   w.Bool(r.redacted);
   Key(w, "results_count");
   w.Int64(r.result_count);
+  if (with_results && r.applier) {
+    const ApplierRecord& a = *r.applier;
+    Key(w, "applier");
+    w.StartObject();
+    Key(w, "landlock_abi");
+    w.Int(a.landlock_abi);
+    Key(w, "enforced");
+    w.Bool(a.enforced);
+    Str(w, "rights", a.rights);
+    Key(w, "domain");
+    w.StartArray();
+    for (const std::string& d : a.domain)
+      w.String(d.c_str(), static_cast<rapidjson::SizeType>(d.size()));
+    w.EndArray();
+    Key(w, "domain_truncated");
+    w.Bool(a.domain_truncated);
+    Str(w, "cap_eff", a.cap_eff);
+    Key(w, "setup_us");
+    w.Int64(a.setup_us);
+    w.EndObject();
+  }
   if (with_results) {
     Key(w, "results");
     w.StartArray();
@@ -361,6 +383,8 @@ void RunJson(JsonWriter& w, const RunRecord& r, bool with_results) {
       Str(w, "status", res.status);
       Str(w, "action", res.action);
       Str(w, "message", res.message);
+      Key(w, "redactions");
+      w.Int64(res.redactions);
       w.EndObject();
     }
     w.EndArray();
@@ -431,11 +455,23 @@ int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
               IsoTime(run->started_ms).c_str(), IsoTime(run->finished_ms).c_str(),
               IsoTime(run->received_ms).c_str());
   if (run->redacted) std::printf("note      the agent leaked a secret value; stored redacted\n");
-  std::printf("\n%-24s %-10s %-8s %-8s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION", "MESSAGE");
+  if (run->applier) {
+    const ApplierRecord& a = *run->applier;
+    std::printf("applier   landlock abi %d, %s; cap_eff %s; set-up %lld us\n", a.landlock_abi,
+                a.enforced ? "enforced" : "NOT enforced",
+                a.cap_eff.empty() ? "-" : TerminalText(a.cap_eff).c_str(),
+                static_cast<long long>(a.setup_us));
+    if (!a.rights.empty()) std::printf("rights    %s\n", TerminalText(a.rights).c_str());
+    for (const std::string& d : a.domain) std::printf("domain    %s\n", TerminalText(d).c_str());
+    if (a.domain_truncated) std::printf("domain    (more directories, not stored)\n");
+  }
+  std::printf("\n%-24s %-10s %-8s %-8s %-10s %s\n", "RESOURCE", "TYPE", "STATUS", "ACTION",
+              "REDACTIONS", "MESSAGE");
   for (const auto& r : run->results) {
-    std::printf("%-24s %-10s %-8s %-8s %s\n", TerminalText(r.name).c_str(),
+    std::printf("%-24s %-10s %-8s %-8s %-10lld %s\n", TerminalText(r.name).c_str(),
                 TerminalText(r.type).c_str(), TerminalText(r.status).c_str(),
-                TerminalText(r.action).c_str(), TerminalText(r.message).c_str());
+                TerminalText(r.action).c_str(), static_cast<long long>(r.redactions),
+                TerminalText(r.message).c_str());
   }
   return kExitOk;
 }

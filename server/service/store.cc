@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS run_results(
   status TEXT NOT NULL,
   action TEXT NOT NULL,
   message TEXT NOT NULL,
+  redactions INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(run_id, idx));
 CREATE TABLE IF NOT EXISTS run_sizes(
   run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
@@ -51,6 +52,15 @@ CREATE TABLE IF NOT EXISTS run_sizes(
   bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS run_sizes_envoy ON run_sizes(envoy);
 CREATE INDEX IF NOT EXISTS runs_received ON runs(received_ms);
+CREATE TABLE IF NOT EXISTS run_appliers(
+  run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+  landlock_abi INTEGER NOT NULL,
+  enforced INTEGER NOT NULL,
+  rights TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  domain_truncated INTEGER NOT NULL,
+  cap_eff TEXT NOT NULL,
+  setup_us INTEGER NOT NULL);
 )sql";
 
 // Rolls back unless committed.
@@ -116,7 +126,24 @@ int64_t NowUnixMs() {
       .count();
 }
 
-absl::Status EnsureServerSchema(Database& db) { return db.EnsureSchema(kSchema); }
+absl::Status EnsureServerSchema(Database& db) {
+  VIGO_RETURN_IF_ERROR(db.EnsureSchema(kSchema));
+  // Migration: run_results of a database from before the redaction count
+  // (issue 15.4) has no `redactions` column; its rows read as 0.
+  bool has_column = true;
+  {
+    VIGO_ASSIGN_OR_RETURN(Statement q,
+                          db.Prepare("SELECT COUNT(*) FROM pragma_table_info('run_results') "
+                                     "WHERE name = 'redactions'"));
+    VIGO_ASSIGN_OR_RETURN(bool row, q.Step());
+    has_column = !row || q.ColumnInt(0) != 0;
+  }
+  if (!has_column) {
+    VIGO_RETURN_IF_ERROR(
+        db.Exec("ALTER TABLE run_results ADD COLUMN redactions INTEGER NOT NULL DEFAULT 0"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateRunId(std::string_view id) {
   if (id.empty() || id.size() > 64) {
@@ -267,6 +294,10 @@ int64_t StoredRunBytes(const RunRecord& run, const std::vector<ResultRecord>& re
     n += static_cast<int64_t>(r.name.size() + r.type.size() + r.status.size() + r.action.size() +
                               r.message.size() + 32);
   }
+  if (run.applier) {
+    n += static_cast<int64_t>(run.applier->rights.size() + run.applier->cap_eff.size() + 64);
+    for (const std::string& d : run.applier->domain) n += static_cast<int64_t>(d.size() + 1);
+  }
   return n;
 }
 
@@ -340,10 +371,31 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     sz.BindInt(3, bytes);
     VIGO_RETURN_IF_ERROR(sz.Step().status());
   }
+  if (run.applier) {
+    const ApplierRecord& a = *run.applier;
+    std::string domain;
+    for (const std::string& d : a.domain) {
+      if (!domain.empty()) domain += '\n';
+      domain += d;
+    }
+    VIGO_ASSIGN_OR_RETURN(
+        Statement ap,
+        db_->Prepare("INSERT INTO run_appliers(run_id, landlock_abi, enforced, rights, domain, "
+                     "domain_truncated, cap_eff, setup_us) VALUES(?,?,?,?,?,?,?,?)"));
+    ap.BindText(1, run.id);
+    ap.BindInt(2, a.landlock_abi);
+    ap.BindInt(3, a.enforced ? 1 : 0);
+    ap.BindText(4, a.rights);
+    ap.BindText(5, domain);
+    ap.BindInt(6, a.domain_truncated ? 1 : 0);
+    ap.BindText(7, a.cap_eff);
+    ap.BindInt(8, a.setup_us);
+    VIGO_RETURN_IF_ERROR(ap.Step().status());
+  }
   VIGO_ASSIGN_OR_RETURN(
       Statement ins,
-      db_->Prepare("INSERT INTO run_results(run_id, idx, name, type, status, action, message) "
-                   "VALUES(?,?,?,?,?,?,?)"));
+      db_->Prepare("INSERT INTO run_results(run_id, idx, name, type, status, action, message, "
+                   "redactions) VALUES(?,?,?,?,?,?,?,?)"));
   for (size_t i = 0; i < results.size(); ++i) {
     const ResultRecord& r = results[i];
     VIGO_RETURN_IF_ERROR(ins.Reset());
@@ -354,6 +406,7 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     ins.BindText(5, r.status);
     ins.BindText(6, r.action);
     ins.BindText(7, r.message);
+    ins.BindInt(8, r.redactions);
     VIGO_RETURN_IF_ERROR(ins.Step().status());
   }
   return txn.Commit();
@@ -407,14 +460,38 @@ absl::StatusOr<RunRecord> ServerStore::GetRun(std::string_view id) {
   if (!row) return absl::NotFoundError(StrCat("run '", id, "' not found"));
   RunRecord run = ReadRun(st);
   VIGO_ASSIGN_OR_RETURN(Statement rs,
-                        db_->Prepare("SELECT name, type, status, action, message FROM "
-                                     "run_results WHERE run_id = ? ORDER BY idx"));
+                        db_->Prepare("SELECT name, type, status, action, message, redactions "
+                                     "FROM run_results WHERE run_id = ? ORDER BY idx"));
   rs.BindText(1, id);
   while (true) {
     VIGO_ASSIGN_OR_RETURN(bool r, rs.Step());
     if (!r) break;
-    run.results.push_back(
-        {rs.ColumnText(0), rs.ColumnText(1), rs.ColumnText(2), rs.ColumnText(3), rs.ColumnText(4)});
+    run.results.push_back({rs.ColumnText(0), rs.ColumnText(1), rs.ColumnText(2), rs.ColumnText(3),
+                           rs.ColumnText(4), rs.ColumnInt(5)});
+  }
+  VIGO_ASSIGN_OR_RETURN(Statement ap,
+                        db_->Prepare("SELECT landlock_abi, enforced, rights, domain, "
+                                     "domain_truncated, cap_eff, setup_us FROM run_appliers "
+                                     "WHERE run_id = ?"));
+  ap.BindText(1, id);
+  VIGO_ASSIGN_OR_RETURN(bool has_applier, ap.Step());
+  if (has_applier) {
+    ApplierRecord a;
+    a.landlock_abi = static_cast<int32_t>(ap.ColumnInt(0));
+    a.enforced = ap.ColumnInt(1) != 0;
+    a.rights = ap.ColumnText(2);
+    const std::string domain = ap.ColumnText(3);
+    size_t start = 0;
+    while (start < domain.size()) {
+      size_t nl = domain.find('\n', start);
+      if (nl == std::string::npos) nl = domain.size();
+      a.domain.push_back(domain.substr(start, nl - start));
+      start = nl + 1;
+    }
+    a.domain_truncated = ap.ColumnInt(4) != 0;
+    a.cap_eff = ap.ColumnText(5);
+    a.setup_us = ap.ColumnInt(6);
+    run.applier = std::move(a);
   }
   return run;
 }

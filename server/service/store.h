@@ -15,8 +15,16 @@
 //   server_state(key PRIMARY KEY, value INTEGER)     -- 'secrets_epoch'
 //   runs(id PRIMARY KEY, envoy, bundle_digest, secrets_epoch, started_ms,
 //        finished_ms, received_ms, outcome, redacted)
-//   run_results(run_id, idx, name, type, status, action, message)
+//   run_results(run_id, idx, name, type, status, action, message, redactions)
+//                -- redactions added by a migration (ALTER TABLE ... ADD
+//                   COLUMN, default 0) when an older database is opened
 //   run_sizes(run_id, envoy, bytes)   -- per-envoy quota accounting
+//   run_appliers(run_id PRIMARY KEY, landlock_abi, enforced, rights, domain,
+//                domain_truncated, cap_eff, setup_us)
+//                -- the run's applier attestation; domain is the directories
+//                   joined with '\n'. Added after runs: a database created
+//                   before it gets the (empty) table at Init, its old runs
+//                   keep no row (RunRecord::applier unset).
 //
 // Thread safety: all methods are safe to call concurrently (one internal
 // mutex per store; SQLite serializes across processes with its busy timeout).
@@ -63,6 +71,19 @@ struct CertLookup {
 
 struct ResultRecord {
   std::string name, type, status, action, message;
+  int64_t redactions = 0;  // exec: output runs the worker redacted (count only)
+};
+
+// How the run's applier was confined (v1::ApplierAttestation, texts already
+// leak-scanned and bounded by the caller).
+struct ApplierRecord {
+  int32_t landlock_abi = 0;
+  bool enforced = false;
+  std::string rights;
+  std::vector<std::string> domain;
+  bool domain_truncated = false;
+  std::string cap_eff;
+  int64_t setup_us = 0;
 };
 
 struct RunRecord {
@@ -77,6 +98,7 @@ struct RunRecord {
   bool redacted = false;  // the server removed leaked values before storing
   std::vector<ResultRecord> results;  // filled by GetRun only
   int64_t result_count = 0;
+  std::optional<ApplierRecord> applier;  // absent: the agent sent none (older agent)
 };
 
 class ServerStore {

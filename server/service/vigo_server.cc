@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -49,6 +50,12 @@ namespace {
 constexpr int kMaxRefsPerCall = 256;
 constexpr int kMaxResults = 10000;
 constexpr size_t kMaxFieldBytes = 64 * 1024;
+// A report's applier attestation (the broker bounds it the same way,
+// agent-broker/worker_link.h): directories beyond kMaxApplierDomain are not
+// stored (domain_truncated says so); each text is cut at a character.
+constexpr size_t kMaxApplierDomain = 64;
+constexpr size_t kMaxApplierDomainBytes = 1024;
+constexpr size_t kMaxApplierTextBytes = 256;
 constexpr int kMaxMessageBytes = 4 * 1024 * 1024;
 // A ResolveSecrets reply must fit in one message. Each SealedValue costs its
 // ref, a 12-byte nonce, the value plus a 16-byte tag, and at most 16 bytes of
@@ -161,6 +168,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
         return ToGrpc(hs);
       }
     }
+    NoteCheckInLandlock(id->envoy, *req);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
     if (!bundle.ok()) {
@@ -412,12 +420,20 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     }
     MaybePruneRuns();
     // Defence in depth: look for the values this envoy may hold in every
-    // text field of the report. Texts 0-2 are the run's; then 5 per result.
+    // text field of the report. Texts 0-2 are the run's; then 5 per result;
+    // then the applier's rights, cap_eff and its domain's directories (at
+    // most kMaxApplierDomain of them are kept, the rest are not stored).
     std::vector<std::string_view> texts = {req->run_id(), req->bundle_digest(), req->outcome()};
-    texts.reserve(3 + 5 * static_cast<size_t>(req->results_size()));
+    const size_t applier_domain =
+        std::min<size_t>(static_cast<size_t>(req->applier().domain_size()), kMaxApplierDomain);
+    texts.reserve(3 + 5 * static_cast<size_t>(req->results_size()) + 2 + applier_domain);
     for (const v1::ResourceResult& r : req->results()) {
       texts.insert(texts.end(), {r.name(), r.type(), r.status(), r.action(), r.message()});
     }
+    const size_t applier_text = texts.size();
+    texts.insert(texts.end(), {req->applier().rights(), req->applier().cap_eff()});
+    for (size_t i = 0; i < applier_domain; ++i)
+      texts.push_back(req->applier().domain(static_cast<int>(i)));
     LeakScanner scanner(texts);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
@@ -463,7 +479,32 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     results.reserve(static_cast<size_t>(req->results_size()));
     for (size_t i = 0; i < static_cast<size_t>(req->results_size()); ++i) {
       const size_t t = 3 + 5 * i;
-      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4)});
+      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4),
+                         static_cast<int64_t>(req->results(static_cast<int>(i)).redactions())});
+    }
+    if (req->has_applier()) {
+      const v1::ApplierAttestation& a = req->applier();
+      ApplierRecord ar;
+      ar.landlock_abi = a.landlock_abi();
+      ar.enforced = a.enforced();
+      ar.rights = StoredReportText(
+          scan_complete ? scanner.Redacted(applier_text) : std::string(kWithheldText),
+          kMaxApplierTextBytes);
+      ar.cap_eff = StoredReportText(
+          scan_complete ? scanner.Redacted(applier_text + 1) : std::string(kWithheldText),
+          kMaxApplierTextBytes);
+      for (size_t i = 0; i < applier_domain; ++i) {
+        std::string d = StoredReportText(
+            scan_complete ? scanner.Redacted(applier_text + 2 + i) : std::string(kWithheldText),
+            kMaxApplierDomainBytes);
+        std::replace(d.begin(), d.end(), '\n', ' ');  // the store joins them with '\n'
+        ar.domain.push_back(std::move(d));
+      }
+      ar.domain_truncated =
+          a.domain_truncated() || static_cast<size_t>(a.domain_size()) > applier_domain;
+      ar.setup_us = a.setup_us();
+      run.applier = std::move(ar);
+      CheckRunConfined(*id, run, rid);
     }
     const std::set<std::string>& leaked = scanner.leaked();
     run.redacted = !leaked.empty();
@@ -660,6 +701,53 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     return true;
   }
 
+  // The Landlock ABI the envoy's worker attested at its last check-in (for
+  // ReportResult's run_unconfined check); -1 when it sent no worker report.
+  void NoteCheckInLandlock(const std::string& envoy, const v1::CheckInRequest& req) {
+    int abi = -1;
+    for (const v1::AttestationReport& r : req.attestation()) {
+      if (r.process() == "worker") abi = r.landlock_abi();
+    }
+    std::lock_guard<std::mutex> lock(landlock_mu_);
+    if (checkin_landlock_.size() > 100000) checkin_landlock_.clear();
+    checkin_landlock_[envoy] = abi;
+  }
+
+  // Strict hardening: the check-in said the kernel has Landlock, so every
+  // run's applier must have restricted itself with it. A run whose report
+  // says otherwise is stored (the operator needs it) but logged as an error
+  // and audited as agent.hardening.run_unconfined.
+  void CheckRunConfined(const Identity& id, const RunRecord& run, const std::string& rid) {
+    if (server_->config().require_hardening != "strict" || !run.applier || run.applier->enforced) {
+      return;
+    }
+    int abi = -1;
+    {
+      std::lock_guard<std::mutex> lock(landlock_mu_);
+      auto it = checkin_landlock_.find(id.envoy);
+      if (it != checkin_landlock_.end()) abi = it->second;
+    }
+    if (abi < 1) return;
+    const std::string detail =
+        StrCat("run=", run.id, " req=", rid, " checkin_landlock_abi=", abi,
+               " applier_landlock_abi=", run.applier->landlock_abi, " enforced=false");
+    absl::Status a = server_->Audit({.event = "agent.hardening.run_unconfined",
+                                     .actor = StrCat("envoy:", id.envoy),
+                                     .envoy = id.envoy,
+                                     .paths = {},
+                                     .outcome = "unconfined",
+                                     .detail = detail});
+    Log(LogLevel::kError,
+        "report: the run's applier was not Landlock-confined although the check-in attested "
+        "Landlock (require_hardening strict)",
+        {{"req", rid},
+         {"envoy", id.envoy},
+         {"run", run.id},
+         {"checkin_landlock_abi", static_cast<int64_t>(abi)},
+         {"applier_landlock_abi", static_cast<int64_t>(run.applier->landlock_abi)},
+         {"audit", a}});
+  }
+
   // `checkin.require_hardening: strict`: every report must pass the very
   // check the agent runs on itself (sandbox::CheckStrict: seccomp, no_new_privs,
   // dumpable, arena lock/dontdump/backing, skipped steps, capability mask),
@@ -738,6 +826,9 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
   std::mutex fp_mu_;
   std::unordered_map<std::string, std::string> fp_cache_;
   std::unordered_map<std::string, int64_t> last_touch_;  // under fp_mu_
+  std::mutex landlock_mu_;
+  std::unordered_map<std::string, int>
+      checkin_landlock_;  // envoy -> worker ABI, under landlock_mu_
 };
 
 // ---------------------------------------------------------------------------

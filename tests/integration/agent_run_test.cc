@@ -3,19 +3,22 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "sandbox/child_process.h"
+#include "sandbox/landlock.h"
 #include "tests/integration/server_fixture.h"
 
 namespace vigo::testing {
@@ -222,6 +225,63 @@ TEST_F(AgentRunTest, AppliesStackThenIsIdempotentWithoutLeaks) {
   EXPECT_NE(status.out.find("__VIGO_SECRET__app/db__END__"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("attestation"), std::string::npos);
   EXPECT_EQ(FindCanariesIn(status.out, "status", Canaries()), std::vector<std::string>{});
+}
+
+// Issue 14: the run's applier attestation (Landlock ABI, enforced, rights,
+// domain) travels broker -> server: the stored run carries the domain of
+// the bundle's file resources, and last_run.json has it too.
+TEST_F(AgentRunTest, StoredRunCarriesTheAppliersLandlockDomain) {
+  ASSERT_GE(sandbox::LandlockAbi(), 1) << "CI kernels have Landlock (ABI 7)";
+  // Existing parents, so the domain is them and not the whole apply root.
+  fs::create_directories(root() / "etc/app/env");
+  fs::create_directories(root() / "var/lib");
+  fs::create_directories(root() / "var/cache");
+  RunResult r = RunOnce();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto runs = fx_->store().ListRuns("web-1", 1);
+  ASSERT_TRUE(runs.ok() && runs->size() == 1u);
+  auto run = fx_->store().GetRun((*runs)[0].id);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_TRUE(run->applier.has_value());
+  const server::service::ApplierRecord& a = *run->applier;
+  EXPECT_EQ(a.landlock_abi, sandbox::LandlockAbi());
+  EXPECT_TRUE(a.enforced);
+  EXPECT_NE(a.rights.find("write_file"), std::string::npos) << a.rights;
+  EXPECT_FALSE(a.cap_eff.empty());
+  const std::string etc_app = (root() / "etc/app").string();
+  bool has_etc_app = false;
+  for (const std::string& d : a.domain) {
+    has_etc_app |= d == etc_app;
+    EXPECT_NE(d, root().string()) << "the domain is the whole apply root";
+  }
+  EXPECT_TRUE(has_etc_app) << "domain: " << absl::StrJoin(a.domain, ", ");
+  EXPECT_FALSE(a.domain_truncated);
+  const std::string last = LastRun(state());
+  EXPECT_NE(last.find("\"applier\""), std::string::npos) << last;
+  EXPECT_NE(last.find("\"enforced\":true"), std::string::npos) << last;
+  EXPECT_NE(last.find(etc_app), std::string::npos) << last;
+}
+
+// Issue 15.4: the worker's redactions are counted in the run result (count
+// only): the exec that echoes its secret (tee of the token) has redactions
+// >= 1 in the stored run and last_run.json; an exec that prints nothing, 0.
+TEST_F(AgentRunTest, ExecThatPrintsItsSecretHasItsRedactionsCountedInTheStoredRun) {
+  RunResult r = RunOnce();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto runs = fx_->store().ListRuns("web-1", 1);
+  ASSERT_TRUE(runs.ok() && runs->size() == 1u);
+  auto run = fx_->store().GetRun((*runs)[0].id);
+  ASSERT_TRUE(run.ok()) << run.status();
+  std::map<std::string, int64_t> redactions;
+  for (const auto& res : run->results) redactions[res.name] = res.redactions;
+  ASSERT_TRUE(redactions.count("register") && redactions.count("env-dump"));
+  EXPECT_GE(redactions["register"], 1);
+  EXPECT_EQ(redactions["env-dump"], 0);
+  EXPECT_EQ(redactions["app-config"], 0);
+  EXPECT_FALSE(run->redacted);  // the worker scrubbed it: nothing reached the server
+  const std::string last = LastRun(state());
+  EXPECT_NE(last.find("\"redactions\":"), std::string::npos) << last;
+  EXPECT_EQ(FindCanaries(state(), Canaries()), std::vector<std::string>{});
 }
 
 // --worker-user: the worker applies as `nobody` with only the file

@@ -223,6 +223,44 @@ TEST_F(CliRootTest, RunsShowAndListEscapeHostileAgentText) {
   EXPECT_THAT(json.out, Not(HasSubstr("\\x1B")));
 }
 
+// Issue 14: `runs show` prints the run's applier attestation (text and
+// JSON), its envoy-supplied domain escaped like every other stored text.
+TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
+  WithStore([&](server::service::ServerStore& store, server::Database&) {
+    server::service::RunRecord run;
+    run.id = "applier-1";
+    run.envoy = "web-1";
+    run.bundle_digest = "d";
+    run.outcome = "ok";
+    run.started_ms = run.finished_ms = run.received_ms = server::service::NowUnixMs();
+    server::service::ApplierRecord a;
+    a.landlock_abi = 7;
+    a.enforced = true;
+    a.rights = "write_file,remove_dir";
+    a.domain = {"/etc/app", "/srv/\x1b[2Jx"};
+    a.cap_eff = "0000000000000001";
+    a.setup_us = 812;
+    run.applier = a;
+    server::service::ResultRecord exec{"register", "exec", "changed", "updated", "ran"};
+    exec.redactions = 2;
+    ASSERT_TRUE(store.StoreRun(run, {exec}).ok());
+  });
+  RunResult show = Cli({"runs", "show", "applier-1"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  ExpectNoTerminalControls(show.out, "runs show");
+  EXPECT_THAT(show.out, HasSubstr("applier   landlock abi 7, enforced; cap_eff 0000000000000001"));
+  EXPECT_THAT(show.out, HasSubstr("rights    write_file,remove_dir"));
+  EXPECT_THAT(show.out, HasSubstr("domain    /etc/app\n"));
+  EXPECT_THAT(show.out, HasSubstr("domain    /srv/\\x1B[2Jx"));
+  EXPECT_THAT(show.out, HasSubstr("REDACTIONS"));
+  EXPECT_THAT(show.out, HasSubstr("register                 exec       changed  updated  2 "));
+  RunResult json = Cli({"--json", "runs", "show", "applier-1"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"applier\":{\"landlock_abi\":7,\"enforced\":true"));
+  EXPECT_THAT(json.out, HasSubstr("\"domain\":[\"/etc/app\""));
+  EXPECT_THAT(json.out, HasSubstr("\"message\":\"ran\",\"redactions\":2"));
+}
+
 TEST_F(CliRootTest, AuditAndEnvoyListEscapeStoredText) {
   WithStore([&](server::service::ServerStore& store, server::Database& db) {
     server::AuditLog log(&db);

@@ -508,6 +508,58 @@ TEST(ServerHardeningTest, StrictRefusesWeakenedAgents) {
   EXPECT_EQ(call({no_filter, GoodReport("worker")}), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// Issue 14: under strict hardening, a run whose applier was not Landlock-
+// confined although the check-in attested Landlock is stored, logged as an
+// error and audited (agent.hardening.run_unconfined); a confined run is not,
+// and without strict nothing is audited. The applier's domain paths are
+// leak-scanned like every other report text.
+TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
+  for (const std::string mode : {"strict", "none"}) {
+    SCOPED_TRACE(mode);
+    ServerFixtureOptions o = Opts();
+    o.require_hardening = mode;
+    ServerFixture fx(o);
+    ASSERT_TRUE(fx.ok()) << fx.error();
+    auto stub = fx.Stub(fx.IssueEnvoy("web-a"));
+    v1::CheckInResponse ci;
+    {
+      grpc::ClientContext ctx;
+      v1::CheckInRequest req;
+      *req.add_attestation() = GoodReport("broker");
+      *req.add_attestation() = GoodReport("worker");  // landlock_abi 7
+      ASSERT_TRUE(stub->CheckIn(&ctx, req, &ci).ok());
+    }
+    auto report = [&](const std::string& run_id, bool enforced) {
+      grpc::ClientContext ctx;
+      v1::ReportResultRequest req;
+      req.set_run_id(run_id);
+      req.set_bundle_digest(ci.bundle().digest());
+      req.set_secrets_epoch(ci.bundle().secrets_epoch());
+      req.set_outcome("ok");
+      v1::ApplierAttestation* a = req.mutable_applier();
+      a->set_landlock_abi(enforced ? 7 : 0);
+      a->set_enforced(enforced);
+      a->add_domain("/etc/app");
+      a->add_domain(StrCat("/srv/", kDbCanary));  // a path that holds a value
+      v1::ReportResultResponse resp;
+      grpc::Status st = stub->ReportResult(&ctx, req, &resp);
+      EXPECT_TRUE(st.ok()) << st.error_message();
+    };
+    report("confined-1", true);
+    EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), 0);
+    report("unconfined-1", false);
+    EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), mode == "strict" ? 1 : 0);
+    auto run = fx.store().GetRun("unconfined-1");
+    ASSERT_TRUE(run.ok()) << run.status();
+    ASSERT_TRUE(run->applier.has_value());
+    EXPECT_FALSE(run->applier->enforced);
+    ASSERT_EQ(run->applier->domain.size(), 2u);
+    EXPECT_EQ(run->applier->domain[0], "/etc/app");
+    EXPECT_EQ(run->applier->domain[1], "/srv/[redacted:a/db]");
+    EXPECT_TRUE(run->redacted);
+  }
+}
+
 // Issue 13.19: the server runs the shared sandbox::CheckStrict, so a report
 // whose capability drop failed (CapEff still full) or whose arena sits on
 // unlocked memory is refused like any other weakened agent.

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "agent-broker/secret_cache.h"
+#include "common/strings.h"
 #include "gtest/gtest.h"
 
 namespace vigo::broker {
@@ -172,6 +173,76 @@ TEST_F(WorkerLinkTest, ReportTextThatIsNotUtf8IsEscapedNotAViolation) {
   // The forwarded report parses again (the server's side of the wire).
   v1::ReportResultRequest reparsed;
   EXPECT_TRUE(reparsed.ParseFromString(report->SerializeAsString()));
+}
+
+// Issue 14: the applier's summary reaches the forwarded report (and so the
+// server and last_run.json), its domain bounded in count and size.
+TEST(ApplierAttestationTest, WorkerReportsApplierSummaryIsForwardedBounded) {
+  v1::PolicyBundle bundle;
+  bundle.add_resources()->set_name("r1");
+  v1::WorkerReport r;
+  r.set_outcome("ok");
+  v1::ApplierSummary* s = r.mutable_applier();
+  s->set_landlock_abi(6);
+  s->set_landlock_enforced(true);
+  s->set_landlock_access("write_file,make_reg");
+  s->add_landlock_domain("/etc/app");
+  s->add_landlock_domain(std::string(kMaxApplierDomainBytes + 10, 'd'));
+  for (int i = 0; i < kMaxApplierDomain + 5; ++i) s->add_landlock_domain(StrCat("/d", i));
+  s->set_cap_eff("0000000000000000");
+  s->set_setup_us(321);
+  s->set_arena_high_water(4096);
+  const std::string bytes = r.SerializeAsString();
+  auto report = DecodeWorkerReport(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+      bundle);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->has_applier());
+  const v1::ApplierAttestation& a = report->applier();
+  EXPECT_EQ(a.landlock_abi(), 6);
+  EXPECT_TRUE(a.enforced());
+  EXPECT_EQ(a.rights(), "write_file,make_reg");
+  EXPECT_EQ(a.cap_eff(), "0000000000000000");
+  EXPECT_EQ(a.setup_us(), 321);
+  ASSERT_EQ(a.domain_size(), kMaxApplierDomain);
+  EXPECT_EQ(a.domain(0), "/etc/app");
+  EXPECT_EQ(a.domain(1).size(), kMaxApplierDomainBytes);
+  EXPECT_TRUE(a.domain_truncated());
+  // A report without a summary (an older worker) forwards none.
+  v1::WorkerReport bare;
+  bare.set_outcome("ok");
+  const std::string b2 = bare.SerializeAsString();
+  auto r2 = DecodeWorkerReport(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b2.data()), b2.size()), bundle);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(r2->has_applier());
+}
+
+// Issue 15.4: an exec result's redaction count (the worker scrubbed what the
+// command printed) is forwarded to the server; a result without one has 0.
+TEST(ApplierAttestationTest, ExecRedactionCountIsForwarded) {
+  v1::PolicyBundle bundle;
+  bundle.add_resources()->set_name("e1");
+  bundle.add_resources()->set_name("e2");
+  v1::WorkerReport r;
+  r.set_outcome("changed");
+  for (uint32_t n : {4u, 0u}) {
+    auto* res = r.add_results();
+    res->set_name("e");
+    res->set_type("exec");
+    res->set_status("changed");
+    res->set_action("updated");
+    res->set_message("ran (exit 0); output: [REDACTED]");
+    res->set_redactions(n);
+  }
+  const std::string bytes = r.SerializeAsString();
+  auto report = DecodeWorkerReport(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+      bundle);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->results_size(), 2);
+  EXPECT_EQ(report->results(0).redactions(), 4u);
+  EXPECT_EQ(report->results(1).redactions(), 0u);
 }
 
 TEST_F(WorkerLinkTest, ReportThatDoesNotParseEndsTheBroker) {

@@ -79,7 +79,8 @@ TEST_F(StoreTest, RunsStoreListShow) {
               .outcome = "ok",
               .redacted = false,
               .results = {},
-              .result_count = 0};
+              .result_count = 0,
+              .applier = std::nullopt};
   std::vector<ResultRecord> res = {{"a", "file", "ok", "none", "m1"},
                                    {"b", "exec", "failed", "none", "m2"}};
   ASSERT_TRUE(store_->StoreRun(r, res).ok());
@@ -106,6 +107,107 @@ TEST_F(StoreTest, RunsStoreListShow) {
   EXPECT_EQ(got->results[1].status, "failed");
   EXPECT_EQ(got->secrets_epoch, 4u);
   EXPECT_EQ(store_->GetRun("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Issue 14: the run's applier attestation is stored with it and read back.
+TEST_F(StoreTest, RunsApplierAttestationRoundTrips) {
+  RunRecord r;
+  r.id = "ra";
+  r.envoy = "web-1";
+  r.bundle_digest = "d";
+  r.outcome = "ok";
+  ApplierRecord a;
+  a.landlock_abi = 6;
+  a.enforced = true;
+  a.rights = "write_file,remove_dir";
+  a.domain = {"/etc/app", "/var/lib/app"};
+  a.domain_truncated = true;
+  a.cap_eff = "0000000000000001";
+  a.setup_us = 777;
+  r.applier = a;
+  ResultRecord exec{"register", "exec", "changed", "updated", "ran (exit 0)"};
+  exec.redactions = 3;
+  ASSERT_TRUE(store_->StoreRun(r, {exec, {"f", "file", "ok", "none", "m"}}).ok());
+  RunRecord bare;
+  bare.id = "rb";
+  bare.envoy = "web-1";
+  bare.bundle_digest = "d";
+  bare.outcome = "ok";
+  ASSERT_TRUE(store_->StoreRun(bare, {}).ok());
+  auto got = store_->GetRun("ra");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->applier.has_value());
+  EXPECT_EQ(got->applier->landlock_abi, 6);
+  EXPECT_TRUE(got->applier->enforced);
+  EXPECT_EQ(got->applier->rights, "write_file,remove_dir");
+  EXPECT_EQ(got->applier->domain, (std::vector<std::string>{"/etc/app", "/var/lib/app"}));
+  EXPECT_TRUE(got->applier->domain_truncated);
+  EXPECT_EQ(got->applier->cap_eff, "0000000000000001");
+  EXPECT_EQ(got->applier->setup_us, 777);
+  ASSERT_EQ(got->results.size(), 2u);
+  EXPECT_EQ(got->results[0].redactions, 3);  // issue 15.4: the count round-trips
+  EXPECT_EQ(got->results[1].redactions, 0);
+  auto none = store_->GetRun("rb");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->applier.has_value());
+  // Pruning the run takes its applier row along (ON DELETE CASCADE).
+  ASSERT_TRUE(store_->PruneRuns(1).ok());
+  EXPECT_EQ(store_->GetRun("ra").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A database written before run_appliers existed opens, keeps its runs (no
+// applier) and stores new runs with one.
+TEST(StoreMigrationTest, DatabaseWithoutRunAppliersOpensAndKeepsItsRuns) {
+  vigo::testing::TempDir dir;
+  {
+    auto db = Database::Create(dir.path() / "vigo.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    // The schema as it was before the applier attestation (base f9af273).
+    ASSERT_TRUE((*db)
+                    ->Exec(R"sql(
+CREATE TABLE runs(id TEXT PRIMARY KEY, envoy TEXT NOT NULL, bundle_digest TEXT NOT NULL,
+  secrets_epoch INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL, outcome TEXT NOT NULL, redacted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE run_results(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+  action TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY(run_id, idx));
+INSERT INTO runs VALUES('old-1', 'web-1', 'd', 3, 1, 2, 5, 'changed', 0);
+INSERT INTO run_results VALUES('old-1', 0, 'app', 'file', 'changed', 'updated', 'wrote');
+)sql")
+                    .ok());
+  }
+  auto db = Database::Open(dir.path() / "vigo.db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ServerStore store(db->get());
+  ASSERT_TRUE(store.Init().ok());
+  auto old = store.GetRun("old-1");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->outcome, "changed");
+  ASSERT_EQ(old->results.size(), 1u);
+  EXPECT_EQ(old->results[0].message, "wrote");
+  EXPECT_EQ(old->results[0].redactions, 0);  // run_results gained the column (migration)
+  EXPECT_FALSE(old->applier.has_value());
+  RunRecord r;
+  r.id = "new-1";
+  r.envoy = "web-1";
+  r.bundle_digest = "d";
+  r.outcome = "ok";
+  ApplierRecord a;
+  a.landlock_abi = 4;
+  a.enforced = true;
+  a.domain = {"/srv"};
+  r.applier = a;
+  ResultRecord exec{"e", "exec", "changed", "updated", "ran"};
+  exec.redactions = 2;
+  ASSERT_TRUE(store.StoreRun(r, {exec}).ok());
+  // Opening it again (the column exists now) changes nothing.
+  ASSERT_TRUE(store.Init().ok());
+  auto got = store.GetRun("new-1");
+  ASSERT_TRUE(got.ok() && got->applier.has_value());
+  EXPECT_EQ(got->applier->domain, std::vector<std::string>{"/srv"});
+  ASSERT_EQ(got->results.size(), 1u);
+  EXPECT_EQ(got->results[0].redactions, 2);
+  EXPECT_EQ(store.ListRuns("", 0)->size(), 2u);
 }
 
 TEST(RunIdTest, Validation) {

@@ -245,6 +245,24 @@ TEST_F(ApplyTest, ExecFailureOutputIsScrubbed) {
       << r[0].message();
 }
 
+// Issue 15.4: the exec result counts the runs the worker redacted (three
+// encodings of the value: at least 3), and an exec whose output holds no
+// value counts 0. Only the number travels; the message keeps [REDACTED].
+TEST_F(ApplyTest, ExecResultCountsTheRedactedRunsOfItsOutput) {
+  v1::PolicyBundle b;
+  v1::Resource* e = AddExec(&b, "leak",
+                            {"/bin/sh", "-c",
+                             "v=$(cat); echo \"raw=$v\"; printf %s \"$v\" | base64; "
+                             "printf %s \"$v\" | od -An -tx1 | tr -d ' \\n'; echo"});
+  e->set_stdin(MarkerFor("app/db_pw"));
+  AddExec(&b, "quiet", {"/bin/sh", "-c", "echo nothing to hide"});
+  auto r = Apply(b);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_GE(r[0].redactions(), 3u) << r[0].message();
+  EXPECT_EQ(r[1].redactions(), 0u) << r[1].message();
+  EXPECT_NE(r[1].message().find("nothing to hide"), std::string::npos) << r[1].message();
+}
+
 // Like the worker's IPC source: Resolved() lists only values handed out so
 // far. Exec output must still be scrubbed of every value of the bundle, e.g.
 // a command that prints a file an earlier run wrote.
