@@ -30,14 +30,15 @@
 // an index, nothing of the output is returned but kWithheld.
 //
 // Cost: linear-ish in the output: each view is scanned once per batch of
-// forms (at most ~1 MiB of forms per batch) through a 4-byte-prefix hash
-// index; edge checks are rolling-hash comparisons; the interior check is one
-// memmem per view and form longer than it. Memory: the views (each at most
-// the output's size) plus one batch of forms plus one long form at a time.
+// forms (512 KiB of forms per batch, common/window_index.h: one rolling-hash
+// lookup per position; 1 MiB x 1,000 values ~145 ms, docs/BENCHMARKS.md); edge checks are
+// rolling-hash comparisons; the interior check is one memmem per view and form longer than it.
+// Memory: the views (each at most the output's size) plus one batch of forms plus one long form at
+// a time.
 //
 // Not covered (documented in SECURITY.md §4a): other transformations a
 // command may apply (compression, encryption, HTML entities,
-// quoted-printable, hex with separators), two stacked escapings (a Python
+// quoted-printable, hex separated by ':' or '-'), two stacked escapings (a Python
 // \xNN repr inside a JSON string), an encoding whose first escape is broken
 // by the byte before it (a stray '\' before "\u00XX"), and fragments of
 // fewer than 4 bytes at the edges.
