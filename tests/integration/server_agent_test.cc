@@ -324,6 +324,60 @@ TEST_F(ServerAgentTest, NoValueLeavesWhenTheAuditRecordCannotBeCommitted) {
   EXPECT_EQ(fx_->CountAudit("secret.resolve"), 1);
 }
 
+TEST_F(ServerAgentTest, SlicesAndLinesOfAValueInAReportAreRedacted) {
+  // Issue 15: a hostile exec prints line 2 of a multi-line value (for an EC
+  // PEM key that line is the private scalar), a 40-byte middle slice in hex,
+  // and the first 40 and last 30 bytes; a 7-byte fragment is left alone.
+  std::string pem = "-----BEGIN EC PRIVATE KEY-----\n";
+  const std::string line2 = "MHcCAQEEIBv0s3kWq9Lr7XcN2yPz8fHj6Td4Qm1aUo5VgKe0RbYioAoGCCqGSM49";
+  pem += line2 + "\nAwEHoUQDQgAE4n8ZrW2kTq7VdLh3Jx9mC5pBsYe1Nf0GuAa6Hc2Ok\n";
+  pem += "-----END EC PRIVATE KEY-----\n";
+  fx_->SetSecret("a/db", pem);
+  std::string mid_hex;
+  for (unsigned char c : pem.substr(40, 40)) {
+    static const char* d = "0123456789abcdef";
+    mid_hex.push_back(d[c >> 4]);
+    mid_hex.push_back(d[c & 0xf]);
+  }
+  const std::string head = pem.substr(0, 40), tail = pem.substr(pem.size() - 30);
+  auto stub = fx_->Stub(a_);
+  v1::CheckInResponse ci = CheckIn(*stub);
+  grpc::ClientContext ctx;
+  v1::ReportResultRequest req;
+  req.set_run_id("run-slices");
+  req.set_bundle_digest(ci.bundle().digest());
+  req.set_secrets_epoch(ci.bundle().secrets_epoch());
+  req.set_outcome("failed");
+  const std::vector<std::string> printed = {
+      "key line: " + line2 + " (done)", "dump " + mid_hex + " end", "head=" + head + "|",
+      "tail=" + tail + "|", "short: " + line2.substr(9, 7) + " ok"};
+  for (const std::string& m : printed) {
+    auto* r = req.add_results();
+    r->set_name("hostile");
+    r->set_type("exec");
+    r->set_status("failed");
+    r->set_action("none");
+    r->set_message(m);
+  }
+  v1::ReportResultResponse resp;
+  grpc::Status st = stub->ReportResult(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto run = fx_->store().GetRun("run-slices");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->results.size(), printed.size());
+  EXPECT_TRUE(run->redacted);
+  const std::vector<std::string> secrets = {line2, mid_hex, head.substr(0, 12), tail.substr(0, 12),
+                                            line2.substr(20, 12)};
+  for (size_t i = 0; i + 1 < run->results.size(); ++i) {
+    const std::string& m = run->results[i].message;
+    EXPECT_NE(m.find("[redacted:a/db]"), std::string::npos) << m;
+    for (const std::string& s : secrets) EXPECT_EQ(m.find(s), std::string::npos) << i << ": " << m;
+  }
+  // Positive control: a fragment shorter than the window stays.
+  EXPECT_EQ(run->results.back().message, printed.back());
+  EXPECT_GE(fx_->CountAudit("secret.leak.detected"), 2);
+}
+
 TEST_F(ServerAgentTest, ReportIsStoredAndLeakedValuesAreRedacted) {
   auto stub = fx_->Stub(a_);
   v1::CheckInResponse ci = CheckIn(*stub);
