@@ -112,7 +112,9 @@ absl::Status ForEachForm(std::span<const uint8_t> v, const FormSink& sink) {
   if (v.empty()) return absl::OkStatus();
   {
     auto raw = SecretBuffer::CopyFrom(v);
-    if (!raw.ok()) return Make(1).status();
+    if (!raw.ok()) {
+      return absl::ResourceExhaustedError("secret forms: locked arena cannot hold a form");
+    }
     if (absl::Status st = sink(FormKind::kRaw, std::move(*raw)); !st.ok()) return st;
   }
   if (v.size() > 1) {
