@@ -6,22 +6,12 @@
 
 #include "common/secret_ref.h"
 #include "common/strings.h"
+#include "server/vault/vault_crypto.h"
 
 namespace vigo::server::service {
 namespace {
 
 constexpr std::string_view kLabel = "vigo text fingerprint key v1";
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 0xf]);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -50,7 +40,7 @@ std::string TextFingerprinter::Fingerprint(std::string_view text) const {
            mac, &len) == nullptr) {
     return "unavailable";
   }
-  return Hex(mac, 8);
+  return vault::HexEncode(std::span<const uint8_t>(mac, 8));
 }
 
 std::string TextFingerprinter::Recorded(std::string_view text) const {
