@@ -41,44 +41,50 @@ bool EscapeJunk(uint8_t c) {
 
 class Coverage {
  public:
-  explicit Coverage(size_t n) : diff_(n + 1, 0) {}
+  explicit Coverage(size_t n) : n_(n) {}
   void Cover(size_t a, size_t b) {
+    b = std::min(b, n_);
     if (a >= b) return;
-    ++diff_[a];
-    --diff_[b];
+    // Hits of one view arrive in order: most extend the last range.
+    if (!runs_.empty() && a >= runs_.back().first && a <= runs_.back().second) {
+      runs_.back().second = std::max(runs_.back().second, b);
+      return;
+    }
+    runs_.emplace_back(a, b);
   }
   void CoverAll() { all_ = true; }
   bool all() const { return all_; }
 
-  // Each maximal covered run becomes one kRedacted.
-  std::string Render(Bytes output, size_t* runs) const {
+  // Each maximal covered run (overlapping or touching hits merged) becomes
+  // one kRedacted. Hits are few next to the output, so they are kept as
+  // ranges, not as a per-byte map.
+  std::string Render(Bytes output, size_t* runs) {
     *runs = 0;
     if (all_) {
       *runs = 1;
       return std::string(kRedacted);
     }
+    std::sort(runs_.begin(), runs_.end());
     std::string out;
     out.reserve(output.size());
-    int64_t depth = 0;
-    bool in_run = false;
-    for (size_t i = 0; i < output.size(); ++i) {
-      depth += diff_[i];
-      if (depth > 0) {
-        if (!in_run) {
-          out.append(kRedacted);
-          ++*runs;
-        }
-        in_run = true;
-      } else {
-        in_run = false;
-        out.push_back(static_cast<char>(output[i]));
-      }
+    size_t at = 0;  // first byte not yet copied or covered
+    for (size_t k = 0; k < runs_.size();) {
+      const size_t a = runs_[k].first;
+      size_t b = runs_[k].second;
+      for (++k; k < runs_.size() && runs_[k].first <= b; ++k) b = std::max(b, runs_[k].second);
+      // Merged runs are disjoint and sorted: a > at from the second on.
+      out.append(reinterpret_cast<const char*>(output.data()) + at, a - at);
+      out.append(kRedacted);
+      ++*runs;
+      at = b;
     }
+    out.append(reinterpret_cast<const char*>(output.data()) + at, output.size() - at);
     return out;
   }
 
  private:
-  std::vector<int32_t> diff_;
+  size_t n_;
+  std::vector<std::pair<size_t, size_t>> runs_;
   bool all_ = false;
 };
 
@@ -113,7 +119,7 @@ std::vector<size_t> EndSkips(const DecodeView& view, Bytes d) {
 
 // Longest len >= kMinFragment such that the last len bytes of `v` are the
 // first len bytes of `f`; 0 if none. Rolling hashes, verified by memcmp.
-size_t PrefixOfFormAtEnd(Bytes f, Bytes v) {
+size_t PrefixOfFormAtEndHashed(Bytes f, Bytes v) {
   const size_t limit = std::min(f.size(), v.size());
   uint64_t hf = 0, hv = 0, pw = 1;
   size_t best = 0;
@@ -131,7 +137,7 @@ size_t PrefixOfFormAtEnd(Bytes f, Bytes v) {
 
 // Longest len >= kMinFragment such that the first len bytes of `v` are the
 // last len bytes of `f`; 0 if none.
-size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
+size_t SuffixOfFormAtStartHashed(Bytes f, Bytes v) {
   const size_t limit = std::min(f.size(), v.size());
   uint64_t hf = 0, hv = 0, pw = 1;
   size_t best = 0;
@@ -147,15 +153,59 @@ size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
   return best;
 }
 
+// The same answers, faster where matches are rare (the usual case): a length
+// is compared only when both of its end bytes agree. Past a few such
+// candidates (low-entropy text and forms) the hashed scan takes over, so the
+// cost stays linear.
+constexpr size_t kMaxEdgeCandidates = 8;
+
+size_t PrefixOfFormAtEnd(Bytes f, Bytes v) {
+  const size_t limit = std::min(f.size(), v.size());
+  if (limit < kMinFragment) return 0;
+  const uint8_t* end = v.data() + v.size();
+  const uint8_t first = f[0], last = end[-1];
+  size_t best = 0, candidates = 0;
+  for (size_t len = kMinFragment; len <= limit; ++len) {
+    if (f[len - 1] != last || *(end - len) != first) continue;
+    if (++candidates > kMaxEdgeCandidates) return PrefixOfFormAtEndHashed(f, v);
+    if (std::memcmp(f.data(), end - len, len) == 0) best = len;
+  }
+  return best;
+}
+
+size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
+  const size_t limit = std::min(f.size(), v.size());
+  if (limit < kMinFragment) return 0;
+  const uint8_t* fend = f.data() + f.size();
+  const uint8_t first = v[0], last = fend[-1];
+  size_t best = 0, candidates = 0;
+  for (size_t len = kMinFragment; len <= limit; ++len) {
+    if (v[len - 1] != last || *(fend - len) != first) continue;
+    if (++candidates > kMaxEdgeCandidates) return SuffixOfFormAtStartHashed(f, v);
+    if (std::memcmp(fend - len, v.data(), len) == 0) best = len;
+  }
+  return best;
+}
+
+// A view with the offsets a cut escape may have left at its edges, computed
+// once per scrub rather than once per form.
+struct ViewEdges {
+  explicit ViewEdges(const DecodeView& v)
+      : view(&v), start_skips(StartSkips(v, v.Data())), end_skips(EndSkips(v, v.Data())) {}
+  const DecodeView* view;
+  std::vector<size_t> start_skips, end_skips;
+};
+
 // A form cut off by either end of the view, or covering the whole view.
-void CheckEdges(Bytes f, const DecodeView& view, Coverage* cov) {
+void CheckEdges(Bytes f, const ViewEdges& edges, Coverage* cov) {
+  const DecodeView& view = *edges.view;
   Bytes d = view.Data();
   if (d.empty() || f.size() < kMinFragment) return;
-  for (size_t skip : EndSkips(view, d)) {
+  for (size_t skip : edges.end_skips) {
     size_t len = PrefixOfFormAtEnd(f, d.first(d.size() - skip));
     if (len > 0) CoverView(view, d.size() - skip - len, d.size(), cov);
   }
-  for (size_t skip : StartSkips(view, d)) {
+  for (size_t skip : edges.start_skips) {
     size_t len = SuffixOfFormAtStart(f, d.subspan(skip));
     if (len > 0) CoverView(view, 0, skip + len, cov);
   }
@@ -193,9 +243,10 @@ absl::StatusOr<std::string> Scrub(Bytes output, const std::vector<const SecretBu
   const std::vector<DecodeView>& views = *built;
 
   Coverage cov(output.size());
+  std::vector<ViewEdges> edges(views.begin(), views.end());
   WindowIndex index(window);
   const FormSink sink = [&](FormKind, SecretBuffer form) -> absl::Status {
-    for (const DecodeView& view : views) CheckEdges(form.Reveal(), view, &cov);
+    for (const ViewEdges& e : edges) CheckEdges(form.Reveal(), e, &cov);
     // Every form goes in: a form longer than the output still has windows
     // the output may hold (a slice of a long value).
     return index.Add(std::move(form), 0, [&] { return ScanBatch(&index, views, &cov); });

@@ -1,6 +1,7 @@
 #include "common/decode_views.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -45,14 +46,21 @@ class DecodeViewWriter {
     if (!buf.ok()) return ArenaFull();
     DecodeViewWriter w;
     w.view_.owned_ = std::move(*buf);
-    w.view_.beg_.reserve(capacity);
-    w.view_.end_.reserve(capacity);
+    const size_t n = std::max<size_t>(capacity, 1);
+    w.view_.beg_.reset(new uint32_t[n]);  // default-initialised: no 4 bytes a byte of memset
+    w.view_.end_.reset(new uint32_t[n]);
+    w.data_ = w.view_.owned_->RevealMutable().data();
+    w.cap_ = n;
     return w;
   }
+  // At most `capacity` Puts (every view writes at most one byte per byte of
+  // the text it decodes).
   void Put(uint8_t b, size_t from, size_t to) {
-    view_.owned_->RevealMutable()[view_.len_++] = b;
-    view_.beg_.push_back(static_cast<uint32_t>(from));
-    view_.end_.push_back(static_cast<uint32_t>(to));
+    const size_t k = view_.len_++;
+    if (k >= cap_) std::abort();  // a decoder bug, never input: no view outgrows its text
+    data_[k] = b;
+    view_.beg_[k] = static_cast<uint32_t>(from);
+    view_.end_[k] = static_cast<uint32_t>(to);
   }
   // UTF-8 of a code point (no surrogates), every byte mapped to [from, to).
   void PutUtf8(uint32_t cp, size_t from, size_t to) {
@@ -80,6 +88,8 @@ class DecodeViewWriter {
  private:
   DecodeViewWriter() = default;
   DecodeView view_;
+  uint8_t* data_ = nullptr;
+  size_t cap_ = 0;
 };
 
 namespace {

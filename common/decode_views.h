@@ -55,6 +55,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -108,7 +109,8 @@ class DecodeView {
   std::span<const uint8_t> identity_;
   std::optional<sandbox::SecretBuffer> owned_;  // decoded bytes, first len_ used
   size_t len_ = 0;
-  std::vector<uint32_t> beg_, end_;  // original range of each decoded byte
+  // Original range of each decoded byte (first len_ set; not zero-filled).
+  std::unique_ptr<uint32_t[]> beg_, end_;
   bool decoded_ = false;
 };
 

@@ -1,6 +1,7 @@
 #include "common/utf8_text.h"
 
 #include <cstdint>
+#include <cstring>
 
 namespace vigo {
 namespace {
@@ -63,10 +64,35 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+namespace {
+
+// Bytes from `i` on that are ASCII and not '\\' (each is its own escape),
+// eight at a time.
+size_t PlainAsciiRun(std::string_view s, size_t i) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  constexpr uint64_t kBackslashes = kOnes * '\\';
+  size_t j = i;
+  for (; j + 8 <= s.size(); j += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + j, sizeof w);
+    const uint64_t x = w ^ kBackslashes;
+    if (((w | ((x - kOnes) & ~x)) & kHigh) != 0) break;  // a high bit, or a zero byte of x
+  }
+  while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80 && s[j] != '\\') ++j;
+  return j - i;
+}
+
+}  // namespace
+
 std::string EscapeInvalidUtf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
+    if (const size_t run = PlainAsciiRun(s, i); run > 0) {
+      out.append(s.substr(i, run));
+      i += run;
+      continue;
+    }
     if (s[i] == '\\') {
       size_t j = i;
       while (j < s.size() && s[j] == '\\') ++j;

@@ -22,17 +22,28 @@
 // holds it; without, windows report kUntagged (the scrubber needs only
 // positions, and the table is half the size).
 //
-// How: the distinct windows of the long forms go into an open-addressing
-// table keyed by a Rabin–Karp hash modulo 2^61 - 1 (slot from its high bits,
-// a 32-bit check from its low bits; 4 bytes a slot, 8 with tags, load at most
-// 1/2); the text is hashed with the same rolling hash, one lookup a position.
-// A hash collision can only add a hit (over-redaction of one window, odds
-// about 2^-32 per position), never lose one: equal windows always hash alike.
+// How, in two stages:
+//   1. a filter: every 8-byte gram of the long forms goes into an
+//      open-addressing table of 32-bit checks (one 64-bit load and a
+//      multiply-xorshift mix a gram, load at most 3/4). The text is probed
+//      only at every s-th position, s = window - 7: any window of the text
+//      holds the gram at the one probed position in its first s bytes, so a
+//      window of a form always passes the filter (no false negatives);
+//   2. on a filter hit at p, the windows that hold that gram (starting in
+//      [p - s + 1, p]) are hashed with a Rabin–Karp hash modulo 2^61 - 1 and
+//      looked up in a table of the distinct windows of the long forms (slot
+//      from its high bits, a 32-bit check from its low bits, plus a tag with
+//      keep_tags), built the first time a hit needs it.
+// Clean text costs 1/s lookups a byte in a table it never builds the second
+// stage for (12-byte windows: one probe every 5 bytes). A hash collision can
+// only add a hit (over-redaction of one window, odds about 2^-32 per
+// window), never lose one: equal windows always hash alike.
 //
-// Memory: the forms plus a table of 8 to 16 bytes per window of the long
-// forms, all locked (SecretBuffer). Add calls the caller's flush at
-// batch_bytes() of forms, so the table stays at 2-4 MiB and a 1 MiB value's
-// 2 MiB hex form is indexed a piece at a time.
+// Memory: the forms, the filter (6 to 11 bytes per gram) and, once a hit
+// needs it, the window table (6 to 11 bytes per window, twice that with
+// tags), all locked (SecretBuffer). Add calls the caller's flush at
+// batch_bytes() of forms, so the tables stay under 8 MiB together and a 1 MiB
+// value's 2 MiB hex form is indexed a piece at a time.
 //
 // Failure: RESOURCE_EXHAUSTED when the locked arena cannot hold the table;
 // callers fail closed.
@@ -82,12 +93,14 @@ class WindowIndex {
   // Adds `form` (tags must be below kSharedTag). A form longer than
   // batch_bytes() is added in overlapping pieces (window - 1 bytes of
   // overlap, so every window of the form is in some piece); `flush` is
-  // called whenever the index holds batch_bytes() or more, and must search
-  // and Clear() it. Empty forms are ignored.
+  // called before a form or piece would take the index past batch_bytes(),
+  // and must search and Clear() it. The caller flushes what is left at the
+  // end. Empty forms are ignored.
   absl::Status Add(sandbox::SecretBuffer form, uint32_t tag, const Flush& flush);
-  // The size at which Add flushes: 256 KiB with tags, 512 KiB without
-  // (a 4 MiB or 2 MiB table at load 1/2).
-  size_t batch_bytes() const { return keep_tags_ ? size_t{256} << 10 : size_t{512} << 10; }
+  // The most bytes of forms the index holds: 240 KiB with tags, 720 KiB
+  // without, so that each table has at most 2^19 or 2^20 slots (4 MiB) at
+  // load 3/4.
+  size_t batch_bytes() const { return keep_tags_ ? size_t{240} << 10 : size_t{720} << 10; }
   size_t bytes() const { return bytes_; }
   bool empty() const { return long_forms_.empty() && short_forms_.empty(); }
   size_t window() const { return window_; }
@@ -96,7 +109,15 @@ class WindowIndex {
   void Clear();
 
  private:
-  absl::Status Build();
+  // The filter's key: an 8-byte gram, one 64-bit load.
+  static constexpr size_t kGram = 8;
+  static_assert(kMinRedactionWindow >= kGram);
+
+  absl::Status BuildFilter();
+  absl::Status BuildTable();
+  // Looks up the windows starting at lo..hi (inclusive) of `data`.
+  absl::Status SearchWindows(std::span<const uint8_t> data, size_t lo, size_t hi,
+                             const OnHit& on_hit);
   void AddPiece(sandbox::SecretBuffer form, uint32_t tag);
 
   size_t window_;
@@ -104,10 +125,13 @@ class WindowIndex {
   std::vector<sandbox::SecretBuffer> long_forms_;
   std::vector<uint32_t> long_tags_;
   size_t windows_ = 0;  // windows of the long forms, duplicates included
+  size_t grams_ = 0;    // grams of the long forms, duplicates included
   FormBatch short_forms_;
   size_t bytes_ = 0;
-  bool built_ = false;
-  std::optional<sandbox::SecretBuffer> table_;
+  bool built_ = false;  // the filter is built for the forms added
+  std::optional<sandbox::SecretBuffer> filter_;
+  uint64_t filter_bits_ = 0;
+  std::optional<sandbox::SecretBuffer> table_;  // built on the first filter hit
   uint64_t slot_bits_ = 0;
 };
 

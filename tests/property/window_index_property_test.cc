@@ -64,15 +64,65 @@ RC_GTEST_PROP(WindowIndexProperty, FindsExactlyTheWindowsANaiveSearchFinds, ()) 
   RC_ASSERT(got == want);
 }
 
+// High-entropy forms and text made of random text with slices of the forms
+// spliced in: most probes miss the gram filter, so this exercises the sampled
+// probes (one every window - 7 bytes) and the candidate ranges they open at
+// both ends of the text and between slices.
+RC_GTEST_PROP(WindowIndexProperty, SampledProbesFindEverySplicedSlice, ()) {
+  const size_t window = *rc::gen::inRange<size_t>(kMinRedactionWindow, 41);
+  const std::string abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  auto random_text = [&](size_t min, size_t max) {
+    return *rc::gen::mapcat(rc::gen::inRange(min, max + 1), [&](size_t n) {
+      return rc::gen::container<std::string>(n, rc::gen::elementOf(abc));
+    });
+  };
+  std::vector<std::string> forms;
+  const int nforms = *rc::gen::inRange(1, 5);
+  for (int i = 0; i < nforms; ++i) forms.push_back(random_text(1, 120));
+  std::string text;
+  const int parts = *rc::gen::inRange(0, 8);
+  for (int i = 0; i < parts; ++i) {
+    text += random_text(0, 30);
+    const std::string& f = forms[*rc::gen::inRange<size_t>(0, forms.size())];
+    const size_t a = *rc::gen::inRange<size_t>(0, f.size());
+    const size_t len = *rc::gen::inRange<size_t>(1, f.size() - a + 1);
+    text += f.substr(a, len);
+  }
+  text += random_text(0, 30);
+  WindowIndex index(window, /*keep_tags=*/false);
+  for (const std::string& f : forms) {
+    RC_ASSERT(index.Add(Buf(f), 0, [] { return absl::InternalError("no flush expected"); }).ok());
+  }
+  std::set<std::pair<size_t, size_t>> got;
+  RC_ASSERT(index.Search(Bytes(text),
+                         [&](uint32_t, size_t a, size_t b) {
+                           got.insert({a, b});
+                         })
+                .ok());
+  std::set<std::pair<size_t, size_t>> want;
+  for (const std::string& f : forms) {
+    if (f.size() < window) {
+      for (size_t i = text.find(f); i != std::string::npos; i = text.find(f, i + 1)) {
+        want.insert({i, i + f.size()});
+      }
+      continue;
+    }
+    for (size_t i = 0; i + window <= text.size(); ++i) {
+      if (f.find(text.substr(i, window)) != std::string::npos) want.insert({i, i + window});
+    }
+  }
+  RC_ASSERT(got == want);
+}
+
 TEST(WindowIndexTest, LongFormsAreIndexedInPiecesWithoutLosingAWindow) {
-  // A 1.5 MiB form is added in 512 KiB pieces overlapping by window - 1:
-  // a window straddling a piece boundary is still found.
+  // A 1.5 MiB form is added in batch_bytes() pieces overlapping by
+  // window - 1: a window straddling a piece boundary is still found.
   std::string form(3 << 19, 'x');
   for (size_t i = 0; i < form.size(); ++i) form[i] = static_cast<char>('a' + (i * 7919) % 26);
   WindowIndex index(12);
   int flushes = 0;
   std::set<size_t> hits;
-  const std::string probe = form.substr((size_t{512} << 10) - 6, 12);  // straddles piece 1|2
+  const std::string probe = form.substr(index.batch_bytes() - 6, 12);  // straddles piece 1|2
   auto flush = [&] {
     ++flushes;
     absl::Status st =
