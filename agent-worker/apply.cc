@@ -390,6 +390,7 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
   std::vector<v1::ResourceResult> results;
   std::set<std::string, std::less<>> not_converged;  // failed or blocked
   bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
+  redaction_window_ = bundle.redaction_window();
   // The boundary every target resolves from (the operator's path itself is
   // trusted and followed; nothing below it is).
   const std::string root = options_.apply_root.empty() ? "/" : options_.apply_root;
@@ -436,6 +437,7 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
 
 void ApplyEngine::BeginExecs(const v1::PolicyBundle& bundle) {
   bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
+  redaction_window_ = bundle.redaction_window();
   const std::string root = options_.apply_root.empty() ? "/" : options_.apply_root;
   root_fd_ = sandbox::UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }
@@ -783,10 +785,12 @@ v1::ResourceResult ApplyEngine::ApplyExec(const v1::Resource& r, ValueSource& va
   for (const std::string& ref : bundle_refs_) all_loaded &= values.Get(ref).ok();
   size_t redactions = 0;  // counted for the run result (issue 15.4): a number, no content
   std::string scrubbed =
-      all_loaded ? ScrubOutputAsText(out->output.Reveal(), values.Resolved(), &redactions)
-                 : std::string(
-                       "[output withheld: not every value could be loaded "
-                       "to scrub it]");
+      all_loaded
+          ? ScrubOutputAsText(out->output.Reveal(), values.Resolved(), &redactions,
+                              redaction_window_ == 0 ? kDefaultRedactionWindow : redaction_window_)
+          : std::string(
+                "[output withheld: not every value could be loaded "
+                "to scrub it]");
   out->output.Clear();
   if (scrubbed.size() > kMessageOutputBytes) {
     // Cut at a character boundary: the text stays valid UTF-8.

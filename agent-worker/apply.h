@@ -165,6 +165,9 @@ class ApplyEngine {
   // every one of these values, not only those resolved so far (a command may
   // print a file an earlier run wrote).
   std::vector<std::string> bundle_refs_;
+  // The bundle's redaction window (0 = the default); the scrubber clamps it
+  // to at least kMinRedactionWindow.
+  size_t redaction_window_ = 0;
   // secret_file base dirs already swept of dead workers' leftovers.
   std::set<std::string> swept_dirs_;
 

@@ -6,7 +6,8 @@
 //   - every occurrence of a form of a value (common/secret_forms.h: raw,
 //     reversed, without whitespace, lower/upper hex, base64 in both alphabets
 //     and base32, at every byte alignment inside a longer stream);
-//   - every run of at least `window` bytes (default 12, never below 8) of
+//   - every run of at least `window` bytes (default 12, never below 8; the
+//     bundle's redaction_window, from server.yaml leak_scan.window) of
 //     any form of a value (common/window_index.h): a slice, a line, the
 //     first and last bytes of a value, in any of those forms;
 //   - the same forms seen through the decoding views of the output
@@ -29,12 +30,15 @@
 // Fail closed: when the locked arena cannot hold a form, a decoding view or
 // an index, nothing of the output is returned but kWithheld.
 //
-// Cost: linear-ish in the output: each view is scanned once per batch of
-// forms (512 KiB of forms per batch, common/window_index.h: one rolling-hash
-// lookup per position; 1 MiB x 1,000 values ~145 ms, docs/BENCHMARKS.md); edge checks are
-// rolling-hash comparisons; the interior check is one memmem per view and form longer than it.
-// Memory: the views (each at most the output's size) plus one batch of forms plus one long form at
-// a time.
+// Cost: linear-ish in the output: each view is probed once per batch of
+// forms (720 KiB of forms per batch, common/window_index.h: one gram-filter
+// lookup every window - 7 bytes; the exact window table is built only when
+// a probe hits); edge checks compare a length only when its end bytes agree
+// (a rolling hash past 8 such lengths); the interior check is one memmem per
+// view and form longer than it. 1 MiB x 1,000 values: docs/BENCHMARKS.md.
+// Memory: the views (each at most the output's size, plus two 32-bit
+// offsets a byte on the heap) plus one batch of forms and its tables (at
+// most 8 MiB, locked) plus one long form at a time.
 //
 // Not covered (documented in SECURITY.md §4a): other transformations a
 // command may apply (compression, encryption, HTML entities,

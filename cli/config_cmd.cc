@@ -233,7 +233,7 @@ int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
     if (!registry.ok()) return Fail("bundle show", registry.status());
     epoch = registry->epoch;
   }
-  auto compiled = loaded->stacks->Compile(envoy, epoch);
+  auto compiled = loaded->stacks->Compile(envoy, epoch, loaded->config.leak_scan_window);
   if (!compiled.ok()) return Fail("bundle show", compiled.status());
   if (ctx.json) {
     google::protobuf::util::JsonPrintOptions opts;

@@ -1,5 +1,6 @@
 #include "server/server_config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -7,6 +8,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/window_index.h"
 #include "yaml-cpp/yaml.h"
 
 namespace vigo::server {
@@ -139,6 +141,7 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
       {"database", {"driver", "path", "synchronous", "runs_retention"}},
       {"checkin", {"interval", "require_hardening"}},
       {"log", {"level", "json"}},
+      {"leak_scan", {"window"}},
   };
   auto where = [&](const YAML::Node& n) {
     return StrCat(file.string(), ":", n.Mark().line + 1);
@@ -244,6 +247,21 @@ absl::StatusOr<ServerConfig> LoadServerConfig(const fs::path& root, bool allow_m
                 where(kv.first), ": 'checkin.require_hardening' is '", v, "'; expected none or strict"));
           }
           cfg.require_hardening = v;
+        }
+        if (full == "leak_scan.window") {
+          // Decimal digits only: "12abc", "-1" or "0x10" are typos, not a
+          // number the parser happened to read a prefix of.
+          const bool digits =
+              !v.empty() && v.size() <= 4 &&
+              std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+          const size_t n = digits ? std::stoul(v) : 0;
+          if (!digits || n < kMinRedactionWindow || n > kMaxRedactionWindow) {
+            return absl::InvalidArgumentError(StrCat(where(kv.first), ": 'leak_scan.window' is '",
+                                                     v, "'; expected a whole number of bytes from ",
+                                                     kMinRedactionWindow, " to ",
+                                                     kMaxRedactionWindow));
+          }
+          cfg.leak_scan_window = n;
         }
         if (full == "log.level") {
           if (auto lv = ParseLogLevel(v); !lv.ok()) {

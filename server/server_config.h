@@ -48,6 +48,12 @@ struct ServerConfig {
   // report shows a skipped hardening step.
   std::string require_hardening = "none";
 
+  // Redaction window N of the server's report leak scan and, through the
+  // bundle, of every worker's output scrubber: runs of N or more
+  // consecutive characters of a form of a value are redacted
+  // (leak_scan.window, 8..4096; docs/operator/server.md).
+  size_t leak_scan_window = 12;
+
   std::string log_level = "info";
   bool log_json = false;
 

@@ -38,6 +38,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/ipc/agent_ipc.h"
+#include "common/window_index.h"
 #include "server/backend.h"
 #include "vigo/v1/bundle.pb.h"
 
@@ -113,8 +114,11 @@ class Stacks {
   // The bundle for `envoy_name` (first matching rule). NOT_FOUND when no rule
   // matches; INVALID_ARGUMENT for a name that is not a valid envoy name
   // ([A-Za-z0-9._-], 1–253 bytes, no marker text). `policy_version` is this
-  // Stacks' load generation.
-  absl::StatusOr<CompiledBundle> Compile(std::string_view envoy_name, uint64_t secrets_epoch) const;
+  // Stacks' load generation. `redaction_window` (server.yaml
+  // leak_scan.window) goes into the bundle only when it is not the default
+  // (12), so a default fleet's bundle digests stay as they were.
+  absl::StatusOr<CompiledBundle> Compile(std::string_view envoy_name, uint64_t secrets_epoch,
+                                         size_t redaction_window = kDefaultRedactionWindow) const;
 
   // The rule of envoys.vgo that `envoy_name` matches (first match wins), or
   // NOT_FOUND.

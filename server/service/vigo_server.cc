@@ -434,7 +434,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
     texts.insert(texts.end(), {req->applier().rights(), req->applier().cap_eff()});
     for (size_t i = 0; i < applier_domain; ++i)
       texts.push_back(req->applier().domain(static_cast<int>(i)));
-    LeakScanner scanner(texts);
+    LeakScanner scanner(texts, server_->config().leak_scan_window);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
     // Fail closed: when a value cannot be loaded (backend down, rotation
@@ -553,7 +553,7 @@ class AgentServiceImpl final : public v1::VigoAgent::Service {
   DeniedRefRecord RecordDenied(const std::vector<std::string>& denied,
                                const std::set<std::string>* entitlement, const std::string& rid) {
     std::vector<std::string_view> texts(denied.begin(), denied.end());
-    LeakScanner scanner(texts);
+    LeakScanner scanner(texts, server_->config().leak_scan_window);
     bool complete = true;
     if (entitlement != nullptr) {
       for (const std::string& path : *entitlement) {
@@ -1118,7 +1118,8 @@ absl::StatusOr<std::shared_ptr<const CompiledBundle>> VigoServer::BundleFor(
       if (it != bundle_cache_.end()) return it->second;
     }
   }
-  VIGO_ASSIGN_OR_RETURN(CompiledBundle b, state->stacks->Compile(envoy, state->epoch));
+  VIGO_ASSIGN_OR_RETURN(CompiledBundle b,
+                        state->stacks->Compile(envoy, state->epoch, cfg_.leak_scan_window));
   auto shared = std::make_shared<const CompiledBundle>(std::move(b));
   std::lock_guard<std::mutex> lock(state_mu_);
   if (state_.get() == state.get()) {

@@ -16,6 +16,7 @@
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/window_index.h"
 #include "server/stacks.h"
 #include "server/stacks/model.h"
 
@@ -462,8 +463,8 @@ absl::Status ValidateEnvoyName(std::string_view name) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
-                                               uint64_t secrets_epoch) const {
+absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name, uint64_t secrets_epoch,
+                                               size_t redaction_window) const {
   VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
   const si::Rule* rule = FindRule(*model_, envoy_name);
   if (rule == nullptr) {
@@ -483,11 +484,21 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name,
   }
   out.bundle.set_secrets_epoch(secrets_epoch);
   out.bundle.set_policy_version(model_->policy_version);
+  if (redaction_window != kDefaultRedactionWindow) {
+    if (redaction_window < kMinRedactionWindow || redaction_window > kMaxRedactionWindow) {
+      return absl::InvalidArgumentError(StrCat("redaction window ", redaction_window,
+                                               " is outside ", kMinRedactionWindow, "..",
+                                               kMaxRedactionWindow));
+    }
+    out.bundle.set_redaction_window(static_cast<uint32_t>(redaction_window));
+  }
   VIGO_ASSIGN_OR_RETURN(out.entitlement, si::FinalizeBundle(&out.bundle));
   // The load bounded this rule's bundle (kMaxBundleBytes); this is the
   // second wall, so an error in the bound cannot send what no agent takes.
   const size_t n = out.bundle.ByteSizeLong();
-  if (n > bound) {
+  // The load's bound does not know the server's redaction window: its field
+  // is at most 3 bytes (tag + a varint below 2^14).
+  if (n > bound + (out.bundle.redaction_window() != 0 ? 3 : 0)) {
     // The load-time bound must never be below a real bundle: that would let
     // the load accept a rule no agent can receive.
     return absl::InternalError(StrCat("bundle of envoy '", envoy_name, "' is ", n,

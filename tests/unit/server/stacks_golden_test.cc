@@ -116,6 +116,27 @@ TEST(StacksGolden, DigestIsStableAndCoversContent) {
   EXPECT_NE(a->bundle.digest(), other_name->bundle.digest());
 }
 
+// leak_scan.window travels in the bundle (and so in its digest) only when it
+// is not the default: a default fleet's digests are unchanged; a window
+// outside 8..4096 is refused.
+TEST(StacksGolden, RedactionWindowIsInTheBundleOnlyWhenNotTheDefault) {
+  testing::FakeBackend backend;
+  backend.Put("webapp/prod/db_password", "x");
+  auto stacks = Stacks::Load(testing::SourcePath("tests/data/stacks/basic"), backend, nullptr,
+                             LoadOptions{.policy_version = 1});
+  ASSERT_TRUE(stacks.ok()) << stacks.status();
+  auto plain = (*stacks)->Compile("web-1", 7);
+  auto twelve = (*stacks)->Compile("web-1", 7, 12);
+  auto sixteen = (*stacks)->Compile("web-1", 7, 16);
+  ASSERT_TRUE(plain.ok() && twelve.ok() && sixteen.ok());
+  EXPECT_EQ(plain->bundle.redaction_window(), 0u);
+  EXPECT_EQ(twelve->bundle.digest(), plain->bundle.digest());
+  EXPECT_EQ(sixteen->bundle.redaction_window(), 16u);
+  EXPECT_NE(sixteen->bundle.digest(), plain->bundle.digest());
+  EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile("web-1", 7, 7).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->Compile("web-1", 7, 4097).status()));
+}
+
 TEST(StacksGolden, RulesAndReferencesForOperators) {
   testing::FakeBackend backend;
   for (const char* p : {"db/backup_key", "db/prod/pg_password", "db/staging/pg_password",

@@ -263,6 +263,30 @@ TEST_F(ApplyTest, ExecResultCountsTheRedactedRunsOfItsOutput) {
   EXPECT_NE(r[1].message().find("nothing to hide"), std::string::npos) << r[1].message();
 }
 
+// Issue 15.1: the window N comes from the bundle (server.yaml
+// leak_scan.window). The value is 15 bytes; the command prints a 13-byte and
+// a 14-byte slice of it. Default N = 12: both go. N = 14: only the 14-byte
+// slice goes. A bundle asking for less than the floor (3) gets 8: an 8-byte
+// slice goes, a 3-byte fragment stays.
+TEST_F(ApplyTest, ExecOutputIsScrubbedWithTheBundlesRedactionWindow) {
+  auto run = [&](uint32_t window, const std::string& script) {
+    v1::PolicyBundle b;
+    b.set_redaction_window(window);
+    v1::Resource* e = AddExec(&b, "slices", {"/bin/sh", "-c", "cat >/dev/null; " + script});
+    e->set_stdin(MarkerFor("app/db_pw"));  // canary-db-Zq81x
+    auto r = Apply(b);
+    EXPECT_EQ(r[0].status(), "changed") << r[0].message();
+    return r[0].message();
+  };
+  const std::string slices = "echo 'a=anary-db-Zq81 b=anary-db-Zq81x.'";
+  std::string out = run(0, slices);
+  EXPECT_NE(out.find("a=[REDACTED] b=[REDACTED]."), std::string::npos) << out;
+  out = run(14, slices);
+  EXPECT_NE(out.find("a=anary-db-Zq81 b=[REDACTED]."), std::string::npos) << out;
+  out = run(3, "echo 'c=ary-db-Z d=ary.'");
+  EXPECT_NE(out.find("c=[REDACTED] d=ary."), std::string::npos) << out;
+}
+
 // Like the worker's IPC source: Resolved() lists only values handed out so
 // far. Exec output must still be scrubbed of every value of the bundle, e.g.
 // a command that prints a file an earlier run wrote.
