@@ -20,6 +20,8 @@
 //       * C / Python escapes: \xNN, octal \NNN, \n \r \t \\ \' \" \a \b \f \v;
 //       * line unwrapping: CR and LF removed (MIME / PEM base64 wrapped at
 //         any width, hex dumps wrapped by `xxd -p`);
+//       * whitespace removed (spaced characters, spaced hex), `od -c`, and
+//         `xxd` / `hexdump -C` dumps (both columns);
 //   - a fragment of at least 4 bytes of a form cut off at either end of the
 //     output (the capture keeps only a tail, and a command may be killed
 //     mid-write), also when the cut falls inside an escape sequence;

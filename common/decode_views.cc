@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -334,6 +335,94 @@ absl::StatusOr<std::optional<DecodeView>> OdCharsView(Bytes o) {
   return std::move(*w).Finish(/*decoded=*/true);
 }
 
+// One line of `xxd` ("00000010: 4142 4344  ABCD") or `hexdump -C`
+// ("00000010  41 42 43 44  |ABCD|"), [line, eol) of `o`: the bytes of its
+// hex column, each with the position of its two digits and of its character
+// in the ASCII column. False unless the line parses completely and the ASCII
+// column shows exactly those bytes (printable as is, others as '.').
+struct DumpByte {
+  uint8_t b;
+  size_t hex, ascii;
+};
+bool ParseHexDumpLine(Bytes o, size_t line, size_t eol, std::vector<DumpByte>* out) {
+  out->clear();
+  size_t i = line;
+  while (i < eol && HexDigitValue(o[i]) >= 0) ++i;
+  if (i - line < 4 || i >= eol) return false;
+  const bool xxd = o[i] == ':';
+  if (xxd) {
+    ++i;
+  } else if (!(i + 2 <= eol && o[i] == ' ' && o[i + 1] == ' ')) {
+    return false;
+  }
+  size_t ascii = 0;  // start of the ASCII column's characters
+  for (;;) {
+    const size_t gap = i;
+    while (i < eol && o[i] == ' ') ++i;
+    if (i >= eol) return false;  // no ASCII column
+    const size_t spaces = i - gap;
+    if (spaces >= 2 && !out->empty()) {
+      if (!xxd && o[i] == '|' && eol - i == out->size() + 2 && o[eol - 1] == '|') {
+        ascii = i + 1;
+        break;
+      }
+      if (xxd && eol - i == out->size()) {
+        ascii = i;
+        break;
+      }
+    }
+    if (spaces == 0 && !out->empty()) return false;
+    size_t j = i;
+    while (j < eol && o[j] != ' ') ++j;
+    if ((j - i) % 2 != 0) return false;
+    for (size_t k = i; k < j; k += 2) {
+      const int hi = HexDigitValue(o[k]), lo = HexDigitValue(o[k + 1]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back({static_cast<uint8_t>(hi * 16 + lo), k, 0});
+    }
+    i = j;
+  }
+  for (size_t k = 0; k < out->size(); ++k) {
+    DumpByte& d = (*out)[k];
+    const uint8_t shown = d.b >= 0x20 && d.b < 0x7f ? d.b : '.';
+    if (o[ascii + k] != shown) return false;
+    d.ascii = ascii + k;
+  }
+  return true;
+}
+
+// `xxd` / `hexdump -C` output decoded back to its bytes, the lines of a dump
+// joined. Each byte maps to the range from its hex digits to its character
+// in the ASCII column, so a hit redacts both columns (and whatever of that
+// one line lies between them). Lines that are not dump lines stay literal.
+absl::StatusOr<std::optional<DecodeView>> HexDumpView(Bytes o) {
+  std::vector<DumpByte> bytes;
+  bool any = false;
+  for (size_t line = 0; line < o.size() && !any;) {
+    const uint8_t* nl =
+        static_cast<const uint8_t*>(std::memchr(o.data() + line, '\n', o.size() - line));
+    const size_t eol = nl == nullptr ? o.size() : static_cast<size_t>(nl - o.data());
+    any = HexDigitValue(o[line]) >= 0 && ParseHexDumpLine(o, line, eol, &bytes);
+    line = eol + 1;
+  }
+  if (!any) return std::nullopt;
+  auto w = DecodeViewWriter::Create(o.size());
+  if (!w.ok()) return w.status();
+  for (size_t line = 0; line < o.size();) {
+    const uint8_t* nl =
+        static_cast<const uint8_t*>(std::memchr(o.data() + line, '\n', o.size() - line));
+    const size_t eol = nl == nullptr ? o.size() : static_cast<size_t>(nl - o.data());
+    if (ParseHexDumpLine(o, line, eol, &bytes)) {
+      for (const DumpByte& d : bytes) w->Put(d.b, d.hex, d.ascii + 1);
+    } else {
+      for (size_t k = line; k < eol; ++k) w->Put(o[k], k, k + 1);
+      if (eol < o.size()) w->Put(o[eol], eol, eol + 1);
+    }
+    line = eol + 1;
+  }
+  return std::move(*w).Finish(/*decoded=*/true);
+}
+
 }  // namespace
 
 int HexDigitValue(uint8_t c) {
@@ -366,6 +455,8 @@ absl::StatusOr<std::optional<DecodeView>> BuildDecodeView(DecodeViewKind kind,
       return NoWhitespaceView(text);
     case DecodeViewKind::kOdChars:
       return OdCharsView(text);
+    case DecodeViewKind::kHexDump:
+      return HexDumpView(text);
   }
   return absl::InvalidArgumentError("decode view: unknown kind");
 }

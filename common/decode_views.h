@@ -28,10 +28,15 @@
 //     space or tab);
 //   - kOdChars: `od -c` output decoded back to its bytes (octal offset, then
 //     4-column fields: a character, \0 \a \b \f \n \r \t \v, three octal
-//     digits, ** for a continuation byte), each byte mapped to its field.
+//     digits, ** for a continuation byte), each byte mapped to its field;
+//   - kHexDump: `xxd` and `hexdump -C` lines decoded back to their bytes
+//     (the lines of a dump joined), each byte mapped to the range from its
+//     hex digits to its character in the ASCII column, so a hit covers both
+//     columns; a line counts only when its ASCII column shows exactly its
+//     bytes (printable as is, others as '.').
 // Not decoded: two stacked escapings (one view undoes one layer), HTML
-// entities, quoted-printable, hex separated by ':' or '-', the bytes an
-// `xxd` ASCII column shows as '.', compression, anything else.
+// entities, quoted-printable, hex separated by ':' or '-', compression,
+// anything else.
 //
 // Failure: RESOURCE_EXHAUSTED when the locked arena cannot hold a view, or
 // when the text is longer than 4 GiB - 1 (offsets are 32-bit). Callers must
@@ -72,14 +77,15 @@ enum class DecodeViewKind {
   kJsonUtf8,
   kJsonLatin1,
   kNoWhitespace,
-  kOdChars
+  kOdChars,
+  kHexDump
 };
 
 // Every kind, in the order BuildDecodeViews builds them.
 inline constexpr DecodeViewKind kDecodeViewKinds[] = {
     DecodeViewKind::kUnwrapLines, DecodeViewKind::kUrl,        DecodeViewKind::kCEscape,
     DecodeViewKind::kJsonUtf8,    DecodeViewKind::kJsonLatin1, DecodeViewKind::kNoWhitespace,
-    DecodeViewKind::kOdChars};
+    DecodeViewKind::kOdChars,     DecodeViewKind::kHexDump};
 
 class DecodeView {
  public:

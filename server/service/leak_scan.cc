@@ -43,6 +43,8 @@ std::string_view ViewName(int view) {
       return "spaced";
     case DecodeViewKind::kOdChars:
       return "od-c";
+    case DecodeViewKind::kHexDump:
+      return "hexdump";
   }
   return "decoded";
 }

@@ -103,6 +103,35 @@ TEST(DecodeViewsTest, SpacedCharactersAndOdDumpsAreDecoded) {
   EXPECT_FALSE(BuildDecodeView(DecodeViewKind::kOdChars, Bytes("no dump here")).value());
 }
 
+// `printf 'AB\x01CDEFGHIJKLMNOPQRSTU\xffvwxyz' | xxd` and `| hexdump -C`
+// (as the tools print them): both decode to the bytes, the lines of the dump
+// joined, and each byte maps from its hex digits to its ASCII-column
+// character, so a hit covers both columns.
+TEST(DecodeViewsTest, XxdAndHexdumpLinesAreDecodedWithBothColumns) {
+  const std::string bytes(
+      "AB\x01"
+      "CDEFGHIJKLMNOPQRSTU\xffvwxyz",
+      28);
+  const std::string xxd =
+      "00000000: 4142 0143 4445 4647 4849 4a4b 4c4d 4e4f  AB.CDEFGHIJKLMNO\n"
+      "00000010: 5051 5253 5455 ff76 7778 797a            PQRSTU.vwxyz\n";
+  DecodeView x = Build(DecodeViewKind::kHexDump, xxd);
+  EXPECT_EQ(Str(x.Data()), bytes);
+  EXPECT_EQ(Origin(x, xxd, 0, 1), "4142 0143 4445 4647 4849 4a4b 4c4d 4e4f  A");  // hex to char
+  EXPECT_EQ(Origin(x, xxd, 27, 28), "7a            PQRSTU.vwxyz");
+  const std::string hd =
+      "00000000  41 42 01 43 44 45 46 47  48 49 4a 4b 4c 4d 4e 4f  |AB.CDEFGHIJKLMNO|\n"
+      "00000010  50 51 52 53 54 55 ff 76  77 78 79 7a              |PQRSTU.vwxyz|\n"
+      "0000001c\n";
+  DecodeView h = Build(DecodeViewKind::kHexDump, hd);
+  EXPECT_EQ(Str(h.Data()), bytes + "0000001c\n");  // the closing offset line stays literal
+  EXPECT_EQ(Origin(h, hd, 22, 23), "ff 76  77 78 79 7a              |PQRSTU.");  // 0xff: '.'
+  // A line whose ASCII column does not show its bytes is not a dump line.
+  const std::string forged = "00000000: 4142 4344  ABCE\n";
+  EXPECT_FALSE(BuildDecodeView(DecodeViewKind::kHexDump, Bytes(forged)).value());
+  EXPECT_FALSE(BuildDecodeView(DecodeViewKind::kHexDump, Bytes("cafe: not a dump\n")).value());
+}
+
 TEST(DecodeViewsTest, HexDigitValue) {
   EXPECT_EQ(HexDigitValue('0'), 0);
   EXPECT_EQ(HexDigitValue('f'), 15);

@@ -1,6 +1,7 @@
 // Exec output scrubbing: every encoded form of every value is redacted.
 #include "agent-worker/scrub.h"
 
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -193,6 +194,47 @@ TEST(ScrubTest, WrappedBase64AndHexDumps) {
   // `xxd -p`: hex, 60 characters a line.
   std::string out = Scrub(enc::Wrap(enc::Hex(v), 60, "\n") + "\n", v);
   EXPECT_FALSE(AnyWindowSurvives(out, enc::Hex(v))) << out;
+}
+
+// The ASCII column of `xxd` / `hexdump -C` of a binary value shows its
+// printable bytes with '.' for the rest; with the hex column it is redacted
+// line by line, while a dump of other bytes and ordinary text stay.
+TEST(ScrubTest, XxdAsciiColumnOfABinaryValueIsRedacted) {
+  std::string v = RandomBytes(64, 21);
+  for (size_t i = 0; i < v.size(); i += 3)
+    v[i] = static_cast<char>('A' + i % 26);  // printable runs
+  auto dump = [](std::string_view b, bool xxd) {
+    std::string out;
+    char buf[16];
+    for (size_t at = 0; at < b.size(); at += 16) {
+      std::snprintf(buf, sizeof buf, xxd ? "%08zx:" : "%08zx ", at);
+      out += buf;
+      std::string ascii;
+      for (size_t k = 0; k < 16; ++k) {
+        if (xxd && k % 2 == 0) out += ' ';
+        if (!xxd) out += (k == 8 ? "  " : " ");
+        if (at + k < b.size()) {
+          const auto c = static_cast<unsigned char>(b[at + k]);
+          std::snprintf(buf, sizeof buf, "%02x", c);
+          out += buf;
+          ascii.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.');
+        } else {
+          out += "  ";
+        }
+      }
+      out += xxd ? "  " + ascii + "\n" : "  |" + ascii + "|\n";
+    }
+    return out;
+  };
+  for (bool xxd : {true, false}) {
+    const std::string text = "dump follows\n" + dump(v, xxd) + "end of dump\n";
+    const std::string out = Scrub(text, v);
+    EXPECT_EQ(out.find('.'), std::string::npos) << out;  // no ASCII column left
+    EXPECT_NE(out.find("dump follows\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("end of dump\n"), std::string::npos) << out;
+    const std::string other = dump(RandomBytes(64, 22), xxd);
+    EXPECT_EQ(Scrub(other, v), other);
+  }
 }
 
 TEST(ScrubTest, EscapeCutByTheTailIsRedacted) {
