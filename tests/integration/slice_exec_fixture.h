@@ -233,6 +233,24 @@ inline std::map<std::string, StoredResult> StoredResults(E2eFleet& fleet, const 
   return out;
 }
 
+// name -> redactions of each result in an agent's last_run.json (protobuf
+// JSON: a zero count is omitted, so it reads 0).
+inline std::map<std::string, int64_t> LastRunRedactions(const std::filesystem::path& state_dir) {
+  std::map<std::string, int64_t> out;
+  const std::string text = ReadFileOrEmpty(state_dir / "last_run.json");
+  rapidjson::Document d;
+  d.Parse(text.c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("results") || !d["results"].IsArray())
+    return out;
+  for (const auto& res : d["results"].GetArray()) {
+    if (!res.HasMember("name") || !res["name"].IsString()) continue;
+    out[res["name"].GetString()] = res.HasMember("redactions") && res["redactions"].IsInt64()
+                                       ? res["redactions"].GetInt64()
+                                       : 0;
+  }
+  return out;
+}
+
 }  // namespace vigo::testing
 
 #endif  // VIGO_TESTS_INTEGRATION_SLICE_EXEC_FIXTURE_H_
