@@ -1,12 +1,11 @@
 // Hostile exec resources for issue 15's end-to-end tests: each prints one
 // slice of a secret value (a random range, the head, the tail, a line) in one
-// encoding through ordinary tools (`xxd`, `od -c`, `base64`, `base32`, `sed`,
-// `tac`), between unrelated text and next to positive controls (a 7-byte raw
-// fragment and a 5-byte hex fragment of the value, shorter than the 12-byte
-// window, framed by markers). The value reaches the command only the normal
-// way: `stdin: "secret:..."` (read sequentially with `head -c`) or a
-// `secret_file` (read with `tail -c +N | head -c N` or `sed -n Np`). Nothing
-// of a value is in the stacks: only offsets and lengths.
+// encoding through ordinary tools (`xxd`, `od -c`, `od -tx1`, `hexdump -C`,
+// `base64`, `base32`, `sed`, `tac`), between unrelated text and next to positive controls (a 7-byte
+// raw fragment and a 5-byte hex fragment of the value, shorter than the 12-byte window, framed by
+// markers). The value reaches the command only the normal way: `stdin: "secret:..."` (read
+// sequentially with `head -c`) or a `secret_file` (read with `tail -c +N | head -c N` or `sed -n
+// Np`). Nothing of a value is in the stacks: only offsets and lengths.
 //
 //   SlicePrint p{.name = "p0", .path = "app/key", .enc = SliceEnc::kHex, .off = 40, .len = 40};
 //   std::string yaml = SliceExecYaml(p);                 // one `- name: ...` resource
@@ -42,11 +41,14 @@ enum class SliceEnc {
   kSpaced,
   kOdC,
   kXxd,
+  kHexdumpC,  // `hexdump -C`: hex bytes separated by spaces, then the ASCII column
+  kOdHex,     // `od -An -tx1`: hex bytes separated by spaces
 };
 inline constexpr SliceEnc kAllSliceEncs[] = {
     SliceEnc::kRaw,    SliceEnc::kLine,          SliceEnc::kHex,    SliceEnc::kHexUpper,
     SliceEnc::kBase64, SliceEnc::kBase64Wrapped, SliceEnc::kBase32, SliceEnc::kReversed,
-    SliceEnc::kSpaced, SliceEnc::kOdC,           SliceEnc::kXxd};
+    SliceEnc::kSpaced, SliceEnc::kOdC,           SliceEnc::kXxd,    SliceEnc::kHexdumpC,
+    SliceEnc::kOdHex};
 
 inline const char* SliceEncName(SliceEnc e) {
   switch (e) {
@@ -72,6 +74,10 @@ inline const char* SliceEncName(SliceEnc e) {
       return "od -c";
     case SliceEnc::kXxd:
       return "xxd";
+    case SliceEnc::kHexdumpC:
+      return "hexdump -C";
+    case SliceEnc::kOdHex:
+      return "od -An -tx1";
   }
   return "?";
 }
@@ -100,6 +106,10 @@ inline std::string SliceEncoder(SliceEnc e) {
       return "od -c";
     case SliceEnc::kXxd:
       return "xxd";
+    case SliceEnc::kHexdumpC:
+      return "hexdump -C";
+    case SliceEnc::kOdHex:
+      return "od -An -tx1";
   }
   return "cat";
 }

@@ -5,7 +5,7 @@
 // (>= 12 bytes: random ranges, the first 40 and last 30 bytes, a 40-byte
 // middle slice, whole lines of a multi-line value) raw or encoded (xxd -p,
 // upper-case hex, base64 flat and wrapped, base32, reversed, characters
-// separated by spaces, `od -c`, `xxd` with its hex column), taking the value
+// separated by spaces, `od -c`, `xxd`, `hexdump -C`, `od -An -tx1`), taking the value
 // only from `stdin: secret:...` or a `secret_file`. Then no run of 12
 // characters of any form of any value (tests/support/window_scan.h: raw,
 // reversed, without whitespace, hex, HEX, base64/base64url/base32 at every
