@@ -153,8 +153,9 @@ size_t SuffixOfFormAtStartHashed(Bytes f, Bytes v) {
   return best;
 }
 
-// The same answers, faster where matches are rare (the usual case): a length
-// is compared only when both of its end bytes agree. Past a few such
+// The same answers, faster where matches are rare (the usual case): the
+// lengths whose last bytes agree are found with memchr, and one is compared
+// only when its first bytes agree too. Past a few such
 // candidates (low-entropy text and forms) the hashed scan takes over, so the
 // cost stays linear.
 constexpr size_t kMaxEdgeCandidates = 8;
@@ -165,8 +166,13 @@ size_t PrefixOfFormAtEnd(Bytes f, Bytes v) {
   const uint8_t* end = v.data() + v.size();
   const uint8_t first = f[0], last = end[-1];
   size_t best = 0, candidates = 0;
-  for (size_t len = kMinFragment; len <= limit; ++len) {
-    if (f[len - 1] != last || *(end - len) != first) continue;
+  // Lengths whose last form byte is the view's last byte, found by memchr.
+  const uint8_t* p = f.data() + kMinFragment - 1;
+  const uint8_t* stop = f.data() + limit;
+  while (p < stop && (p = static_cast<const uint8_t*>(std::memchr(p, last, stop - p))) != nullptr) {
+    const size_t len = static_cast<size_t>(p - f.data()) + 1;
+    ++p;
+    if (*(end - len) != first) continue;
     if (++candidates > kMaxEdgeCandidates) return PrefixOfFormAtEndHashed(f, v);
     if (std::memcmp(f.data(), end - len, len) == 0) best = len;
   }
@@ -179,8 +185,13 @@ size_t SuffixOfFormAtStart(Bytes f, Bytes v) {
   const uint8_t* fend = f.data() + f.size();
   const uint8_t first = v[0], last = fend[-1];
   size_t best = 0, candidates = 0;
-  for (size_t len = kMinFragment; len <= limit; ++len) {
-    if (v[len - 1] != last || *(fend - len) != first) continue;
+  // Lengths whose last view byte is the form's last byte, found by memchr.
+  const uint8_t* p = v.data() + kMinFragment - 1;
+  const uint8_t* stop = v.data() + limit;
+  while (p < stop && (p = static_cast<const uint8_t*>(std::memchr(p, last, stop - p))) != nullptr) {
+    const size_t len = static_cast<size_t>(p - v.data()) + 1;
+    ++p;
+    if (*(fend - len) != first) continue;
     if (++candidates > kMaxEdgeCandidates) return SuffixOfFormAtStartHashed(f, v);
     if (std::memcmp(fend - len, v.data(), len) == 0) best = len;
   }

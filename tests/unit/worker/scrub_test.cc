@@ -237,6 +237,24 @@ TEST(ScrubTest, XxdAsciiColumnOfABinaryValueIsRedacted) {
   }
 }
 
+// A form cut off by either end of the output: every length from 4 bytes
+// (below the window) up, for the raw and the hex form, at the start (the
+// capture kept only a tail) and at the end (the command was killed
+// mid-write). Text beyond the cut is kept.
+TEST(ScrubTest, EveryFragmentOfFourOrMoreBytesAtAnEdgeIsRedacted) {
+  const std::string v = "Zq81xPp03kVv7Hn2Lm5Tt9Rr4Ww6Yy0Bb";
+  for (const std::string& form : {v, enc::Hex(v)}) {
+    for (size_t k = 4; k <= 30; ++k) {
+      EXPECT_EQ(Scrub(form.substr(form.size() - k) + " | tail text", v), "[REDACTED] | tail text")
+          << k;
+      EXPECT_EQ(Scrub("head text | " + form.substr(0, k), v), "head text | [REDACTED]") << k;
+    }
+    // Three bytes are not enough at an edge.
+    EXPECT_EQ(Scrub(form.substr(form.size() - 3) + " | tail text", v),
+              form.substr(form.size() - 3) + " | tail text");
+  }
+}
+
 TEST(ScrubTest, EscapeCutByTheTailIsRedacted) {
   const std::string v = "cut-canary/value with space";
   const std::string url = enc::UrlForm(v);  // cut%2Fcanary... style
