@@ -39,7 +39,9 @@ int SimpleEscape(uint8_t d, std::string_view pairs) {
 // 4-byte UTF-8 sequence, comes from a 12-character surrogate pair).
 class DecodeViewWriter {
  public:
-  static absl::StatusOr<DecodeViewWriter> Create(size_t capacity) {
+  // `runs`: the view will be written with PutRun only (a view that drops
+  // bytes and keeps the others as is), so no per-byte offsets are kept.
+  static absl::StatusOr<DecodeViewWriter> Create(size_t capacity, bool runs = false) {
     if (capacity > std::numeric_limits<uint32_t>::max()) {
       return absl::ResourceExhaustedError("decode view: text longer than 4 GiB - 1");
     }
@@ -48,17 +50,27 @@ class DecodeViewWriter {
     DecodeViewWriter w;
     w.view_.owned_ = std::move(*buf);
     const size_t n = std::max<size_t>(capacity, 1);
-    w.view_.beg_.reset(new uint32_t[n]);  // default-initialised: no 4 bytes a byte of memset
-    w.view_.end_.reset(new uint32_t[n]);
+    if (!runs) {
+      w.view_.beg_.reset(new uint32_t[n]);  // default-initialised: no 4 bytes a byte of memset
+      w.view_.end_.reset(new uint32_t[n]);
+    }
     w.data_ = w.view_.owned_->RevealMutable().data();
     w.cap_ = n;
     return w;
+  }
+  // Appends text[orig, orig + n) as is (a writer created with runs only).
+  void PutRun(Bytes text, size_t orig, size_t n) {
+    if (n == 0) return;
+    if (view_.beg_ || view_.len_ + n > cap_) std::abort();  // a decoder bug, never input
+    std::memcpy(data_ + view_.len_, text.data() + orig, n);
+    view_.runs_.emplace_back(static_cast<uint32_t>(view_.len_), static_cast<uint32_t>(orig));
+    view_.len_ += n;
   }
   // At most `capacity` Puts (every view writes at most one byte per byte of
   // the text it decodes).
   void Put(uint8_t b, size_t from, size_t to) {
     const size_t k = view_.len_++;
-    if (k >= cap_) std::abort();  // a decoder bug, never input: no view outgrows its text
+    if (k >= cap_ || !view_.beg_) std::abort();  // a decoder bug, never input
     data_[k] = b;
     view_.beg_[k] = static_cast<uint32_t>(from);
     view_.end_[k] = static_cast<uint32_t>(to);
@@ -95,15 +107,24 @@ class DecodeViewWriter {
 
 namespace {
 
+// The view of `o` that keeps the bytes `keep` accepts, as copied runs.
+template <typename Keep>
+absl::StatusOr<std::optional<DecodeView>> KeepRuns(Bytes o, Keep keep) {
+  auto w = DecodeViewWriter::Create(o.size(), /*runs=*/true);
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < o.size();) {
+    while (i < o.size() && !keep(o[i])) ++i;
+    const size_t start = i;
+    while (i < o.size() && keep(o[i])) ++i;
+    w->PutRun(o, start, i - start);
+  }
+  return std::move(*w).Finish(/*decoded=*/false);
+}
+
 // CR and LF removed (wrapped base64 / hex).
 absl::StatusOr<std::optional<DecodeView>> UnwrapView(Bytes o) {
   if (!Has(o, '\n') && !Has(o, '\r')) return std::nullopt;
-  auto w = DecodeViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size(); ++i) {
-    if (o[i] != '\n' && o[i] != '\r') w->Put(o[i], i, i + 1);
-  }
-  return std::move(*w).Finish(/*decoded=*/false);
+  return KeepRuns(o, [](uint8_t c) { return c != '\n' && c != '\r'; });
 }
 
 // %XX (any case) and '+' for space.
@@ -242,12 +263,7 @@ absl::StatusOr<std::optional<DecodeView>> NoWhitespaceView(Bytes o) {
   if (std::none_of(o.begin(), o.end(), [](uint8_t c) { return c == ' ' || c == '\t'; })) {
     return std::nullopt;  // only line breaks: the same as kUnwrapLines
   }
-  auto w = DecodeViewWriter::Create(o.size());
-  if (!w.ok()) return w.status();
-  for (size_t i = 0; i < o.size(); ++i) {
-    if (!IsBlank(o[i])) w->Put(o[i], i, i + 1);
-  }
-  return std::move(*w).Finish(/*decoded=*/false);
+  return KeepRuns(o, [](uint8_t c) { return !IsBlank(c); });
 }
 
 // One `od -c` field starting at o[i] (1-3 spaces, then the character or
@@ -430,6 +446,15 @@ int HexDigitValue(uint8_t c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+size_t DecodeView::RunOrigin(size_t a) const {
+  // The last run starting at or before view byte a.
+  auto it = std::upper_bound(
+      runs_.begin(), runs_.end(), a,
+      [](size_t x, const std::pair<uint32_t, uint32_t>& r) { return x < r.first; });
+  --it;  // runs_[0].first == 0 and a < size(), so `it` is not begin()
+  return it->second + (a - it->first);
 }
 
 DecodeView DecodeView::Identity(std::span<const uint8_t> text) {

@@ -63,6 +63,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -104,19 +105,32 @@ class DecodeView {
   bool decoded() const { return decoded_; }
 
   // First original byte of view byte `a` (a < size()).
-  size_t OriginalBegin(size_t a) const { return owned_ ? beg_[a] : a; }
+  size_t OriginalBegin(size_t a) const {
+    if (!owned_) return a;
+    return runs_.empty() ? beg_[a] : RunOrigin(a);
+  }
   // One past the last original byte of view byte `b - 1` (0 < b <= size()).
-  size_t OriginalEnd(size_t b) const { return owned_ ? end_[b - 1] : b; }
+  size_t OriginalEnd(size_t b) const {
+    if (!owned_) return b;
+    return runs_.empty() ? end_[b - 1] : RunOrigin(b - 1) + 1;
+  }
 
  private:
   friend class DecodeViewWriter;
   DecodeView() = default;
+  // Original byte of view byte `a` in a view made of copied runs.
+  size_t RunOrigin(size_t a) const;
 
   std::span<const uint8_t> identity_;
   std::optional<sandbox::SecretBuffer> owned_;  // decoded bytes, first len_ used
   size_t len_ = 0;
-  // Original range of each decoded byte (first len_ set; not zero-filled).
+  // Original range of each decoded byte (first len_ set; not zero-filled),
+  // for views that decode escapes.
   std::unique_ptr<uint32_t[]> beg_, end_;
+  // For views that only drop bytes (line breaks, whitespace): the view is
+  // runs of the text copied as is, each (first view byte, its original
+  // byte), sorted. No per-byte offsets: 8 bytes a run instead of 8 a byte.
+  std::vector<std::pair<uint32_t, uint32_t>> runs_;
   bool decoded_ = false;
 };
 
