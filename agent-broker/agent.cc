@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "vocab/ids.h"
 
 namespace vigo::broker {
 namespace {
@@ -38,20 +39,6 @@ int64_t JitterMs(int64_t max_ms) {
 }
 
 }  // namespace
-
-std::string NewRunId() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof(b)) != 1) {
-    for (auto& c : b) c = static_cast<unsigned char>(JitterMs(255));
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 Agent::Agent(AgentOptions options, std::unique_ptr<AgentClient> client, WorkerLink worker,
              StateDir state, v1::AttestationReport broker_attestation)
@@ -225,7 +212,7 @@ absl::Status Agent::Report(v1::ReportResultRequest* report) {
 void Agent::ReportFailure(const v1::PolicyBundle* bundle, int64_t started_ms,
                           const std::string& why) {
   v1::ReportResultRequest report;
-  report.set_run_id(NewRunId());
+  report.set_run_id(vocab::NewRunId());
   if (bundle != nullptr) {
     report.set_bundle_digest(bundle->digest());
     report.set_secrets_epoch(bundle->secrets_epoch());
@@ -278,7 +265,7 @@ absl::StatusOr<std::string> Agent::RunOnce() {
     }
     return report.status();
   }
-  report->set_run_id(NewRunId());
+  report->set_run_id(vocab::NewRunId());
   report->set_bundle_digest(bundle->digest());
   report->set_secrets_epoch(bundle->secrets_epoch());
   if (report->started_unix_ms() == 0) report->set_started_unix_ms(started);

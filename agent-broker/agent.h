@@ -83,9 +83,6 @@ class Agent {
   bool worker_dead_ = false;
 };
 
-// A random run id (hex).
-std::string NewRunId();
-
 }  // namespace vigo::broker
 
 #endif  // VIGO_AGENT_BROKER_AGENT_H_

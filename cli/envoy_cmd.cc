@@ -23,6 +23,7 @@
 #include "server/server_config.h"
 #include "server/service/store.h"
 #include "server/tls/pki.h"
+#include "vocab/ids.h"
 
 namespace vigo::cli {
 namespace {
@@ -277,7 +278,7 @@ int EnvoyList(const CliContext& ctx, const std::vector<std::string>& args) {
   }
   // Expiry is computed from the certificate's notAfter at every listing, never
   // stored: an inventory must not call an expired certificate active.
-  const int64_t now_unix = server::service::NowUnixMs() / 1000;
+  const int64_t now_unix = vocab::NowUnixMs() / 1000;
   for (const EnvoyCertRecord& r : *list) {
     const bool expired = r.not_after_unix <= now_unix;
     const char* state = r.revoked_at_ms ? "revoked" : expired ? "expired" : "active";
@@ -494,8 +495,7 @@ int RunsPrune(const CliContext& ctx, const std::vector<std::string>& args) {
     age = *d;
   }
   const int64_t cutoff =
-      server::service::NowUnixMs() -
-      std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+      vocab::NowUnixMs() - std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
   server::AuditLog log(o->db.get());
   const std::string what = StrCat("runs received before ", IsoTime(cutoff), " (older than ",
                                   age.count(), " s)");

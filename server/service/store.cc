@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "vocab/ids.h"
 
 namespace vigo::server::service {
 namespace {
@@ -120,12 +121,6 @@ constexpr std::string_view kRunCols =
 
 }  // namespace
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 absl::Status EnsureServerSchema(Database& db) {
   VIGO_RETURN_IF_ERROR(db.EnsureSchema(kSchema));
   // Migration: run_results of a database from before the redaction count
@@ -157,18 +152,6 @@ absl::Status ValidateRunId(std::string_view id) {
   return absl::OkStatus();
 }
 
-std::string NewRunId() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof(b)) != 1) return std::to_string(NowUnixMs());
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 0xf]);
-  }
-  return out;
-}
-
 absl::Status ServerStore::Init() {
   std::lock_guard<std::mutex> lock(mu_);
   return EnsureServerSchema(*db_);
@@ -183,7 +166,7 @@ absl::Status ServerStore::RecordEnvoyCert(std::string_view name, const tls::Cert
   st.BindText(1, name);
   st.BindText(2, cert.serial_hex);
   st.BindText(3, cert.fingerprint_sha256);
-  st.BindInt(4, NowUnixMs());
+  st.BindInt(4, vocab::NowUnixMs());
   st.BindInt(5, cert.not_after_unix);
   auto r = st.Step();
   if (!r.ok()) {
@@ -228,7 +211,7 @@ absl::StatusOr<int> ServerStore::RevokeEnvoy(std::string_view name) {
   VIGO_ASSIGN_OR_RETURN(Statement st,
                         db_->Prepare("UPDATE envoy_certs SET revoked_at_ms = ? WHERE name = ? "
                                      "AND revoked_at_ms IS NULL"));
-  st.BindInt(1, NowUnixMs());
+  st.BindInt(1, vocab::NowUnixMs());
   st.BindText(2, name);
   VIGO_RETURN_IF_ERROR(st.Step().status());
   VIGO_RETURN_IF_ERROR(txn.Commit());
@@ -254,7 +237,7 @@ absl::Status ServerStore::TouchLastSeen(std::string_view fingerprint) {
   VIGO_ASSIGN_OR_RETURN(Statement st,
                         db_->Prepare("UPDATE envoy_certs SET last_seen_ms = ? WHERE "
                                      "fingerprint = ?"));
-  st.BindInt(1, NowUnixMs());
+  st.BindInt(1, vocab::NowUnixMs());
   st.BindText(2, fingerprint);
   return st.Step().status();
 }

@@ -50,8 +50,6 @@ namespace vigo::server::service {
 // CREATE TABLE IF NOT EXISTS for every table above, and the initial epoch.
 absl::Status EnsureServerSchema(Database& db);
 
-int64_t NowUnixMs();
-
 struct EnvoyCertRecord {
   int64_t id = 0;
   std::string name;
@@ -149,8 +147,6 @@ int64_t StoredRunBytes(const RunRecord& run, const std::vector<ResultRecord>& re
 
 // Run ids from agents: 1–64 bytes of [A-Za-z0-9_.-].
 absl::Status ValidateRunId(std::string_view id);
-// 32 random lower-case hex characters.
-std::string NewRunId();
 
 }  // namespace vigo::server::service
 

@@ -14,11 +14,10 @@
 // missing referenced secret, database). After start, a failed reload keeps
 // serving the last good stacks and logs/audits why.
 //
-// Identity: every agent call takes the envoy name from the CN of the verified
-// client certificate (gRPC AuthContext), then checks that certificate's
-// SHA-256 fingerprint against the envoy_certs table on *every call*: unknown
-// or revoked certificates get UNAUTHENTICATED. No request field names the
-// caller.
+// The parts (issue 16): caller_identity.h (who is calling), agent_service.h
+// (the VigoAgent handlers), admin_service.h (VigoAdmin), policy_state.h
+// (stacks, epoch, bundle cache, reload), rotation_watcher.h (when to reload);
+// this class is the glue: it opens and owns them, and serves.
 //
 // Thread safety: all public methods are thread-safe.
 #ifndef VIGO_SERVER_SERVICE_VIGO_SERVER_H_
@@ -46,9 +45,12 @@
 #include "server/service/audit_writer.h"
 #include "server/service/envoy_limits.h"
 #include "server/service/key_pool.h"
+#include "server/service/policy_state.h"
 #include "server/service/recordable_text.h"
+#include "server/service/rotation_watcher.h"
 #include "server/service/store.h"
 #include "server/stacks.h"
+#include "vigo/v1/agent.grpc.pb.h"
 
 namespace grpc {
 class Server;
@@ -58,13 +60,6 @@ class ExternalConnectionAcceptor;
 }  // namespace grpc
 
 namespace vigo::server::service {
-
-// One loaded configuration generation.
-struct PolicyState {
-  std::shared_ptr<const Stacks> stacks;
-  uint64_t epoch = 0;
-  std::map<std::string, uint64_t> versions;  // referenced path → backend Version()
-};
 
 struct ServerOptions {
   // Watch the secrets dir (local backend) and poll Version() periodically.
@@ -154,15 +149,6 @@ class VigoServer {
 
  private:
   VigoServer(ServerConfig cfg, ServerOptions options);
-  absl::StatusOr<std::shared_ptr<const PolicyState>> LoadState(LoadReport* report);
-  absl::StatusOr<std::map<std::string, uint64_t>> Versions(const Stacks& stacks);
-  // After a failed stacks load: re-reads the versions of what the last good
-  // stacks reference and, when any differs, installs the same stacks under a
-  // new epoch. True when the epoch moved. Caller holds reload_mu_.
-  absl::StatusOr<bool> RefreshSecretsOnly();
-  void WatchLoop();
-  // True when a referenced secret's Version() differs (or fails).
-  bool VersionsChanged();
 
   ServerConfig cfg_;
   ServerOptions options_;
@@ -177,12 +163,7 @@ class VigoServer {
   // service only runs after it is set.
   std::optional<TextFingerprinter> text_fp_;
 
-  mutable std::mutex state_mu_;
-  std::shared_ptr<const PolicyState> state_;
-  std::map<std::string, std::shared_ptr<const CompiledBundle>> bundle_cache_;  // under state_mu_
-  const PolicyState* bundle_cache_state_ = nullptr;                            // under state_mu_
-  std::mutex reload_mu_;
-  std::atomic<bool> last_reload_failed_{false};
+  std::unique_ptr<PolicyStore> policy_;  // set by Create
   std::atomic<uint64_t> leak_redactions_{0};
 
   // Owns the agent port's listening socket and the pre-handshake gate; hands
@@ -194,8 +175,8 @@ class VigoServer {
   std::atomic<bool> agent_port_dead_{false};
   std::unique_ptr<grpc::Server> agent_server_;
   std::unique_ptr<grpc::Server> admin_server_;
-  std::unique_ptr<class AgentServiceImpl> agent_service_;
-  std::unique_ptr<class AdminServiceImpl> admin_service_;
+  std::unique_ptr<v1::VigoAgent::Service> agent_service_;
+  std::unique_ptr<class AdminService> admin_service_;
   // Owns admin.sock: checks SO_PEERCRED on every connection, then hands it to
   // admin_server_ (which has no listening port of its own). Stopped before
   // admin_server_ shuts down.
@@ -205,8 +186,7 @@ class VigoServer {
   int64_t started_ms_ = 0;
 
   sandbox::UniqueFd lock_fd_;  // flock on <root>/run/vigosrv.lock while serving
-  std::thread watcher_;
-  int stop_pipe_[2] = {-1, -1};
+  std::unique_ptr<RotationWatcher> watcher_;
   std::mutex done_mu_;
   std::condition_variable done_cv_;
   bool shutdown_ = false;  // under done_mu_

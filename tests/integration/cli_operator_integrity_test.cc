@@ -19,6 +19,7 @@
 #include "server/service/store.h"
 #include "server/tls/pki.h"
 #include "tests/support/test_env.h"
+#include "vocab/ids.h"
 
 namespace vigo {
 namespace {
@@ -199,7 +200,7 @@ TEST_F(CliRootTest, RunsShowAndListEscapeHostileAgentText) {
     run.envoy = "web-1";
     run.bundle_digest = "d\x1b[1m";
     run.outcome = "ok" + hostile;
-    run.started_ms = run.finished_ms = run.received_ms = server::service::NowUnixMs();
+    run.started_ms = run.finished_ms = run.received_ms = vocab::NowUnixMs();
     run.result_count = 1;
     std::vector<server::service::ResultRecord> results = {
         {"name" + hostile, "file" + hostile, "ok" + hostile, "none" + hostile, "msg" + hostile}};
@@ -232,7 +233,7 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
     run.envoy = "web-1";
     run.bundle_digest = "d";
     run.outcome = "ok";
-    run.started_ms = run.finished_ms = run.received_ms = server::service::NowUnixMs();
+    run.started_ms = run.finished_ms = run.received_ms = vocab::NowUnixMs();
     server::service::ApplierRecord a;
     a.landlock_abi = 7;
     a.enforced = true;

@@ -8,6 +8,7 @@
 #include "common/seal.h"
 #include "gtest/gtest.h"
 #include "tests/integration/server_fixture.h"
+#include "vocab/ids.h"
 
 namespace vigo::testing {
 namespace {
@@ -279,7 +280,7 @@ TEST(ServerEnvoyLimitsTest, ServerPrunesRunsOlderThanTheRetention) {
     r.id = id;
     r.envoy = "web-a";
     r.outcome = "ok";
-    r.received_ms = server::service::NowUnixMs() - age;
+    r.received_ms = vocab::NowUnixMs() - age;
     ASSERT_TRUE(fx.store().StoreRun(r, {}).ok());
   }
   auto stub = fx.Stub(IssueA(fx));

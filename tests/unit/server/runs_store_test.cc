@@ -6,6 +6,7 @@
 #include "server/service/leak_scan.h"
 #include "server/service/store.h"
 #include "tests/support/test_env.h"
+#include "vocab/ids.h"
 
 namespace vigo::server::service {
 namespace {
@@ -215,8 +216,9 @@ TEST(RunIdTest, Validation) {
   EXPECT_FALSE(ValidateRunId("").ok());
   EXPECT_FALSE(ValidateRunId("a b").ok());
   EXPECT_FALSE(ValidateRunId(std::string(65, 'a')).ok());
-  EXPECT_EQ(NewRunId().size(), 32u);
-  EXPECT_NE(NewRunId(), NewRunId());
+  EXPECT_EQ(vocab::NewRunId().size(), 32u);
+  EXPECT_NE(vocab::NewRunId(), vocab::NewRunId());
+  EXPECT_TRUE(ValidateRunId(vocab::NewRunId()).ok());
 }
 
 TEST(LeakScannerTest, RedactsRawHexAndBase64Forms) {
