@@ -304,7 +304,9 @@ bool OdField(Bytes o, size_t end, size_t* i, uint8_t* out, size_t* n) {
 }
 
 // `od -c` output decoded back to the bytes it shows: lines of an octal
-// offset (optional with -An) followed by 4-column fields. Each decoded byte
+// offset of at least 7 digits (the default -Ao) followed by 4-column fields.
+// Not decoded (SECURITY.md §4a): `od -An -c`, -Ax/-Ad offsets, BSD
+// `hexdump -c`. Each decoded byte
 // maps to its field. Lines that are not od lines stay literal.
 absl::StatusOr<std::optional<DecodeView>> OdCharsView(Bytes o) {
   // Cheap test first: some line starts with 7 octal digits and a field.
@@ -375,17 +377,20 @@ bool ParseHexDumpLine(Bytes o, size_t line, size_t eol, std::vector<DumpByte>* o
   for (;;) {
     const size_t gap = i;
     while (i < eol && o[i] == ' ') ++i;
-    if (i >= eol) return false;  // no ASCII column
     const size_t spaces = i - gap;
-    if (spaces >= 2 && !out->empty()) {
-      if (!xxd && o[i] == '|' && eol - i == out->size() + 2 && o[eol - 1] == '|') {
-        ascii = i + 1;
-        break;
-      }
-      if (xxd && eol - i == out->size()) {
-        ascii = i;
-        break;
-      }
+    // xxd: the ASCII column is the line's last out->size() characters, after
+    // at least two spaces; it may itself start with (or be all) spaces, so
+    // it is found from the end of the line, not after the gap.
+    if (xxd && spaces >= 2 && !out->empty() && eol - gap >= out->size() + 2 &&
+        i >= eol - out->size()) {
+      ascii = eol - out->size();
+      break;
+    }
+    if (i >= eol) return false;  // no ASCII column
+    if (!xxd && spaces >= 2 && !out->empty() && o[i] == '|' && eol - i == out->size() + 2 &&
+        o[eol - 1] == '|') {
+      ascii = i + 1;
+      break;
     }
     if (spaces == 0 && !out->empty()) return false;
     size_t j = i;

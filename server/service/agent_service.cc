@@ -154,7 +154,8 @@ class AgentService final : public v1::VigoAgent::Service {
       // would otherwise land verbatim in the audit chain and the log. Only
       // valid paths that pass the leak scan are named (recordable_text.h).
       const DeniedRefRecord rec =
-          RecordDenied(denied, bundle.ok() ? &(*bundle)->entitlement : nullptr, rid);
+          RecordDenied(denied, bundle.ok() ? &(*bundle)->entitlement : nullptr,
+                       /*entitlement_known=*/bundle.ok() || absl::IsNotFound(bundle.status()), rid);
       absl::Status a =
           server_->Audit({.event = "secret.resolve.denied",
                           .actor = StrCat("envoy:", id->envoy),
@@ -478,13 +479,18 @@ class AgentService final : public v1::VigoAgent::Service {
  private:
   // The audit form of a call's denied refs: each valid path is scanned for the
   // values of `entitlement` (the envoy's own; nil: entitled to nothing) and
-  // named only when clean. Fails closed: a value that cannot be read or a scan
-  // that cannot finish leaves every ref fingerprinted, not named.
+  // named only when clean. Fails closed: an entitlement that is not known, a
+  // value that cannot be read or a scan that cannot finish leaves every ref
+  // fingerprinted, not named.
   DeniedRefRecord RecordDenied(const std::vector<std::string>& denied,
-                               const std::set<std::string>* entitlement, const std::string& rid) {
+                               const std::set<std::string>* entitlement, bool entitlement_known,
+                               const std::string& rid) {
     std::vector<std::string_view> texts(denied.begin(), denied.end());
     LeakScanner scanner(texts, server_->config().leak_scan_window);
-    bool complete = true;
+    // An envoy no rule matches (NotFound) holds nothing to scan for; any
+    // other failure to compile its bundle leaves its values unknown, so
+    // every ref is fingerprinted (fail closed, like ReportResult).
+    bool complete = entitlement_known;
     if (entitlement != nullptr) {
       for (const std::string& path : *entitlement) {
         auto value = server_->backend().Get(path);
@@ -620,8 +626,15 @@ class AgentService final : public v1::VigoAgent::Service {
       absl::Status st = sandbox::CheckStrict(
           ipc::FromProto(r, [&fp](const std::string& s) { return fp.Recorded(s); }));
       if (!st.ok()) {
-        return absl::FailedPreconditionError(
-            StrCat(RecordableProcess(r.process()), ": ", st.message()));
+        // A hex mask passes FromProto as sent (CheckStrict must read it), and
+        // 16 hex digits may be 8 bytes of a value: the refusal names it by
+        // fingerprint only (review of issue 15).
+        std::string why(st.message());
+        const std::string eff = StrCat("cap_eff=", r.cap_eff(), " ");
+        if (size_t at = why.find(eff); at != std::string::npos) {
+          why.replace(at, eff.size(), StrCat("cap_eff=", fp.Recorded(r.cap_eff()), " "));
+        }
+        return absl::FailedPreconditionError(StrCat(RecordableProcess(r.process()), ": ", why));
       }
     }
     if (!have_broker || !have_worker) {

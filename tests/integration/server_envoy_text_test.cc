@@ -72,8 +72,16 @@ TEST(ServerEnvoyTextTest, ValueSentAsDeniedRefOrSkippedStepIsInNoAuditLogOrDatab
     EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
     return st.error_message();
   };
-  const std::string why =
-      refused(GoodReport("broker"), worker) + "\n" + refused(broker, GoodReport("worker"));
+  // A capability mask is hex, so it passes as sent (CheckStrict reads it);
+  // 16 hex digits can be 8 bytes of a value: the refusal must not repeat it.
+  constexpr char kHexMask[] = "6b3751703270a7f1";
+  v1::AttestationReport greedy = GoodReport("broker");
+  greedy.set_cap_eff(kHexMask);
+  const std::string why = refused(GoodReport("broker"), worker) + "\n" +
+                          refused(broker, GoodReport("worker")) + "\n" +
+                          refused(greedy, GoodReport("worker"));
+  EXPECT_NE(why.find("cap_eff=<text, 16 bytes, fp="), std::string::npos) << why;
+  EXPECT_EQ(why.find(kHexMask), std::string::npos) << why;
   // The refusal still says what failed: the known step by name, the rest by length.
   EXPECT_NE(why.find("skipped step seccomp"), std::string::npos) << why;
   EXPECT_NE(why.find("skipped step <text, 28 bytes, fp="), std::string::npos) << why;
@@ -124,6 +132,7 @@ TEST(ServerEnvoyTextTest, ValueSentAsDeniedRefOrSkippedStepIsInNoAuditLogOrDatab
   const std::string log = ReadAllFile(log_path);
   EXPECT_NE(log.find("resolve denied"), std::string::npos);
   EXPECT_NE(log.find("checkin refused: hardening"), std::string::npos);
+  EXPECT_EQ(log.find(kHexMask), std::string::npos) << log;
   const std::vector<std::string> values = {kPathShaped, kDbValue};
   ASSERT_FALSE(FindCanariesIn(StrCat("x", kPathShaped), "control", values).empty());
   EXPECT_TRUE(FindCanaries(logs.path(), values).empty()) << log;

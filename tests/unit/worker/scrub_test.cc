@@ -196,6 +196,32 @@ TEST(ScrubTest, WrappedBase64AndHexDumps) {
   EXPECT_FALSE(AnyWindowSurvives(out, enc::Hex(v))) << out;
 }
 
+// `xxd` (16 bytes a line, "%08x: 4142 ...  AB..") or `hexdump -C`
+// ("%08x  41 42 ...  |AB..|") of `b`, byte for byte as the tools print it.
+std::string Dump(std::string_view b, bool xxd) {
+  std::string out;
+  char buf[16];
+  for (size_t at = 0; at < b.size(); at += 16) {
+    std::snprintf(buf, sizeof buf, xxd ? "%08zx:" : "%08zx ", at);
+    out += buf;
+    std::string ascii;
+    for (size_t k = 0; k < 16; ++k) {
+      if (xxd && k % 2 == 0) out += ' ';
+      if (!xxd) out += (k == 8 ? "  " : " ");
+      if (at + k < b.size()) {
+        const auto c = static_cast<unsigned char>(b[at + k]);
+        std::snprintf(buf, sizeof buf, "%02x", c);
+        out += buf;
+        ascii.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.');
+      } else {
+        out += "  ";
+      }
+    }
+    out += xxd ? "  " + ascii + "\n" : "  |" + ascii + "|\n";
+  }
+  return out;
+}
+
 // The ASCII column of `xxd` / `hexdump -C` of a binary value shows its
 // printable bytes with '.' for the rest; with the hex column it is redacted
 // line by line, while a dump of other bytes and ordinary text stay.
@@ -203,37 +229,42 @@ TEST(ScrubTest, XxdAsciiColumnOfABinaryValueIsRedacted) {
   std::string v = RandomBytes(64, 21);
   for (size_t i = 0; i < v.size(); i += 3)
     v[i] = static_cast<char>('A' + i % 26);  // printable runs
-  auto dump = [](std::string_view b, bool xxd) {
-    std::string out;
-    char buf[16];
-    for (size_t at = 0; at < b.size(); at += 16) {
-      std::snprintf(buf, sizeof buf, xxd ? "%08zx:" : "%08zx ", at);
-      out += buf;
-      std::string ascii;
-      for (size_t k = 0; k < 16; ++k) {
-        if (xxd && k % 2 == 0) out += ' ';
-        if (!xxd) out += (k == 8 ? "  " : " ");
-        if (at + k < b.size()) {
-          const auto c = static_cast<unsigned char>(b[at + k]);
-          std::snprintf(buf, sizeof buf, "%02x", c);
-          out += buf;
-          ascii.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.');
-        } else {
-          out += "  ";
-        }
-      }
-      out += xxd ? "  " + ascii + "\n" : "  |" + ascii + "|\n";
-    }
-    return out;
-  };
   for (bool xxd : {true, false}) {
-    const std::string text = "dump follows\n" + dump(v, xxd) + "end of dump\n";
+    const std::string text = "dump follows\n" + Dump(v, xxd) + "end of dump\n";
     const std::string out = Scrub(text, v);
     EXPECT_EQ(out.find('.'), std::string::npos) << out;  // no ASCII column left
     EXPECT_NE(out.find("dump follows\n"), std::string::npos) << out;
     EXPECT_NE(out.find("end of dump\n"), std::string::npos) << out;
-    const std::string other = dump(RandomBytes(64, 22), xxd);
+    const std::string other = Dump(RandomBytes(64, 22), xxd);
     EXPECT_EQ(Scrub(other, v), other);
+  }
+}
+
+// A line whose ASCII column starts with a space (byte 16 of the dump is ' '):
+// the column is found from the end of the line, so a window across the two
+// lines leaves nothing readable in the joined ASCII columns (review of
+// issue 15: the parser took the column's leading space for the gap).
+TEST(ScrubTest, XxdLineWhoseAsciiColumnStartsWithASpaceIsDecoded) {
+  const std::string v = "correct horse battery staple and more words here";
+  ASSERT_EQ(v[7], ' ');
+  const std::string shown = "xxxxxxxxx" + v.substr(0, 18);  // v[7] is byte 16
+  for (bool xxd : {true, false}) {
+    const std::string out = Scrub(Dump(shown, xxd), v);
+    std::string ascii;  // the ASCII columns, joined, as a reader sees them
+    for (size_t at = 0; at < out.size();) {
+      size_t eol = out.find('\n', at);
+      if (eol == std::string::npos) eol = out.size();
+      const std::string line = out.substr(at, eol - at);
+      const size_t two = line.rfind("  ");
+      if (two != std::string::npos) ascii += line.substr(two + 2);
+      at = eol + 1;
+    }
+    for (size_t k = 0; k + 12 <= v.size(); ++k) {
+      EXPECT_EQ(ascii.find(v.substr(k, 12)), std::string::npos)
+          << (xxd ? "xxd" : "hexdump -C") << " window at " << k << ":\n"
+          << out;
+    }
+    EXPECT_EQ(out.find("horse"), std::string::npos) << out;
   }
 }
 
