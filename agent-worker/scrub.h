@@ -38,8 +38,9 @@
 // a probe hits); edge checks compare a length only when its end bytes agree
 // (a rolling hash past 8 such lengths); the interior check is one memmem per
 // view and form longer than it. 1 MiB x 1,000 values: docs/BENCHMARKS.md.
-// Memory: the views (each at most the output's size, plus two 32-bit
-// offsets a byte on the heap) plus one batch of forms and its tables (at
+// Memory: the views (each at most the output's size; views that decode keep
+// two 32-bit offsets a byte on the heap, views that only drop bytes one
+// 16-byte entry per copied run) plus one batch of forms and its tables (at
 // most 8 MiB, locked) plus one long form at a time.
 //
 // Not covered (documented in SECURITY.md §4a): other transformations a
