@@ -377,6 +377,8 @@ void VigoServer::Shutdown() {
     if (shutdown_) return;
     shutdown_ = true;
   }
+  // The watcher first: no reload starts while the services shut down.
+  if (watcher_) watcher_->Stop();
   auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   // Probe, then gate: no connection is handed to agent_server_ while or after
   // it shuts down (the acceptor would neither serve nor close it).
@@ -387,7 +389,6 @@ void VigoServer::Shutdown() {
   // is handed to admin_server_ while or after it shuts down.
   if (admin_listener_) admin_listener_->Stop();
   if (admin_server_) admin_server_->Shutdown(deadline);
-  if (watcher_) watcher_->Stop();
   if (agent_server_) Log(LogLevel::kInfo, "stopped");
   done_cv_.notify_all();
 }

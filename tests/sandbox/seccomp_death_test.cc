@@ -148,16 +148,30 @@ TEST_P(SeccompDeathTest, UnknownSyscallNumberFollowsTheDefault) {
 
 // i386 entry point from a 64-bit process: AUDIT_ARCH_I386 is not in the
 // filter, so the bad-arch action (kill) applies, even for default-allow.
+// A kernel built or booted without IA32 emulation has no such entry point:
+// `int $0x80` faults (SIGSEGV) before any filter runs. The control child (no
+// filter) tells which kernel this is, so the route is shown closed either
+// way and the filter is still checked wherever the route exists.
 TEST_P(SeccompDeathTest, I386IntEighty) {
-  ChildResult r = RunChild([&](int) {
-    InstallPolicyOrExit(*GetParam());
-    long ret;
-    // getpid on i386 is 20.
-    asm volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
-    (void)ret;
-    return kExitBodyReturned;
-  });
-  EXPECT_TRUE(r.KilledBySigsys()) << r.Describe();
+  auto int80 = [](const Policy* policy) {
+    return RunChild([policy](int) {
+      if (policy != nullptr) InstallPolicyOrExit(*policy);
+      long ret;
+      // getpid on i386 is 20.
+      asm volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+      (void)ret;
+      return kExitBodyReturned;
+    });
+  };
+  const ChildResult control = int80(nullptr);
+  const ChildResult r = int80(GetParam());
+  if (control.signaled && control.sig == SIGSEGV) {
+    std::printf("note: this kernel has no IA32 entry point (int $0x80 faults unfiltered)\n");
+    EXPECT_TRUE(r.KilledBySigsys() || (r.signaled && r.sig == SIGSEGV)) << r.Describe();
+  } else {
+    ASSERT_TRUE(control.exited && control.code == kExitBodyReturned) << control.Describe();
+    EXPECT_TRUE(r.KilledBySigsys()) << r.Describe();
+  }
 }
 
 // x32 ABI: the syscall number carries __X32_SYSCALL_BIT.
