@@ -10,7 +10,7 @@
 // worker escapes command output once, after scrubbing (agent-worker/apply.cc);
 // the broker makes every text field of the worker's report valid the same way
 // (agent-broker/worker_link.cc); the server keeps stored report texts valid
-// (server/service/vigo_server.cc). One definition here, used by all three.
+// (server/service/agent_service.cc). One definition here, used by all three.
 //
 // The escaping (EscapeInvalidUtf8):
 //   - every byte that is not part of a well-formed UTF-8 sequence (overlong

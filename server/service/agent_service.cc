@@ -24,7 +24,6 @@
 #include "vocab/ids.h"
 
 namespace vigo::server::service {
-namespace fs = std::filesystem;
 
 namespace {
 
