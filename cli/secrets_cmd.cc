@@ -964,8 +964,12 @@ int AuditList(const CliContext& ctx, const std::vector<std::string>& args) {
     char* end = nullptr;
     long long n = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || n < 0) {
-      return Usage(kCmd, absl::InvalidArgumentError(
-                             StrCat("flag '--", flag, "': '", v, "' is not a number")));
+      // By length only, as every refused value in a verb that handles
+      // secrets (SECURITY.md §4): a value pasted into the wrong flag is not
+      // repeated on the terminal.
+      return Usage(
+          kCmd, absl::InvalidArgumentError(StrCat("flag '--", flag, "': its value (", v.size(),
+                                                  " bytes) is not a whole number of 0 or more")));
     }
     (std::string_view(flag) == "after" ? after : limit) = n;
   }

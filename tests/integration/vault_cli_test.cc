@@ -395,6 +395,12 @@ TEST_F(VaultCliTest, RefusedArgumentsAreNeverEchoed) {
   r = Cli({"secrets", "generate", "app/pw", "--length", kValue});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value")));
+  for (const char* flag : {"--after", "--limit"}) {
+    r = Cli({"audit", "list", flag, kValue});
+    EXPECT_EQ(r.exit_code, 2) << flag;
+    EXPECT_THAT(r.err, HasSubstr("its value (17 bytes) is not a whole number")) << r.err;
+    EXPECT_THAT(r.err + r.out, Not(HasSubstr("Argv-Value"))) << flag;
+  }
   // An invalid path in every verb that takes one.
   const std::string pasted = StrCat("pasted ", kValue, "!");
   for (const char* verb : {"set", "reveal", "delete", "generate", "restore"}) {
