@@ -52,6 +52,7 @@ v1::ApplierAttestation ApplierFromSummary(const v1::ApplierSummary& s) {
   }
   a.set_cap_eff(BoundedText(s.cap_eff(), kMaxApplierTextBytes));
   a.set_setup_us(s.setup_us());
+  a.set_no_new_process(s.no_new_process());
   return a;
 }
 

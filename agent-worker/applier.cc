@@ -27,6 +27,7 @@
 #include "sandbox/attestation.h"
 #include "sandbox/capabilities.h"
 #include "sandbox/landlock.h"
+#include "sandbox/lockdown.h"
 #include "sandbox/secret_buffer.h"
 
 // Defined only by test binaries (tests/helpers/worker_hooks_main.cc): runs in
@@ -35,7 +36,7 @@
 // reference is null and nothing runs.
 // Hidden: resolved at static link time only, never exported in .dynsym, so
 // no preloaded library can supply it to the production binary.
-extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle)
+extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle, int worker_socket)
     __attribute__((weak, visibility("hidden")));
 
 namespace vigo::worker {
@@ -112,8 +113,28 @@ int64_t MonotonicMicros() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
+// The first of `r`'s dependencies among `results` (the resources ahead of
+// it) that did not converge (failed, blocked included); "" when none.
+std::string FailedDependency(const v1::Resource& r,
+                             const std::vector<v1::ResourceResult>& results) {
+  for (const std::string& dep : r.depends_on()) {
+    for (const v1::ResourceResult& res : results) {
+      if (res.name() == dep && res.status() == "failed") return dep;
+    }
+  }
+  return "";
+}
+
 [[noreturn]] void ApplierMain(int sock, const v1::PolicyBundle& bundle, ValueSource& values,
                               const ApplierSpec& spec, int64_t forked_at_us) {
+  // No new process and no program from here on: before anything else, so
+  // nothing below (nor a hook, nor a bug) can start one that would carry the
+  // applier's capabilities or its view of the values. Judged after
+  // fail_all exists: an applier without this layer applies nothing.
+  const int no_new_process_err =
+      spec.no_new_process == nullptr
+          ? EINVAL
+          : sandbox::LoadApplierFilterAsyncSignalSafe(*spec.no_new_process);
   if (!sandbox::BecomeChildArena().ok()) ::_exit(120);
   // Only the worker talks to the broker: its socket number now names
   // /dev/null, so no stale reference (the value cache's channel) can reach
@@ -130,7 +151,6 @@ int64_t MonotonicMicros() {
       FailedResult(r, StrCat("not applied: ", why)).SerializeToString(&bytes);
       SendMsg(sock, kResult, bytes);
     }
-    summary.set_arena_high_water(sandbox::ArenaHighWater());
     std::string bytes;
     summary.SerializeToString(&bytes);
     SendMsg(sock, kSummary, bytes);
@@ -139,6 +159,11 @@ int64_t MonotonicMicros() {
 
   // The worker dies: so does the applier.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != spec.worker_pid) ::_exit(123);
+  if (no_new_process_err != 0) {
+    fail_all(StrCat("the applier cannot load its seccomp layer (",
+                    std::strerror(no_new_process_err), ")"));
+  }
+  summary.set_no_new_process(true);
   const int abi = spec.landlock ? sandbox::LandlockAbi() : 0;
   summary.set_landlock_abi(abi);
   std::optional<sandbox::LandlockRuleset> ruleset;
@@ -180,14 +205,26 @@ int64_t MonotonicMicros() {
     summary.set_cap_eff(sandbox::HexCapabilityMask(caps->effective));
   }
   summary.set_setup_us(MonotonicMicros() - forked_at_us);
-  if (VigoApplierHookForTest != nullptr) VigoApplierHookForTest(bundle);
+  if (VigoApplierHookForTest != nullptr) VigoApplierHookForTest(bundle, sock);
 
+  // Results go to the worker in resource order, each as soon as it is final:
+  // every result ahead of a command before the command is asked for.
+  size_t sent = 0;
+  auto send_results = [&](const std::vector<v1::ResourceResult>& results) {
+    for (; sent < results.size(); ++sent) {
+      std::string bytes;
+      results[sent].SerializeToString(&bytes);
+      if (!SendMsg(sock, kResult, bytes)) ::_exit(122);
+    }
+  };
   ApplyOptions opts = spec.apply;
-  opts.exec_delegate = [&](const v1::Resource& r) -> v1::ResourceResult {
+  opts.exec_delegate = [&](const v1::Resource& r,
+                           const std::vector<v1::ResourceResult>& before) -> v1::ResourceResult {
     int index = -1;
     for (int i = 0; i < bundle.resources_size(); ++i) {
       if (&bundle.resources(i) == &r) index = i;
     }
+    send_results(before);
     uint32_t idx = static_cast<uint32_t>(index);
     if (index < 0 || !SendMsg(sock, kRunExec, std::string(reinterpret_cast<char*>(&idx), 4))) {
       return FailedResult(r, "the worker did not take the command");
@@ -201,13 +238,7 @@ int64_t MonotonicMicros() {
   };
   ResolvedOnly view(values);
   ApplyEngine engine(std::move(opts));
-  std::vector<v1::ResourceResult> results = engine.Apply(bundle, view);
-  for (const v1::ResourceResult& r : results) {
-    std::string bytes;
-    r.SerializeToString(&bytes);
-    if (!SendMsg(sock, kResult, bytes)) ::_exit(122);
-  }
-  summary.set_arena_high_water(sandbox::ArenaHighWater());
+  send_results(engine.Apply(bundle, view));
   std::string bytes;
   summary.SerializeToString(&bytes);
   SendMsg(sock, kSummary, bytes);
@@ -287,6 +318,16 @@ ApplierRun RunApplier(
     return run;
   }
   UniqueFd mine(sv[0]), theirs(sv[1]);
+  ApplierSpec child_spec = spec;
+  if (child_spec.no_new_process == nullptr) {
+    auto filter = sandbox::PrepareApplierFilter();
+    if (!filter.ok()) {
+      fail_rest(
+          StrCat("cannot start the applier (its seccomp layer: ", filter.status().ToString(), ")"));
+      return run;
+    }
+    child_spec.no_new_process = std::make_shared<const sandbox::BpfProgram>(std::move(*filter));
+  }
   if (absl::Status s = sandbox::SetArenaInheritedByFork(true); !s.ok()) {
     // Part of the range may have changed: restore before any command forks.
     if (!sandbox::SetArenaInheritedByFork(false).ok()) std::_Exit(1);
@@ -299,7 +340,6 @@ ApplierRun RunApplier(
   pid_t pid = ::fork();
   if (pid == 0) {
     mine.reset();
-    ApplierSpec child_spec = spec;
     child_spec.worker_pid = worker_pid;
     ApplierMain(theirs.get(), bundle, values, child_spec, fork_at);
   }
@@ -353,6 +393,21 @@ ApplierRun RunApplier(
           broken = StrCat("the applier asked for resource #", idx, ", which it may not run");
           break;
         }
+        // ... after the result of every resource ahead of it, and never one
+        // whose dependency did not converge: the worker runs a command only
+        // when the applier's own engine would have (a buggy or subverted
+        // applier cannot start the migration whose config write failed).
+        const v1::Resource& exec = bundle.resources(static_cast<int>(idx));
+        if (run.results.size() != idx) {
+          broken = StrCat("the applier asked to run exec '", exec.name(), "' before reporting ",
+                          idx - run.results.size(), " resource(s) ahead of it");
+          break;
+        }
+        if (std::string dep = FailedDependency(exec, run.results); !dep.empty()) {
+          broken = StrCat("the applier asked to run exec '", exec.name(), "', whose dependency '",
+                          dep, "' did not converge");
+          break;
+        }
         last_exec = static_cast<int>(idx);
         v1::ResourceResult res = run_exec(bundle.resources(last_exec), pid);
         execs_run[last_exec] = res;
@@ -398,9 +453,9 @@ ApplierRun RunApplier(
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  // What the applier used (it says so last); everything when it did not
-  // finish.
-  sandbox::WipeChildArena(done && broken.empty() ? run.summary.arena_high_water() : SIZE_MAX);
+  // What the applier may have left in its arena part, judged by this
+  // process (resident pages), never by the applier's word.
+  sandbox::WipeChildArena();
   if (!done || !broken.empty() || static_cast<int>(run.results.size()) != bundle.resources_size()) {
     std::string why = broken.empty() ? "the applier ended before finishing" : broken;
     if (WIFSIGNALED(status)) StrAppend(&why, " (signal ", WTERMSIG(status), ")");

@@ -43,11 +43,13 @@
 #define VIGO_AGENT_WORKER_APPLIER_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent-worker/apply.h"
+#include "sandbox/seccomp_policy.h"
 #include "vigo/v1/bundle.pb.h"
 #include "vigo/v1/worker_ipc.pb.h"
 
@@ -59,6 +61,12 @@ struct ApplierSpec {
   bool landlock = true;
   // Set by RunApplier (the applier checks it is still this process's child).
   pid_t worker_pid = 0;
+  // The applier's seccomp layer (sandbox ApplierPolicy: no fork, no exec),
+  // compiled once by the worker before its own lockdown; RunApplier compiles
+  // it before the fork when null. Loaded by the applier as its first act,
+  // whatever --insecure-skip-lockdown says: an applier that cannot load it
+  // applies nothing.
+  std::shared_ptr<const sandbox::BpfProgram> no_new_process;
 };
 
 struct ApplierRun {

@@ -388,6 +388,7 @@ std::string ApplyEngine::Outcome(const std::vector<v1::ResourceResult>& results)
 std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundle,
                                                    ValueSource& values) {
   std::vector<v1::ResourceResult> results;
+  applied_ = &results;
   std::set<std::string, std::less<>> not_converged;  // failed or blocked
   bundle_refs_.assign(bundle.secret_refs().begin(), bundle.secret_refs().end());
   redaction_window_ = bundle.redaction_window();
@@ -432,6 +433,7 @@ std::vector<v1::ResourceResult> ApplyEngine::Apply(const v1::PolicyBundle& bundl
     results.push_back(std::move(res));
   }
   FlushWrites(&results, &not_converged);
+  applied_ = nullptr;
   return results;
 }
 
@@ -446,7 +448,10 @@ v1::ResourceResult ApplyEngine::ApplyOne(const v1::Resource& r, ValueSource& val
   if (r.type() == "file") return ApplyFile(r, values);
   if (r.type() == "directory") return ApplyDirectory(r);
   if (r.type() == "exec") {
-    if (options_.exec_delegate) return options_.exec_delegate(r);
+    if (options_.exec_delegate) {
+      static const std::vector<v1::ResourceResult> kNone;
+      return options_.exec_delegate(r, applied_ != nullptr ? *applied_ : kNone);
+    }
     return ApplyExec(r, values);
   }
   return MakeResult(r, "failed", "none", StrCat("unknown resource type '", r.type(), "'"));

@@ -104,8 +104,13 @@ struct ApplyOptions {
   // resource). vigo-worker compiles it before its own lockdown.
   std::shared_ptr<const sandbox::ExecChildSeal> exec_child_seal;
   // Set in the applier (agent-worker/applier.h): exec resources are not run
-  // here but handed to this function (the worker runs them).
-  std::function<v1::ResourceResult(const v1::Resource&)> exec_delegate;
+  // here but handed to this function (the worker runs them). `before` is the
+  // result of every resource ahead of it, final (writes are flushed before a
+  // command): the applier reports them first, so the worker can refuse a
+  // command whose dependency did not converge.
+  std::function<v1::ResourceResult(const v1::Resource&,
+                                   const std::vector<v1::ResourceResult>& before)>
+      exec_delegate;
   // A process a timed-out command's clean-up must not kill (the applier,
   // when the worker runs an exec for it). 0: none.
   pid_t spare_pid = 0;
@@ -161,6 +166,8 @@ class ApplyEngine {
                    std::set<std::string, std::less<>>* not_converged);
   std::vector<std::unique_ptr<Pending>> pending_;
   size_t current_index_ = 0;
+  // The results of the Apply in progress (exec_delegate's `before`).
+  const std::vector<v1::ResourceResult>* applied_ = nullptr;
   // The entitlement of the bundle being applied: exec output is scrubbed of
   // every one of these values, not only those resolved so far (a command may
   // print a file an earlier run wrote).

@@ -87,6 +87,13 @@ int WorkerMain(int argc, char** argv) {
         {{"error", seal.status()}});
     return kExitError;
   }
+  // The applier's layer likewise (ApplierSpec::no_new_process).
+  auto applier_filter = sandbox::PrepareApplierFilter();
+  if (!applier_filter.ok()) {
+    Log(LogLevel::kError, "applier seccomp layer could not be prepared",
+        {{"error", applier_filter.status()}});
+    return kExitError;
+  }
   auto attestation = LockDownWorkerProcess(lo);
   if (!attestation.ok()) {
     Log(LogLevel::kError, "worker lockdown failed", {{"error", attestation.status()}});
@@ -102,6 +109,7 @@ int WorkerMain(int argc, char** argv) {
   ApplierSpec applier;
   applier.apply = opts;
   applier.landlock = lo.insecure_skip.count(sandbox::kStepLandlock) == 0;
+  applier.no_new_process = std::make_shared<const sandbox::BpfProgram>(std::move(*applier_filter));
   WorkerSession session(ipc::Channel(sandbox::UniqueFd(ipc::kWorkerSocketFd)), applier);
   absl::Status s = session.Run(hello);
   if (!s.ok()) {

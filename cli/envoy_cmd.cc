@@ -372,6 +372,8 @@ void RunJson(JsonWriter& w, const RunRecord& r, bool with_results) {
     Str(w, "cap_eff", a.cap_eff);
     Key(w, "setup_us");
     w.Int64(a.setup_us);
+    Key(w, "no_new_process");
+    w.Bool(a.no_new_process);
     w.EndObject();
   }
   if (with_results) {
@@ -458,10 +460,11 @@ int RunsShow(const CliContext& ctx, const std::vector<std::string>& args) {
   if (run->redacted) std::printf("note      the agent leaked a secret value; stored redacted\n");
   if (run->applier) {
     const ApplierRecord& a = *run->applier;
-    std::printf("applier   landlock abi %d, %s; cap_eff %s; set-up %lld us\n", a.landlock_abi,
+    std::printf("applier   landlock abi %d, %s; cap_eff %s; set-up %lld us; %s\n", a.landlock_abi,
                 a.enforced ? "enforced" : "NOT enforced",
                 a.cap_eff.empty() ? "-" : TerminalText(a.cap_eff).c_str(),
-                static_cast<long long>(a.setup_us));
+                static_cast<long long>(a.setup_us),
+                a.no_new_process ? "no fork/exec" : "fork/exec NOT blocked");
     if (!a.rights.empty()) std::printf("rights    %s\n", TerminalText(a.rights).c_str());
     for (const std::string& d : a.domain) std::printf("domain    %s\n", TerminalText(d).c_str());
     if (a.domain_truncated) std::printf("domain    (more directories, not stored)\n");

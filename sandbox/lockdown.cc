@@ -280,6 +280,19 @@ absl::StatusOr<ExecChildSeal> PrepareExecChildSeal() {
   return ExecChildSeal{std::move(*bpf), std::move(*no_network)};
 }
 
+absl::StatusOr<BpfProgram> PrepareApplierFilter() {
+  CompileOptions options;
+  options.tsync = false;  // the applier is single-threaded
+  auto filter = CompilePolicy(ApplierPolicy(), options);
+  if (!filter.ok()) return filter.status();
+  return filter->ExportBpf();
+}
+
+int LoadApplierFilterAsyncSignalSafe(const BpfProgram& filter) {
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  return LoadBpfAsyncSignalSafe(filter);
+}
+
 int LockDownExecChildAsyncSignalSafe(const ExecChildSeal& seal,
                                      const ExecChildConfinement& confine) {
   struct rlimit zero = {0, 0};

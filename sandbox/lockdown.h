@@ -128,6 +128,13 @@ struct ExecChildSeal {
   BpfProgram no_network;  // ExecNoNetworkPolicy: commands with confine network: false
 };
 absl::StatusOr<ExecChildSeal> PrepareExecChildSeal();
+// The applier layer (ApplierPolicy), compiled before the worker forks the
+// applier, which loads it with LoadApplierFilterAsyncSignalSafe first thing.
+absl::StatusOr<BpfProgram> PrepareApplierFilter();
+// no_new_privs (already set by the worker's lockdown unless skipped; the
+// kernel requires it of a process without CAP_SYS_ADMIN) and the applier
+// layer. Returns 0 or the errno of the failing step.
+int LoadApplierFilterAsyncSignalSafe(const BpfProgram& filter);
 // What one command's `confine:` adds (agent-worker/exec_confine.h builds it
 // before fork). Default: nothing.
 struct ExecChildConfinement {

@@ -219,7 +219,8 @@ bool IsDangerousSyscall(const char* name) {
 }
 
 std::vector<const Policy*> AllPolicies() {
-  return {&BrokerPolicy(), &WorkerPolicy(), &ExecChildPolicy(), &ExecNoNetworkPolicy()};
+  return {&BrokerPolicy(), &WorkerPolicy(), &ApplierPolicy(), &ExecChildPolicy(),
+          &ExecNoNetworkPolicy()};
 }
 
 // --- Compiler ----------------------------------------------------------------

@@ -172,7 +172,8 @@ struct SyscallRule {
 };
 
 struct Policy {
-  const char* process;  // "broker" | "worker" | "exec_child" | "exec_child_no_network"
+  // "broker" | "worker" | "applier" | "exec_child" | "exec_child_no_network"
+  const char* process;
   // Default action for syscalls not in `rules` (and for rows whose argument
   // rule does not match). KILL_PROCESS for allowlists.
   Action default_action = KillProcess();
@@ -187,6 +188,8 @@ const Policy& WorkerPolicy();
 const Policy& ExecChildPolicy();
 // Stacked on ExecChildPolicy for `confine: {network: false}` commands.
 const Policy& ExecNoNetworkPolicy();
+// Stacked on WorkerPolicy in the per-bundle applier: no fork, no exec.
+const Policy& ApplierPolicy();
 // All of them, for tools and tests.
 std::vector<const Policy*> AllPolicies();
 

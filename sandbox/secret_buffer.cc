@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "common/strings.h"
 #include "sandbox/syscall_status.h"
@@ -68,7 +69,6 @@ class Arena {
       free_.erase(it);
       if (run > need) free_.emplace(offset + need, run - need);
       in_use_ += need;
-      high_water_ = std::max(high_water_, offset + need);
       *len = need;
       return base_ + offset;
     }
@@ -273,20 +273,44 @@ class Arena {
     free_.clear();
     free_.emplace(0, length_);
     in_use_ = 0;
-    high_water_ = 0;
     child_offset_ = 0;
     child_length_ = 0;
     return absl::OkStatus();
   }
 
-  size_t HighWater() {
+  // Zeroes every byte of the child's part any process may have written: the
+  // pages mincore reports resident (a page of a fresh memfd_secret or shmem
+  // mapping is not until someone touches it; a wiped page stays resident, so
+  // the cost is what the busiest run ever touched), all of it when mincore
+  // cannot tell or the pages could be in swap (unlocked backing). The
+  // child's own account of what it used is never asked: a hostile child
+  // would understate it.
+  size_t WipeChild() {
     std::lock_guard<std::mutex> lock(mu_);
-    return high_water_;
-  }
-
-  void WipeChild(size_t used) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (child_length_ != 0) SecureZero(base_ + child_offset_, std::min(used, child_length_));
+    if (child_length_ == 0) return 0;
+    uint8_t* const part = base_ + child_offset_;
+    if (!locked_) {
+      SecureZero(part, child_length_);
+      return child_length_;
+    }
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t first = reinterpret_cast<uintptr_t>(part) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(part) + child_length_;
+    std::vector<unsigned char> resident((end - first + page - 1) / page);
+    if (::mincore(reinterpret_cast<void*>(first), end - first, resident.data()) != 0) {
+      SecureZero(part, child_length_);
+      return child_length_;
+    }
+    size_t wiped = 0;
+    for (size_t i = 0; i < resident.size(); ++i) {
+      if ((resident[i] & 1) == 0) continue;
+      const uintptr_t from =
+          std::max<uintptr_t>(first + i * page, reinterpret_cast<uintptr_t>(part));
+      const uintptr_t to = std::min<uintptr_t>(first + (i + 1) * page, end);
+      SecureZero(reinterpret_cast<void*>(from), to - from);
+      wiped += to - from;
+    }
+    return wiped;
   }
 
  private:
@@ -331,7 +355,6 @@ class Arena {
   size_t reservation_length_ = 0;
   size_t child_offset_ = 0;  // the part reserved for a forked child (ReserveTop)
   size_t child_length_ = 0;
-  size_t high_water_ = 0;  // end of the highest block ever handed out
 };
 
 // Leaked on purpose: SecretBuffers with static storage duration may be
@@ -359,9 +382,7 @@ absl::Status SetArenaInheritedByFork(bool inherited) {
 
 absl::Status BecomeChildArena() { return GlobalArena().BecomeChild(); }
 
-size_t ArenaHighWater() { return GlobalArena().HighWater(); }
-
-void WipeChildArena(size_t used_bytes) { GlobalArena().WipeChild(used_bytes); }
+size_t WipeChildArena() { return GlobalArena().WipeChild(); }
 
 void SecureZero(void* data, size_t len) {
   if (data == nullptr || len == 0) return;

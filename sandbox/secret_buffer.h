@@ -80,7 +80,7 @@ ArenaInfo GetArenaInfo();
 //   pid_t pid = fork();
 //   if (pid == 0) { BecomeChildArena(); ...; _exit(0); }   // allocates only in its part
 //   SetArenaInheritedByFork(false);       // ...no other fork (exec commands) does
-//   waitpid(pid, ...); WipeChildArena(n);  // the child's leftovers, zeroed
+//   waitpid(pid, ...); WipeChildArena();   // the child's leftovers, zeroed
 //
 // The child reads the parent's buffers (the values of the bundle) in place
 // and must never free one: it ends with _exit, and Free of a parent block
@@ -89,14 +89,13 @@ ArenaInfo GetArenaInfo();
 absl::Status ReserveChildArena(size_t bytes);
 absl::Status SetArenaInheritedByFork(bool inherited);
 absl::Status BecomeChildArena();
-// The end of the highest block this process's arena ever handed out (in the
-// child: of its part), so the parent wipes only what was touched: zeroing
-// all of it would fault in every page of a fresh memfd_secret part (each a
-// page allocation and a direct-map change) on every run.
-size_t ArenaHighWater();
-// Zeroes the first `used_bytes` of the child's part (all of it when the
-// child did not say: pass SIZE_MAX).
-void WipeChildArena(size_t used_bytes);
+// Zeroes what the child may have left in its part, decided by this process
+// alone (never by the child's word): every page of the part that is
+// resident, all of it when the backing is not locked or mincore fails.
+// Returns the bytes zeroed. Wiping only touched pages matters: zeroing all
+// of it would fault in every page of a fresh memfd_secret part (each a page
+// allocation and a direct-map change) on every run.
+size_t WipeChildArena();
 
 // Zeroes memory in a way the compiler may not elide.
 void SecureZero(void* data, size_t len);

@@ -18,7 +18,8 @@ using vigo::sandbox::Policy;
 constexpr char kHelp[] =
     "usage: vigo-policy-table [--pfc PROCESS | --write-goldens DIR]\n"
     "Prints Vigo's seccomp policy tables as markdown (default), or the compiled\n"
-    "filter of PROCESS (broker | worker | exec_child) as libseccomp PFC.\n";
+    "filter of PROCESS (broker | worker | applier | exec_child |\n"
+    "exec_child_no_network) as libseccomp PFC.\n";
 
 void PrintMarkdown(const Policy& p) {
   std::string md = vigo::sandbox::PolicyMarkdown(p);

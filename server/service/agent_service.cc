@@ -433,6 +433,7 @@ class AgentService final : public v1::VigoAgent::Service {
       ar.domain_truncated =
           a.domain_truncated() || static_cast<size_t>(a.domain_size()) > applier_domain;
       ar.setup_us = a.setup_us();
+      ar.no_new_process = a.no_new_process();
       run.applier = std::move(ar);
       CheckRunConfined(*id, run, rid);
     }
@@ -579,19 +580,22 @@ class AgentService final : public v1::VigoAgent::Service {
   // says otherwise is stored (the operator needs it) but logged as an error
   // and audited as agent.hardening.run_unconfined.
   void CheckRunConfined(const Identity& id, const RunRecord& run, const std::string& rid) {
-    if (server_->config().require_hardening != "strict" || !run.applier || run.applier->enforced) {
-      return;
-    }
+    if (server_->config().require_hardening != "strict" || !run.applier) return;
     int abi = -1;
     {
       std::lock_guard<std::mutex> lock(landlock_mu_);
       auto it = checkin_landlock_.find(id.envoy);
       if (it != checkin_landlock_.end()) abi = it->second;
     }
-    if (abi < 1) return;
+    // Landlock only counts when the check-in attested it; the applier's
+    // seccomp layer needs nothing of the kernel, so it always counts.
+    const bool landlock_missing = abi >= 1 && !run.applier->enforced;
+    if (!landlock_missing && run.applier->no_new_process) return;
     const std::string detail =
         StrCat("run=", run.id, " req=", rid, " checkin_landlock_abi=", abi,
-               " applier_landlock_abi=", run.applier->landlock_abi, " enforced=false");
+               " applier_landlock_abi=", run.applier->landlock_abi,
+               " enforced=", run.applier->enforced ? "true" : "false",
+               " no_new_process=", run.applier->no_new_process ? "true" : "false");
     absl::Status a = server_->Audit({.event = "agent.hardening.run_unconfined",
                                      .actor = StrCat("envoy:", id.envoy),
                                      .envoy = id.envoy,
@@ -599,13 +603,14 @@ class AgentService final : public v1::VigoAgent::Service {
                                      .outcome = "unconfined",
                                      .detail = detail});
     Log(LogLevel::kError,
-        "report: the run's applier was not Landlock-confined although the check-in attested "
-        "Landlock (require_hardening strict)",
+        "report: the run's applier was not confined as attested (Landlock although the check-in "
+        "attested it, or its no-fork/no-exec seccomp layer) (require_hardening strict)",
         {{"req", rid},
          {"envoy", id.envoy},
          {"run", run.id},
          {"checkin_landlock_abi", static_cast<int64_t>(abi)},
          {"applier_landlock_abi", static_cast<int64_t>(run.applier->landlock_abi)},
+         {"applier_no_new_process", run.applier->no_new_process ? "true" : "false"},
          {"audit", a}});
   }
 

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS run_appliers(
   domain TEXT NOT NULL,
   domain_truncated INTEGER NOT NULL,
   cap_eff TEXT NOT NULL,
-  setup_us INTEGER NOT NULL);
+  setup_us INTEGER NOT NULL,
+  no_new_process INTEGER NOT NULL DEFAULT 0);
 )sql";
 
 // Rolls back unless committed.
@@ -121,22 +122,31 @@ constexpr std::string_view kRunCols =
 
 }  // namespace
 
+namespace {
+
+// A column a later version added: databases created before it gain it, with
+// `declaration`'s default for their old rows.
+absl::Status AddColumnIfMissing(Database& db, std::string_view table, std::string_view column,
+                                std::string_view declaration) {
+  VIGO_ASSIGN_OR_RETURN(Statement q, db.Prepare(StrCat("SELECT COUNT(*) FROM pragma_table_info('",
+                                                       table, "') WHERE name = ?")));
+  q.BindText(1, std::string(column));
+  VIGO_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row || q.ColumnInt(0) != 0) return absl::OkStatus();
+  return db.Exec(StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", declaration));
+}
+
+}  // namespace
+
 absl::Status EnsureServerSchema(Database& db) {
   VIGO_RETURN_IF_ERROR(db.EnsureSchema(kSchema));
-  // Migration: run_results of a database from before the redaction count
-  // (issue 15.4) has no `redactions` column; its rows read as 0.
-  bool has_column = true;
-  {
-    VIGO_ASSIGN_OR_RETURN(Statement q,
-                          db.Prepare("SELECT COUNT(*) FROM pragma_table_info('run_results') "
-                                     "WHERE name = 'redactions'"));
-    VIGO_ASSIGN_OR_RETURN(bool row, q.Step());
-    has_column = !row || q.ColumnInt(0) != 0;
-  }
-  if (!has_column) {
-    VIGO_RETURN_IF_ERROR(
-        db.Exec("ALTER TABLE run_results ADD COLUMN redactions INTEGER NOT NULL DEFAULT 0"));
-  }
+  // run_results from before the redaction count (issue 15.4): rows read as 0.
+  VIGO_RETURN_IF_ERROR(
+      AddColumnIfMissing(db, "run_results", "redactions", "INTEGER NOT NULL DEFAULT 0"));
+  // run_appliers from before the applier's seccomp layer (issue 14): its
+  // rows read as "not loaded", which they were not.
+  VIGO_RETURN_IF_ERROR(
+      AddColumnIfMissing(db, "run_appliers", "no_new_process", "INTEGER NOT NULL DEFAULT 0"));
   return absl::OkStatus();
 }
 
@@ -363,8 +373,9 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     }
     VIGO_ASSIGN_OR_RETURN(
         Statement ap,
-        db_->Prepare("INSERT INTO run_appliers(run_id, landlock_abi, enforced, rights, domain, "
-                     "domain_truncated, cap_eff, setup_us) VALUES(?,?,?,?,?,?,?,?)"));
+        db_->Prepare(
+            "INSERT INTO run_appliers(run_id, landlock_abi, enforced, rights, domain, "
+            "domain_truncated, cap_eff, setup_us, no_new_process) VALUES(?,?,?,?,?,?,?,?,?)"));
     ap.BindText(1, run.id);
     ap.BindInt(2, a.landlock_abi);
     ap.BindInt(3, a.enforced ? 1 : 0);
@@ -373,6 +384,7 @@ absl::Status ServerStore::StoreRun(const RunRecord& run, const std::vector<Resul
     ap.BindInt(6, a.domain_truncated ? 1 : 0);
     ap.BindText(7, a.cap_eff);
     ap.BindInt(8, a.setup_us);
+    ap.BindInt(9, a.no_new_process ? 1 : 0);
     VIGO_RETURN_IF_ERROR(ap.Step().status());
   }
   VIGO_ASSIGN_OR_RETURN(
@@ -452,10 +464,11 @@ absl::StatusOr<RunRecord> ServerStore::GetRun(std::string_view id) {
     run.results.push_back({rs.ColumnText(0), rs.ColumnText(1), rs.ColumnText(2), rs.ColumnText(3),
                            rs.ColumnText(4), rs.ColumnInt(5)});
   }
-  VIGO_ASSIGN_OR_RETURN(Statement ap,
-                        db_->Prepare("SELECT landlock_abi, enforced, rights, domain, "
-                                     "domain_truncated, cap_eff, setup_us FROM run_appliers "
-                                     "WHERE run_id = ?"));
+  VIGO_ASSIGN_OR_RETURN(
+      Statement ap,
+      db_->Prepare("SELECT landlock_abi, enforced, rights, domain, "
+                   "domain_truncated, cap_eff, setup_us, no_new_process FROM run_appliers "
+                   "WHERE run_id = ?"));
   ap.BindText(1, id);
   VIGO_ASSIGN_OR_RETURN(bool has_applier, ap.Step());
   if (has_applier) {
@@ -474,6 +487,7 @@ absl::StatusOr<RunRecord> ServerStore::GetRun(std::string_view id) {
     a.domain_truncated = ap.ColumnInt(4) != 0;
     a.cap_eff = ap.ColumnText(5);
     a.setup_us = ap.ColumnInt(6);
+    a.no_new_process = ap.ColumnInt(7) != 0;
     run.applier = std::move(a);
   }
   return run;

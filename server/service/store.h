@@ -20,11 +20,12 @@
 //                   COLUMN, default 0) when an older database is opened
 //   run_sizes(run_id, envoy, bytes)   -- per-envoy quota accounting
 //   run_appliers(run_id PRIMARY KEY, landlock_abi, enforced, rights, domain,
-//                domain_truncated, cap_eff, setup_us)
+//                domain_truncated, cap_eff, setup_us, no_new_process)
 //                -- the run's applier attestation; domain is the directories
 //                   joined with '\n'. Added after runs: a database created
 //                   before it gets the (empty) table at Init, its old runs
-//                   keep no row (RunRecord::applier unset).
+//                   keep no row (RunRecord::applier unset). no_new_process
+//                   added by a migration (default 0) like redactions.
 //
 // Thread safety: all methods are safe to call concurrently (one internal
 // mutex per store; SQLite serializes across processes with its busy timeout).
@@ -82,6 +83,7 @@ struct ApplierRecord {
   bool domain_truncated = false;
   std::string cap_eff;
   int64_t setup_us = 0;
+  bool no_new_process = false;  // the applier loaded its seccomp layer (no fork, no exec)
 };
 
 struct RunRecord {

@@ -241,6 +241,7 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
     a.domain = {"/etc/app", "/srv/\x1b[2Jx"};
     a.cap_eff = "0000000000000001";
     a.setup_us = 812;
+    a.no_new_process = true;
     run.applier = a;
     server::service::ResultRecord exec{"register", "exec", "changed", "updated", "ran"};
     exec.redactions = 2;
@@ -249,7 +250,8 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
   RunResult show = Cli({"runs", "show", "applier-1"});
   ASSERT_EQ(show.exit_code, 0) << show.err;
   ExpectNoTerminalControls(show.out, "runs show");
-  EXPECT_THAT(show.out, HasSubstr("applier   landlock abi 7, enforced; cap_eff 0000000000000001"));
+  EXPECT_THAT(show.out, HasSubstr("applier   landlock abi 7, enforced; cap_eff 0000000000000001; "
+                                  "set-up 812 us; no fork/exec\n"));
   EXPECT_THAT(show.out, HasSubstr("rights    write_file,remove_dir"));
   EXPECT_THAT(show.out, HasSubstr("domain    /etc/app\n"));
   EXPECT_THAT(show.out, HasSubstr("domain    /srv/\\x1B[2Jx"));
@@ -259,6 +261,7 @@ TEST_F(CliRootTest, RunsShowPrintsTheAppliersLandlockDomain) {
   ASSERT_EQ(json.exit_code, 0) << json.err;
   EXPECT_THAT(json.out, HasSubstr("\"applier\":{\"landlock_abi\":7,\"enforced\":true"));
   EXPECT_THAT(json.out, HasSubstr("\"domain\":[\"/etc/app\""));
+  EXPECT_THAT(json.out, HasSubstr("\"setup_us\":812,\"no_new_process\":true}"));
   EXPECT_THAT(json.out, HasSubstr("\"message\":\"ran\",\"redactions\":2"));
 }
 

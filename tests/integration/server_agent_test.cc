@@ -563,7 +563,8 @@ TEST(ServerHardeningTest, StrictRefusesWeakenedAgents) {
 }
 
 // Issue 14: under strict hardening, a run whose applier was not Landlock-
-// confined although the check-in attested Landlock is stored, logged as an
+// confined although the check-in attested Landlock, or had not loaded its
+// no-fork/no-exec seccomp layer, is stored, logged as an
 // error and audited (agent.hardening.run_unconfined); a confined run is not,
 // and without strict nothing is audited. The applier's domain paths are
 // leak-scanned like every other report text.
@@ -583,7 +584,7 @@ TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
       *req.add_attestation() = GoodReport("worker");  // landlock_abi 7
       ASSERT_TRUE(stub->CheckIn(&ctx, req, &ci).ok());
     }
-    auto report = [&](const std::string& run_id, bool enforced) {
+    auto report = [&](const std::string& run_id, bool enforced, bool no_new_process = true) {
       grpc::ClientContext ctx;
       v1::ReportResultRequest req;
       req.set_run_id(run_id);
@@ -593,6 +594,7 @@ TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
       v1::ApplierAttestation* a = req.mutable_applier();
       a->set_landlock_abi(enforced ? 7 : 0);
       a->set_enforced(enforced);
+      a->set_no_new_process(no_new_process);
       a->add_domain("/etc/app");
       a->add_domain(StrCat("/srv/", kDbCanary));  // a path that holds a value
       v1::ReportResultResponse resp;
@@ -603,6 +605,14 @@ TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
     EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), 0);
     report("unconfined-1", false);
     EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), mode == "strict" ? 1 : 0);
+    // Landlock enforced, but the applier could fork and exec.
+    report("forking-1", true, false);
+    EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), mode == "strict" ? 2 : 0);
+    auto forking = fx.store().GetRun("forking-1");
+    ASSERT_TRUE(forking.ok()) << forking.status();
+    ASSERT_TRUE(forking->applier.has_value());
+    EXPECT_FALSE(forking->applier->no_new_process);
+    EXPECT_TRUE(fx.store().GetRun("confined-1")->applier->no_new_process);
     auto run = fx.store().GetRun("unconfined-1");
     ASSERT_TRUE(run.ok()) << run.status();
     ASSERT_TRUE(run->applier.has_value());

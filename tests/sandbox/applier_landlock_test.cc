@@ -47,7 +47,8 @@ class ApplierLandlockTest : public ::testing::Test {
                             "symlink " + (outside_ / "link").string() + "\\n" +     //
                             "create " + (root_ / "etc/other/new").string() + "\\n" + "truncate " +
                             (root_ / "etc/other/victim").string() + "\\n" + "create " +
-                            (root_ / "etc/webapp/inside").string() + "\\n";
+                            (root_ / "etc/webapp/inside").string() + "\\n" + "fork -\\n" +
+                            "exec /bin/true\\n";
     fs::create_directories(root_ / "etc/webapp");
     fs::create_directories(root_ / "etc/other");
     WriteFileOrDie(root_ / "etc/other/victim", "keep", 0644);
@@ -103,6 +104,9 @@ TEST_F(ApplierLandlockTest, ABuggyApplierCannotWriteOutsideTheBundlesTargets) {
   EXPECT_FALSE(fs::exists(outside_ / "dir"));
   EXPECT_FALSE(fs::exists(fs::symlink_status(outside_ / "link")));
   EXPECT_FALSE(fs::exists(root_ / "etc/other/new"));
+  // No process and no program (EPERM = 1): the applier's seccomp layer.
+  EXPECT_TRUE(Has(r.err, "hook-escape fork - errno 1")) << r.err;
+  EXPECT_TRUE(Has(r.err, "hook-escape exec /bin/true errno 1")) << r.err;
   // The bundle itself converged: the files, and the exec (run by the
   // worker, outside the applier's domain) wrote where it wanted.
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -120,6 +124,58 @@ TEST_F(ApplierLandlockTest, ControlWithLandlockOptedOutTheHookWritesOutside) {
   EXPECT_TRUE(Has(r.err, "hook-escape create " + (outside_ / "new").string() + " ok")) << r.err;
   EXPECT_TRUE(fs::exists(outside_ / "new"));
   EXPECT_TRUE(Has(r.err, "landlock=off")) << r.err;
+}
+
+// #14 item 3: a subverted applier (the hook, on the applier's socket) asks
+// the worker to run exec 'b' after reporting its dependency 'a' as failed:
+// the worker refuses, kills the applier and fails the run, and 'b' never
+// runs; likewise for a command asked for before the results ahead of it.
+// Control: asking for 'a' (no dependency) the same way runs it.
+TEST_F(ApplierLandlockTest, TheWorkerRunsNoCommandWhoseDependencyDidNotConverge) {
+  struct Case {
+    std::string hook;
+    std::string want_error;  // "" for the control
+  };
+  const std::vector<Case> cases = {
+      {"result 0 ok\\nresult 1 failed\\nrunexec 2\\n",
+       "the applier asked to run exec 'b', whose dependency 'a' did not converge"},
+      {"runexec 2\\n", "the applier asked to run exec 'b' before reporting 2 resource(s)"},
+      {"result 0 ok\\nrunexec 1\\n", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.hook);
+    fs::remove(outside_ / "a");
+    fs::remove(outside_ / "b");
+    fleet_.WriteStacks(
+        {{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+         {"configcrates/app.vgo",
+          "configcrate: app\nresources:\n"
+          "  - name: hook-runexec\n    type: file\n    target_path: /etc/webapp/hook.txt\n"
+          "    content: \"" +
+              c.hook +
+              "\"\n"
+              "  - name: a\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"echo a > " +
+              (outside_ / "a").string() +
+              "\"]\n"
+              "  - name: b\n    type: exec\n    depends_on: [a]\n"
+              "    command: [\"/bin/sh\", \"-c\", \"echo b > " +
+              (outside_ / "b").string() + "\"]\n"}});
+    ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();  // loads the stacks
+    if (&c == &cases[0]) {
+      ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+    }
+    RunResult r = RunHookedAgent();
+    EXPECT_FALSE(fs::exists(outside_ / "b")) << r.err;
+    if (c.want_error.empty()) {
+      EXPECT_TRUE(Has(r.err, "hook-runexec 1 reply R")) << r.err;
+      EXPECT_EQ(ReadFileOrEmpty(outside_ / "a"), "a\n") << r.err;
+    } else {
+      EXPECT_TRUE(Has(r.err, c.want_error)) << r.err;
+      EXPECT_FALSE(Has(r.err, "hook-runexec 2 reply R")) << r.err;
+      EXPECT_FALSE(fs::exists(outside_ / "a")) << r.err;
+      EXPECT_NE(r.exit_code, 0);
+    }
+  }
 }
 
 // The clean-up after a timed-out command kills every other process of the

@@ -7,8 +7,10 @@
 #include <linux/netlink.h>
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -473,6 +475,50 @@ TEST(SeccompArgRuleDeathTest, NoNetworkLayerRefusesEveryFamilyButUnix) {
     long fd = ::syscall(SYS_socket, (1L << 32) | AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     return fd >= 0 ? kExitBodyReturned : 1;
   });
+  EXPECT_TRUE(control.exited && control.code == kExitBodyReturned) << control.Describe();
+}
+
+// The applier layer, through the library calls a bug or an attacker in the
+// applier would use: fork (glibc: clone), posix_spawn (clone3, then clone),
+// a thread (clone3, then clone), and execve of a real program each fail with
+// the layer's errno, and the process goes on. Control: without the layer
+// each of them works.
+int TryToStartSomething(bool expect_refused) {
+  errno = 0;
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  if (expect_refused != (pid < 0 && errno == EPERM)) return 20;
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  char arg0[] = "true";
+  char* argv[] = {arg0, nullptr};
+  char* envp[] = {nullptr};
+  pid_t spawned = -1;
+  int rc = ::posix_spawn(&spawned, "/bin/true", nullptr, nullptr, argv, envp);
+  if (expect_refused != (rc != 0)) return 21;
+  if (rc == 0) ::waitpid(spawned, nullptr, 0);
+  pthread_t t;
+  rc = ::pthread_create(
+      &t, nullptr, [](void*) -> void* { return nullptr; }, nullptr);
+  if (expect_refused != (rc != 0)) return 22;
+  if (rc == 0) ::pthread_join(t, nullptr);
+  if (expect_refused) {
+    errno = 0;
+    ::execve("/bin/true", argv, envp);
+    if (errno != EPERM) return 23;
+    errno = 0;
+    ::syscall(SYS_execveat, AT_FDCWD, "/bin/true", argv, envp, 0);
+    if (errno != EPERM) return 24;
+  }
+  return kExitBodyReturned;
+}
+
+TEST(SeccompArgRuleDeathTest, ApplierLayerStartsNoProcessNoThreadNoProgram) {
+  ChildResult r = RunChild([](int) {
+    InstallPolicyOrExit(ApplierPolicy());
+    return TryToStartSomething(true);
+  });
+  EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+  ChildResult control = RunChild([](int) { return TryToStartSomething(false); });
   EXPECT_TRUE(control.exited && control.code == kExitBodyReturned) << control.Describe();
 }
 

@@ -191,7 +191,6 @@ TEST(ApplierAttestationTest, WorkerReportsApplierSummaryIsForwardedBounded) {
   for (int i = 0; i < kMaxApplierDomain + 5; ++i) s->add_landlock_domain(StrCat("/d", i));
   s->set_cap_eff("0000000000000000");
   s->set_setup_us(321);
-  s->set_arena_high_water(4096);
   const std::string bytes = r.SerializeAsString();
   auto report = DecodeWorkerReport(
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),

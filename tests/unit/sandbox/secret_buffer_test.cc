@@ -488,5 +488,67 @@ TEST(SecretArenaTest, ForkedChildDoesNotSeeTheArena) {
   EXPECT_EQ(WTERMSIG(status), SIGSEGV);
 }
 
+// A forked child's part of the arena (ReserveChildArena): whatever the child
+// writes there, wherever in its part, is zeroed by WipeChildArena, which
+// asks the child nothing. For memfd_secret only the touched pages are
+// zeroed; for the mlock backing (every page resident) all of the part.
+void ChildLeavesBytesAndParentWipes(bool memfd_secret) {
+  ArenaOptions o;
+  o.prefer_memfd_secret = memfd_secret;
+  o.capacity_bytes = 4 << 20;
+  CHILD_CHECK(ConfigureArena(o).ok(), "configure");
+  CHILD_CHECK(ReserveChildArena(2 << 20).ok(), "reserve");
+  if (memfd_secret && GetArenaInfo().backing != "memfd_secret") std::_Exit(0);  // no secretmem
+  SecretBuffer mine = SecretBuffer::CopyFrom(
+                          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("parent"), 6))
+                          .value();
+  int pipefd[2];
+  CHILD_CHECK(::pipe(pipefd) == 0, "pipe");
+  CHILD_CHECK(SetArenaInheritedByFork(true).ok(), "inherit");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!BecomeChildArena().ok()) std::_Exit(3);
+    auto b = SecretBuffer::Create(64);
+    if (!b.ok()) std::_Exit(4);
+    uint8_t* p = const_cast<uint8_t*>(b->Reveal().data());
+    std::memcpy(p, "child-secret", 12);
+    // Far beyond what it allocated, still inside its part: what a hostile
+    // applier would leave while claiming it used 64 bytes.
+    std::memcpy(p + (1 << 20) + 100, "hidden-secret", 13);
+    uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    if (::write(pipefd[1], &at, sizeof at) != sizeof at) std::_Exit(5);
+    std::_Exit(0);
+  }
+  CHILD_CHECK(pid > 0, "fork");
+  CHILD_CHECK(SetArenaInheritedByFork(false).ok(), "not inherited");
+  uintptr_t at = 0;
+  CHILD_CHECK(::read(pipefd[0], &at, sizeof at) == sizeof at, "child address");
+  int status = 0;
+  CHILD_CHECK(::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child ran");
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(at);
+  CHILD_CHECK(std::memcmp(p, "child-secret", 12) == 0, "the child's bytes are shared");
+  CHILD_CHECK(std::memcmp(p + (1 << 20) + 100, "hidden-secret", 13) == 0, "shared far write");
+  const size_t wiped = WipeChildArena();
+  for (size_t i = 0; i < 13; ++i) {
+    CHILD_CHECK(p[i] == 0 && p[(1 << 20) + 100 + i] == 0, "a byte the child left survived");
+  }
+  CHILD_CHECK(mine.Reveal()[0] == 'p', "the parent's own buffer is untouched");
+  if (memfd_secret) {
+    CHILD_CHECK(wiped <= 4 * static_cast<size_t>(::sysconf(_SC_PAGESIZE)), "touched pages only");
+  } else {
+    CHILD_CHECK(wiped == size_t{2} << 20, "all of the part");
+  }
+  std::_Exit(0);
+}
+
+TEST(SecretArenaTest, ChildPartIsWipedWhateverTheChildWroteMemfdSecret) {
+  EXPECT_IN_FRESH_PROCESS(ChildLeavesBytesAndParentWipes(true));
+}
+
+TEST(SecretArenaTest, ChildPartIsWipedWhateverTheChildWroteMlock) {
+  EXPECT_IN_FRESH_PROCESS(ChildLeavesBytesAndParentWipes(false));
+}
+
 }  // namespace
 }  // namespace vigo::sandbox

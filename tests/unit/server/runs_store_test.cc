@@ -125,6 +125,7 @@ TEST_F(StoreTest, RunsApplierAttestationRoundTrips) {
   a.domain_truncated = true;
   a.cap_eff = "0000000000000001";
   a.setup_us = 777;
+  a.no_new_process = true;
   r.applier = a;
   ResultRecord exec{"register", "exec", "changed", "updated", "ran (exit 0)"};
   exec.redactions = 3;
@@ -141,6 +142,7 @@ TEST_F(StoreTest, RunsApplierAttestationRoundTrips) {
   EXPECT_EQ(got->applier->landlock_abi, 6);
   EXPECT_TRUE(got->applier->enforced);
   EXPECT_EQ(got->applier->rights, "write_file,remove_dir");
+  EXPECT_TRUE(got->applier->no_new_process);
   EXPECT_EQ(got->applier->domain, (std::vector<std::string>{"/etc/app", "/var/lib/app"}));
   EXPECT_TRUE(got->applier->domain_truncated);
   EXPECT_EQ(got->applier->cap_eff, "0000000000000001");
@@ -209,6 +211,54 @@ INSERT INTO run_results VALUES('old-1', 0, 'app', 'file', 'changed', 'updated', 
   ASSERT_EQ(got->results.size(), 1u);
   EXPECT_EQ(got->results[0].redactions, 2);
   EXPECT_EQ(store.ListRuns("", 0)->size(), 2u);
+}
+
+// A database whose run_appliers predates the applier's seccomp layer opens;
+// its rows read no_new_process false (they were not confined so), new rows
+// keep what they were given.
+TEST(StoreMigrationTest, RunAppliersWithoutNoNewProcessGainsTheColumn) {
+  vigo::testing::TempDir dir;
+  {
+    // The schema as it was before no_new_process (base fc544d8).
+    auto db = Database::Create(dir.path() / "vigo.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Exec(R"sql(
+CREATE TABLE runs(id TEXT PRIMARY KEY, envoy TEXT NOT NULL, bundle_digest TEXT NOT NULL,
+  secrets_epoch INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL, outcome TEXT NOT NULL, redacted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE run_appliers(run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+  landlock_abi INTEGER NOT NULL, enforced INTEGER NOT NULL, rights TEXT NOT NULL,
+  domain TEXT NOT NULL, domain_truncated INTEGER NOT NULL, cap_eff TEXT NOT NULL,
+  setup_us INTEGER NOT NULL);
+INSERT INTO runs VALUES('old-1', 'web-1', 'd', 3, 1, 2, 5, 'ok', 0);
+INSERT INTO run_appliers VALUES('old-1', 7, 1, 'write_file', '/etc/app', 0, '0', 9);
+)sql")
+                    .ok());
+  }
+  auto db = Database::Open(dir.path() / "vigo.db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ServerStore store(db->get());
+  ASSERT_TRUE(store.Init().ok());
+  auto old = store.GetRun("old-1");
+  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_TRUE(old->applier.has_value());
+  EXPECT_TRUE(old->applier->enforced);
+  EXPECT_EQ(old->applier->domain, std::vector<std::string>{"/etc/app"});
+  EXPECT_FALSE(old->applier->no_new_process);
+  RunRecord r;
+  r.id = "new-1";
+  r.envoy = "web-1";
+  r.bundle_digest = "d";
+  r.outcome = "ok";
+  ApplierRecord a;
+  a.no_new_process = true;
+  r.applier = a;
+  ASSERT_TRUE(store.StoreRun(r, {}).ok());
+  ASSERT_TRUE(store.Init().ok());  // again: the column exists, nothing changes
+  auto got = store.GetRun("new-1");
+  ASSERT_TRUE(got.ok() && got->applier.has_value());
+  EXPECT_TRUE(got->applier->no_new_process);
 }
 
 TEST(RunIdTest, Validation) {
