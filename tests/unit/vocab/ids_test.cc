@@ -1,4 +1,4 @@
-// vocab/hex.h and vocab/ids.h: the one hex encoder and the one source of ids.
+// vocab/ids.h: the one source of ids and of the wall clock (hex: hex_test.cc).
 #include "vocab/ids.h"
 
 #include <set>
@@ -9,27 +9,6 @@
 
 namespace vigo::vocab {
 namespace {
-
-TEST(HexTest, EncodesEveryByteAsTwoLowerCaseDigits) {
-  std::string all;
-  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
-  const std::string hex = Hex(all);
-  ASSERT_EQ(hex.size(), 512u);
-  EXPECT_EQ(hex.substr(0, 6), "000102");
-  EXPECT_EQ(hex.substr(0x7f * 2, 4), "7f80");
-  EXPECT_EQ(hex.substr(508), "feff");
-  EXPECT_TRUE(IsLowerHex(hex, 512));
-  EXPECT_EQ(Hex(std::string_view()), "");
-}
-
-TEST(HexTest, IsLowerHexRefusesUpperCaseOtherCharactersAndWrongLength) {
-  EXPECT_TRUE(IsLowerHex("0a9f"));
-  EXPECT_FALSE(IsLowerHex("0A9F"));
-  EXPECT_FALSE(IsLowerHex("0a9g"));
-  EXPECT_FALSE(IsLowerHex(""));
-  EXPECT_FALSE(IsLowerHex("0a9f", 5));
-  EXPECT_TRUE(IsLowerHex("0a9f", 4));
-}
 
 TEST(IdsTest, RandomHexIdHasTwoDigitsPerByteAndDoesNotRepeat) {
   std::set<std::string> seen;
