@@ -6,7 +6,7 @@
 
 #include "common/secret_ref.h"
 #include "common/strings.h"
-#include "server/vault/vault_crypto.h"
+#include "vocab/hex.h"
 
 namespace vigo::server::service {
 namespace {
@@ -40,7 +40,7 @@ std::string TextFingerprinter::Fingerprint(std::string_view text) const {
            mac, &len) == nullptr) {
     return "unavailable";
   }
-  return vault::HexEncode(std::span<const uint8_t>(mac, 8));
+  return vocab::Hex(std::span<const uint8_t>(mac, 8));
 }
 
 std::string TextFingerprinter::Recorded(std::string_view text) const {

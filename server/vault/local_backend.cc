@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "server/vault/vault_crypto.h"
+#include "vocab/hex.h"
 
 namespace vigo::server {
 namespace vault {
@@ -35,13 +36,11 @@ namespace {
 // in a SecretBuffer so the key never sits in an ordinary string.
 absl::StatusOr<sandbox::SecretBuffer> NewKeyFileText() {
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer key, RandomSecret(kAesKeyLen));
-  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer hex, sandbox::SecretBuffer::Create(2 * kAesKeyLen + 1));
-  static constexpr char kHex[] = "0123456789abcdef";
+  VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer hex,
+                        sandbox::SecretBuffer::Create(2 * kAesKeyLen + 1));
   std::span<uint8_t> h = hex.RevealMutable();
-  std::span<const uint8_t> k = key.Reveal();
-  for (size_t i = 0; i < k.size(); ++i) {
-    h[2 * i] = static_cast<uint8_t>(kHex[k[i] >> 4]);
-    h[2 * i + 1] = static_cast<uint8_t>(kHex[k[i] & 0xf]);
+  if (!vocab::HexInto(key.Reveal(), h.first(2 * kAesKeyLen))) {
+    return absl::InternalError("key file text: hex length mismatch");
   }
   h[2 * kAesKeyLen] = '\n';
   return hex;

@@ -16,6 +16,7 @@
 #include "sandbox/open_beneath.h"
 #include "sandbox/syscall_status.h"
 #include "server/vault/vault_crypto.h"
+#include "vocab/hex.h"
 
 namespace vigo::server::vault {
 namespace {
@@ -233,7 +234,7 @@ absl::Status SecureDir::WriteTemp(int dir_fd, std::string_view rel, std::span<co
   const std::string full = (base_ / std::string(rel)).string();
   uint8_t rnd[8];
   VIGO_RETURN_IF_ERROR(RandomBytes(rnd));
-  *temp_name = StrCat(kTempPrefix, HexEncode(rnd));
+  *temp_name = StrCat(kTempPrefix, vocab::Hex(rnd));
   // 0600 from the first byte: O_CREAT with mode 0600 (umask can only remove
   // bits), and O_EXCL so an existing file or link is never reused.
   UniqueFd fd(::openat(dir_fd, temp_name->c_str(),

@@ -12,6 +12,7 @@
 #include "common/strings.h"
 #include "server/vault/secure_fs.h"
 #include "server/vault/vault_crypto.h"
+#include "vocab/hex.h"
 
 namespace vigo::server::vault {
 
@@ -39,7 +40,7 @@ std::string TokenMac(std::span<const uint8_t> key, int64_t uid, std::string_view
   const std::string nul(1, '\0');
   std::string msg = StrCat("vigo-unlock-v2", nul, uid, nul, session, nul, expires);
   auto mac = HmacSha256(key, AsBytes(msg));
-  return HexEncode(mac);
+  return vocab::Hex(mac);
 }
 
 bool IsSessionId(std::string_view s) {
@@ -84,7 +85,7 @@ absl::Status UnlockGate::SetPassphrase(const sandbox::SecretBuffer& passphrase,
   // The verifier and token key are hex-encoded straight into locked memory:
   // no heap temporary ever holds them.
   const std::string head = StrCat("vigo-passphrase v1\nkdf scrypt ", params.n, " ", params.r, " ",
-                                  params.p, "\nsalt ", HexEncode(salt), "\nverifier ");
+                                  params.p, "\nsalt ", vocab::Hex(salt), "\nverifier ");
   constexpr std::string_view kMid = "\ntoken-key ";
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer text,
                         sandbox::SecretBuffer::Create(head.size() + 2 * kVerifierLen + kMid.size() +
@@ -95,12 +96,12 @@ absl::Status UnlockGate::SetPassphrase(const sandbox::SecretBuffer& passphrase,
     w = w.subspan(piece.size());
   };
   put(head);
-  if (!HexEncodeInto(v.Reveal(), w.first(2 * kVerifierLen))) {
+  if (!vocab::HexInto(v.Reveal(), w.first(2 * kVerifierLen))) {
     return absl::InternalError("passphrase file: verifier has the wrong length");
   }
   w = w.subspan(2 * kVerifierLen);
   put(kMid);
-  if (!HexEncodeInto(token_key.Reveal(), w.first(2 * kTokenKeyLen))) {
+  if (!vocab::HexInto(token_key.Reveal(), w.first(2 * kTokenKeyLen))) {
     return absl::InternalError("passphrase file: token key has the wrong length");
   }
   w = w.subspan(2 * kTokenKeyLen);
@@ -160,12 +161,14 @@ absl::StatusOr<UnlockGate::Verifier> UnlockGate::LoadVerifier() const {
       v.params = {static_cast<uint64_t>(n), static_cast<uint64_t>(r), static_cast<uint64_t>(p)};
       have_kdf = true;
     } else if (key == "salt") {
-      if (!HexDecode(val, &v.salt) || v.salt.empty()) return bad("bad salt");
+      auto salt = vocab::ParseHex(val);
+      if (!salt || salt->empty()) return bad("bad salt");
+      v.salt = std::move(*salt);
       have_salt = true;
     } else if (key == "verifier") {
-      if (!HexDecode(val, &v.verifier) || v.verifier.size() != kVerifierLen) {
-        return bad("bad verifier");
-      }
+      auto verifier = vocab::ParseHex(val);
+      if (!verifier || verifier->size() != kVerifierLen) return bad("bad verifier");
+      v.verifier = std::move(*verifier);
       have_ver = true;
     } else if (key == "token-key") {
       auto k = HexDecodeSecret(line.subspan(sp + 1));
@@ -206,7 +209,7 @@ absl::StatusOr<std::string> UnlockGate::NewSession() {
   VIGO_ASSIGN_OR_RETURN(SecureDir dir, SecureDir::Open(secrets_dir_, false));
   std::vector<uint8_t> id(kSessionIdLen);
   VIGO_RETURN_IF_ERROR(RandomBytes(id));
-  std::string session = HexEncode(id);
+  std::string session = vocab::Hex(id);
   VIGO_RETURN_IF_ERROR(dir.WriteAtomic(kUnlockSessionFile, AsBytes(StrCat(session, "\n"))));
   return session;
 }

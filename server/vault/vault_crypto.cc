@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/status_macros.h"
+#include "vocab/hex.h"
 
 namespace vigo::server::vault {
 namespace {
@@ -16,13 +17,6 @@ struct CtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
 };
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
-
-int HexVal(uint8_t c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Fetched once: an implicit fetch per call (EVP_aes_256_gcm()) costs more
 // than decrypting a small value.
@@ -141,49 +135,11 @@ absl::StatusOr<sandbox::SecretBuffer> Scrypt(std::span<const uint8_t> passphrase
   return out;
 }
 
-std::string HexEncode(std::span<const uint8_t> bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
-  return out;
-}
-
-bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  if (out.size() != bytes.size() * 2) return false;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    out[2 * i] = static_cast<uint8_t>(kHex[bytes[i] >> 4]);
-    out[2 * i + 1] = static_cast<uint8_t>(kHex[bytes[i] & 0xf]);
-  }
-  return true;
-}
-
-bool HexDecode(std::string_view hex, std::vector<uint8_t>* out) {
-  if (hex.size() % 2 != 0) return false;
-  out->clear();
-  out->reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexVal(static_cast<uint8_t>(hex[i]));
-    int lo = HexVal(static_cast<uint8_t>(hex[i + 1]));
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<uint8_t>(hi << 4 | lo));
-  }
-  return true;
-}
-
 absl::StatusOr<sandbox::SecretBuffer> HexDecodeSecret(std::span<const uint8_t> hex) {
   if (hex.size() % 2 != 0) return absl::InvalidArgumentError("odd number of hex characters");
   VIGO_ASSIGN_OR_RETURN(sandbox::SecretBuffer out, sandbox::SecretBuffer::Create(hex.size() / 2));
-  std::span<uint8_t> o = out.RevealMutable();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexVal(hex[i]);
-    int lo = HexVal(hex[i + 1]);
-    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("not a hex character");
-    o[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
+  if (!vocab::ParseHexInto(hex, out.RevealMutable())) {
+    return absl::InvalidArgumentError("not a hex character");
   }
   return out;
 }

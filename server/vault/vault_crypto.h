@@ -51,14 +51,10 @@ absl::StatusOr<sandbox::SecretBuffer> Scrypt(std::span<const uint8_t> passphrase
                                              std::span<const uint8_t> salt, uint64_t n, uint64_t r,
                                              uint64_t p, size_t out_len);
 
-std::string HexEncode(std::span<const uint8_t> bytes);
-// Lower-case hex of `bytes` written into `out` (exactly 2 × bytes.size()
-// long; anything else writes nothing and returns false), for key material
-// whose hex form must stay in a SecretBuffer.
-[[nodiscard]] bool HexEncodeInto(std::span<const uint8_t> bytes, std::span<uint8_t> out);
-// Lower/upper hex → bytes; false on odd length or non-hex characters.
-bool HexDecode(std::string_view hex, std::vector<uint8_t>* out);
-// Hex text held in a SecretBuffer → bytes in a new SecretBuffer (for keys).
+// Hex encoding and decoding of ordinary bytes: vocab/hex.h (vocab::Hex,
+// vocab::HexInto, vocab::ParseHex).
+// Hex text (either case) held in a SecretBuffer → bytes in a new
+// SecretBuffer (for keys).
 // INVALID_ARGUMENT (no content in the message) on malformed input.
 absl::StatusOr<sandbox::SecretBuffer> HexDecodeSecret(std::span<const uint8_t> hex);
 
