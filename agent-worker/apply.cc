@@ -24,6 +24,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/utf8_text.h"
+#include "vocab/hex.h"
 
 namespace vigo::worker {
 namespace {
@@ -53,16 +54,6 @@ v1::ResourceResult Failed(const v1::Resource& r, const absl::Status& s) {
 // resource as well as the path (a refused link, a missing permission).
 v1::ResourceResult FailedOn(const v1::Resource& r, const absl::Status& s) {
   return MakeResult(r, "failed", "none", StrCat("resource '", r.name(), "': ", s.message()));
-}
-
-std::string Hex(const uint8_t* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 15]);
-  }
-  return out;
 }
 
 // The mode (default when the resource sets none), owner and group a file or
@@ -350,7 +341,7 @@ std::string ApplyEngine::Fingerprint(std::span<const uint8_t> bytes) const {
            &md_len) == nullptr) {
     return "unavailable";
   }
-  return Hex(md, 8);
+  return vocab::Hex(std::span<const uint8_t>(md, 8));
 }
 
 absl::StatusOr<std::string> ApplyEngine::Rooted(std::string_view path,

@@ -10,6 +10,7 @@
 #include "common/secret_forms.h"
 #include "common/utf8_text.h"
 #include "common/window_index.h"
+#include "vocab/hex.h"
 
 namespace vigo::worker {
 namespace {
@@ -32,8 +33,8 @@ absl::Status ArenaFull() {
 
 // Characters a partial escape left at a view's edge can consist of.
 bool EscapeJunk(uint8_t c) {
-  return HexDigitValue(c) >= 0 || c == 'u' || c == 'U' || c == 'x' || c == 'X' || c == '\\' ||
-         c == '%';
+  return vocab::HexDigitValue(c) >= 0 || c == 'u' || c == 'U' || c == 'x' || c == 'X' ||
+         c == '\\' || c == '%';
 }
 
 // ---------------------------------------------------------------------------

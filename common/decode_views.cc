@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "vocab/hex.h"
 
 namespace vigo {
 namespace {
@@ -133,10 +134,11 @@ absl::StatusOr<std::optional<DecodeView>> UrlView(Bytes o) {
   auto w = DecodeViewWriter::Create(o.size());
   if (!w.ok()) return w.status();
   for (size_t i = 0; i < o.size();) {
-    if (o[i] == '%' && i + 3 <= o.size() && HexDigitValue(o[i + 1]) >= 0 &&
-        HexDigitValue(o[i + 2]) >= 0) {
-      w->Put(static_cast<uint8_t>(HexDigitValue(o[i + 1]) * 16 + HexDigitValue(o[i + 2])), i,
-             i + 3);
+    if (o[i] == '%' && i + 3 <= o.size() && vocab::HexDigitValue(o[i + 1]) >= 0 &&
+        vocab::HexDigitValue(o[i + 2]) >= 0) {
+      w->Put(static_cast<uint8_t>(vocab::HexDigitValue(o[i + 1]) * 16 +
+                                  vocab::HexDigitValue(o[i + 2])),
+             i, i + 3);
       i += 3;
     } else {
       w->Put(o[i] == '+' ? ' ' : o[i], i, i + 1);
@@ -151,7 +153,7 @@ int32_t UnicodeEscape(Bytes o, size_t i) {
   if (i + 6 > o.size() || o[i] != '\\' || o[i + 1] != 'u') return -1;
   int32_t v = 0;
   for (size_t k = 2; k < 6; ++k) {
-    int h = HexDigitValue(o[i + k]);
+    int h = vocab::HexDigitValue(o[i + k]);
     if (h < 0) return -1;
     v = v * 16 + h;
   }
@@ -220,10 +222,11 @@ absl::StatusOr<std::optional<DecodeView>> CEscapeView(Bytes o) {
   for (size_t i = 0; i < o.size();) {
     if (o[i] == '\\' && i + 1 < o.size()) {
       uint8_t d = o[i + 1];
-      if ((d == 'x' || d == 'X') && i + 4 <= o.size() && HexDigitValue(o[i + 2]) >= 0 &&
-          HexDigitValue(o[i + 3]) >= 0) {
-        w->Put(static_cast<uint8_t>(HexDigitValue(o[i + 2]) * 16 + HexDigitValue(o[i + 3])), i,
-               i + 4);
+      if ((d == 'x' || d == 'X') && i + 4 <= o.size() && vocab::HexDigitValue(o[i + 2]) >= 0 &&
+          vocab::HexDigitValue(o[i + 3]) >= 0) {
+        w->Put(static_cast<uint8_t>(vocab::HexDigitValue(o[i + 2]) * 16 +
+                                    vocab::HexDigitValue(o[i + 3])),
+               i, i + 4);
         i += 4;
         continue;
       }
@@ -365,7 +368,7 @@ struct DumpByte {
 bool ParseHexDumpLine(Bytes o, size_t line, size_t eol, std::vector<DumpByte>* out) {
   out->clear();
   size_t i = line;
-  while (i < eol && HexDigitValue(o[i]) >= 0) ++i;
+  while (i < eol && vocab::HexDigitValue(o[i]) >= 0) ++i;
   if (i - line < 4 || i >= eol) return false;
   const bool xxd = o[i] == ':';
   if (xxd) {
@@ -397,7 +400,7 @@ bool ParseHexDumpLine(Bytes o, size_t line, size_t eol, std::vector<DumpByte>* o
     while (j < eol && o[j] != ' ') ++j;
     if ((j - i) % 2 != 0) return false;
     for (size_t k = i; k < j; k += 2) {
-      const int hi = HexDigitValue(o[k]), lo = HexDigitValue(o[k + 1]);
+      const int hi = vocab::HexDigitValue(o[k]), lo = vocab::HexDigitValue(o[k + 1]);
       if (hi < 0 || lo < 0) return false;
       out->push_back({static_cast<uint8_t>(hi * 16 + lo), k, 0});
     }
@@ -423,7 +426,7 @@ absl::StatusOr<std::optional<DecodeView>> HexDumpView(Bytes o) {
     const uint8_t* nl =
         static_cast<const uint8_t*>(std::memchr(o.data() + line, '\n', o.size() - line));
     const size_t eol = nl == nullptr ? o.size() : static_cast<size_t>(nl - o.data());
-    any = HexDigitValue(o[line]) >= 0 && ParseHexDumpLine(o, line, eol, &bytes);
+    any = vocab::HexDigitValue(o[line]) >= 0 && ParseHexDumpLine(o, line, eol, &bytes);
     line = eol + 1;
   }
   if (!any) return std::nullopt;
@@ -445,13 +448,6 @@ absl::StatusOr<std::optional<DecodeView>> HexDumpView(Bytes o) {
 }
 
 }  // namespace
-
-int HexDigitValue(uint8_t c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 size_t DecodeView::RunOrigin(size_t a) const {
   // The last run starting at or before view byte a.

@@ -142,9 +142,6 @@ absl::StatusOr<std::optional<DecodeView>> BuildDecodeView(DecodeViewKind kind,
 // The identity view first, then every decoding view that differs from it.
 absl::StatusOr<std::vector<DecodeView>> BuildDecodeViews(std::span<const uint8_t> text);
 
-// 0-15 for an ASCII hex digit (either case), else -1.
-int HexDigitValue(uint8_t c);
-
 }  // namespace vigo
 
 #endif  // VIGO_COMMON_DECODE_VIEWS_H_

@@ -12,6 +12,8 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "vocab/hex.h"
+#include "vocab/ids.h"
 
 namespace vigo {
 namespace {
@@ -40,17 +42,6 @@ const unsigned char* U8(std::string_view s) {
 
 unsigned char* MU8(std::string& s) {
   return static_cast<unsigned char*>(static_cast<void*>(s.data()));
-}
-
-std::string Hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
 }
 
 absl::StatusOr<Pkey> PublicFromRaw(std::string_view raw, const char* what) {
@@ -269,11 +260,7 @@ EphemeralKey& EphemeralKey::operator=(EphemeralKey&& other) noexcept {
 
 EphemeralKey::~EphemeralKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
 
-absl::StatusOr<std::string> NewCallId() {
-  uint8_t id[16];
-  if (RAND_bytes(id, sizeof(id)) != 1) return absl::InternalError("RAND_bytes failed");
-  return Hex(id);
-}
+absl::StatusOr<std::string> NewCallId() { return vocab::RandomHexId(16); }
 
 absl::StatusOr<Sealer> Sealer::Create(std::string_view recipient_public_key) {
   VIGO_ASSIGN_OR_RETURN(EphemeralKey server, EphemeralKey::Generate());
@@ -286,7 +273,7 @@ absl::StatusOr<Sealer> Sealer::Create(std::string_view recipient_public_key,
   // The server's ephemeral private key lives only in this scope.
   Pkey server(static_cast<EVP_PKEY*>(std::exchange(server_key.pkey_, nullptr)));
   if (!server) return absl::InvalidArgumentError("server key is empty (already used?)");
-  if (call_id.size() != 32 || call_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+  if (!vocab::IsLowerHex(call_id, 32)) {
     return absl::InvalidArgumentError("call id must be 32 lower-case hex characters");
   }
   VIGO_ASSIGN_OR_RETURN(Pkey recipient, PublicFromRaw(recipient_public_key, "recipient_key"));

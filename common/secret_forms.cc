@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "vocab/hex.h"
+
 namespace vigo {
 namespace {
 
@@ -26,13 +28,12 @@ bool IsAsciiSpace(uint8_t c) {
 }
 
 absl::Status EmitHex(Bytes v, FormKind kind, const FormSink& sink) {
-  const char* digits = kind == FormKind::kHexUpper ? "0123456789ABCDEF" : "0123456789abcdef";
   auto buf = Make(v.size() * 2);
   if (!buf.ok()) return buf.status();
-  std::span<uint8_t> out = buf->RevealMutable();
-  for (size_t i = 0; i < v.size(); ++i) {
-    out[2 * i] = static_cast<uint8_t>(digits[v[i] >> 4]);
-    out[2 * i + 1] = static_cast<uint8_t>(digits[v[i] & 15]);
+  const vocab::HexCase hex_case =
+      kind == FormKind::kHexUpper ? vocab::HexCase::kUpper : vocab::HexCase::kLower;
+  if (!vocab::HexInto(v, buf->RevealMutable(), hex_case)) {
+    return absl::InternalError("secret forms: hex form length mismatch");
   }
   return sink(kind, std::move(*buf));
 }

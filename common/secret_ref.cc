@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/strings.h"
+#include "vocab/hex.h"
 
 namespace vigo {
 namespace {
@@ -21,7 +22,6 @@ bool IsPathChar(unsigned char c) { return IsSegmentChar(c) || c == '/'; }
 // The path quoted for an error message: printable ASCII as is, everything
 // else as \xNN, cut at kMaxEchoedPath bytes. A path is a name, not a secret.
 std::string Quote(std::string_view path) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "'";
   const size_t n = std::min(path.size(), kMaxEchoedPath);
   for (size_t i = 0; i < n; ++i) {
@@ -29,7 +29,7 @@ std::string Quote(std::string_view path) {
     if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
       out.push_back(static_cast<char>(c));
     } else {
-      StrAppend(&out, "\\x", kHex[c >> 4], kHex[c & 0xf]);
+      StrAppend(&out, "\\x", vocab::kLowerHexDigits[c >> 4], vocab::kLowerHexDigits[c & 0xf]);
     }
   }
   if (n < path.size()) out.append("...");

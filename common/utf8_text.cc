@@ -3,23 +3,17 @@
 #include <cstdint>
 #include <cstring>
 
+#include "vocab/hex.h"
+
 namespace vigo {
 namespace {
-
-int Hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // s[j..] is "x" + two hex digits naming a byte 80-ff: what an escaped byte
 // looks like after its backslash.
 bool LooksLikeEscapedByte(std::string_view s, size_t j) {
-  return j + 2 < s.size() && s[j] == 'x' && Hex(s[j + 1]) >= 8 && Hex(s[j + 2]) >= 0;
+  return j + 2 < s.size() && s[j] == 'x' && vocab::HexDigitValue(s[j + 1]) >= 8 &&
+         vocab::HexDigitValue(s[j + 2]) >= 0;
 }
-
-constexpr char kDigits[] = "0123456789abcdef";
 
 }  // namespace
 
@@ -107,8 +101,8 @@ std::string EscapeInvalidUtf8(std::string_view s) {
     if (len == 0) {
       const auto b = static_cast<unsigned char>(s[i]);
       out += "\\x";
-      out.push_back(kDigits[b >> 4]);
-      out.push_back(kDigits[b & 15]);
+      out.push_back(vocab::kLowerHexDigits[b >> 4]);
+      out.push_back(vocab::kLowerHexDigits[b & 15]);
       ++i;
       continue;
     }
@@ -136,7 +130,8 @@ std::string UnescapeInvalidUtf8(std::string_view s) {
     }
     out.append(m / 2, '\\');
     if (m % 2 == 1) {
-      out.push_back(static_cast<char>(Hex(s[j + 1]) * 16 + Hex(s[j + 2])));
+      out.push_back(
+          static_cast<char>(vocab::HexDigitValue(s[j + 1]) * 16 + vocab::HexDigitValue(s[j + 2])));
       i = j + 3;
     } else {
       i = j;  // the literal "xHH" is copied by the next iterations

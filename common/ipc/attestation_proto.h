@@ -17,6 +17,7 @@
 #include "sandbox/attestation.h"
 #include "sandbox/lockdown.h"
 #include "vigo/v1/bundle.pb.h"
+#include "vocab/hex.h"
 
 namespace vigo::ipc {
 
@@ -61,8 +62,7 @@ inline sandbox::AttestationReport FromProto(
     return false;
   };
   auto mask = [&](const std::string& m) {
-    bool hex = !m.empty() && m.size() <= 16 &&
-               m.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+    bool hex = m.size() <= 16 && vocab::IsHex(m);
     return hex ? m : recorded(m);
   };
   sandbox::AttestationReport a;

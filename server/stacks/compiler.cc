@@ -19,6 +19,7 @@
 #include "common/window_index.h"
 #include "server/stacks.h"
 #include "server/stacks/model.h"
+#include "vocab/hex.h"
 
 namespace vigo::server {
 
@@ -96,14 +97,7 @@ std::string DigestOfSerialized(const v1::PolicyBundle& bundle) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   EVP_Digest(bytes.data(), bytes.size(), md, &md_len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(md_len * 2);
-  for (unsigned int i = 0; i < md_len; ++i) {
-    hex.push_back(kHex[md[i] >> 4]);
-    hex.push_back(kHex[md[i] & 0xf]);
-  }
-  return hex;
+  return vocab::Hex(std::span<const uint8_t>(md, md_len));
 }
 
 const si::Rule* FindRule(const si::Model& model, std::string_view name) {

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "sandbox/unique_fd.h"
+#include "vocab/hex.h"
 
 namespace vigo::server::tls {
 namespace fs = std::filesystem;
@@ -207,11 +208,7 @@ absl::StatusOr<CertInfo> InfoOf(X509* cert) {
   if (X509_digest(cert, EVP_sha256(), md, &md_len) != 1) {
     return absl::InternalError("certificate digest failed");
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < md_len; ++i) {
-    info.fingerprint_sha256.push_back(kDigits[md[i] >> 4]);
-    info.fingerprint_sha256.push_back(kDigits[md[i] & 0xf]);
-  }
+  info.fingerprint_sha256 += vocab::Hex(std::span<const uint8_t>(md, md_len));
   info.not_before_unix = AsnTimeToUnix(X509_get0_notBefore(cert));
   info.not_after_unix = AsnTimeToUnix(X509_get0_notAfter(cert));
   return info;

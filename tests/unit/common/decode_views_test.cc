@@ -132,12 +132,5 @@ TEST(DecodeViewsTest, XxdAndHexdumpLinesAreDecodedWithBothColumns) {
   EXPECT_FALSE(BuildDecodeView(DecodeViewKind::kHexDump, Bytes("cafe: not a dump\n")).value());
 }
 
-TEST(DecodeViewsTest, HexDigitValue) {
-  EXPECT_EQ(HexDigitValue('0'), 0);
-  EXPECT_EQ(HexDigitValue('f'), 15);
-  EXPECT_EQ(HexDigitValue('F'), 15);
-  EXPECT_EQ(HexDigitValue('g'), -1);
-}
-
 }  // namespace
 }  // namespace vigo
