@@ -1,23 +1,12 @@
 #include "agent-worker/worker_session.h"
 
-#include <chrono>
-
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/utf8_text.h"
+#include "vocab/ids.h"
 
 namespace vigo::worker {
-namespace {
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 v1::WorkerReport BuildWorkerReport(std::vector<v1::ResourceResult> results, int64_t started_unix_ms,
                                    int64_t finished_unix_ms) {
   // Valid UTF-8 within the broker's cap, cut at a character boundary.
@@ -119,7 +108,7 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
   }
   std::set<std::string> allowed(bundle.secret_refs().begin(), bundle.secret_refs().end());
   IpcValueSource values(channel_, phases_, std::move(allowed));
-  const int64_t started = NowUnixMs();
+  const int64_t started = vocab::NowUnixMs();
   Log(LogLevel::kInfo, "apply start",
       {{"resources", bundle.resources_size()}, {"digest", bundle.digest()}});
   // Files and directories in the confined applier; its exec resources here.
@@ -150,7 +139,7 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
       break;
     }
   }
-  v1::WorkerReport report = BuildWorkerReport(std::move(run.results), started, NowUnixMs());
+  v1::WorkerReport report = BuildWorkerReport(std::move(run.results), started, vocab::NowUnixMs());
   *report.mutable_applier() = std::move(run.summary);
   Log(LogLevel::kInfo, "apply done", {{"outcome", report.outcome()}});
   std::string bytes;
