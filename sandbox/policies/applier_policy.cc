@@ -22,7 +22,8 @@
 namespace vigo::sandbox {
 namespace {
 
-// clang-format off (one row per line reads as a table)
+// One row per line reads as a table.
+// clang-format off
 constexpr SyscallRule kApplierRules[] = {
     {"fork", {}, Errno(EPERM), "the applier starts no process (exec resources are the worker's)"},
     {"vfork", {}, Errno(EPERM), "the applier starts no process"},

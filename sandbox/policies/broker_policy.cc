@@ -26,7 +26,8 @@ namespace {
 // __O_TMPFILE without the O_DIRECTORY bit it shares.
 constexpr uint64_t kOTmpfileBit = O_TMPFILE & ~O_DIRECTORY;
 
-// clang-format off (one row per line reads as a table)
+// One row per line reads as a table.
+// clang-format off
 constexpr SyscallRule kBrokerRules[] = {
     // --- memory ---
     {"brk", {}, Allow(), "malloc"},

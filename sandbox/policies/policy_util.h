@@ -24,7 +24,8 @@ constexpr std::array<SyscallRule, N + M> Concat(const std::array<SyscallRule, N>
 // which are the usual first steps of an escape or of reading another
 // process's memory. Killed in the worker and, again, in every exec child
 // (the child layer stays correct even if the worker's allowlist grows).
-// clang-format off (one row per line reads as a table)
+// One row per line reads as a table.
+// clang-format off
 inline constexpr SyscallRule kHardDenials[] = {
     {"ptrace", {}, KillProcess(), "reading or steering another process (the broker)"},
     {"process_vm_readv", {}, KillProcess(), "reads another process's memory"},

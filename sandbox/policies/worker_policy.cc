@@ -18,7 +18,8 @@
 namespace vigo::sandbox {
 namespace {
 
-// clang-format off (one row per line reads as a table)
+// One row per line reads as a table.
+// clang-format off
 constexpr SyscallRule kWorkerAllows[] = {
     // --- files: what applying file/directory resources needs ---
     {"read", {}, Allow(), "files, socketpair"},
