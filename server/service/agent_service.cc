@@ -2,24 +2,22 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
-#include <mutex>
 #include <set>
-#include <unordered_map>
 
-#include "common/ipc/attestation_proto.h"
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/secret_ref.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "sandbox/attestation.h"
 #include "server/service/caller_identity.h"
 #include "server/service/leak_scan.h"
 #include "server/service/recordable_text.h"
+#include "server/service/resolve_values.h"
+#include "server/service/run_report.h"
+#include "server/service/strict_hardening.h"
 #include "server/service/vigo_server.h"
 #include "vocab/ids.h"
 
@@ -28,26 +26,7 @@ namespace vigo::server::service {
 namespace {
 
 constexpr int kMaxRefsPerCall = 256;
-constexpr int kMaxResults = 10000;
-constexpr size_t kMaxFieldBytes = 64 * 1024;
-// A report's applier attestation (the broker bounds it the same way,
-// agent-broker/worker_link.h): directories beyond kMaxApplierDomain are not
-// stored (domain_truncated says so); each text is cut at a character.
-constexpr size_t kMaxApplierDomain = 64;
-constexpr size_t kMaxApplierDomainBytes = 1024;
-constexpr size_t kMaxApplierTextBytes = 256;
 constexpr int kMaxMessageBytes = kMaxAgentMessageBytes;
-// A ResolveSecrets reply must fit in one message. Each SealedValue costs its
-// ref, a 12-byte nonce, the value plus a 16-byte tag, and at most 16 bytes of
-// protobuf framing; the reply adds the server key, the call id and the epoch.
-// The 64 KiB margin keeps the estimate above the real encoded size.
-constexpr size_t kResolveReplyOverhead = 1024;
-constexpr size_t kMaxResolveReplyBytes = kMaxMessageBytes - 64 * 1024;
-constexpr size_t SealedValueBytes(size_t ref_bytes, size_t value_bytes) {
-  return ref_bytes + 12 + value_bytes + 16 + 16;
-}
-// What a report text is stored as when it could not be scanned for values.
-constexpr char kWithheldText[] = "[withheld: could not be scanned for leaked values]";
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -86,14 +65,14 @@ class AgentService final : public v1::VigoAgent::Service {
     auto id = callers_.Authenticate(ctx, rid, "CheckIn");
     if (!id.ok()) return ToGrpc(id.status());
     if (server_->config().require_hardening == "strict") {
-      absl::Status hs = CheckHardening(*req, server_->text_fingerprinter());
+      absl::Status hs = CheckStrictCheckIn(*req, server_->text_fingerprinter());
       if (!hs.ok()) {
         Log(LogLevel::kWarn, "checkin refused: hardening",
             {{"req", rid}, {"envoy", id->envoy}, {"why", std::string(hs.message())}});
         return ToGrpc(hs);
       }
     }
-    NoteCheckInLandlock(id->envoy, *req);
+    checkin_landlock_.Note(id->envoy, *req);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
     if (!bundle.ok()) {
@@ -220,60 +199,9 @@ class AgentService final : public v1::VigoAgent::Service {
       }
       return why;
     };
-    std::vector<sandbox::SecretBuffer> values;
-    values.reserve(static_cast<size_t>(req->refs_size()));
-    size_t reply_bytes = kResolveReplyOverhead;
-    for (const std::string& ref : req->refs()) {
-      auto value = server_->backend().Get(ref);
-      if (!value.ok()) {
-        Log(LogLevel::kError, "resolve: backend read failed",
-            {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"status", value.status()}});
-        if (absl::IsUnavailable(value.status())) {
-          return fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "secret backend unavailable"));
-        }
-        if (absl::IsNotFound(value.status())) {
-          // The envoy is entitled to `ref` (step 1), so naming it tells it
-          // nothing new; the real cause lets its operator act.
-          return fail(grpc::Status(
-              grpc::StatusCode::FAILED_PRECONDITION,
-              StrCat("secret '", ref,
-                     "' is referenced by this envoy's bundle but no longer exists on the server "
-                     "(deleted from the vault); the operator must store it again or change the "
-                     "stacks")));
-        }
-        if (absl::IsDataLoss(value.status()) || absl::IsFailedPrecondition(value.status())) {
-          // A tampered, rolled-back or unreadable vault file: the server log
-          // has the details; the agent learns which of its secrets.
-          return fail(grpc::Status(
-              grpc::StatusCode::FAILED_PRECONDITION,
-              StrCat("secret '", ref,
-                     "' cannot be served: its vault file was refused (see the server log)")));
-        }
-        return fail(grpc::Status(grpc::StatusCode::INTERNAL, "secret backend error"));
-      }
-      const size_t sealed = SealedValueBytes(ref.size(), value->size());
-      if (reply_bytes + sealed > kMaxResolveReplyBytes) {
-        if (values.empty()) {
-          // Alone in a reply and still too big: no split can deliver it.
-          // The envoy is entitled to `ref` (step 1); naming it lets its
-          // operator act.
-          Log(LogLevel::kError, "resolve: a value is larger than any reply",
-              {{"req", rid}, {"envoy", id->envoy}, {"path", ref}, {"bytes", value->size()}});
-          return fail(grpc::Status(
-              grpc::StatusCode::RESOURCE_EXHAUSTED,
-              StrCat(
-                  "secret '", ref, "' is ", value->size(),
-                  " bytes, more than one ResolveSecrets reply can carry (",
-                  kMaxResolveReplyBytes - kResolveReplyOverhead,
-                  " bytes with its framing); it can never be delivered: store a smaller value")));
-        }
-        // This value (wiped now) and the rest are deferred: the call holds at
-        // most one reply's worth, plus one value, of plaintext.
-        break;
-      }
-      reply_bytes += sealed;
-      values.push_back(std::move(value).value());
-    }
+    auto read = ReadReplyValues(server_->backend(), req->refs(), rid, id->envoy);
+    if (!read.ok()) return fail(ToGrpc(read.status()));
+    std::vector<sandbox::SecretBuffer> values = std::move(read).value();
     // What this reply releases: the first values.size() refs.
     const std::vector<std::string> released(asked.begin(),
                                             asked.begin() + static_cast<ptrdiff_t>(values.size()));
@@ -337,9 +265,9 @@ class AgentService final : public v1::VigoAgent::Service {
     const std::string& rid = *new_rid;
     auto id = callers_.Authenticate(ctx, rid, "ReportResult");
     if (!id.ok()) return ToGrpc(id.status());
-    if (req->results_size() > kMaxResults) {
+    if (req->results_size() > kMaxReportResults) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          StrCat("at most ", kMaxResults, " results per report"));
+                          StrCat("at most ", kMaxReportResults, " results per report"));
     }
     // Before any work (the leak scan reads every value): an envoy that
     // floods reports is refused, so the database grows at a bounded rate.
@@ -350,20 +278,8 @@ class AgentService final : public v1::VigoAgent::Service {
     }
     MaybePruneRuns();
     // Defence in depth: look for the values this envoy may hold in every
-    // text field of the report. Texts 0-2 are the run's; then 5 per result;
-    // then the applier's rights, cap_eff and its domain's directories (at
-    // most kMaxApplierDomain of them are kept, the rest are not stored).
-    std::vector<std::string_view> texts = {req->run_id(), req->bundle_digest(), req->outcome()};
-    const size_t applier_domain =
-        std::min<size_t>(static_cast<size_t>(req->applier().domain_size()), kMaxApplierDomain);
-    texts.reserve(3 + 5 * static_cast<size_t>(req->results_size()) + 2 + applier_domain);
-    for (const v1::ResourceResult& r : req->results()) {
-      texts.insert(texts.end(), {r.name(), r.type(), r.status(), r.action(), r.message()});
-    }
-    const size_t applier_text = texts.size();
-    texts.insert(texts.end(), {req->applier().rights(), req->applier().cap_eff()});
-    for (size_t i = 0; i < applier_domain; ++i)
-      texts.push_back(req->applier().domain(static_cast<int>(i)));
+    // text field of the report (run_report.h).
+    std::vector<std::string_view> texts = ReportTexts(*req);
     LeakScanner scanner(texts, server_->config().leak_scan_window);
     auto state = server_->state();
     auto bundle = server_->BundleFor(state, id->envoy);
@@ -388,55 +304,8 @@ class AgentService final : public v1::VigoAgent::Service {
           {{"req", rid}, {"status", st}});
       scan_complete = false;
     }
-    // Fail closed: when the scan did not cover every value, no text the
-    // agent supplied is stored (only the counts and times), whatever field.
-    auto clean = [&](size_t i) {
-      if (!scan_complete) return std::string(kWithheldText);
-      // Valid UTF-8, cut at a character boundary (leak_scan.h).
-      return StoredReportText(scanner.Redacted(i), kMaxFieldBytes);
-    };
-    RunRecord run;
-    run.id = clean(0);
-    if (run.id.empty() || !ValidateRunId(run.id).ok()) run.id = vocab::NewRunId();
-    run.envoy = id->envoy;
-    run.bundle_digest = clean(1);
-    run.secrets_epoch = req->secrets_epoch();
-    run.started_ms = req->started_unix_ms();
-    run.finished_ms = req->finished_unix_ms();
-    run.received_ms = vocab::NowUnixMs();
-    run.outcome = clean(2);
-    std::vector<ResultRecord> results;
-    results.reserve(static_cast<size_t>(req->results_size()));
-    for (size_t i = 0; i < static_cast<size_t>(req->results_size()); ++i) {
-      const size_t t = 3 + 5 * i;
-      results.push_back({clean(t), clean(t + 1), clean(t + 2), clean(t + 3), clean(t + 4),
-                         static_cast<int64_t>(req->results(static_cast<int>(i)).redactions())});
-    }
-    if (req->has_applier()) {
-      const v1::ApplierAttestation& a = req->applier();
-      ApplierRecord ar;
-      ar.landlock_abi = a.landlock_abi();
-      ar.enforced = a.enforced();
-      ar.rights = StoredReportText(
-          scan_complete ? scanner.Redacted(applier_text) : std::string(kWithheldText),
-          kMaxApplierTextBytes);
-      ar.cap_eff = StoredReportText(
-          scan_complete ? scanner.Redacted(applier_text + 1) : std::string(kWithheldText),
-          kMaxApplierTextBytes);
-      for (size_t i = 0; i < applier_domain; ++i) {
-        std::string d = StoredReportText(
-            scan_complete ? scanner.Redacted(applier_text + 2 + i) : std::string(kWithheldText),
-            kMaxApplierDomainBytes);
-        std::replace(d.begin(), d.end(), '\n', ' ');  // the store joins them with '\n'
-        ar.domain.push_back(std::move(d));
-      }
-      ar.domain_truncated =
-          a.domain_truncated() || static_cast<size_t>(a.domain_size()) > applier_domain;
-      ar.setup_us = a.setup_us();
-      ar.no_new_process = a.no_new_process();
-      run.applier = std::move(ar);
-      CheckRunConfined(*id, run, rid);
-    }
+    auto [run, results] = BuildStoredReport(*req, id->envoy, scanner, scan_complete);
+    CheckRunConfined(*id, run, rid);
     const std::set<std::string>& leaked = scanner.leaked();
     run.redacted = !leaked.empty();
     absl::Status st =
@@ -563,104 +432,30 @@ class AgentService final : public v1::VigoAgent::Service {
     }
   }
 
-  // The Landlock ABI the envoy's worker attested at its last check-in (for
-  // ReportResult's run_unconfined check); -1 when it sent no worker report.
-  void NoteCheckInLandlock(const std::string& envoy, const v1::CheckInRequest& req) {
-    int abi = -1;
-    for (const v1::AttestationReport& r : req.attestation()) {
-      if (r.process() == "worker") abi = r.landlock_abi();
-    }
-    std::lock_guard<std::mutex> lock(landlock_mu_);
-    if (checkin_landlock_.size() > 100000) checkin_landlock_.clear();
-    checkin_landlock_[envoy] = abi;
-  }
-
-  // Strict hardening: the check-in said the kernel has Landlock, so every
-  // run's applier must have restricted itself with it. A run whose report
-  // says otherwise is stored (the operator needs it) but logged as an error
-  // and audited as agent.hardening.run_unconfined.
+  // Strict hardening: a run whose applier was not confined as the check-in
+  // attested (strict_hardening.h) is stored (the operator needs it) but
+  // logged at error and audited as agent.hardening.run_unconfined.
   void CheckRunConfined(const Identity& id, const RunRecord& run, const std::string& rid) {
-    if (server_->config().require_hardening != "strict" || !run.applier) return;
-    int abi = -1;
-    {
-      std::lock_guard<std::mutex> lock(landlock_mu_);
-      auto it = checkin_landlock_.find(id.envoy);
-      if (it != checkin_landlock_.end()) abi = it->second;
-    }
-    // Landlock only counts when the check-in attested it; the applier's
-    // seccomp layer needs nothing of the kernel, so it always counts.
-    const bool landlock_missing = abi >= 1 && !run.applier->enforced;
-    if (!landlock_missing && run.applier->no_new_process) return;
-    const std::string detail =
-        StrCat("run=", run.id, " req=", rid, " checkin_landlock_abi=", abi,
-               " applier_landlock_abi=", run.applier->landlock_abi,
-               " enforced=", run.applier->enforced ? "true" : "false",
-               " no_new_process=", run.applier->no_new_process ? "true" : "false");
+    if (server_->config().require_hardening != "strict") return;
+    std::optional<std::string> detail = checkin_landlock_.Unconfined(id.envoy, run, rid);
+    if (!detail) return;
     absl::Status a = server_->Audit({.event = "agent.hardening.run_unconfined",
                                      .actor = StrCat("envoy:", id.envoy),
                                      .envoy = id.envoy,
                                      .paths = {},
                                      .outcome = "unconfined",
-                                     .detail = detail});
+                                     .detail = *detail});
     Log(LogLevel::kError,
         "report: the run's applier was not confined as attested (Landlock although the check-in "
         "attested it, or its no-fork/no-exec seccomp layer) (require_hardening strict)",
-        {{"req", rid},
-         {"envoy", id.envoy},
-         {"run", run.id},
-         {"checkin_landlock_abi", static_cast<int64_t>(abi)},
-         {"applier_landlock_abi", static_cast<int64_t>(run.applier->landlock_abi)},
-         {"applier_no_new_process", run.applier->no_new_process ? "true" : "false"},
-         {"audit", a}});
-  }
-
-  // `checkin.require_hardening: strict`: every report must pass the very
-  // check the agent runs on itself (sandbox::CheckStrict: seccomp, no_new_privs,
-  // dumpable, arena lock/dontdump/backing, skipped steps, capability mask),
-  // and both the broker and the worker must report.
-  // The refusal names what failed; every string the envoy chose in it is
-  // either from a closed set or replaced by its length and fingerprint
-  // (ipc::FromProto with TextFingerprinter::Recorded), since it goes to the
-  // server log.
-  static absl::Status CheckHardening(const v1::CheckInRequest& req, const TextFingerprinter& fp) {
-    bool have_broker = false, have_worker = false;
-    for (const v1::AttestationReport& r : req.attestation()) {
-      if (r.process() == "broker") have_broker = true;
-      if (r.process() == "worker") have_worker = true;
-      absl::Status st = sandbox::CheckStrict(
-          ipc::FromProto(r, [&fp](const std::string& s) { return fp.Recorded(s); }));
-      if (!st.ok()) {
-        // A hex mask passes FromProto as sent (CheckStrict must read it), and
-        // 16 hex digits may be 8 bytes of a value: the refusal names it by
-        // fingerprint only (review of issue 15).
-        std::string why(st.message());
-        const std::string eff = StrCat("cap_eff=", r.cap_eff(), " ");
-        if (size_t at = why.find(eff); at != std::string::npos) {
-          why.replace(at, eff.size(), StrCat("cap_eff=", fp.Recorded(r.cap_eff()), " "));
-        }
-        return absl::FailedPreconditionError(StrCat(RecordableProcess(r.process()), ": ", why));
-      }
-    }
-    if (!have_broker || !have_worker) {
-      return absl::FailedPreconditionError(
-          "checkin.require_hardening is strict: broker and worker attestation required");
-    }
-    return absl::OkStatus();
-  }
-
-  // The process name as it may appear in a log line (the envoy chose it).
-  static std::string RecordableProcess(const std::string& p) {
-    if (p == "broker" || p == "worker") return p;
-    return StrCat("<process name, ", p.size(), " bytes>");
+        {{"req", rid}, {"envoy", id.envoy}, {"run", run.id}, {"detail", *detail}, {"audit", a}});
   }
 
   VigoServer* server_;
   EnvoyLimiter limiter_{server_->options().limits};
   std::atomic<int64_t> last_prune_ms_{0};
   CallerIdentity callers_;
-  std::mutex landlock_mu_;
-  std::unordered_map<std::string, int>
-      checkin_landlock_;  // envoy -> worker ABI, under landlock_mu_
+  CheckInLandlock checkin_landlock_;
 };
 
 std::unique_ptr<v1::VigoAgent::Service> NewAgentService(VigoServer* server) {

@@ -4,6 +4,7 @@
 #include "gtest/gtest.h"
 #include "server/db.h"
 #include "server/service/leak_scan.h"
+#include "server/service/run_report.h"
 #include "server/service/store.h"
 #include "tests/support/test_env.h"
 #include "vocab/ids.h"
@@ -310,6 +311,81 @@ TEST(LeakScannerTest, SeveralPathsLongestWins) {
     EXPECT_EQ(s.Redacted(0), "1 [redacted:long] 2 [redacted:short]") << short_first;
     EXPECT_EQ(s.leaked(), (std::set<std::string>{"long", "short"}));
   }
+}
+
+}  // namespace
+}  // namespace vigo::server::service
+
+namespace vigo::server::service {
+namespace {
+
+v1::ReportResultRequest ReportWithApplier() {
+  v1::ReportResultRequest req;
+  req.set_run_id("run hunter22");  // not a valid run id once redacted
+  req.set_bundle_digest("d");
+  req.set_outcome("ok");
+  v1::ResourceResult* r = req.add_results();
+  r->set_name("app");
+  r->set_type("exec");
+  r->set_status("changed");
+  r->set_action("updated");
+  r->set_message("printed hunter22\nand more");
+  r->set_redactions(4);
+  v1::ApplierAttestation* a = req.mutable_applier();
+  a->set_landlock_abi(7);
+  a->set_enforced(true);
+  a->set_no_new_process(true);
+  a->set_rights("write_file");
+  for (int i = 0; i < 70; ++i) a->add_domain(i == 1 ? "/srv/a\nb" : "/etc/app");
+  return req;
+}
+
+// The texts in scan order, and the stored run built from them: every text
+// redacted, a domain cut at kMaxApplierDomain (truncated says so) with its
+// newlines replaced, an invalid run id replaced, the counts kept.
+TEST(RunReportTest, StoredReportIsBuiltFromTheScannedTexts) {
+  const v1::ReportResultRequest req = ReportWithApplier();
+  std::vector<std::string_view> texts = ReportTexts(req);
+  ASSERT_EQ(texts.size(), 3 + 5 + 2 + kMaxApplierDomain);
+  EXPECT_EQ(texts[7], "printed hunter22\nand more");
+  EXPECT_EQ(texts[8], "write_file");
+  LeakScanner scanner(texts);
+  ASSERT_TRUE(scanner.Scan("a/db", Buf("hunter22")).ok());
+  ASSERT_TRUE(scanner.Finish().ok());
+  StoredReport stored = BuildStoredReport(req, "web-1", scanner, /*scan_complete=*/true);
+  EXPECT_EQ(stored.run.id.find("redacted"), std::string::npos);  // a new id
+  EXPECT_TRUE(ValidateRunId(stored.run.id).ok());
+  EXPECT_EQ(stored.run.envoy, "web-1");
+  ASSERT_EQ(stored.results.size(), 1u);
+  EXPECT_EQ(stored.results[0].message, "printed [redacted:a/db]\nand more");
+  EXPECT_EQ(stored.results[0].redactions, 4);
+  ASSERT_TRUE(stored.run.applier.has_value());
+  EXPECT_TRUE(stored.run.applier->no_new_process);
+  EXPECT_EQ(stored.run.applier->domain.size(), kMaxApplierDomain);
+  EXPECT_EQ(stored.run.applier->domain[1], "/srv/a b");
+  EXPECT_TRUE(stored.run.applier->domain_truncated);
+}
+
+// Fail closed: when the scan did not cover every value, no envoy text is
+// stored, whatever field; numbers are.
+TEST(RunReportTest, AnIncompleteScanWithholdsEveryText) {
+  const v1::ReportResultRequest req = ReportWithApplier();
+  LeakScanner scanner(ReportTexts(req));
+  ASSERT_TRUE(scanner.Finish().ok());
+  StoredReport stored = BuildStoredReport(req, "web-1", scanner, /*scan_complete=*/false);
+  EXPECT_EQ(stored.run.outcome, kWithheldText);
+  EXPECT_EQ(stored.run.bundle_digest, kWithheldText);
+  ASSERT_EQ(stored.results.size(), 1u);
+  for (const std::string& t :
+       {stored.results[0].name, stored.results[0].type, stored.results[0].status,
+        stored.results[0].action, stored.results[0].message}) {
+    EXPECT_EQ(t, kWithheldText);
+  }
+  EXPECT_EQ(stored.results[0].redactions, 4);
+  ASSERT_TRUE(stored.run.applier.has_value());
+  EXPECT_EQ(stored.run.applier->rights, kWithheldText);
+  EXPECT_EQ(stored.run.applier->domain[0], kWithheldText);
+  EXPECT_EQ(stored.run.applier->landlock_abi, 7);
 }
 
 }  // namespace
