@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "vocab/ids.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::broker {
 namespace {
@@ -121,10 +122,10 @@ absl::Status Agent::ResolveAll(v1::PolicyBundle* bundle) {
     // One call for the whole bundle, split only where the server caps the
     // refs per call (vigosrv: 256); each call has its own fresh key.
     std::vector<std::vector<std::string>> parts;
-    for (size_t i = 0; i < missing.size(); i += kMaxRefsPerCall) {
-      parts.emplace_back(
-          missing.begin() + static_cast<ptrdiff_t>(i),
-          missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + kMaxRefsPerCall)));
+    for (size_t i = 0; i < missing.size(); i += vocab::kMaxRefsPerCall) {
+      parts.emplace_back(missing.begin() + static_cast<ptrdiff_t>(i),
+                         missing.begin() + static_cast<ptrdiff_t>(std::min(
+                                               missing.size(), i + vocab::kMaxRefsPerCall)));
     }
     const auto t0 = std::chrono::steady_clock::now();
     absl::Status s = ResolveParts(*bundle, parts);

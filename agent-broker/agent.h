@@ -27,8 +27,6 @@
 
 namespace vigo::broker {
 
-// vigosrv refuses ResolveSecrets calls with more refs than this.
-inline constexpr size_t kMaxRefsPerCall = 256;
 // At most this many ResolveSecrets calls of one apply are in flight at once.
 inline constexpr size_t kMaxConcurrentResolves = 4;
 

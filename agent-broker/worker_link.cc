@@ -13,11 +13,10 @@
 #include "common/strings.h"
 #include "common/utf8_text.h"
 #include "sandbox/lockdown.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::broker {
 namespace {
-
-constexpr int kMaxResults = 100000;
 
 bool OneOf(std::string_view v, std::initializer_list<const char*> set) {
   for (const char* s : set) {
@@ -69,7 +68,7 @@ absl::StatusOr<v1::ReportResultRequest> DecodeWorkerReport(std::span<const uint8
   if (!OneOf(r.outcome(), {"ok", "changed", "failed"})) {
     return absl::InvalidArgumentError("report: bad outcome");
   }
-  if (r.results_size() > kMaxResults || r.results_size() > bundle.resources_size()) {
+  if (r.results_size() > vocab::kMaxReportResults || r.results_size() > bundle.resources_size()) {
     return absl::InvalidArgumentError("report: more results than resources");
   }
   v1::ReportResultRequest out;

@@ -60,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "sandbox/secret_buffer.h"
 #include "sandbox/unique_fd.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::ipc {
 
@@ -90,7 +91,7 @@ inline constexpr size_t kPacketPayload = 48 * 1024;
 inline constexpr size_t kMaxHelloBytes = 64 * 1024;
 inline constexpr size_t kMaxBundleBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxResolveBytes = 256;  // kMaxSecretPathLen
-inline constexpr size_t kMaxValueBytes = 1024 * 1024;  // the vault's value limit
+inline constexpr size_t kMaxValueBytes = vocab::kMaxSecretValueBytes;  // every backend's
 inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
 // Caps on one result's text fields in kReport, after the worker made them
 // valid UTF-8 (the worker cuts longer ones; a longer one from the worker is
@@ -98,7 +99,7 @@ inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
 inline constexpr size_t kMaxResultMessageBytes = 4096;
 inline constexpr size_t kMaxResultNameBytes = 1024;
 inline constexpr size_t kMaxResultTypeBytes = 64;
-inline constexpr size_t kMaxRefsPerBatch = 256;
+inline constexpr size_t kMaxRefsPerBatch = vocab::kMaxRefsPerCall;
 inline constexpr size_t kMaxResolveBatchBytes = kMaxRefsPerBatch * (kMaxResolveBytes + 1);
 // Framed values of one kValues message. Larger than one framed value of the
 // largest size, so every kValues carries at least one value.

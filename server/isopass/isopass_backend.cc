@@ -18,9 +18,21 @@
 #include "common/strings.h"
 #include "sandbox/syscall_status.h"
 #include "sandbox/unique_fd.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server {
 namespace {
+
+// A value larger than every other part of Vigo carries (vocab/wire_limits.h)
+// is refused here, naming the path, at load (Exists) and at resolve, not
+// served to an agent whose IPC would have to refuse it.
+absl::Status ValueFits(std::string_view path, const sandbox::SecretBuffer& value) {
+  if (value.size() <= vocab::kMaxSecretValueBytes) return absl::OkStatus();
+  return absl::FailedPreconditionError(StrCat(
+      "isopass secret '", path, "' is ", static_cast<uint64_t>(value.size()),
+      " bytes; Vigo serves values of at most ", static_cast<uint64_t>(vocab::kMaxSecretValueBytes),
+      " bytes (1 MiB, every backend's limit)"));
+}
 
 using isopass::ParsedSecret;
 using isopass::SecretKind;
@@ -331,6 +343,10 @@ absl::StatusOr<std::shared_ptr<IsopassBackend::Snapshot>> IsopassBackend::BuildS
       continue;
     }
     if (!ValidateSecretPath(name).ok()) continue;  // not addressable from Vigo
+    if (absl::Status big = ValueFits(name, s.raw); !big.ok()) {
+      snap->name_errors.emplace(std::string(name), std::move(big));
+      continue;
+    }
     VIGO_ASSIGN_OR_RETURN(const uint64_t version, version_of(s, name, s.raw));
     snap->paths.emplace(std::string(name), PathEntry{&s.raw, version});
   }
@@ -340,6 +356,10 @@ absl::StatusOr<std::shared_ptr<IsopassBackend::Snapshot>> IsopassBackend::BuildS
       std::string path = StrCat(s->name, "/", field);
       if (!ValidateSecretPath(path).ok()) continue;
       if (snap->paths.count(path) != 0 || snap->name_errors.count(path) != 0) continue;
+      if (absl::Status big = ValueFits(path, value); !big.ok()) {
+        snap->name_errors.emplace(std::move(path), std::move(big));
+        continue;
+      }
       VIGO_ASSIGN_OR_RETURN(const uint64_t version, version_of(*s, path, value));
       snap->paths.emplace(std::move(path), PathEntry{&value, version});
     }

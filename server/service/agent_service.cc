@@ -20,12 +20,12 @@
 #include "server/service/strict_hardening.h"
 #include "server/service/vigo_server.h"
 #include "vocab/ids.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server::service {
 
 namespace {
 
-constexpr int kMaxRefsPerCall = 256;
 constexpr int kMaxMessageBytes = kMaxAgentMessageBytes;
 
 grpc::Status ToGrpc(const absl::Status& s) {
@@ -122,9 +122,9 @@ class AgentService final : public v1::VigoAgent::Service {
       asked.push_back(RecordableRef(ref));
       if (entitled.count(ref) == 0) denied.push_back(ref);
     }
-    if (req->refs_size() > kMaxRefsPerCall && denied.empty()) {
+    if (static_cast<size_t>(req->refs_size()) > vocab::kMaxRefsPerCall && denied.empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          StrCat("at most ", kMaxRefsPerCall, " refs per call"));
+                          StrCat("at most ", vocab::kMaxRefsPerCall, " refs per call"));
     }
     if (!denied.empty()) {
       if (grpc::Status t = Throttle(*id, LimitedCall::kDeniedResolve, 0, rid); !t.ok()) return t;
@@ -265,9 +265,9 @@ class AgentService final : public v1::VigoAgent::Service {
     const std::string& rid = *new_rid;
     auto id = callers_.Authenticate(ctx, rid, "ReportResult");
     if (!id.ok()) return ToGrpc(id.status());
-    if (req->results_size() > kMaxReportResults) {
+    if (req->results_size() > vocab::kMaxReportResults) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          StrCat("at most ", kMaxReportResults, " results per report"));
+                          StrCat("at most ", vocab::kMaxReportResults, " results per report"));
     }
     // Before any work (the leak scan reads every value): an envoy that
     // floods reports is refused, so the database grows at a bounded rate.

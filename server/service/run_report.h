@@ -24,8 +24,6 @@
 
 namespace vigo::server::service {
 
-// At most this many results per report (INVALID_ARGUMENT beyond).
-inline constexpr int kMaxReportResults = 10000;
 // Each stored result or run text.
 inline constexpr size_t kMaxReportFieldBytes = 64 * 1024;
 // A report's applier attestation (the broker bounds it the same way,

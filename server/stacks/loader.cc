@@ -35,6 +35,7 @@
 #include "common/utf8_text.h"
 #include "server/stacks.h"
 #include "server/stacks/model.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server {
 
@@ -1048,6 +1049,14 @@ void Parser::ResolveRule(si::Rule* rule) {
                  kMaxBundleBytes,
                  "-byte limit of one bundle; split these resources across rules or move large "
                  "content into secret_file or files the node fetches"));
+  }
+  // Likewise a bundle whose report the server would refuse: every run of it
+  // would apply and then fail to report (vocab/wire_limits.h).
+  if (members.size() > static_cast<size_t>(vocab::kMaxReportResults)) {
+    Error(rule->loc, "match",
+          StrCat("the bundle of ", who, " has ", members.size(), " resources, more than the ",
+                 vocab::kMaxReportResults,
+                 " one run can report; split these resources across rules"));
   }
   for (LoadError& e : trial.Take()) {
     std::string text = e.ToString();

@@ -31,11 +31,12 @@
 
 #include "absl/status/statusor.h"
 #include "sandbox/secret_buffer.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server::vault {
 
 // The largest value the local vault stores: 1 MiB.
-inline constexpr size_t kMaxValueBytes = size_t{1} << 20;
+inline constexpr size_t kMaxValueBytes = vocab::kMaxSecretValueBytes;  // 1 MiB
 inline constexpr uint16_t kSecretFileVersion = 1;
 inline constexpr size_t kSecretHeaderLen = 40;
 inline constexpr size_t kKeyIdLen = 8;

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_env.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server {
 namespace {
@@ -320,6 +321,43 @@ TEST_F(IsopassBackendTest, ExactNameWinsOverFieldAndDuplicatesAreRefused) {
   auto broken = b->Get("broken/password");
   ASSERT_FALSE(broken.ok());
   EXPECT_THAT(Note(broken.status()), HasSubstr("'broken' (type username_password) has a value"));
+}
+
+// Issue 16 (wire limits): a value over the 1 MiB every part of Vigo carries
+// is refused by the backend, naming the path, at load (Exists) and at
+// resolve, instead of being served to an agent whose IPC refuses it (which
+// ended the broker on every run, blaming the worker). Exactly 1 MiB is
+// served; so is a small field of a secret whose other field is too big.
+TEST_F(IsopassBackendTest, AValueOverTheSharedLimitIsRefusedNamingItsPath) {
+  const std::string at_limit(vocab::kMaxSecretValueBytes, 'a');
+  const std::string over(vocab::kMaxSecretValueBytes + 1, 'b');
+  WriteFixture(StrCat(R"([
+    {"name":"big","type":"raw","value":")",
+                      over, R"("},
+    {"name":"fits","type":"raw","value":")",
+                      at_limit, R"("},
+    {"name":"kv","type":"key_value_pair","value":{"small":"s","large":")",
+                      over, R"("}}
+  ])"));
+  IsopassOptions o = Options();
+  o.max_body_bytes = 8 << 20;
+  auto b = Open(o);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->CheckHealth().ok());
+  for (const char* path : {"big", "kv/large"}) {
+    SCOPED_TRACE(path);
+    auto v = b->Get(path);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(Note(v.status()), HasSubstr(StrCat("isopass secret '", path, "' is ",
+                                                   vocab::kMaxSecretValueBytes + 1, " bytes")));
+    EXPECT_THAT(std::string(v.status().message()), HasSubstr("at most 1048576 bytes"));
+    EXPECT_FALSE(b->Exists(path).ok());
+  }
+  auto fits = b->Get("fits");
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ(fits->size(), vocab::kMaxSecretValueBytes);
+  EXPECT_EQ(GetStr(*b, "kv/small"), "s");
 }
 
 TEST_F(IsopassBackendTest, ShortLivedTokenIsReusedUntilNearExpiry) {

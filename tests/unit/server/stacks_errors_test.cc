@@ -5,11 +5,13 @@
 #include <vector>
 
 #include "common/secret_ref.h"
+#include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/stacks.h"
 #include "tests/support/fake_backend.h"
 #include "tests/support/test_env.h"
+#include "vocab/wire_limits.h"
 
 namespace vigo::server {
 namespace {
@@ -136,6 +138,37 @@ TEST_F(StacksErrorsTest, BundleThatCanExceedTheLimitIsALoadErrorNamingTheRuleAnd
     }
   }
   EXPECT_TRUE(found) << (errors.empty() ? "no errors" : errors.front().ToString());
+}
+
+// Issue 16 (wire limits): a rule whose bundle has more resources than one
+// run can report is a load error naming the rule and the limit (its runs
+// would apply and then be refused at ReportResult); at the limit it loads.
+TEST_F(StacksErrorsTest, BundleWithMoreResourcesThanOneReportIsALoadError) {
+  auto crate = [](int n) {
+    std::string c = "configcrate: app\nvars:\n  user: app\nresources:\n";
+    for (int i = 0; i < n; ++i) {
+      c += "  - name: f-" + std::to_string(i) + "\n    type: file\n    target_path: /etc/f-" +
+           std::to_string(i) + "\n    content: \"{{ .Vars.pw }}\"\n";
+    }
+    return c;
+  };
+  Files files = BaseFiles();
+  files["configcrates/app.vgo"] = crate(vocab::kMaxReportResults + 1);
+  std::vector<LoadError> errors = LoadErrors(files);
+  bool found = false;
+  for (const LoadError& e : errors) {
+    const std::string t = e.ToString();
+    if (e.file == "envoys.vgo" && t.find("web-*") != std::string::npos &&
+        t.find(StrCat(vocab::kMaxReportResults + 1, " resources, more than the ",
+                      vocab::kMaxReportResults)) != std::string::npos) {
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found) << (errors.empty() ? "no errors" : errors.front().ToString());
+  files["configcrates/app.vgo"] = crate(vocab::kMaxReportResults);
+  LoadReport report;
+  auto stacks = Stacks::LoadFiles(files, backend_, &report);
+  EXPECT_TRUE(stacks.ok()) << stacks.status();
 }
 
 TEST_F(StacksErrorsTest, BaseSetLoads) {
