@@ -160,35 +160,11 @@ absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::Pha
     if (absl::Status s = phases.Observe(ipc::Direction::kToBroker, m->type); !s.ok()) {
       FatalProtocolViolation("phase", s);
     }
-    if (m->type == ipc::MsgType::kResolve) {
-      auto ref = ipc::DecodeResolve(m->payload);
-      if (!ref.ok()) FatalProtocolViolation("resolve", ref.status());
-      // Re-checked here whatever the worker checked.
-      if (allowed.count(*ref) == 0) {
-        FatalProtocolViolation("resolve", absl::PermissionDeniedError(StrCat(
-                                              "ref ", *ref, " is not in the current bundle")));
-      }
-      const sandbox::SecretBuffer* v = cache.Find(epoch, *ref);
-      if (v == nullptr) {
-        // Broker bug (every ref is resolved before the bundle is sent).
-        return absl::InternalError(StrCat("no cached value for ", *ref));
-      }
-      VIGO_RETURN_IF_ERROR(phases.Observe(ipc::Direction::kToWorker, ipc::MsgType::kValue));
-      absl::Status s = channel.Send(ipc::MsgType::kValue, v->Reveal());
-      if (!s.ok()) {
-        if (absl::IsUnavailable(s))
-          return absl::UnavailableError("vigo-worker exited during the run");
-        return s;
-      }
-      ++served;
-      Log(LogLevel::kTrace, "served value", {{"ref", *ref}});
-      continue;
-    }
     if (m->type == ipc::MsgType::kResolveBatch) {
       auto refs = ipc::DecodeResolveBatch(m->payload);
       if (!refs.ok()) FatalProtocolViolation("resolve batch", refs.status());
       // Every entry is re-checked here whatever the worker checked; one
-      // unentitled entry ends the broker like a single unentitled kResolve.
+      // unentitled entry ends the broker.
       std::vector<const sandbox::SecretBuffer*> values;
       std::vector<size_t> sizes;
       values.reserve(refs->size());

@@ -5,8 +5,8 @@
 //   absl::StatusOr<v1::ReportResultRequest> report = w.ServeRun(bundle, cache);
 //
 // SECURITY (OpenSSH monitor rule): the worker is untrusted. Any malformed,
-// oversized, unknown or out-of-phase message, and any kResolve for a ref not
-// in the current bundle's secret_refs, ends the broker immediately
+// oversized, unknown or out-of-phase message, and any kResolveBatch naming a
+// ref not in the current bundle's secret_refs, ends the broker immediately
 // (FatalProtocolViolation: one log line, then _exit). A worker that dies or
 // closes the socket makes ServeRun return UNAVAILABLE: the run is failed,
 // never hung.
@@ -49,8 +49,8 @@ struct WorkerStartOptions {
 // dirname(/proc/self/exe) + "/vigo-worker".
 absl::StatusOr<std::string> DefaultWorkerPath();
 
-// Serves one run over `channel`: sends the bundle, answers every kResolve
-// and kResolveBatch from `cache` (epoch = bundle.secrets_epoch; every ref of
+// Serves one run over `channel`: sends the bundle, answers every
+// kResolveBatch from `cache` (epoch = bundle.secrets_epoch; every ref of
 // a batch re-checked against the bundle), returns the worker's report
 // after sending kDone. Validates the report (enums, sizes).
 absl::StatusOr<v1::ReportResultRequest> ServeRun(ipc::Channel& channel, ipc::PhaseTable& phases,

@@ -88,14 +88,17 @@ std::vector<double> ProtocolResolve(int iterations) {
   (void)wphases.Observe(vigo::ipc::Direction::kToWorker, b->type);
   std::vector<double> ns;
   ns.reserve(static_cast<size_t>(iterations));
+  const std::string request = *vigo::ipc::EncodeResolveBatch({kRef});
   for (int i = 0; i < iterations; ++i) {
     auto t0 = Clock::now();
-    (void)wphases.Observe(vigo::ipc::Direction::kToBroker, vigo::ipc::MsgType::kResolve);
-    (void)worker.Send(vigo::ipc::MsgType::kResolve, std::string_view(kRef));
+    (void)wphases.Observe(vigo::ipc::Direction::kToBroker, vigo::ipc::MsgType::kResolveBatch);
+    (void)worker.Send(vigo::ipc::MsgType::kResolveBatch, std::string_view(request));
     auto v = worker.Receive(vigo::ipc::Direction::kToWorker);
     (void)wphases.Observe(vigo::ipc::Direction::kToWorker, v->type);
     ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count());
-    if (!v.ok() || v->value.size() != kValueLen) std::abort();
+    if (!v.ok()) std::abort();
+    auto values = vigo::ipc::DecodeValues(v->value, 1);
+    if (!values.ok() || values->size() != 1 || (*values)[0].size() != kValueLen) std::abort();
   }
   vigo::v1::ReportResultRequest r;
   r.set_outcome("ok");

@@ -61,9 +61,8 @@ absl::Status RecvPacket(int fd, struct iovec* iov, int iovcnt, size_t expected) 
 std::string_view MsgTypeName(MsgType type) {
   switch (type) {
     case MsgType::kHello: return "hello";
-    case MsgType::kBundle: return "bundle";
-    case MsgType::kResolve: return "resolve";
-    case MsgType::kValue: return "value";
+    case MsgType::kBundle:
+      return "bundle";
     case MsgType::kReport: return "report";
     case MsgType::kDone: return "done";
     case MsgType::kResolveBatch: return "resolve-batch";
@@ -75,16 +74,16 @@ std::string_view MsgTypeName(MsgType type) {
 size_t MaxPayload(Direction dir, MsgType type) {
   if (dir == Direction::kToBroker) {
     switch (type) {
-      case MsgType::kHello: return kMaxHelloBytes;
-      case MsgType::kResolve: return kMaxResolveBytes;
+      case MsgType::kHello:
+        return kMaxHelloBytes;
       case MsgType::kResolveBatch: return kMaxResolveBatchBytes;
       case MsgType::kReport: return kMaxReportBytes;
       default: return 0;
     }
   }
   switch (type) {
-    case MsgType::kBundle: return kMaxBundleBytes;
-    case MsgType::kValue: return kMaxValueBytes;
+    case MsgType::kBundle:
+      return kMaxBundleBytes;
     case MsgType::kValues: return kMaxValuesBytes;
     case MsgType::kDone: return 0;
     default: return 0;
@@ -94,11 +93,9 @@ size_t MaxPayload(Direction dir, MsgType type) {
 namespace {
 bool Allowed(Direction dir, MsgType type) {
   if (dir == Direction::kToBroker) {
-    return type == MsgType::kHello || type == MsgType::kResolve ||
-           type == MsgType::kResolveBatch || type == MsgType::kReport;
+    return type == MsgType::kHello || type == MsgType::kResolveBatch || type == MsgType::kReport;
   }
-  return type == MsgType::kBundle || type == MsgType::kValue || type == MsgType::kValues ||
-         type == MsgType::kDone;
+  return type == MsgType::kBundle || type == MsgType::kValues || type == MsgType::kDone;
 }
 }  // namespace
 
@@ -139,18 +136,6 @@ void EncodeHeader(const Header& h, uint8_t out[kHeaderSize]) {
   out[5] = static_cast<uint8_t>(h.length >> 8);
   out[6] = static_cast<uint8_t>(h.length >> 16);
   out[7] = static_cast<uint8_t>(h.length >> 24);
-}
-
-absl::StatusOr<std::string> DecodeResolve(std::span<const uint8_t> payload) {
-  if (payload.size() > kMaxResolveBytes) {
-    return absl::InvalidArgumentError("ipc: resolve request too long");
-  }
-  std::string path(payload.begin(), payload.end());
-  absl::Status s = ValidateSecretPath(path);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(StrCat("ipc: resolve request: ", std::string(s.message())));
-  }
-  return path;
 }
 
 absl::StatusOr<std::vector<std::string>> DecodeResolveBatch(std::span<const uint8_t> payload) {
@@ -279,16 +264,11 @@ absl::Status PhaseTable::Observe(Direction dir, MsgType type) {
       outstanding_ = Outstanding::kNone;
       return absl::OkStatus();
     case Phase::kApplying:
-      if (type == MsgType::kResolve && outstanding_ == Outstanding::kNone) {
-        outstanding_ = Outstanding::kResolve;
-        return absl::OkStatus();
-      }
       if (type == MsgType::kResolveBatch && outstanding_ == Outstanding::kNone) {
         outstanding_ = Outstanding::kResolveBatch;
         return absl::OkStatus();
       }
-      if ((type == MsgType::kValue && outstanding_ == Outstanding::kResolve) ||
-          (type == MsgType::kValues && outstanding_ == Outstanding::kResolveBatch)) {
+      if (type == MsgType::kValues && outstanding_ == Outstanding::kResolveBatch) {
         outstanding_ = Outstanding::kNone;
         return absl::OkStatus();
       }
@@ -390,7 +370,7 @@ absl::StatusOr<Message> Channel::Receive(Direction dir) {
   Message m;
   m.type = h.type;
   std::span<uint8_t> dest;
-  if (h.type == MsgType::kValue || h.type == MsgType::kValues) {
+  if (h.type == MsgType::kValues) {
     VIGO_ASSIGN_OR_RETURN(m.value, sandbox::SecretBuffer::Create(h.length));
     dest = m.value.RevealMutable();
   } else {

@@ -12,13 +12,15 @@
 //   phase        worker → broker           broker → worker
 //   kAwaitHello  kHello (once)             -
 //   kIdle        -                         kBundle (once per run)
-//   kApplying    kResolve (many),          kValue (exactly one per kResolve),
-//                kResolveBatch (many),     kValues (exactly one per kResolveBatch)
+//   kApplying    kResolveBatch (many),     kValues (exactly one per kResolveBatch)
 //                kReport
 //   kReported    -                         kDone (once), back to kIdle
 //
-// At most one request (kResolve or kResolveBatch) is outstanding at a time,
-// and the answer must be of the matching kind.
+// At most one kResolveBatch is outstanding at a time, and kValues answers it.
+// Types 3 and 4 were a one-value request and its answer (kResolve, kValue):
+// the worker only ever batched, so they were a second, unused way for a
+// compromised worker to ask; they are gone, and a message of either type is
+// unknown (the broker ends itself).
 //
 // Batches. kResolveBatch carries 1..kMaxRefsPerBatch distinct secret paths
 // separated by '\n' (a byte the path grammar excludes). kValues answers with
@@ -38,7 +40,7 @@
 // Every packet but the last carries exactly kPacketPayload payload bytes, so
 // the receiver knows the exact size of each packet in advance and any other
 // size (or a truncated datagram) is a protocol error. `len` is capped per type
-// (MaxPayload); a value (kValue) is received straight into a SecretBuffer and
+// (MaxPayload); values (kValues) are received straight into a SecretBuffer and
 // never touches a std::string or a protobuf message.
 //
 // SECURITY: the broker treats every failure of DecodeHeader / PhaseTable /
@@ -68,10 +70,9 @@ namespace vigo::ipc {
 inline constexpr int kWorkerSocketFd = 3;
 
 enum class MsgType : uint8_t {
-  kHello = 1,         // worker → broker: serialized vigo.v1.AttestationReport (no values)
-  kBundle = 2,        // broker → worker: serialized vigo.v1.PolicyBundle (markers only)
-  kResolve = 3,       // worker → broker: one secret path (CONTRACT §3 grammar)
-  kValue = 4,         // broker → worker: the value bytes, into a SecretBuffer
+  kHello = 1,   // worker → broker: serialized vigo.v1.AttestationReport (no values)
+  kBundle = 2,  // broker → worker: serialized vigo.v1.PolicyBundle (markers only)
+  // 3 and 4: removed (kResolve, kValue); never reuse them.
   kReport = 5,        // worker → broker: serialized vigo.v1.WorkerReport (no values)
   kDone = 6,          // broker → worker: run finished; empty payload
   kResolveBatch = 7,  // worker → broker: 1..kMaxRefsPerBatch paths, '\n'-separated
@@ -90,7 +91,7 @@ inline constexpr size_t kPacketPayload = 48 * 1024;
 // Size caps per type.
 inline constexpr size_t kMaxHelloBytes = 64 * 1024;
 inline constexpr size_t kMaxBundleBytes = 16 * 1024 * 1024;
-inline constexpr size_t kMaxResolveBytes = 256;  // kMaxSecretPathLen
+inline constexpr size_t kMaxResolveBytes = 256;  // one path of a batch (kMaxSecretPathLen)
 inline constexpr size_t kMaxValueBytes = vocab::kMaxSecretValueBytes;  // every backend's
 inline constexpr size_t kMaxReportBytes = 4 * 1024 * 1024;
 // Caps on one result's text fields in kReport, after the worker made them
@@ -119,9 +120,6 @@ struct Header {
 // problem (never payload bytes). `bytes` may be longer than the header.
 absl::StatusOr<Header> DecodeHeader(std::span<const uint8_t> bytes, Direction dir);
 void EncodeHeader(const Header& h, uint8_t out[kHeaderSize]);
-
-// Payload of kResolve: a valid secret path. INVALID_ARGUMENT otherwise.
-absl::StatusOr<std::string> DecodeResolve(std::span<const uint8_t> payload);
 
 // Payload of kResolveBatch: 1..kMaxRefsPerBatch valid, distinct secret paths
 // separated by single '\n' bytes (no leading, trailing or empty entries).
@@ -156,20 +154,20 @@ class PhaseTable {
 
   // Records a message travelling in `dir` (whether we sent or received it).
   // FAILED_PRECONDITION when `type` is not allowed in the current phase
-  // (e.g. kValue with no kResolve outstanding, a second kHello).
+  // (e.g. kValues with no kResolveBatch outstanding, a second kHello).
   absl::Status Observe(Direction dir, MsgType type);
   Phase phase() const { return phase_; }
 
  private:
-  enum class Outstanding { kNone, kResolve, kResolveBatch };
+  enum class Outstanding { kNone, kResolveBatch };
   Phase phase_ = Phase::kAwaitHello;
   Outstanding outstanding_ = Outstanding::kNone;
 };
 
 struct Message {
   MsgType type = MsgType::kHello;
-  std::vector<uint8_t> payload;  // every type but kValue and kValues
-  sandbox::SecretBuffer value;   // kValue and kValues only
+  std::vector<uint8_t> payload;  // every type but kValues
+  sandbox::SecretBuffer value;   // kValues only
 };
 
 class Channel {

@@ -22,7 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Pure decoders.
   (void)vigo::ipc::DecodeHeader(in, Direction::kToBroker);
   (void)vigo::ipc::DecodeHeader(in, Direction::kToWorker);
-  (void)vigo::ipc::DecodeResolve(in.size() > 8 ? in.subspan(8) : in);
   (void)vigo::ipc::DecodeResolveBatch(in.size() > 8 ? in.subspan(8) : in);
   if (auto framed = vigo::sandbox::SecretBuffer::CopyFrom(in); framed.ok()) {
     (void)vigo::ipc::DecodeValues(*framed, size > 0 ? data[0] : 0);

@@ -67,12 +67,15 @@ TEST_F(WorkerLinkTest, ServesEntitledRefsAndReturnsReport) {
     ASSERT_TRUE(b.ok());
     ASSERT_EQ(b->type, MsgType::kBundle);
     for (const char* ref : {"app/b", "app/a"}) {
-      ASSERT_TRUE(worker_.Send(MsgType::kResolve, std::string_view(ref)).ok());
+      ASSERT_TRUE(
+          worker_.Send(MsgType::kResolveBatch, *ipc::EncodeResolveBatch({std::string(ref)})).ok());
       auto v = worker_.Receive(Direction::kToWorker);
       ASSERT_TRUE(v.ok());
-      ASSERT_EQ(v->type, MsgType::kValue);
+      ASSERT_EQ(v->type, MsgType::kValues);
+      auto values = ipc::DecodeValues(v->value, 1);
+      ASSERT_TRUE(values.ok() && values->size() == 1u);
       std::string expect = std::string("value-") + ref[4];
-      EXPECT_TRUE(sandbox::ConstantTimeEquals(v->value.Reveal(), Bytes(expect)));
+      EXPECT_TRUE(sandbox::ConstantTimeEquals((*values)[0].Reveal(), Bytes(expect)));
     }
     v1::ReportResultRequest r;
     r.set_outcome("changed");
@@ -104,7 +107,7 @@ TEST_F(WorkerLinkTest, WorkerDeathIsAFailedRunNotAHang) {
 }
 
 TEST_F(WorkerLinkTest, UnentitledRefEndsTheBroker) {
-  QueueHeader(3, 9, "app/other");
+  QueueHeader(7, 9, "app/other");
   EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
               ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
 }
@@ -115,8 +118,16 @@ TEST_F(WorkerLinkTest, UnknownMessageEndsTheBroker) {
               ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
 }
 
+// The one-value request (type 3) is gone: a worker that sends it, even for
+// an entitled ref, ends the broker like any unknown message.
+TEST_F(WorkerLinkTest, TheRemovedSingleResolveEndsTheBroker) {
+  QueueHeader(3, 5, "app/a");
+  EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
+              ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
+}
+
 TEST_F(WorkerLinkTest, OversizedMessageEndsTheBroker) {
-  QueueHeader(3, ipc::kMaxResolveBytes + 1, "app/a");
+  QueueHeader(7, ipc::kMaxResolveBatchBytes + 1, "app/a");
   EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
               ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
 }
@@ -128,7 +139,7 @@ TEST_F(WorkerLinkTest, OutOfPhaseMessageEndsTheBroker) {
 }
 
 TEST_F(WorkerLinkTest, MisdirectedMessageEndsTheBroker) {
-  QueueHeader(4, 3, "abc");  // a worker may not send a value
+  QueueHeader(8, 3, "abc");  // a worker may not send values
   EXPECT_EXIT(ServeRun(broker_, phases_, bundle_, cache_).IgnoreError(),
               ::testing::ExitedWithCode(kProtocolViolationExit), "protocol violation");
 }

@@ -35,38 +35,43 @@ Pair MakePair() {
 
 TEST(IpcCodec, HeaderRoundTrip) {
   uint8_t buf[kHeaderSize];
-  EncodeHeader(Header{T::kResolve, 42}, buf);
+  EncodeHeader(Header{T::kResolveBatch, 42}, buf);
   auto h = DecodeHeader(buf, D::kToBroker);
   ASSERT_TRUE(h.ok()) << h.status();
-  EXPECT_EQ(h->type, T::kResolve);
+  EXPECT_EQ(h->type, T::kResolveBatch);
   EXPECT_EQ(h->length, 42u);
 }
 
 TEST(IpcCodec, DecoderRejectsMalformedHeaders) {
-  EXPECT_FALSE(DecodeHeader(std::vector<uint8_t>{'V', 3, 0}, D::kToBroker).ok());  // truncated
-  EXPECT_FALSE(DecodeHeader(Hdr('X', 3, 1), D::kToBroker).ok());                  // magic
+  EXPECT_FALSE(DecodeHeader(std::vector<uint8_t>{'V', 7, 0}, D::kToBroker).ok());  // truncated
+  EXPECT_FALSE(DecodeHeader(Hdr('X', 7, 1), D::kToBroker).ok());                   // magic
   EXPECT_FALSE(DecodeHeader(Hdr('V', 0, 1), D::kToBroker).ok());                  // unknown
   EXPECT_FALSE(DecodeHeader(Hdr('V', 9, 1), D::kToBroker).ok());
   EXPECT_FALSE(DecodeHeader(Hdr('V', 255, 1), D::kToWorker).ok());
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 3, 1, 1), D::kToBroker).ok());  // reserved
-  // Direction: a worker may not send a value, a broker may not send resolve.
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 4, 1), D::kToBroker).ok());
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 3, 1), D::kToWorker).ok());
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 7, 1, 1), D::kToBroker).ok());  // reserved
+  // The removed one-value request and answer (3, 4) are unknown both ways.
+  for (D dir : {D::kToBroker, D::kToWorker}) {
+    EXPECT_FALSE(DecodeHeader(Hdr('V', 3, 5), dir).ok());
+    EXPECT_FALSE(DecodeHeader(Hdr('V', 4, 5), dir).ok());
+  }
+  // Direction: a worker may not send values, a broker may not send a batch.
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 8, 1), D::kToBroker).ok());
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 7, 1), D::kToWorker).ok());
   // Caps.
-  EXPECT_TRUE(DecodeHeader(Hdr('V', 3, kMaxResolveBytes), D::kToBroker).ok());
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 3, kMaxResolveBytes + 1), D::kToBroker).ok());
-  EXPECT_TRUE(DecodeHeader(Hdr('V', 4, kMaxValueBytes), D::kToWorker).ok());
-  EXPECT_FALSE(DecodeHeader(Hdr('V', 4, kMaxValueBytes + 1), D::kToWorker).ok());
+  EXPECT_TRUE(DecodeHeader(Hdr('V', 7, kMaxResolveBatchBytes), D::kToBroker).ok());
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 7, kMaxResolveBatchBytes + 1), D::kToBroker).ok());
+  EXPECT_TRUE(DecodeHeader(Hdr('V', 8, kMaxValuesBytes), D::kToWorker).ok());
+  EXPECT_FALSE(DecodeHeader(Hdr('V', 8, kMaxValuesBytes + 1), D::kToWorker).ok());
   EXPECT_FALSE(DecodeHeader(Hdr('V', 6, 1), D::kToWorker).ok());  // done carries nothing
   EXPECT_FALSE(DecodeHeader(Hdr('V', 2, 0xffffffffu), D::kToWorker).ok());
 }
 
-TEST(IpcCodec, DecodeResolveChecksGrammar) {
-  auto ok = DecodeResolve(std::vector<uint8_t>{'a', '/', 'b'});
+TEST(IpcCodec, DecodeResolveBatchChecksGrammar) {
+  auto ok = DecodeResolveBatch(std::vector<uint8_t>{'a', '/', 'b'});
   ASSERT_TRUE(ok.ok());
-  EXPECT_EQ(*ok, "a/b");
+  EXPECT_EQ(*ok, std::vector<std::string>{"a/b"});
   for (const std::string& bad : std::vector<std::string>{"", "../x", "a//b", "/a", "a b", std::string("a\0b", 3)}) {
-    EXPECT_FALSE(DecodeResolve(std::vector<uint8_t>(bad.begin(), bad.end())).ok()) << bad;
+    EXPECT_FALSE(DecodeResolveBatch(std::vector<uint8_t>(bad.begin(), bad.end())).ok()) << bad;
   }
 }
 
@@ -89,15 +94,15 @@ TEST(IpcCodec, RoundTripSmallAndMultiPacket) {
 TEST(IpcCodec, ValueGoesIntoSecretBufferUpToTheCap) {
   Pair p = MakePair();
   std::thread sender([&] {
-    std::vector<uint8_t> v(kMaxValueBytes);
+    std::vector<uint8_t> v(kMaxValuesBytes);
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i ^ (i >> 8));
-    EXPECT_TRUE(p.broker.Send(T::kValue, v).ok());
+    EXPECT_TRUE(p.broker.Send(T::kValues, v).ok());
   });
   auto m = p.worker.Receive(D::kToWorker);
   sender.join();
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_TRUE(m->payload.empty());
-  ASSERT_EQ(m->value.size(), kMaxValueBytes);
+  ASSERT_EQ(m->value.size(), kMaxValuesBytes);
   auto b = m->value.Reveal();
   for (size_t i = 0; i < b.size(); i += 4099) EXPECT_EQ(b[i], static_cast<uint8_t>(i ^ (i >> 8)));
 }
@@ -106,7 +111,7 @@ TEST(IpcCodec, ReceiveRejectsLiesAboutLength) {
   {
     // Header says 100 bytes, packet carries 50.
     Pair p = MakePair();
-    std::vector<uint8_t> pkt = Hdr('V', 3, 100);
+    std::vector<uint8_t> pkt = Hdr('V', 7, 100);
     pkt.resize(pkt.size() + 50, 'a');
     ASSERT_EQ(::send(p.worker.fd(), pkt.data(), pkt.size(), 0), static_cast<ssize_t>(pkt.size()));
     auto m = p.broker.Receive(D::kToBroker);
@@ -116,7 +121,7 @@ TEST(IpcCodec, ReceiveRejectsLiesAboutLength) {
   {
     // Header says 3 bytes, packet carries 10.
     Pair p = MakePair();
-    std::vector<uint8_t> pkt = Hdr('V', 3, 3);
+    std::vector<uint8_t> pkt = Hdr('V', 7, 3);
     pkt.resize(pkt.size() + 10, 'a');
     ::send(p.worker.fd(), pkt.data(), pkt.size(), 0);
     EXPECT_TRUE(absl::IsInvalidArgument(p.broker.Receive(D::kToBroker).status()));
@@ -131,7 +136,7 @@ TEST(IpcCodec, ReceiveRejectsLiesAboutLength) {
   {
     // A packet shorter than a header.
     Pair p = MakePair();
-    uint8_t two[2] = {'V', 3};
+    uint8_t two[2] = {'V', 7};
     ::send(p.worker.fd(), two, 2, 0);
     EXPECT_TRUE(absl::IsInvalidArgument(p.broker.Receive(D::kToBroker).status()));
   }
@@ -162,8 +167,8 @@ TEST(PhaseTable, FullRunTwice) {
   for (int run = 0; run < 2; ++run) {
     ASSERT_TRUE(t.Observe(D::kToWorker, T::kBundle).ok());
     for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(t.Observe(D::kToBroker, T::kResolve).ok());
-      ASSERT_TRUE(t.Observe(D::kToWorker, T::kValue).ok());
+      ASSERT_TRUE(t.Observe(D::kToBroker, T::kResolveBatch).ok());
+      ASSERT_TRUE(t.Observe(D::kToWorker, T::kValues).ok());
     }
     ASSERT_TRUE(t.Observe(D::kToBroker, T::kReport).ok());
     ASSERT_TRUE(t.Observe(D::kToWorker, T::kDone).ok());
@@ -174,28 +179,28 @@ TEST(PhaseTable, FullRunTwice) {
 TEST(PhaseTable, OutOfPhaseRefused) {
   {
     PhaseTable t;
-    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolve).ok());  // before hello
+    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolveBatch).ok());  // before hello
   }
   {
     PhaseTable t;
     ASSERT_TRUE(t.Observe(D::kToBroker, T::kHello).ok());
     EXPECT_FALSE(t.Observe(D::kToBroker, T::kHello).ok());    // hello twice
-    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolve).ok());  // no bundle yet
+    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolveBatch).ok());  // no bundle yet
     EXPECT_FALSE(t.Observe(D::kToBroker, T::kReport).ok());
   }
   {
     PhaseTable t;
     ASSERT_TRUE(t.Observe(D::kToBroker, T::kHello).ok());
     ASSERT_TRUE(t.Observe(D::kToWorker, T::kBundle).ok());
-    EXPECT_FALSE(t.Observe(D::kToWorker, T::kValue).ok());    // no resolve outstanding
-    ASSERT_TRUE(t.Observe(D::kToBroker, T::kResolve).ok());
-    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolve).ok());  // two outstanding
+    EXPECT_FALSE(t.Observe(D::kToWorker, T::kValues).ok());  // no batch outstanding
+    ASSERT_TRUE(t.Observe(D::kToBroker, T::kResolveBatch).ok());
+    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolveBatch).ok());  // two outstanding
     EXPECT_FALSE(t.Observe(D::kToBroker, T::kReport).ok());   // report while waiting
     EXPECT_FALSE(t.Observe(D::kToWorker, T::kBundle).ok());
     EXPECT_FALSE(t.Observe(D::kToWorker, T::kDone).ok());
-    ASSERT_TRUE(t.Observe(D::kToWorker, T::kValue).ok());
+    ASSERT_TRUE(t.Observe(D::kToWorker, T::kValues).ok());
     ASSERT_TRUE(t.Observe(D::kToBroker, T::kReport).ok());
-    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolve).ok());  // after report
+    EXPECT_FALSE(t.Observe(D::kToBroker, T::kResolveBatch).ok());  // after report
   }
   {
     PhaseTable t;  // wrong direction for a known type
