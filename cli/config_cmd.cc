@@ -28,6 +28,7 @@
 #include "server/server_config.h"
 #include "server/service/store.h"
 #include "server/stacks.h"
+#include "vocab/envoy_name.h"
 
 namespace vigo::cli {
 namespace {
@@ -127,7 +128,7 @@ absl::StatusOr<Registry> OpenRegistry(const server::ServerConfig& cfg) {
                         store.ListEnvoyCerts());
   std::set<std::string> names;
   for (const auto& c : certs) {
-    if (!c.revoked_at_ms.has_value() && server::ValidateEnvoyName(c.name).ok()) {
+    if (!c.revoked_at_ms.has_value() && vocab::ValidateEnvoyName(c.name).ok()) {
       names.insert(c.name);
     }
   }
@@ -222,7 +223,7 @@ int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
     }
     epoch = std::stoull(e);
   }
-  if (absl::Status st = server::ValidateEnvoyName(envoy); !st.ok()) {
+  if (absl::Status st = vocab::ValidateEnvoyName(envoy); !st.ok()) {
     return Usage("bundle show", StrCat("--envoy: ", st.message()));
   }
   int code = kExitOk;
@@ -291,7 +292,7 @@ int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
     return Usage("who-needs", StrCat("PATH: ", st.message()));
   }
   for (const std::string& e : envoys) {
-    if (absl::Status st = server::ValidateEnvoyName(e); !st.ok()) {
+    if (absl::Status st = vocab::ValidateEnvoyName(e); !st.ok()) {
       return Usage("who-needs", StrCat("--envoy '", e, "': ", st.message()));
     }
   }

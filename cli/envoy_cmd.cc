@@ -23,6 +23,7 @@
 #include "server/server_config.h"
 #include "server/service/store.h"
 #include "server/tls/pki.h"
+#include "vocab/envoy_name.h"
 #include "vocab/ids.h"
 
 namespace vigo::cli {
@@ -189,7 +190,7 @@ int EnvoyIssue(const CliContext& ctx, const std::vector<std::string>& args) {
   Parsed p = Parse(spec, args);
   if (!p.args) return p.exit_code;
   const std::string name = p.args->positional()[0];
-  absl::Status valid = server::tls::ValidateEnvoyName(name);
+  absl::Status valid = vocab::ValidateEnvoyName(name);
   if (!valid.ok()) return Error(StrCat("envoy name: ", std::string(valid.message())), kExitUsage);
   if (!p.args->Has("out")) return Error("envoy issue needs --out DIR", kExitUsage);
   int64_t days = 365;
@@ -316,7 +317,7 @@ int EnvoyRevoke(const CliContext& ctx, const std::vector<std::string>& args) {
   Parsed p = Parse(spec, args);
   if (!p.args) return p.exit_code;
   const std::string name = p.args->positional()[0];
-  absl::Status valid = server::tls::ValidateEnvoyName(name);
+  absl::Status valid = vocab::ValidateEnvoyName(name);
   if (!valid.ok()) return Error(StrCat("envoy name: ", std::string(valid.message())), kExitUsage);
   auto o = Open(ctx);
   if (!o.ok()) return ErrorStatus(o.status());

@@ -38,12 +38,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "sandbox/secret_buffer.h"
+#include "vocab/secret_marker.h"
 
 namespace vigo {
 
 inline constexpr std::string_view kRefPrefix = "secret:";
-inline constexpr std::string_view kMarkerPrefix = "__VIGO_SECRET__";
-inline constexpr std::string_view kMarkerSuffix = "__END__";
+inline constexpr std::string_view kMarkerPrefix = vocab::kSecretMarkerPrefix;
+inline constexpr std::string_view kMarkerSuffix = vocab::kSecretMarkerSuffix;
 inline constexpr size_t kMaxSecretPathLen = 256;
 
 // OK, or INVALID_ARGUMENT naming the problem ("secret path is empty",

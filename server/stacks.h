@@ -113,7 +113,7 @@ class Stacks {
 
   // The bundle for `envoy_name` (first matching rule). NOT_FOUND when no rule
   // matches; INVALID_ARGUMENT for a name that is not a valid envoy name
-  // ([A-Za-z0-9._-], 1–253 bytes, no marker text). `policy_version` is this
+  // (vocab/envoy_name.h: [A-Za-z0-9._-], 1–64 bytes, no marker text). `policy_version` is this
   // Stacks' load generation. `redaction_window` (server.yaml
   // leak_scan.window) goes into the bundle only when it is not the default
   // (12), so a default fleet's bundle digests stay as they were.
@@ -152,9 +152,6 @@ std::string BundleDigest(const v1::PolicyBundle& bundle);
 
 // True when `name` matches the glob `pattern` ('*' any run, '?' one byte).
 bool EnvoyGlobMatch(std::string_view pattern, std::string_view name);
-
-// OK when `name` is a valid envoy name (see Compile).
-absl::Status ValidateEnvoyName(std::string_view name);
 
 }  // namespace vigo::server
 

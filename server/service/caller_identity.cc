@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "server/tls/pki.h"
+#include "vocab/envoy_name.h"
 #include "vocab/ids.h"
 
 namespace vigo::server::service {
@@ -30,7 +31,7 @@ absl::StatusOr<Identity> CallerIdentity::Authenticate(grpc::ServerContext* ctx,
   }
   Identity id;
   id.envoy.assign(cns[0].data(), cns[0].size());
-  if (!tls::ValidateEnvoyName(id.envoy).ok()) {
+  if (!vocab::ValidateEnvoyName(id.envoy).ok()) {
     Log(LogLevel::kWarn, "bad envoy name in certificate", {{"req", rid}, {"method", method}});
     return absl::UnauthenticatedError("client certificate CN is not a valid envoy name");
   }

@@ -19,6 +19,7 @@
 #include "common/window_index.h"
 #include "server/stacks.h"
 #include "server/stacks/model.h"
+#include "vocab/envoy_name.h"
 #include "vocab/hex.h"
 
 namespace vigo::server {
@@ -167,14 +168,14 @@ bool BuildBundle(const Model& model, const Rule& rule, std::string_view envoy_na
   std::set<std::string> used;
   bool ok = true;
   // Upper bound of the serialized bundle. Envoy-name pieces count as the
-  // longest name ValidateEnvoyName accepts, so the bound holds for every
+  // longest name vocab::ValidateEnvoyName accepts, so the bound holds for every
   // envoy the rule matches; Compile checks it against the real size. A
   // field's tag is at most 2 bytes; its length prefix is the varint of the
   // payload size. A resource's framing (tag + length) and its scalar fields
   // (timeout_seconds) fit in kResource.
   constexpr size_t kTag = 2;
   constexpr size_t kResource = 2 * 6 + 11;
-  constexpr size_t kLongestEnvoyName = 253;
+  constexpr size_t kLongestEnvoyName = vocab::kMaxEnvoyNameBytes;
   auto varint = [](size_t n) {
     size_t len = 1;
     while (n >= 0x80) {
@@ -436,30 +437,9 @@ bool EnvoyGlobMatch(std::string_view pattern, std::string_view name) {
   return p == pattern.size();
 }
 
-absl::Status ValidateEnvoyName(std::string_view name) {
-  if (name.empty() || name.size() > 253) {
-    return absl::InvalidArgumentError("envoy name must be 1-253 characters");
-  }
-  auto alnum = [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-  };
-  if (!alnum(name[0])) {
-    return absl::InvalidArgumentError("envoy name must start with a letter or digit");
-  }
-  for (char c : name) {
-    if (!alnum(c) && c != '.' && c != '_' && c != '-') {
-      return absl::InvalidArgumentError("envoy name may only hold [A-Za-z0-9._-]");
-    }
-  }
-  if (ContainsMarkerText(name)) {
-    return absl::InvalidArgumentError("envoy name holds marker text");
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name, uint64_t secrets_epoch,
                                                size_t redaction_window) const {
-  VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
+  VIGO_RETURN_IF_ERROR(vocab::ValidateEnvoyName(envoy_name));
   const si::Rule* rule = FindRule(*model_, envoy_name);
   if (rule == nullptr) {
     return absl::NotFoundError(StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));
@@ -519,7 +499,7 @@ absl::StatusOr<CompiledBundle> Stacks::Compile(std::string_view envoy_name, uint
 }
 
 absl::StatusOr<EnvoyRuleInfo> Stacks::RuleFor(std::string_view envoy_name) const {
-  VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
+  VIGO_RETURN_IF_ERROR(vocab::ValidateEnvoyName(envoy_name));
   const si::Rule* rule = FindRule(*model_, envoy_name);
   if (rule == nullptr) {
     return absl::NotFoundError(StrCat("no rule in envoys.vgo matches envoy '", envoy_name, "'"));

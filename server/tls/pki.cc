@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "sandbox/unique_fd.h"
+#include "vocab/envoy_name.h"
 #include "vocab/hex.h"
 
 namespace vigo::server::tls {
@@ -278,29 +279,6 @@ absl::StatusOr<CertInfo> IssueLeaf(const CaFiles& ca, const fs::path& cert_out,
 
 }  // namespace
 
-absl::Status ValidateEnvoyName(std::string_view name) {
-  if (name.empty()) return absl::InvalidArgumentError("envoy name is empty");
-  if (name.size() > 64) {
-    return absl::InvalidArgumentError(
-        StrCat("envoy name is ", name.size(), " bytes; the limit is 64"));
-  }
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  if (!alnum(name[0])) {
-    return absl::InvalidArgumentError("envoy name must start with a letter or digit");
-  }
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    if (!alnum(c) && c != '-' && c != '_' && c != '.') {
-      return absl::InvalidArgumentError(
-          StrCat("envoy name has a character that is not allowed at byte ", i,
-                 " (allowed: A-Z a-z 0-9 - _ .)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CreateCa(const CaFiles& out, std::string_view common_name) {
   VIGO_RETURN_IF_ERROR(RefuseExisting(out.cert));
   VIGO_RETURN_IF_ERROR(RefuseExisting(out.key));
@@ -361,7 +339,7 @@ absl::Status CheckValidityWithinCa(const CertInfo& ca, std::chrono::seconds vali
 absl::StatusOr<CertInfo> IssueClientCert(const CaFiles& ca, const fs::path& cert_out,
                                          const fs::path& key_out, std::string_view envoy_name,
                                          std::chrono::seconds validity) {
-  VIGO_RETURN_IF_ERROR(ValidateEnvoyName(envoy_name));
+  VIGO_RETURN_IF_ERROR(vocab::ValidateEnvoyName(envoy_name));
   return IssueLeaf(ca, cert_out, key_out, envoy_name, validity, "clientAuth", "");
 }
 

@@ -40,11 +40,6 @@ struct CertInfo {
   int64_t not_after_unix = 0;
 };
 
-// Envoy names: 1–64 bytes of [A-Za-z0-9_.-], starting with a letter or
-// digit (a DNS-label-like charset; never '/', spaces, '*' or NUL).
-// INVALID_ARGUMENT naming the problem.
-absl::Status ValidateEnvoyName(std::string_view name);
-
 // A self-signed CA, valid 10 years. ALREADY_EXISTS if either file exists.
 absl::Status CreateCa(const CaFiles& out, std::string_view common_name);
 

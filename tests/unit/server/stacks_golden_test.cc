@@ -202,6 +202,23 @@ TEST(StacksGolden, EnvoyNameThatWouldCompleteAMarkerIsRefused) {
   EXPECT_TRUE(absl::IsInvalidArgument(forged.status())) << forged.status();
 }
 
+TEST(StacksGolden, EnvoyNameLongerThanACertificateCnIsRefused) {
+  // The compiler used to take names up to 253 bytes, the PKI up to 64: a
+  // bundle for an envoy that could never get a certificate.
+  testing::FakeBackend backend;
+  auto stacks = Stacks::LoadFiles(
+      {{"envoys.vgo", "envoys:\n  - match: \"*\"\n    configcrates: [c]\n"},
+       {"configcrates/c.vgo",
+        "configcrate: c\nresources:\n  - name: f\n    type: file\n    target_path: /f\n"
+        "    content: \"{{ .Envoy.Name }}\"\n"}},
+      backend, nullptr);
+  ASSERT_TRUE(stacks.ok()) << stacks.status();
+  EXPECT_TRUE((*stacks)->Compile(std::string(64, 'a'), 1).ok());
+  auto longer = (*stacks)->Compile(std::string(65, 'a'), 1);
+  EXPECT_TRUE(absl::IsInvalidArgument(longer.status())) << longer.status();
+  EXPECT_TRUE(absl::IsInvalidArgument((*stacks)->RuleFor(std::string(65, 'a')).status()));
+}
+
 TEST(StacksGolden, GlobMatch) {
   EXPECT_TRUE(EnvoyGlobMatch("web-*", "web-1"));
   EXPECT_TRUE(EnvoyGlobMatch("web-*", "web-"));
