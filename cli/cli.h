@@ -1,5 +1,5 @@
-// vigocli: command dispatch. Each command group lives in its own file and is
-// registered in cli/cli.cc.
+// vigocli: command dispatch. Each command group lives in its own file, is
+// registered in cli/cli.cc and dispatches its verbs with cli/command.h.
 //
 //   int main(int argc, char** argv) { return vigo::cli::Main(argc, argv); }
 #ifndef VIGO_CLI_CLI_H_
@@ -45,8 +45,8 @@ int RunConfig(const CliContext& ctx, const std::vector<std::string>& args);    /
 int RunBundle(const CliContext& ctx, const std::vector<std::string>& args);    // cli/config_cmd.cc
 int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args);  // cli/config_cmd.cc
 int RunEnvoy(const CliContext& ctx, const std::vector<std::string>& args);     // cli/envoy_cmd.cc
-int RunRuns(const CliContext& ctx, const std::vector<std::string>& args);      // cli/envoy_cmd.cc
-int RunServer(const CliContext& ctx, const std::vector<std::string>& args);    // cli/envoy_cmd.cc
+int RunRuns(const CliContext& ctx, const std::vector<std::string>& args);      // cli/runs_cmd.cc
+int RunServer(const CliContext& ctx, const std::vector<std::string>& args);    // cli/server_cmd.cc
 
 }  // namespace vigo::cli
 

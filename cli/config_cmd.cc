@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "common/args.h"
 #include "common/exit_codes.h"
 #include "common/secret_ref.h"
@@ -32,25 +33,6 @@
 
 namespace vigo::cli {
 namespace {
-
-std::string JsonString(std::string_view s) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-  return std::string(sb.GetString(), sb.GetSize());
-}
-
-int Fail(std::string_view cmd, const absl::Status& st) {
-  std::fprintf(stderr, "vigocli %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
-               static_cast<int>(st.message().size()), st.message().data());
-  return ExitCodeFor(st);
-}
-
-int Usage(std::string_view cmd, const std::string& msg) {
-  std::fprintf(stderr, "vigocli %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
-               static_cast<int>(msg.size()), msg.data());
-  return kExitUsage;
-}
 
 // Config, backend and stacks, loaded the way vigosrv loads them. Prints the
 // load errors (every one, file:line) itself; returns null on failure with
@@ -143,8 +125,8 @@ const ArgSpec kConfigSpec{
     "Load <root>/stacks against the configured secrets backend and print every error as "
     "stacks/FILE:LINE: message.\nExit 0 when the stacks load, 1 on any error.",
     {},
-    1,
-    1};
+    0,
+    0};
 
 const ArgSpec kBundleSpec{
     "vigocli bundle show --envoy NAME [--epoch N] [--json]",
@@ -154,8 +136,8 @@ const ArgSpec kBundleSpec{
     "envoys.vgo matches NAME.",
     {{"envoy", true, "the envoy name (its certificate CN)"},
      {"epoch", true, "secrets_epoch to compile with (default 0)"}},
-    1,
-    1};
+    0,
+    0};
 
 const ArgSpec kWhoNeedsSpec{
     "vigocli who-needs PATH [--envoy NAME]... [--json]",
@@ -169,20 +151,9 @@ const ArgSpec kWhoNeedsSpec{
     1,
     1};
 
-}  // namespace
-
-int RunConfig(const CliContext& ctx, const std::vector<std::string>& args) {
-  auto a = ParseArgs(kConfigSpec, args);
-  if (!a.ok()) {
-    return Usage("config", std::string(a.status().message()));
-  }
-  if (a->help()) {
-    std::fputs(HelpText(kConfigSpec).c_str(), stdout);
-    return kExitOk;
-  }
-  if (a->positional()[0] != "validate") {
-    return Usage("config", StrCat("unknown subcommand '", a->positional()[0], "' (validate)"));
-  }
+int ConfigValidate(const CliContext& ctx, const std::vector<std::string>& args) {
+  ParsedArgs a;
+  if (int rc = ParseVerb(kConfigSpec, args, "config validate", &a); rc >= 0) return rc;
   int code = kExitOk;
   auto loaded = LoadStacks(ctx, "config validate", ctx.json, &code);
   if (!loaded) return code;
@@ -203,16 +174,10 @@ int RunConfig(const CliContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
-  auto a = ParseArgs(kBundleSpec, args);
-  if (!a.ok()) return Usage("bundle", std::string(a.status().message()));
-  if (a->help()) {
-    std::fputs(HelpText(kBundleSpec).c_str(), stdout);
-    return kExitOk;
-  }
-  if (a->positional()[0] != "show") {
-    return Usage("bundle", StrCat("unknown subcommand '", a->positional()[0], "' (show)"));
-  }
+int BundleShow(const CliContext& ctx, const std::vector<std::string>& args) {
+  ParsedArgs parsed;
+  if (int rc = ParseVerb(kBundleSpec, args, "bundle show", &parsed); rc >= 0) return rc;
+  const ParsedArgs* a = &parsed;
   if (!a->Has("envoy")) return Usage("bundle show", "--envoy NAME is required");
   std::string envoy = *a->Get("envoy");
   uint64_t epoch = 0;
@@ -261,32 +226,26 @@ int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+constexpr Verb kConfigVerbs[] = {
+    {"validate", ConfigValidate, "load the stacks against the backend; every error"}};
+constexpr Verb kBundleVerbs[] = {
+    {"show", BundleShow, "--envoy NAME: the bundle an envoy would receive"}};
+
+}  // namespace
+
+int RunConfig(const CliContext& ctx, const std::vector<std::string>& args) {
+  return DispatchVerbs("config", kConfigVerbs, ctx, args);
+}
+
+int RunBundle(const CliContext& ctx, const std::vector<std::string>& args) {
+  return DispatchVerbs("bundle", kBundleVerbs, ctx, args);
+}
+
 int RunWhoNeeds(const CliContext& ctx, const std::vector<std::string>& args) {
-  // --envoy is repeatable; common/args keeps one value per flag, so collect
-  // the repeats here and hand the rest to ParseArgs.
-  std::vector<std::string> envoys;
-  std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& s = args[i];
-    if (s == "--") {
-      rest.insert(rest.end(), args.begin() + static_cast<long>(i), args.end());
-      break;
-    }
-    if (s == "--envoy") {
-      if (i + 1 >= args.size()) return Usage("who-needs", "flag '--envoy' needs a value");
-      envoys.push_back(args[++i]);
-    } else if (s.rfind("--envoy=", 0) == 0) {
-      envoys.push_back(s.substr(8));
-    } else {
-      rest.push_back(s);
-    }
-  }
-  auto a = ParseArgs(kWhoNeedsSpec, rest);
-  if (!a.ok()) return Usage("who-needs", std::string(a.status().message()));
-  if (a->help()) {
-    std::fputs(HelpText(kWhoNeedsSpec).c_str(), stdout);
-    return kExitOk;
-  }
+  ParsedArgs parsed;
+  if (int rc = ParseVerb(kWhoNeedsSpec, args, "who-needs", &parsed); rc >= 0) return rc;
+  const ParsedArgs* a = &parsed;
+  std::vector<std::string> envoys = a->GetAll("envoy");
   const std::string& path = a->positional()[0];
   if (absl::Status st = ValidateSecretPath(path); !st.ok()) {
     return Usage("who-needs", StrCat("PATH: ", st.message()));
