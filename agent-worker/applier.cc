@@ -23,6 +23,7 @@
 #include "agent-worker/fs_ops.h"
 #include "common/ipc/agent_ipc.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "sandbox/attestation.h"
 #include "sandbox/capabilities.h"
@@ -272,27 +273,32 @@ absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::
                                                         std::vector<UniqueFd>* fds) {
   std::vector<std::string> shown;
   std::set<std::string> seen;
+  std::set<std::string> created_in;
   for (const v1::Resource& r : bundle.resources()) {
     if (r.type() != "file" && r.type() != "directory") continue;
     auto t = ParseTargetPath(root_fd, apply_root, r.target_path(), "target_path");
     if (!t.ok()) continue;  // the resource fails with this error when applied
-    // The nearest existing directory above the target, walked from the
-    // root one segment at a time without following a link.
-    UniqueFd cur(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
-    if (!cur) return absl::InternalError(StrCat("dup apply root: ", std::strerror(errno)));
-    size_t depth = 0;
-    for (; depth < t->dirs.size(); ++depth) {
-      UniqueFd next(::openat(cur.get(), t->dirs[depth].c_str(),
-                             O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!next) break;
-      cur = std::move(next);
-    }
+    // The target's own parent, never an ancestor: a missing parent is made
+    // now (as the engine would make it when it writes: 0755, a root
+    // writer's owner), before the restriction, because a rule can only be
+    // put on a directory that exists, and a rule on the nearest existing
+    // ancestor would let the applier write beneath it (/etc for a new
+    // /etc/newapp/app.conf: /etc/ld.so.preload). A resource to be removed
+    // creates nothing and needs a rule only where its parent exists. The
+    // walk never follows a link; one that meets a link or a non-directory
+    // adds no rule (the resource fails when applied, naming it).
+    const bool absent = r.state() == "absent";
+    auto dir = OpenParentDir(*t, /*create=*/!absent, &created_in);
+    if (!dir.ok()) continue;
+    const size_t depth = t->dirs.size();
     std::string name = depth == 0 ? (apply_root.empty() ? "/" : apply_root)
                                   : StrCat(apply_root, t->ShownPrefix(depth));
     if (!seen.insert(name).second) continue;
     shown.push_back(name);
-    fds->push_back(std::move(cur));
+    fds->push_back(std::move(*dir));
   }
+  std::set<std::string> failed;
+  VIGO_RETURN_IF_ERROR(SyncDirs(&created_in, &failed));
   return shown;
 }
 

@@ -21,9 +21,10 @@
 //      when it has exited; no exec command inherits the arena;
 //   2. closes the broker socket (only the worker talks to the broker);
 //   3. computes its Landlock domain (LandlockDomain): for each file and
-//      directory target, the nearest existing directory above it below the
-//      apply root, opened without following a link — so the rule can never
-//      land on a link's destination;
+//      directory target, the directory that holds it, below the apply root,
+//      opened without following a link (so the rule can never land on a
+//      link's destination) and made first when it is missing (so the rule
+//      is never on an ancestor);
 //   4. drops the capabilities the bundle does not need (ApplierCapabilities);
 //   5. restricts itself (landlock_restrict_self; no_new_privs is already set
 //      by the worker's lockdown), then applies the bundle; for an exec it
@@ -80,10 +81,15 @@ struct ApplierRun {
 std::vector<int> ApplierCapabilities(const v1::PolicyBundle& bundle);
 
 // The directories (as shown: root + path) whose hierarchies the applier may
-// write for `bundle`, each opened below `root_fd` without following a link,
-// deduplicated. A target whose walk meets a link or a non-directory adds the
-// directory above the offending component (the resource fails later, naming
-// it). `fds` receives an O_PATH fd per directory, in the same order.
+// write for `bundle`: the parent of each file and directory target, opened
+// below `root_fd` without following a link, deduplicated. Missing parents of
+// targets to be present are made here (0755, a root writer's owner, fsynced;
+// fs_ops.h OpenParentDir), so the rule is on the target's own parent, never
+// on the nearest existing ancestor. A target whose walk meets a link or a
+// non-directory, or one to be removed whose parent is missing, adds no rule
+// (the resource fails or is already absent). `fds` receives a directory fd
+// per entry, in the same order. Error: a new directory that cannot be
+// fsynced.
 absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::string& apply_root,
                                                         const v1::PolicyBundle& bundle,
                                                         std::vector<sandbox::UniqueFd>* fds);

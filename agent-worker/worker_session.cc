@@ -127,14 +127,14 @@ absl::Status WorkerSession::RunOne(const std::vector<uint8_t>& bundle_bytes) {
        {"writable_hierarchies", run.summary.landlock_domain_size()},
        {"cap_eff", run.summary.cap_eff()},
        {"setup_us", run.summary.setup_us()}});
-  // Landlock's unit is the hierarchy: a target whose first directory does
-  // not exist yet puts the rule on the apply root itself. Say so.
+  // Landlock's unit is the hierarchy: a target directly in the apply root
+  // puts the rule on the apply root itself. Say so.
   const std::string root = applier_.apply.apply_root.empty() ? "/" : applier_.apply.apply_root;
   for (const std::string& d : run.summary.landlock_domain()) {
     if (d == root) {
       Log(LogLevel::kWarn,
-          "applier domain is the whole apply root (a target's first directory does not exist "
-          "yet; create it with a directory resource to narrow the domain)",
+          "applier domain is the whole apply root (a file or directory target lies directly in "
+          "it; the applier may write anywhere beneath it)",
           {{"apply_root", root}});
       break;
     }

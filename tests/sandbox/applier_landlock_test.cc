@@ -116,6 +116,37 @@ TEST_F(ApplierLandlockTest, ABuggyApplierCannotWriteOutsideTheBundlesTargets) {
   EXPECT_TRUE(Has(r.err, "writable_hierarchies=1")) << r.err;
 }
 
+// #14 review: a target whose parent does not exist yet used to put the rule
+// on the nearest existing ancestor, so a subverted applier creating
+// /etc/newapp/app.conf could write /etc/ld.so.preload (code in every later
+// process on the host). The worker makes the parent first; the rule is on it.
+TEST_F(ApplierLandlockTest, ANewParentDirectoryDoesNotOpenItsAncestorToTheApplier) {
+  fs::create_directories(root_ / "etc");
+  ASSERT_FALSE(fs::exists(root_ / "etc/newapp"));
+  const std::string ops = "create " + (root_ / "etc/ld.so.preload").string() + "\\n" + "create " +
+                          (root_ / "etc/newapp/inside").string() + "\\n";
+  fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+                      {"configcrates/app.vgo",
+                       "configcrate: app\nresources:\n"
+                       "  - name: app\n    type: file\n    target_path: /etc/newapp/app.conf\n"
+                       "    content: \"v=1\\n\"\n"
+                       "  - name: hook-escape\n    type: file\n    target_path: "
+                       "/etc/newapp/hook.txt\n    content: \"" +
+                           ops + "\"\n"}});
+  ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+  ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  RunResult r = RunHookedAgent();
+  EXPECT_TRUE(Has(r.err, "hook-escape create " + (root_ / "etc/newapp/inside").string() + " ok"))
+      << r.err;
+  EXPECT_TRUE(
+      Has(r.err, "hook-escape create " + (root_ / "etc/ld.so.preload").string() + " errno 13"))
+      << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "etc/ld.so.preload"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/newapp/app.conf"), "v=1\n");
+  EXPECT_FALSE(Has(r.err, "applier domain is the whole apply root")) << r.err;
+}
+
 // Control: the same hook with the step opted out gets through, so the test
 // above fails if the applier stops restricting itself.
 TEST_F(ApplierLandlockTest, ControlWithLandlockOptedOutTheHookWritesOutside) {

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,17 +94,43 @@ TEST_F(LandlockDomainTest, TheParentOfEachTargetOnceAndNoCommand) {
   EXPECT_EQ(Domain(b), std::vector<std::string>{(root_ / "etc/webapp").string()});
 }
 
-TEST_F(LandlockDomainTest, AMissingParentGivesTheNearestExistingDirectory) {
+// #14 review: the rule used to be on the nearest existing ancestor, so a
+// bundle creating /etc/newapp/x.conf let the applier write anywhere in /etc
+// (/etc/ld.so.preload). The missing parents are made first and the rule is
+// on the target's own parent.
+TEST_F(LandlockDomainTest, AMissingParentIsMadeSoTheRuleIsNeverOnAnAncestor) {
   v1::PolicyBundle b;
   Add(&b, "file", "/etc/newapp/sub/x.conf");
   Add(&b, "file", "/opt/tool/y");
-  EXPECT_EQ(Domain(b), (std::vector<std::string>{(root_ / "etc").string(), root_.string()}));
+  Add(&b, "directory", "/var/lib/app");
+  EXPECT_EQ(Domain(b), (std::vector<std::string>{(root_ / "etc/newapp/sub").string(),
+                                                 (root_ / "opt/tool").string(),
+                                                 (root_ / "var/lib").string()}));
+  for (const char* made : {"etc/newapp/sub", "opt/tool", "var/lib"}) {
+    struct stat st;
+    ASSERT_EQ(::stat((root_ / made).c_str(), &st), 0) << made;
+    EXPECT_TRUE(S_ISDIR(st.st_mode)) << made;
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << made;
+  }
+  // The directory resource's own directory and the files are the engine's.
+  EXPECT_FALSE(fs::exists(root_ / "var/lib/app"));
+  EXPECT_FALSE(fs::exists(root_ / "etc/newapp/sub/x.conf"));
 }
 
-TEST_F(LandlockDomainTest, ALinkOnThePathIsNeverFollowed) {
+TEST_F(LandlockDomainTest, ATargetToBeRemovedMakesNothing) {
   v1::PolicyBundle b;
-  Add(&b, "file", "/srv/link/passwd");  // /srv/link -> /etc on the host
-  EXPECT_EQ(Domain(b), std::vector<std::string>{(root_ / "srv").string()});
+  Add(&b, "file", "/gone/dir/x")->set_state("absent");
+  Add(&b, "file", "/etc/webapp/old.conf")->set_state("absent");
+  EXPECT_EQ(Domain(b), std::vector<std::string>{(root_ / "etc/webapp").string()});
+  EXPECT_FALSE(fs::exists(root_ / "gone"));
+}
+
+TEST_F(LandlockDomainTest, ALinkOnThePathIsNeverFollowedAndAddsNoRule) {
+  v1::PolicyBundle b;
+  Add(&b, "file", "/srv/link/passwd");      // /srv/link -> /etc on the host
+  Add(&b, "file", "/srv/link/new/passwd");  // nothing made through the link
+  EXPECT_EQ(Domain(b), std::vector<std::string>{});
+  EXPECT_FALSE(fs::exists("/etc/new/passwd"));
 }
 
 }  // namespace
