@@ -266,6 +266,13 @@ class Arena {
   absl::Status BecomeChild() {
     std::lock_guard<std::mutex> lock(mu_);
     if (child_length_ == 0) return absl::FailedPreconditionError("no child arena reserved");
+    // The parent's part is read-only here: the child reads the values in
+    // place, and a bug (or an attacker) in it must not rewrite the copies
+    // the parent goes on using (the applier's seccomp layer refuses to make
+    // memory writable again).
+    if (child_offset_ > 0 && ::mprotect(base_, child_offset_, PROT_READ) != 0) {
+      return ErrnoStatus(errno, "mprotect(PROT_READ)", "the parent's part of the secret arena");
+    }
     // Blocks of the parent (below child_offset_) stay readable here; they are
     // never freed in the child (it ends with _exit), and Free aborts on them.
     base_ += child_offset_;

@@ -190,9 +190,18 @@ TEST_P(SeccompDeathTest, ErrnoRowsReturnTheirErrno) {
     if (row.action.kind != ActionKind::kErrno) continue;
     const int nr = SyscallNumber(row.name);
     const int want = row.action.errno_value;
+    // Arguments that match the row's first clause (literal comparisons;
+    // zero elsewhere), so an argument-conditioned row is reached too.
+    uint64_t a[6] = {0, 0, 0, 0, 0, 0};
+    if (!row.args.empty()) {
+      const ArgClause& c = row.args.any_of[0];
+      for (int i = 0; i < c.size; ++i) {
+        if (c.cmps[i].source == ValueSource::kLiteral) a[c.cmps[i].arg] = c.cmps[i].value;
+      }
+    }
     ChildResult r = RunChild([&](int) {
       InstallPolicyOrExit(policy);
-      long rc = ::syscall(nr, 0, 0, 0, 0, 0, 0);
+      long rc = ::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
       return rc == -1 && errno == want ? 0 : 1;
     });
     EXPECT_TRUE(r.exited && r.code == 0)
@@ -519,6 +528,47 @@ TEST(SeccompArgRuleDeathTest, ApplierLayerStartsNoProcessNoThreadNoProgram) {
   });
   EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
   ChildResult control = RunChild([](int) { return TryToStartSomething(false); });
+  EXPECT_TRUE(control.exited && control.code == kExitBodyReturned) << control.Describe();
+}
+
+// #14 review: the applier layer also keeps the shared arena's pages locked
+// (no MADV_REMOVE/COLD/PAGEOUT), never makes memory writable again (the
+// worker's half is read-only in the applier), and opens no IP or netlink
+// socket (Unix sockets stay for NSS). The same calls succeed without it.
+int TryToUnlockRemapOrConnect(bool expect_refused) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* m = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return 30;
+  auto refused = [&](long rc) { return expect_refused ? (rc == -1 && errno == EPERM) : rc == 0; };
+  for (int advice : {MADV_REMOVE, MADV_COLD, MADV_PAGEOUT}) {
+    errno = 0;
+    if (!refused(::madvise(m, page, advice))) return 31;
+  }
+  if (::madvise(m, page, MADV_DONTNEED) != 0) return 32;  // malloc's own advice stays
+  if (::mprotect(m, page, PROT_READ) != 0) return 33;
+  errno = 0;
+  if (!refused(::mprotect(m, page, PROT_READ | PROT_WRITE))) return 34;
+  errno = 0;
+  if (!refused(::syscall(SYS_pkey_mprotect, m, page, PROT_READ | PROT_WRITE, -1))) return 35;
+  for (int family : {AF_INET, AF_INET6, AF_NETLINK}) {
+    errno = 0;
+    const int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (expect_refused ? !(fd < 0 && errno == EPERM) : fd < 0) return 36;
+    if (fd >= 0) ::close(fd);
+  }
+  const int unix_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (unix_fd < 0) return 37;
+  ::close(unix_fd);
+  return kExitBodyReturned;
+}
+
+TEST(SeccompArgRuleDeathTest, ApplierLayerKeepsTheArenaLockedAndReadOnlyAndOpensNoIpSocket) {
+  ChildResult r = RunChild([](int) {
+    InstallPolicyOrExit(ApplierPolicy());
+    return TryToUnlockRemapOrConnect(true);
+  });
+  EXPECT_TRUE(r.exited && r.code == kExitBodyReturned) << r.Describe();
+  ChildResult control = RunChild([](int) { return TryToUnlockRemapOrConnect(false); });
   EXPECT_TRUE(control.exited && control.code == kExitBodyReturned) << control.Describe();
 }
 
