@@ -302,6 +302,33 @@ absl::StatusOr<std::vector<std::string>> LandlockDomain(int root_fd, const std::
   return shown;
 }
 
+namespace {
+
+// Stops the applier `pid` (SIGSTOP) and waits until it is stopped; "" when
+// it is, else why not (it ended, or cannot be waited for).
+std::string StopApplier(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) {
+    return StrCat("cannot stop the applier for a command (kill: ", std::strerror(errno), ")");
+  }
+  for (;;) {
+    siginfo_t si = {};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WSTOPPED | WEXITED | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      return StrCat("cannot wait for the applier to stop (waitid: ", std::strerror(errno), ")");
+    }
+    if (si.si_code == CLD_STOPPED) {
+      // Consume the stop report, so nothing later mistakes it for a stop
+      // by someone else.
+      siginfo_t done = {};
+      ::waitid(P_PID, static_cast<id_t>(pid), &done, WSTOPPED | WNOHANG);
+      return "";
+    }
+    return "the applier ended while asking for a command";
+  }
+}
+
+}  // namespace
+
 ApplierRun RunApplier(
     const v1::PolicyBundle& bundle, ValueSource& values, const ApplierSpec& spec,
     const std::function<v1::ResourceResult(const v1::Resource&, pid_t)>& run_exec) {
@@ -401,8 +428,9 @@ ApplierRun RunApplier(
         }
         // ... after the result of every resource ahead of it, and never one
         // whose dependency did not converge: the worker runs a command only
-        // when the applier's own engine would have (a buggy or subverted
-        // applier cannot start the migration whose config write failed).
+        // when the applier's own engine would have (a buggy applier cannot
+        // start the migration whose config write failed; a subverted one
+        // could report the write as converged: file outcomes are its word).
         const v1::Resource& exec = bundle.resources(static_cast<int>(idx));
         if (run.results.size() != idx) {
           broken = StrCat("the applier asked to run exec '", exec.name(), "' before reporting ",
@@ -415,7 +443,16 @@ ApplierRun RunApplier(
           break;
         }
         last_exec = static_cast<int>(idx);
+        // The applier is stopped while the command runs: with the same uid
+        // and (without Landlock) the same view of /proc, it could otherwise
+        // write into the command's memory (/proc/<pid>/mem) and run code as
+        // a process that holds the worker's capabilities.
+        if (std::string why = StopApplier(pid); !why.empty()) {
+          broken = why;
+          break;
+        }
         v1::ResourceResult res = run_exec(bundle.resources(last_exec), pid);
+        ::kill(pid, SIGCONT);
         execs_run[last_exec] = res;
         std::string bytes;
         res.SerializeToString(&bytes);

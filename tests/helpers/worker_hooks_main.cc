@@ -94,6 +94,8 @@ extern "C" void VigoApplierHookForTest(const vigo::v1::PolicyBundle& bundle, int
         pid_t pid = ::fork();
         if (pid == 0) ::_exit(0);
         if (pid > 0) ::waitpid(pid, nullptr, 0), rc = 0;
+      } else if (op == "stop") {
+        rc = ::raise(SIGSTOP);  // as a process of the namespace could do
       } else if (op == "exec") {
         char* argv[] = {path.data(), nullptr};
         rc = ::execv(path.c_str(), argv);  // returns only on failure

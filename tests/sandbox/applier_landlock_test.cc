@@ -147,6 +147,38 @@ TEST_F(ApplierLandlockTest, ANewParentDirectoryDoesNotOpenItsAncestorToTheApplie
   EXPECT_FALSE(Has(r.err, "applier domain is the whole apply root")) << r.err;
 }
 
+// #14 review: while a command runs, the applier is stopped, so it cannot
+// write into the command's memory (/proc/<pid>/mem needs no ptrace call, and
+// without Landlock nothing else stops it). The command sees the applier (a
+// vigo-worker other than PID 1) in state T, and the run still converges
+// (the applier is continued and reports the command's result).
+TEST_F(ApplierLandlockTest, TheApplierIsStoppedWhileACommandRuns) {
+  const fs::path seen = outside_ / "seen";
+  const std::string script =
+      "for f in /proc/[0-9]*/status; do "
+      "if grep -q '^Name:.vigo-worker' $f && grep -q '^State:.T' $f; then echo stopped >> " +
+      seen.string() + "; fi; done; true";
+  fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+                      {"configcrates/app.vgo",
+                       "configcrate: app\nresources:\n"
+                       "  - name: look\n    type: exec\n    command: [\"/bin/sh\", \"-c\", \"" +
+                           script +
+                           "\"]\n"
+                           "  - name: after\n    type: file\n    target_path: /etc/after.conf\n"
+                           "    content: \"ok\\n\"\n"}});
+  ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+  ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{},
+        std::vector<std::string>{"--insecure-skip-lockdown", "landlock"}}) {
+    fs::remove(seen);
+    RunResult r = RunHookedAgent(extra);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ReadFileOrEmpty(seen), "stopped\n") << (extra.empty() ? "landlock" : "no landlock");
+    EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/after.conf"), "ok\n");
+  }
+}
+
 // Control: the same hook with the step opted out gets through, so the test
 // above fails if the applier stops restricting itself.
 TEST_F(ApplierLandlockTest, ControlWithLandlockOptedOutTheHookWritesOutside) {
@@ -231,10 +263,10 @@ TEST_F(ApplierLandlockTest, ATimedOutCommandsCleanUpSparesTheApplier) {
   EXPECT_FALSE(Has(r.err, "applier failed")) << r.err;
 }
 
-// A command can stop the applier (same uid, same namespace): the worker
-// notices, kills it and fails the rest of the bundle instead of waiting for
-// ever.
-TEST_F(ApplierLandlockTest, ACommandThatStopsTheApplierFailsTheRunInsteadOfHangingIt) {
+// A command can stop the applier (same uid, same namespace). The worker
+// stops it itself while a command runs and continues it afterwards, so a
+// command's stop is undone and the run converges.
+TEST_F(ApplierLandlockTest, ACommandThatStopsTheApplierDoesNotHangTheRun) {
   // By name (comm): the applier is the vigo-worker that is not PID 1.
   const std::string stop =
       "for p in /proc/[0-9]*; do n=${p#/proc/}; c=$(cat $p/comm 2>/dev/null); "
@@ -250,6 +282,24 @@ TEST_F(ApplierLandlockTest, ACommandThatStopsTheApplierFailsTheRunInsteadOfHangi
   ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
   ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
   RunResult r = fleet_.RunAgent("web-1");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFileOrEmpty(root_ / "etc/b/after.conf"), "2") << r.err;
+}
+
+// An applier stopped at any other time (here by itself, through the hook)
+// is noticed: the worker kills it and fails the rest of the bundle instead
+// of waiting for ever.
+TEST_F(ApplierLandlockTest, AStoppedApplierFailsTheRunInsteadOfHangingIt) {
+  fleet_.WriteStacks({{"envoys.vgo", "envoys:\n  - match: web-1\n    configcrates: [app]\n"},
+                      {"configcrates/app.vgo",
+                       "configcrate: app\nresources:\n"
+                       "  - name: hook-escape\n    type: file\n    target_path: /etc/b/hook.txt\n"
+                       "    content: \"stop -\\n\"\n"
+                       "  - name: after\n    type: file\n    target_path: /etc/b/after.conf\n"
+                       "    content: \"2\"\n"}});
+  ASSERT_TRUE(fleet_.StartServer()) << fleet_.last_error();
+  ASSERT_TRUE(fleet_.IssueEnvoy("web-1")) << fleet_.last_error();
+  RunResult r = RunHookedAgent();
   EXPECT_TRUE(Has(r.err, "the applier was stopped by signal 19")) << r.err;
   EXPECT_FALSE(fs::exists(root_ / "etc/b/after.conf"));
   EXPECT_NE(r.exit_code, 0);
