@@ -228,6 +228,32 @@ TEST(ApplierAttestationTest, WorkerReportsApplierSummaryIsForwardedBounded) {
   EXPECT_FALSE(r2->has_applier());
 }
 
+// The applier's seccomp layer (no fork, no clone, no exec) as the worker
+// reported it reaches the forwarded attestation unchanged, both ways: a
+// strict server audits a run whose applier lacked it, so the broker must
+// neither drop a true nor turn a false into a true.
+TEST(ApplierAttestationTest, NoNewProcessIsForwardedAsReported) {
+  v1::PolicyBundle bundle;
+  bundle.add_resources()->set_name("r1");
+  for (const bool no_new_process : {true, false}) {
+    SCOPED_TRACE(no_new_process);
+    v1::WorkerReport r;
+    r.set_outcome("ok");
+    v1::ApplierSummary* s = r.mutable_applier();
+    s->set_landlock_abi(6);
+    s->set_landlock_enforced(true);
+    s->set_no_new_process(no_new_process);
+    const std::string bytes = r.SerializeAsString();
+    auto report = DecodeWorkerReport(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+        bundle);
+    ASSERT_TRUE(report.ok()) << report.status();
+    ASSERT_TRUE(report->has_applier());
+    EXPECT_EQ(report->applier().no_new_process(), no_new_process);
+    EXPECT_TRUE(report->applier().enforced());
+  }
+}
+
 // Issue 15.4: an exec result's redaction count (the worker scrubbed what the
 // command printed) is forwarded to the server; a result without one has 0.
 TEST(ApplierAttestationTest, ExecRedactionCountIsForwarded) {
