@@ -433,8 +433,9 @@ class AgentService final : public v1::VigoAgent::Service {
   }
 
   // Strict hardening: a run whose applier was not confined as the check-in
-  // attested (strict_hardening.h) is stored (the operator needs it) but
-  // logged at error and audited as agent.hardening.run_unconfined.
+  // attested, or whose report attests no applier (strict_hardening.h), is
+  // stored (the operator needs it) but logged at error and audited as
+  // agent.hardening.run_unconfined.
   void CheckRunConfined(const Identity& id, const RunRecord& run, const std::string& rid) {
     if (server_->config().require_hardening != "strict") return;
     std::optional<std::string> detail = checkin_landlock_.Unconfined(id.envoy, run, rid);
@@ -447,7 +448,8 @@ class AgentService final : public v1::VigoAgent::Service {
                                      .detail = *detail});
     Log(LogLevel::kError,
         "report: the run's applier was not confined as attested (Landlock although the check-in "
-        "attested it, or its no-fork/no-exec seccomp layer) (require_hardening strict)",
+        "attested it, or its no-fork/no-exec seccomp layer), or the report attests no applier "
+        "(require_hardening strict)",
         {{"req", rid}, {"envoy", id.envoy}, {"run", run.id}, {"detail", *detail}, {"audit", a}});
   }
 

@@ -64,8 +64,16 @@ int CheckInLandlock::For(const std::string& envoy) const {
 std::optional<std::string> CheckInLandlock::Unconfined(const std::string& envoy,
                                                        const RunRecord& run,
                                                        const std::string& rid) const {
-  if (!run.applier) return std::nullopt;
   const int abi = For(envoy);
+  if (!run.applier) {
+    // No attestation at all: the applier's confinement is unknown, and
+    // leaving the field out must not be a way around this audit. A strict
+    // server let no check-in through without a worker report, so every
+    // envoy reporting here has (or had) a worker, hence an applier; nor is
+    // a check-in this server no longer remembers (a restart, the bound
+    // above) an excuse.
+    return StrCat("run=", run.id, " req=", rid, " checkin_landlock_abi=", abi, " applier=missing");
+  }
   const bool landlock_missing = abi >= 1 && !run.applier->enforced;
   if (!landlock_missing && run.applier->no_new_process) return std::nullopt;
   return StrCat("run=", run.id, " req=", rid, " checkin_landlock_abi=", abi,

@@ -39,9 +39,14 @@ class CheckInLandlock {
   // The ABI last noted for `envoy`; -1 when none.
   int For(const std::string& envoy) const;
   // The audit detail when `run`'s applier was not confined as attested: not
-  // Landlock-enforced although the check-in attested Landlock, or without
-  // its no-fork/no-exec seccomp layer (which needs nothing of the kernel, so
-  // counts on every kernel); nullopt when it was, or the run has no applier.
+  // Landlock-enforced although the check-in attested Landlock, without its
+  // no-fork/no-exec seccomp layer (which needs nothing of the kernel, so
+  // counts on every kernel), or with no applier attestation at all (detail
+  // `applier=missing`: an older agent, a failed run the broker reported
+  // itself, or an envoy that left the field out); nullopt when it was.
+  // For strict servers only: every check-in they accept had a worker.
+  // The attestation is the envoy's own word; only its Landlock enforcement
+  // is cross-checked, against the check-in's ABI.
   std::optional<std::string> Unconfined(const std::string& envoy, const RunRecord& run,
                                         const std::string& rid) const;
 

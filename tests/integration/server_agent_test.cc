@@ -2,6 +2,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -564,10 +565,12 @@ TEST(ServerHardeningTest, StrictRefusesWeakenedAgents) {
 
 // Issue 14: under strict hardening, a run whose applier was not Landlock-
 // confined although the check-in attested Landlock, or had not loaded its
-// no-fork/no-exec seccomp layer, is stored, logged as an
-// error and audited (agent.hardening.run_unconfined); a confined run is not,
-// and without strict nothing is audited. The applier's domain paths are
-// leak-scanned like every other report text.
+// no-fork/no-exec seccomp layer, or whose report carries no applier
+// attestation at all (an older agent, or an envoy that left the field out to
+// dodge this audit), is stored, logged as an error and audited
+// (agent.hardening.run_unconfined); a confined run is not, and without
+// strict nothing is audited. The applier's domain paths are leak-scanned
+// like every other report text.
 TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
   for (const std::string mode : {"strict", "none"}) {
     SCOPED_TRACE(mode);
@@ -584,22 +587,34 @@ TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
       *req.add_attestation() = GoodReport("worker");  // landlock_abi 7
       ASSERT_TRUE(stub->CheckIn(&ctx, req, &ci).ok());
     }
-    auto report = [&](const std::string& run_id, bool enforced, bool no_new_process = true) {
+    auto send = [&](v1::VigoAgent::Stub& to, const std::string& run_id,
+                    const std::optional<v1::ApplierAttestation>& applier) {
       grpc::ClientContext ctx;
       v1::ReportResultRequest req;
       req.set_run_id(run_id);
       req.set_bundle_digest(ci.bundle().digest());
       req.set_secrets_epoch(ci.bundle().secrets_epoch());
       req.set_outcome("ok");
-      v1::ApplierAttestation* a = req.mutable_applier();
-      a->set_landlock_abi(enforced ? 7 : 0);
-      a->set_enforced(enforced);
-      a->set_no_new_process(no_new_process);
-      a->add_domain("/etc/app");
-      a->add_domain(StrCat("/srv/", kDbCanary));  // a path that holds a value
+      if (applier) *req.mutable_applier() = *applier;
       v1::ReportResultResponse resp;
-      grpc::Status st = stub->ReportResult(&ctx, req, &resp);
+      grpc::Status st = to.ReportResult(&ctx, req, &resp);
       EXPECT_TRUE(st.ok()) << st.error_message();
+    };
+    auto report = [&](const std::string& run_id, bool enforced, bool no_new_process = true) {
+      v1::ApplierAttestation a;
+      a.set_landlock_abi(enforced ? 7 : 0);
+      a.set_enforced(enforced);
+      a.set_no_new_process(no_new_process);
+      a.add_domain("/etc/app");
+      a.add_domain(StrCat("/srv/", kDbCanary));  // a path that holds a value
+      send(*stub, run_id, a);
+    };
+    auto last_unconfined_detail = [&]() {
+      std::string detail;
+      for (const auto& rec : fx.AuditRecords()) {
+        if (rec.event.event == "agent.hardening.run_unconfined") detail = rec.event.detail;
+      }
+      return detail;
     };
     report("confined-1", true);
     EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), 0);
@@ -621,6 +636,31 @@ TEST(ServerHardeningTest, StrictAuditsARunWhoseApplierWasUnconfined) {
     EXPECT_EQ(run->applier->domain[0], "/etc/app");
     EXPECT_EQ(run->applier->domain[1], "/srv/[redacted:a/db]");
     EXPECT_TRUE(run->redacted);
+    // No applier attestation at all, from an envoy whose check-in had a
+    // worker: its confinement is unknown, so it is audited like an
+    // unconfined one (leaving the field out dodges nothing).
+    send(*stub, "no-applier-1", std::nullopt);
+    EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), mode == "strict" ? 3 : 0);
+    auto bare = fx.store().GetRun("no-applier-1");
+    ASSERT_TRUE(bare.ok()) << bare.status();
+    EXPECT_FALSE(bare->applier.has_value());
+    if (mode == "strict") {
+      const std::string detail = last_unconfined_detail();
+      EXPECT_NE(detail.find("run=no-applier-1 "), std::string::npos) << detail;
+      EXPECT_NE(detail.find("checkin_landlock_abi=7"), std::string::npos) << detail;
+      EXPECT_NE(detail.find("applier=missing"), std::string::npos) << detail;
+    }
+    // Nor does reporting before any check-in this server remembers (after a
+    // restart, say): a strict server let no check-in through without a worker.
+    auto fresh = fx.Stub(fx.IssueEnvoy("web-b"));
+    send(*fresh, "no-applier-2", std::nullopt);
+    EXPECT_EQ(fx.CountAudit("agent.hardening.run_unconfined"), mode == "strict" ? 4 : 0);
+    if (mode == "strict") {
+      const std::string detail = last_unconfined_detail();
+      EXPECT_NE(detail.find("run=no-applier-2 "), std::string::npos) << detail;
+      EXPECT_NE(detail.find("checkin_landlock_abi=-1"), std::string::npos) << detail;
+      EXPECT_NE(detail.find("applier=missing"), std::string::npos) << detail;
+    }
   }
 }
 
